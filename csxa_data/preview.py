@@ -1,0 +1,77 @@
+"""Pictures for people: contact sheets of release films (and, later, of variants)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_path
+from .errors import CsxaError
+from .landmarks import shape_locations
+from .release import ReleaseConfig, open_release
+
+CLASS_TITLES = {0: "asymptomatic (healthy)", 1: "spondylosis"}
+
+
+def tile_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], tile: int, pad: int = 6) -> Image.Image:
+    """Rows of (title, [(image, caption), ...]) on a dark page, each image scaled to ``tile`` high."""
+    font = ImageFont.load_default(size=max(10, tile // 18))
+    title_h, caption_h = tile // 8, tile // 12
+    scaled = [[(img.resize((max(1, round(img.width * tile / img.height)), tile), Image.Resampling.LANCZOS), cap)
+               for img, cap in items] for _, items in rows]
+    width = max(sum(im.width + pad for im, _ in items) + pad for items in scaled)
+    height = len(rows) * (title_h + tile + caption_h + pad) + pad
+    page = Image.new("RGB", (width, height), (24, 24, 28))
+    draw = ImageDraw.Draw(page)
+    y = pad
+    for (title, _), items in zip(rows, scaled):
+        draw.text((pad, y), title, fill=(235, 235, 235), font=font)
+        y += title_h
+        x = pad
+        for img, caption in items:
+            page.paste(img.convert("RGB"), (x, y))
+            draw.text((x, y + tile + 2), caption, fill=(190, 190, 190), font=font)
+            x += img.width + pad
+        y += tile + caption_h + pad
+    return page
+
+
+def _mark(img: Image.Image, points: dict[str, tuple[float, float]]) -> Image.Image:
+    img = img.convert("RGB")
+    draw = ImageDraw.Draw(img)
+    r = max(2, img.height // 150)
+    for x, y in points.values():
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(230, 40, 40))
+    return img
+
+
+def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Path, *, per_class: int = 4,
+                          tile: int = 260, landmarks: bool = False) -> Path:
+    """The first ``per_class`` films of each class (by case number) in two labelled rows."""
+    release = open_release(root, config)
+    codes = {str(k): int(v) for k, v in config.label_codes.items()}
+    by_case = {m.stem[:4]: m for m in release.pngs if m.name.lower().endswith(".png")}
+    json_names = {m.stem: m.name for m in release.jsons}
+    picked: dict[int, list] = {0: [], 1: []}
+    for row in release.columns.itertuples():
+        label = codes.get(str(row.label).strip())
+        key = f"{int(row.number):04d}" if str(row.number).strip().isdigit() else None
+        if label is None or key not in by_case or len(picked[label]) >= per_class:
+            continue
+        member = by_case[key]
+        img = Image.open(io.BytesIO(release.pngs.read(member.name)))
+        img.load()
+        caption = f"{member.stem} {img.width}x{img.height} {img.mode}"
+        if landmarks and member.stem in json_names:
+            img = _mark(img, shape_locations(json.loads(release.jsons.read(json_names[member.stem]))))
+        picked[label].append((img, caption))
+    if not any(picked.values()):
+        raise CsxaError("no case with both a class in the sheet and a PNG", path=root)
+    page = tile_grid([(CLASS_TITLES[k], v) for k, v in picked.items() if v], tile)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        page.save(tmp, format="PNG")
+    return out

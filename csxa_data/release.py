@@ -1,0 +1,340 @@
+"""Open a CSXA release as published: ``datasets.xlsx`` plus the PNG and JSON sets, each either as
+the official zip or as the folder it unpacks to. The synthetic atlas is read by the same code.
+
+Nothing here interprets values: it finds the header row, maps the configured column names and
+lists every file, so that ingest can validate, repair and account for each of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+import pandas as pd
+
+from .errors import CsxaError
+
+XLSX_NAME = "datasets.xlsx"
+PNG_SET = "datasets-PNG"
+JSON_SET = "datasets-JSON"
+
+# name -> (bytes, md5) of the official files of CSXA V3.0 (Science Data Bank, doi 10.57760/sciencedb.15391)
+OFFICIAL_FILES = {
+    "datasets.xlsx": (8_637_658, "9c6d27010efc62554ffb1f16dc0a8cb3"),
+    "datasets-JSON.zip": (1_466_370_159, "bf2e959df985aa5e676302ce92a7ec3c"),
+    "datasets-PNG.zip": (1_394_632_623, "008db86e56f05003fa1870430c245bfd"),
+}
+
+MD5_POLICIES = ("report", "strict", "off")
+HEADER_SEARCH_ROWS = 20
+CURVATURE_COLUMN = "Curvature: 1.Lordotic, 2.Straight, 3.Sigmoid1, 4.Sigmoid2, 5.Kyphotic"
+
+
+@dataclass(frozen=True)
+class SheetColumns:
+    """Names of the sheet's columns that the toolkit uses; defaults are the synthetic atlas's.
+
+    ``number`` is the join key. The real release's names for gender, age and class are not
+    published: set them in ``params.yaml`` (``release.columns``). A column set to ``None`` is
+    not read (only ``curvature`` and ``pixel_equivalent`` may be left out).
+    """
+
+    number: str = "Number"
+    gender: str = "Gender"
+    age: str = "Age"
+    label: str = "Class"
+    curvature: str | None = CURVATURE_COLUMN
+    pixel_equivalent: str | None = "Pixel equivalent (mm/pixel)"
+
+    REQUIRED = ("number", "gender", "age", "label")
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """How to read a release: sheet name, column names, class coding and the md5 policy."""
+
+    sheet: str = "Sheet1"
+    columns: SheetColumns = field(default_factory=SheetColumns)
+    # value in the class column -> label (0 = asymptomatic, 1 = spondylosis)
+    label_codes: dict = field(default_factory=lambda: {"asymptomatic": 0, "symptomatic": 1})
+    md5: str = "report"
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ReleaseConfig":
+        """Build from the ``release`` section of params.yaml; unknown keys are an error."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CsxaError(f"unknown key(s) {unknown} in the release section; expected {sorted(known)}",
+                            path="params.yaml")
+        columns = dict(data.pop("columns", None) or {})
+        col_known = {f.name for f in fields(SheetColumns)}
+        bad = sorted(set(columns) - col_known)
+        if bad:
+            raise CsxaError(f"unknown column key(s) {bad} in release.columns; expected {sorted(col_known)}",
+                            path="params.yaml")
+        for key in SheetColumns.REQUIRED:
+            if key in columns and not columns[key]:
+                raise CsxaError(f"release.columns.{key} must name a column", path="params.yaml")
+        if data.get("md5", "report") not in MD5_POLICIES:
+            raise CsxaError(f"release.md5 must be one of {MD5_POLICIES}, not {data['md5']!r}", path="params.yaml")
+        return cls(columns=SheetColumns(**columns), **data)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of the PNG or JSON set, wherever it is stored."""
+
+    name: str       # base name, e.g. 0001035.png
+    stem: str       # name without its last suffix
+    size: int
+    location: str   # for messages: datasets-PNG.zip:datasets-PNG/0001035.png or the file path
+
+
+class FileSet:
+    """The files of one set (PNG or JSON), from a zip or from an unpacked folder.
+
+    Lists every regular file (whatever its suffix), so ingest can keep or drop each one.
+    """
+
+    def __init__(self, set_name: str, members: list[Member], opener):
+        self.set_name = set_name
+        self.members = sorted(members, key=lambda m: m.name)
+        self._by_name = {m.name: m for m in self.members}
+        self._open = opener
+
+    def read(self, name: str) -> bytes:
+        """The bytes of member ``name`` (its base name)."""
+        return self._open(self._by_name[name])
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def table(self) -> pd.DataFrame:
+        """One row per file: set, name, stem, size."""
+        return pd.DataFrame({"set": self.set_name,
+                             "name": [m.name for m in self.members],
+                             "stem": [m.stem for m in self.members],
+                             "size": [m.size for m in self.members]})
+
+
+def _check_unique(set_name: str, members: list[Member]) -> None:
+    seen: dict[str, Member] = {}
+    for m in members:
+        if m.name in seen:
+            raise CsxaError(f"two files named {m.name} ({seen[m.name].location} and {m.location}); "
+                            "file names must be unique within a set", path=set_name)
+        seen[m.name] = m
+
+
+def _is_junk(parts: tuple[str, ...]) -> bool:
+    # archive tool metadata, not release files
+    return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db")
+
+
+def _zip_set(path: Path, set_name: str) -> FileSet:
+    try:
+        archive = zipfile.ZipFile(path)
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CsxaError(f"cannot open as a zip archive ({exc}); expected the {set_name} zip "
+                        f"or an unpacked folder {set_name}/", path=path) from None
+    members, by_name = [], {}
+    for info in infos:
+        parts = PurePosixPath(info.filename).parts
+        if info.is_dir() or not parts or _is_junk(parts):
+            continue
+        name = parts[-1]
+        members.append(Member(name, PurePosixPath(name).stem, info.file_size, f"{path}:{info.filename}"))
+        by_name[name] = info.filename
+    _check_unique(path.name, members)
+
+    def opener(member: Member) -> bytes:
+        try:
+            return archive.read(by_name[member.name])
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise CsxaError(f"cannot read from the zip ({exc})", path=member.location) from None
+
+    return FileSet(set_name, members, opener)
+
+
+def _folder_set(path: Path, set_name: str) -> FileSet:
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    # an archive unpacked into a folder of the same name: datasets-PNG/datasets-PNG/*.png
+    if len(entries) == 1 and entries[0].is_dir():
+        path = entries[0]
+    members = [Member(p.name, p.stem, p.stat().st_size, str(p))
+               for p in path.rglob("*") if p.is_file() and not _is_junk(p.relative_to(path).parts)]
+    _check_unique(str(path), members)
+    files = {m.name: Path(m.location) for m in members}
+
+    def opener(member: Member) -> bytes:
+        try:
+            return files[member.name].read_bytes()
+        except OSError as exc:
+            raise CsxaError(f"cannot read ({exc.strerror})", path=member.location) from None
+
+    return FileSet(set_name, members, opener)
+
+
+def open_file_set(root: Path, set_name: str) -> FileSet:
+    """The PNG or JSON set under ``root``: ``<set>.zip`` if present, else the folder ``<set>/``."""
+    archive, folder = root / f"{set_name}.zip", root / set_name
+    if archive.is_file():
+        return _zip_set(archive, set_name)
+    if folder.is_dir():
+        return _folder_set(folder, set_name)
+    raise CsxaError(f"missing {set_name}.zip and {set_name}/; expected one of them "
+                    f"(the release's {set_name.split('-')[1]} files)", path=root)
+
+
+def _cell_text(value) -> str:
+    return str(value).strip() if value is not None else ""
+
+
+def read_sheet(path: Path, config: ReleaseConfig) -> pd.DataFrame:
+    """Read the sheet as text-free raw values, one row per data row, plus ``excel_row``.
+
+    The header row is the first row (within the first 20) with a cell equal to the number
+    column's name; rows above it (the title) are skipped, wholly empty rows are not data.
+    """
+    import openpyxl  # heavy; only needed here
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    if not path.is_file():
+        raise CsxaError(f"not found; expected the release's Excel sheet {XLSX_NAME}", path=path)
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise CsxaError(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {exc})", path=path) from None
+    try:
+        if config.sheet not in book.sheetnames:
+            raise CsxaError(f"no sheet named {config.sheet!r}; the workbook has {book.sheetnames}", path=path)
+        rows = book[config.sheet].iter_rows(values_only=True)
+        key = config.columns.number
+        header, header_row = None, 0
+        for header_row, values in enumerate(rows, start=1):
+            if key in (_cell_text(v) for v in values):
+                header = [_cell_text(v) for v in values]
+                break
+            if header_row >= HEADER_SEARCH_ROWS:
+                break
+        if header is None:
+            raise CsxaError(f"no header row: no cell {key!r} in the first {HEADER_SEARCH_ROWS} rows "
+                            f"of sheet {config.sheet!r} (release.columns.number)", path=path)
+        records, excel_rows = [], []
+        for excel_row, values in enumerate(rows, start=header_row + 1):
+            if all(v is None or _cell_text(v) == "" for v in values):
+                continue
+            records.append(list(values) + [None] * (len(header) - len(values)))
+            excel_rows.append(excel_row)
+    finally:
+        book.close()
+    named = [(i, h) for i, h in enumerate(header) if h]
+    dupes = sorted({h for _, h in named if [x for _, x in named].count(h) > 1})
+    if dupes:
+        raise CsxaError(f"duplicated column name(s) {dupes} in the header row {header_row}", path=path)
+    frame = pd.DataFrame([[r[i] for i, _ in named] for r in records], columns=[h for _, h in named], dtype=object)
+    frame.insert(0, "excel_row", pd.Series(excel_rows, dtype="int64"))
+    frame.attrs["header_row"] = header_row
+    return frame
+
+
+def select_columns(sheet: pd.DataFrame, config: ReleaseConfig, path: Path) -> pd.DataFrame:
+    """The configured columns under canonical names (excel_row, number, gender, age, label, ...).
+
+    A configured column missing from the sheet is an error that names the columns it has.
+    """
+    wanted = {f.name: getattr(config.columns, f.name) for f in fields(SheetColumns)}
+    wanted = {k: v for k, v in wanted.items() if v}
+    missing = [f"{v!r} (release.columns.{k})" for k, v in wanted.items() if v not in sheet.columns]
+    if missing:
+        have = ", ".join(repr(c) for c in sheet.columns if c != "excel_row")
+        raise CsxaError(f"sheet {config.sheet!r} lacks the configured column(s) {', '.join(missing)}; "
+                        f"it has: {have}", path=path)
+    out = pd.DataFrame({"excel_row": sheet["excel_row"]})
+    for key, column in wanted.items():
+        out[key] = sheet[column]
+    return out
+
+
+def file_md5(path: Path, chunk: int = 1 << 20) -> str:
+    """md5 of a file, streamed."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_official(root: Path, policy: str = "report") -> pd.DataFrame:
+    """md5 of each official file present, against the published table.
+
+    status: ``match``; ``mismatch`` (official size but other bytes: a corrupt download);
+    ``not official`` (another size: a different release, e.g. the synthetic atlas).
+    Under the ``strict`` policy anything but ``match`` is an error.
+    """
+    rows = []
+    if policy == "off":
+        return pd.DataFrame(columns=["file", "bytes", "md5", "official_md5", "status"])
+    for name, (size, md5) in OFFICIAL_FILES.items():
+        path = root / name
+        if not path.is_file():
+            continue
+        actual_size = path.stat().st_size
+        actual = file_md5(path)
+        status = "match" if actual == md5 else ("mismatch" if actual_size == size else "not official")
+        rows.append({"file": name, "bytes": actual_size, "md5": actual, "official_md5": md5, "status": status})
+        if policy == "strict" and status != "match":
+            raise CsxaError(f"md5 {actual} != official {md5} ({status}, {actual_size} bytes, official "
+                            f"{size}); release.md5 is 'strict'", path=path)
+    return pd.DataFrame(rows, columns=["file", "bytes", "md5", "official_md5", "status"])
+
+
+@dataclass
+class Release:
+    """An opened release: the raw sheet, its configured columns, the two file sets, checksums."""
+
+    root: Path
+    config: ReleaseConfig
+    sheet: pd.DataFrame
+    columns: pd.DataFrame
+    pngs: FileSet
+    jsons: FileSet
+    checksums: pd.DataFrame
+
+    def files(self) -> pd.DataFrame:
+        """Every file of both sets, one row each."""
+        return pd.concat([self.pngs.table(), self.jsons.table()], ignore_index=True)
+
+    def summary(self) -> str:
+        """A few human-readable lines on what was found."""
+        lines = [f"release {self.root}",
+                 f"  sheet: {len(self.sheet)} rows (header on row {self.sheet.attrs.get('header_row')}), "
+                 f"{len(self.sheet.columns) - 1} columns",
+                 f"  {PNG_SET}: {len(self.pngs)} files; {JSON_SET}: {len(self.jsons)} files"]
+        for row in self.checksums.itertuples():
+            lines.append(f"  md5 {row.file}: {row.status}")
+        return "\n".join(lines)
+
+
+def open_release(root: str | Path, config: ReleaseConfig | None = None) -> Release:
+    """Open the release in ``root`` (the three files, or the xlsx and the two unpacked folders)."""
+    root = Path(root)
+    config = config or ReleaseConfig()
+    if not root.is_dir():
+        raise CsxaError("not a folder; expected a folder holding datasets.xlsx and the PNG and JSON "
+                        "sets (zips or unpacked folders)", path=root)
+    checksums = verify_official(root, config.md5)
+    xlsx = root / XLSX_NAME
+    sheet = read_sheet(xlsx, config)
+    columns = select_columns(sheet, config, xlsx)
+    return Release(root, config, sheet, columns, open_file_set(root, PNG_SET), open_file_set(root, JSON_SET),
+                   checksums)

@@ -1,0 +1,1 @@
+"""Pandera contracts of every table that crosses a csxa stage."""

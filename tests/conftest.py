@@ -1,0 +1,32 @@
+"""Shared fixtures: small synthetic releases written once per test session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from csxa_data.synth import SynthParams, write_synthetic_release
+
+os.environ["DVC_NO_ANALYTICS"] = "1"
+REPO = Path(__file__).resolve().parents[1]
+
+# small enough for 2 cores, large enough that every fault kind appears
+SMALL = SynthParams(seed=7, cases=60, size_scale=0.2)
+
+
+@pytest.fixture(scope="session")
+def small_synth(tmp_path_factory) -> Path:
+    """A 60-case synthetic release (OUT with release/, faults.csv, truth.csv)."""
+    out = tmp_path_factory.mktemp("synth") / "small"
+    write_synthetic_release(out, SMALL, workers=2, progress=False)
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``csxa-data ARGS`` as a user would, capturing output."""
+    return subprocess.run([sys.executable, "-m", "csxa_data", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
