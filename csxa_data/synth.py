@@ -231,8 +231,8 @@ def radiographic_parameters(landmarks: dict, mm_per_pixel: float) -> dict:
 
     c2 = math.degrees(math.atan2(*(point("C2 bottom right") - point("C2 bottom left"))[::-1]))
     # lordosis positive: the C2 endplate tilts the other way from C7's in a lordotic neck
-    cobb = endplate_angle(7, "bottom") - c2
-    local = [endplate_angle(n + 1, "bottom") - endplate_angle(n, "bottom") for n in range(3, 7)]
+    cobb = c2 - endplate_angle(7, "bottom")
+    local = [endplate_angle(n, "bottom") - endplate_angle(n + 1, "bottom") for n in range(3, 7)]
     if cobb < -5:
         curvature = 5
     elif max(local) > 3 and min(local) < -3:

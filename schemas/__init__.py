@@ -1,1 +1,19 @@
-"""Pandera contracts of every table that crosses a csxa stage."""
+"""Pandera contracts of every table that crosses a csxa stage.
+
+A consumer of the registry reads these to know what it gets; each stage validates its inputs
+and outputs against them (lazily: every failure is collected, then the stage decides).
+
+- ``sheet.SheetRows``     the Excel rows after typing (one per data row of ``datasets.xlsx``)
+- ``files.FileNames``     metadata parsed from the PNG and JSON file names
+- ``landmarks.Landmarks`` one row per kept case and landmark (``landmarks.csv``)
+- ``manifest.Manifest``   the published clean manifest (``manifest.csv``), one row per kept case
+- ``logs.Repairs``, ``logs.Drops``  every repair and every drop, with its rule
+"""
+
+from .files import FileNames
+from .landmarks import Landmarks
+from .logs import Drops, Repairs
+from .manifest import Manifest
+from .sheet import SheetRows
+
+__all__ = ["Drops", "FileNames", "Landmarks", "Manifest", "Repairs", "SheetRows"]

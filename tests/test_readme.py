@@ -1,0 +1,70 @@
+"""The README's first command, exactly as written, in a fresh clone: the pipeline runs, and a
+second `dvc repro` changes nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def readme_command(name: str) -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(rf"<!-- command: {name} -->\s*```bash\n(.+?)\n```", text, re.S)
+    assert match, f"README has no '{name}' command block"
+    return match.group(1).strip()
+
+
+def fresh_clone(target: Path) -> Path:
+    """A new git repository holding exactly what a clone of this work tree would."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+        subprocess.run(cmd, cwd=target, check=True)
+    return target
+
+
+def new_user_env() -> dict:
+    """The caller's environment without this test run's virtual environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "DVC_NO_ANALYTICS")}
+    venv_bin = os.environ.get("VIRTUAL_ENV", "//none") + "/bin"
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    return env
+
+
+def bash(cmd: str, cwd: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", cmd], cwd=cwd, env=new_user_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_readme_pipeline_command_in_a_fresh_clone(tmp_path):
+    clone = fresh_clone(tmp_path / "clone")
+    try:
+        first = bash(readme_command("pipeline"), clone)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        assert (clone / "data/synthetic/release/datasets.xlsx").is_file()
+        assert (clone / "data/synthetic/release/datasets-PNG.zip").is_file()
+        assert (clone / "data/synthetic/faults.csv").is_file()
+        # the committed lock file describes exactly what the pipeline rebuilt
+        diff = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
+        assert diff == "", f"the pipeline changed tracked files:\n{diff}"
+        status = bash(". .venv/bin/activate && DVC_NO_ANALYTICS=1 dvc status", clone)
+        assert status.returncode == 0 and "Data and pipelines are up to date." in status.stdout, status.stdout
+        again = bash(". .venv/bin/activate && DVC_NO_ANALYTICS=1 dvc repro", clone)
+        assert again.returncode == 0, again.stderr
+        assert "Running stage" not in again.stdout, again.stdout
+    finally:
+        shutil.rmtree(clone / ".venv", ignore_errors=True)
