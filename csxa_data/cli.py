@@ -57,6 +57,23 @@ def cmd_contact_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest import IngestParams, run_ingest, validation_report, write_ingest
+    from .params import load_section
+
+    params = IngestParams.from_dict(load_section(args.params, "ingest"))
+    release = args.release or Path(params.release)
+    result = run_ingest(release, params, _release_config(args), workers=args.workers, progress=not args.quiet)
+    write_ingest(result, args.out)
+    if not args.quiet:
+        print(validation_report(result.validation))
+    kept, sources = result.validation["kept"], result.validation["sources"]
+    print(f"ingest: {kept['cases']} cases kept ({kept['by_class']} by class, {kept['by_split']} by split); "
+          f"dropped {sources['sheet']['dropped']} sheet rows, {sources['png']['dropped']} PNGs, "
+          f"{sources['json']['dropped']} JSONs; {len(result.repairs)} repairs; wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``csxa-data`` argument parser, one sub-command per step."""
     parser = argparse.ArgumentParser(
@@ -89,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(check)
     check.add_argument("--release", type=Path, required=True, help="folder holding the release")
     check.set_defaults(func=cmd_check_release)
+
+    ingest = sub.add_parser(
+        "ingest", help="validate, repair, reconcile and split a release into a clean manifest",
+        description="Validate the sheet, the file names and the LabelMe JSONs against the contracts in "
+                    "schemas/, repair what the seed paper repaired (sheet age := file-name age; untidy, "
+                    "polygon and duplicated landmarks), drop what cannot be used, and split by case. Writes "
+                    "OUT/manifest.csv, landmarks.csv, repairs.csv, drops.csv, validation.json and "
+                    "validation.md. Every sheet row, PNG and JSON is kept or dropped with its rule; the run "
+                    "fails if the counts do not reconcile.")
+    _add_params(ingest)
+    ingest.add_argument("--release", type=Path, help="folder holding the release (default: ingest.release)")
+    ingest.add_argument("--out", type=Path, default=Path("data/ingest"), help="output folder (default: %(default)s)")
+    ingest.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar or report")
+    ingest.set_defaults(func=cmd_ingest)
 
     sheet = sub.add_parser(
         "contact-sheet", help="draw a PNG of a few asymptomatic and a few spondylotic films of a release",

@@ -26,6 +26,14 @@ def small_synth(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    """A 16-case synthetic release, for tests that break things in a copy of it."""
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    write_synthetic_release(out, SynthParams(seed=11, cases=16, size_scale=0.2), workers=1, progress=False)
+    return out
+
+
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``csxa-data ARGS`` as a user would, capturing output."""
     return subprocess.run([sys.executable, "-m", "csxa_data", *map(str, args)], cwd=cwd,

@@ -1,0 +1,440 @@
+"""Ingest: validate the release against the contracts in ``schemas/``, repair what the seed paper
+repaired, drop what cannot be used (each with its rule), reconcile the counts and split by case.
+
+Every sheet row, PNG and JSON ends up exactly once in ``manifest.csv`` (kept) or ``drops.csv``;
+every value changed is a row of ``repairs.csv``. Ingest refuses to finish if the counts do not
+reconcile. Each PNG is decoded once, in worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path
+from .errors import CsxaError
+from .images import ImageProblem, is_inverted, open_png, to_grey
+from .landmarks import LANDMARK_LABELS, LandmarkProblem, parse_landmarks
+from .names import parse_stem, stem_problem
+from .release import JSON_SET, PNG_SET, FileSet, Release, ReleaseConfig, open_file_set, open_release
+
+OUTPUTS = ("manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv", "validation.json", "validation.md")
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """The ``ingest`` section of params.yaml."""
+
+    release: str = "data/synthetic/release"
+    seed: int = 2024
+    test_fraction: float = 0.25
+    max_landmark_spread: float = 2.0     # px: wider polygons are an error, not a repair
+    duplicate_tolerance: float = 0.5     # px: duplicated labels closer than this are one landmark
+    gender_codes: dict = field(default_factory=lambda: {0: 0, 1: 1})  # sheet value -> file-name digit
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "IngestParams":
+        """From the ``ingest`` section; unknown keys are an error."""
+        data = dict(data or {})
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise CsxaError(f"unknown key(s) {unknown} in the ingest section", path="params.yaml")
+        params = cls(**data)
+        if not 0 < params.test_fraction < 1:
+            raise CsxaError(f"ingest.test_fraction must be within (0, 1), not {params.test_fraction}",
+                            path="params.yaml")
+        return params
+
+
+class Ledger:
+    """Drops and repairs as they are decided, one row each."""
+
+    def __init__(self):
+        self.drops: list[dict] = []
+        self.repairs: list[dict] = []
+
+    def drop(self, source: str, key: str, number, rule: str, reason: str) -> None:
+        self.drops.append({"source": source, "key": key, "number": number, "rule": rule, "reason": reason})
+
+    def repair(self, number: int, field_name: str, old, new, rule: str) -> None:
+        self.repairs.append({"number": int(number), "field": field_name, "old": _text(old), "new": _text(new),
+                             "rule": rule})
+
+
+def _text(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# --- the sheet ---------------------------------------------------------------------------------
+
+def _coded(raw: pd.Series, codes: dict) -> pd.Series:
+    """Map sheet codes to the toolkit's (keys compared as text, so 1, 1.0 and '1' agree)."""
+    table = {_text(k).strip().lower(): float(v) for k, v in codes.items()}
+    return raw.map(lambda v: table.get(_text(v).strip().lower(), np.nan))
+
+
+def type_sheet(columns: pd.DataFrame, config: ReleaseConfig, params: IngestParams) -> pd.DataFrame:
+    """The sheet's key columns as numbers (null where a cell is empty, not a number or not a code)."""
+    return pd.DataFrame({
+        "excel_row": columns.excel_row.astype("int64"),
+        "number": pd.to_numeric(columns.number, errors="coerce").astype(float),
+        "gender": _coded(columns.gender, params.gender_codes),
+        "age": pd.to_numeric(columns.age, errors="coerce").astype(float),
+        "label": _coded(columns.label, config.label_codes),
+    }, index=columns.index)
+
+
+def sheet_problems(typed: pd.DataFrame, raw: pd.DataFrame) -> dict[int, dict[str, str]]:
+    """Row index -> {column: what is wrong}, from a lazy validation against ``SheetRows``."""
+    import pandera.pandas as pa
+
+    from schemas.sheet import SheetRows
+
+    try:
+        SheetRows.validate(typed, lazy=True)
+        return {}
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    problems: dict[int, dict[str, str]] = {}
+    for case in cases.itertuples():
+        if case.index is None or pd.isna(case.index):
+            continue
+        index, column = int(case.index), str(case.column)
+        value = raw.at[index, column] if column in raw.columns else case.failure_case
+        if case.check == "not_nullable":
+            text = "is empty" if _text(value).strip() == "" else f"{_text(value)!r} is not valid"
+        elif case.check == "field_uniqueness":
+            rows = typed.excel_row[typed.number == typed.at[index, "number"]].tolist()
+            text = f"{_text(value)} appears in rows {rows}"
+        else:
+            text = f"{_text(value)!r} fails {case.check}"
+        problems.setdefault(index, {}).setdefault(column, text)
+    return problems
+
+
+# --- the files ---------------------------------------------------------------------------------
+
+def usable_files(files: FileSet, suffix: str, source: str, ledger: Ledger) -> dict[int, str]:
+    """Case number -> file name for the set's well-named files; every other file is dropped."""
+    by_number: dict[int, list[str]] = {}
+    for member in files:
+        if not member.name.lower().endswith(suffix):
+            ledger.drop(source, member.name, np.nan, f"not_{suffix[1:]}",
+                        f"{member.location}: not a {suffix} file name")
+            continue
+        problem = stem_problem(member.stem)
+        if problem:
+            number = parse_stem(member.stem)[0] if parse_stem(member.stem) else np.nan
+            ledger.drop(source, member.name, number, "bad_file_name", f"{member.location}: {problem}")
+            continue
+        by_number.setdefault(parse_stem(member.stem)[0], []).append(member.name)
+    usable = {}
+    for number, names in by_number.items():
+        if len(names) > 1:
+            for name in names:
+                ledger.drop(source, name, number, "duplicate_case_file",
+                            f"{files.set_name}: case {number:04d} has several files {names}; the join is ambiguous")
+        else:
+            usable[number] = names[0]
+    return usable
+
+
+# --- one case (in a worker) --------------------------------------------------------------------
+
+_SETS: tuple[FileSet, FileSet] | None = None
+
+
+def _open_sets(root: str) -> None:
+    global _SETS
+    _SETS = (open_file_set(Path(root), PNG_SET), open_file_set(Path(root), JSON_SET))
+
+
+def examine_case(png_bytes: bytes, json_bytes: bytes, params: IngestParams) -> dict:
+    """Decode the film once and check its landmarks against it; returns facts or the problem."""
+    try:
+        img = open_png(png_bytes)
+    except ImageProblem as exc:
+        return {"png_problem": str(exc)}
+    mode = img.mode
+    grey, channels_equal = to_grey(img)
+    height, width = grey.shape
+    facts = {"width": width, "height": height, "mode": mode, "channels_equal": channels_equal,
+             "inverted": is_inverted(grey)}
+    try:
+        document = json.loads(json_bytes.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {**facts, "json_problem": f"JSON does not parse ({exc})"}
+    try:
+        points, repairs = parse_landmarks(document, width, height, max_spread=params.max_landmark_spread,
+                                          duplicate_tolerance=params.duplicate_tolerance)
+    except LandmarkProblem as exc:
+        return {**facts, "json_problem": str(exc)}
+    for key, actual in (("imageWidth", width), ("imageHeight", height)):
+        if document.get(key) != actual:
+            repairs.append({"field": key, "old": document.get(key), "new": actual, "rule": "json_size_from_png"})
+    xs, ys = [p[0] for p in points.values()], [p[1] for p in points.values()]
+    return {**facts, "points": points, "repairs": repairs,
+            "box": (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))}
+
+
+def _examine_job(job: tuple[int, str, str, IngestParams]) -> tuple[int, dict]:
+    number, png_name, json_name, params = job
+    pngs, jsons = _SETS
+    try:
+        png_bytes = pngs.read(png_name)
+    except CsxaError as exc:
+        return number, {"png_problem": f"cannot be read ({exc})"}
+    try:
+        json_bytes = jsons.read(json_name)
+    except CsxaError as exc:
+        return number, {"json_problem": f"cannot be read ({exc})"}
+    return number, examine_case(png_bytes, json_bytes, params)
+
+
+# --- split -------------------------------------------------------------------------------------
+
+def split_cases(numbers: pd.Series, labels: pd.Series, test_fraction: float, seed: int) -> pd.Series:
+    """'train'/'test' per case: stratified by class, by case number order and a seeded shuffle."""
+    split = pd.Series("train", index=numbers.index, dtype=object)
+    for label in sorted(labels.unique()):
+        members = numbers[labels == label].sort_values()
+        order = np.random.default_rng([seed, int(label)]).permutation(len(members))
+        n_test = int(round(len(members) * test_fraction))
+        split[members.index[order[:n_test]]] = "test"
+    return split
+
+
+# --- the whole release -------------------------------------------------------------------------
+
+@dataclass
+class IngestResult:
+    """What ingest decided: the tables it writes and the counts that reconcile them."""
+
+    manifest: pd.DataFrame
+    landmarks: pd.DataFrame
+    repairs: pd.DataFrame
+    drops: pd.DataFrame
+    validation: dict
+
+
+def _examine_all(release: Release, jobs: list, workers: int, progress: bool) -> dict[int, dict]:
+    from tqdm import tqdm
+
+    if workers == 1 or len(jobs) < 2:
+        global _SETS
+        _SETS = (release.pngs, release.jsons)
+        results = map(_examine_job, jobs)
+        pool = None
+    else:
+        pool = get_context("fork").Pool(workers, initializer=_open_sets, initargs=(str(release.root),))
+        results = pool.imap(_examine_job, jobs, chunksize=8)
+    try:
+        return dict(tqdm(results, total=len(jobs), desc="ingest", unit="case", disable=not progress))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+
+def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseConfig | None = None, *,
+               workers: int | None = None, progress: bool = True) -> IngestResult:
+    """Validate, repair, reconcile and split a release; nothing is written."""
+    config = config or ReleaseConfig()
+    release = open_release(release_root, config)
+    ledger = Ledger()
+    raw = release.columns
+    typed = type_sheet(raw, config, params)
+    problems = sheet_problems(typed, raw)
+
+    # sheet rows that cannot be joined or classified
+    rows: dict[int, int] = {}  # case number -> row index
+    dropped_rows: dict[int, str] = {}  # case number -> rule, for rows that were valid enough to name one
+    for index, row in typed.iterrows():
+        issue = problems.get(index, {})
+        key, number = f"row {int(row.excel_row)}", row.number
+        if "number" in issue:
+            rule = "sheet_number_duplicated" if "appears in rows" in issue["number"] else "sheet_number_invalid"
+            ledger.drop("sheet", key, number if rule == "sheet_number_duplicated" else np.nan, rule,
+                        f"{XLSX}: {key}: Number {issue['number']}")
+            if rule == "sheet_number_duplicated":
+                dropped_rows[int(number)] = rule
+        elif "label" in issue:
+            ledger.drop("sheet", key, number, "sheet_label_invalid",
+                        f"{XLSX}: {key}: class {issue['label']} (release.label_codes: {sorted(config.label_codes)})")
+            dropped_rows[int(number)] = "sheet_label_invalid"
+        else:
+            rows[int(number)] = index
+
+    pngs = usable_files(release.pngs, ".png", "png", ledger)
+    jsons = usable_files(release.jsons, ".json", "json", ledger)
+
+    jobs = []
+    for number in sorted(set(rows) | set(pngs) | set(jsons)):
+        row, png, jsn = rows.get(number), pngs.get(number), jsons.get(number)
+        missing = [what for what, have in (("sheet row", row), ("PNG", png), ("JSON", jsn)) if have is None]
+        if missing and row is None and png is None and jsn is None:
+            continue
+        if not missing and png[:-4] != jsn[:-5]:
+            reason = f"case {number:04d}: PNG {png} and JSON {jsn} have different stems"
+            _drop_case(ledger, typed, number, row, png, jsn, "png_json_stem_mismatch", reason)
+            continue
+        if missing:
+            rule = "no_image" if png is None else ("no_sheet_row" if row is None else "no_json")
+            reason = f"case {number:04d}: no {' and no '.join(missing)}"
+            if number in dropped_rows:
+                reason += f" (its sheet row was dropped: {dropped_rows[number]})"
+            _drop_case(ledger, typed, number, row, png, jsn, rule, reason)
+            continue
+        jobs.append((number, png, jsn, params))
+
+    workers = max(1, workers or os.cpu_count() or 1)
+    facts = _examine_all(release, jobs, workers, progress)
+
+    kept, landmark_rows = [], []
+    for number, png, jsn, _ in jobs:
+        fact, row = facts[number], rows[number]
+        if "png_problem" in fact:
+            _drop_case(ledger, typed, number, row, png, jsn, "png_unreadable",
+                       f"{PNG_SET}/{png}: {fact['png_problem']}", culprit="png")
+            continue
+        if "json_problem" in fact:
+            _drop_case(ledger, typed, number, row, png, jsn, "json_invalid",
+                       f"{JSON_SET}/{jsn}: {fact['json_problem']}", culprit="json")
+            continue
+        _, gender, age = parse_stem(png[:-4])
+        sheet = typed.loc[row]
+        if sheet.age != age:
+            ledger.repair(number, "age", raw.at[row, "age"], age, "age_from_file_name")
+        if sheet.gender != gender:
+            ledger.repair(number, "gender", raw.at[row, "gender"], gender, "gender_from_file_name")
+        for repair in fact["repairs"]:
+            ledger.repair(number, repair["field"], repair["old"], repair["new"], repair["rule"])
+        x0, y0, x1, y1 = fact["box"]
+        record = {"number": number, "stem": png[:-4], "gender": gender, "age": age, "label": int(sheet.label),
+                  "width": fact["width"], "height": fact["height"], "box_x0": x0, "box_y0": y0, "box_x1": x1,
+                  "box_y1": y1, "inverted": fact["inverted"], "mode": fact["mode"],
+                  "channels_equal": fact["channels_equal"]}
+        for extra in ("curvature", "pixel_equivalent"):
+            if extra in raw.columns:
+                record[extra] = raw.at[row, extra]
+        kept.append(record)
+        landmark_rows += [{"number": number, "label": label, "x": x, "y": y}
+                          for label, (x, y) in fact["points"].items()]
+
+    if not kept:
+        raise CsxaError("no case survived validation; see the reasons above or in drops.csv", path=release.root)
+    manifest = pd.DataFrame(kept)
+    manifest.insert(5, "split", split_cases(manifest.number, manifest.label, params.test_fraction, params.seed))
+    landmarks = pd.DataFrame(landmark_rows, columns=["number", "label", "x", "y"])
+    repairs = pd.DataFrame(ledger.repairs, columns=["number", "field", "old", "new", "rule"])
+    drops = pd.DataFrame(ledger.drops, columns=["source", "key", "number", "rule", "reason"])
+    drops["number"] = drops.number.astype(float)
+    validation = reconcile(release, manifest, drops, repairs)
+    _check_contracts(manifest, landmarks, repairs, drops)
+    return IngestResult(manifest, landmarks, repairs, drops, validation)
+
+
+XLSX = "datasets.xlsx"
+
+
+def _drop_case(ledger: Ledger, typed: pd.DataFrame, number: int, row, png, jsn, rule: str, reason: str,
+               culprit: str | None = None) -> None:
+    """Drop every item of a case; the culprit carries the rule, the others point to it."""
+    for source, key in (("sheet", None if row is None else f"row {typed.at[row, 'excel_row']}"),
+                        ("png", png), ("json", jsn)):
+        if key is None:
+            continue
+        own = culprit is None or culprit == source
+        ledger.drop(source, key, number, rule if own else f"{culprit}_dropped", reason)
+
+
+def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, repairs: pd.DataFrame) -> dict:
+    """Counts in and out per source, per rule, class and split; refuses if anything is unaccounted for."""
+    inputs = {"sheet": len(release.columns), "png": len(release.pngs), "json": len(release.jsons)}
+    sources = {}
+    for source, count in inputs.items():
+        dropped = drops[drops.source == source]
+        if dropped.key.duplicated().any():
+            twice = dropped.key[dropped.key.duplicated()].tolist()
+            raise CsxaError(f"counts do not reconcile: {source} item(s) {twice} dropped twice")
+        sources[source] = {"in": count, "kept": len(manifest), "dropped": len(dropped)}
+        if count != len(manifest) + len(dropped):
+            raise CsxaError(f"counts do not reconcile for {source}: {count} in, {len(manifest)} kept, "
+                            f"{len(dropped)} dropped")
+    by_split_class = manifest.groupby(["split", "label"]).size()
+    return {
+        "release": str(release.root),
+        "md5": release.checksums.to_dict("records"),
+        "sources": sources,
+        "drops_by_rule": {s: drops[drops.source == s].rule.value_counts().sort_index().to_dict() for s in inputs},
+        "repairs_by_rule": repairs.rule.value_counts().sort_index().to_dict(),
+        "kept": {
+            "cases": len(manifest),
+            "by_class": {str(k): int(v) for k, v in manifest.label.value_counts().sort_index().items()},
+            "by_split": {str(k): int(v) for k, v in manifest.split.value_counts().sort_index().items()},
+            "by_split_and_class": {f"{s}/{c}": int(n) for (s, c), n in by_split_class.items()},
+            "inverted": int(manifest.inverted.sum()),
+            "modes": {str(k): int(v) for k, v in manifest["mode"].value_counts().sort_index().items()},
+            "channels_unequal": int((~manifest.channels_equal).sum()),
+        },
+    }
+
+
+def _check_contracts(manifest, landmarks, repairs, drops) -> None:
+    """Our own outputs must satisfy the published contracts; a failure here is a bug, not bad data."""
+    from schemas import Drops, Landmarks, Manifest, Repairs
+
+    Manifest.validate(manifest, lazy=True)
+    Landmarks.validate(landmarks, lazy=True)
+    Repairs.validate(repairs, lazy=True)
+    Drops.validate(drops, lazy=True)
+
+
+def validation_report(validation: dict) -> str:
+    """The validation counts as a short Markdown report for people."""
+    lines = ["# Ingest report", "", f"Release: `{validation['release']}`", "",
+             "| source | in | kept | dropped |", "|---|---:|---:|---:|"]
+    for source, c in validation["sources"].items():
+        lines.append(f"| {source} | {c['in']} | {c['kept']} | {c['dropped']} |")
+    lines += ["", "Drops by rule:", ""]
+    for source, rules in validation["drops_by_rule"].items():
+        for rule, n in rules.items():
+            lines.append(f"- {source} `{rule}`: {n}")
+    lines += ["", "Repairs by rule:", ""]
+    lines += [f"- `{rule}`: {n}" for rule, n in validation["repairs_by_rule"].items()] or ["- none"]
+    kept = validation["kept"]
+    lines += ["", f"Kept {kept['cases']} cases; by class (0 = asymptomatic, 1 = spondylosis): {kept['by_class']}; "
+              f"by split and class: {kept['by_split_and_class']}; inverted films: {kept['inverted']}; "
+              f"PNG modes: {kept['modes']}.", ""]
+    for entry in validation["md5"]:
+        lines.append(f"md5 {entry['file']}: {entry['status']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_ingest(result: IngestResult, out: str | Path) -> Path:
+    """Write the six outputs into ``out`` through a temporary folder renamed into place."""
+    out = Path(out)
+    with atomic_path(out, directory=True) as tmp:
+        result.manifest.to_csv(tmp / "manifest.csv", index=False)
+        result.landmarks.to_csv(tmp / "landmarks.csv", index=False, float_format="%.4f")
+        result.repairs.to_csv(tmp / "repairs.csv", index=False)
+        result.drops.to_csv(tmp / "drops.csv", index=False)
+        (tmp / "validation.json").write_text(json.dumps(result.validation, indent=2, default=_json_default) + "\n")
+        (tmp / "validation.md").write_text(validation_report(result.validation))
+    return out
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
