@@ -59,3 +59,17 @@ def run_measured(cmd: list[str], **kwargs) -> dict:
         raise SystemExit(f"{' '.join(cmd)} exited {rc}")
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "cores_used": round(cpu / wall, 2),
             "peak_rss_mib": round(peak / 2**20, 1)}
+
+
+def cached_release(cases: int, size_scale: float) -> Path:
+    """A synthetic release of this size under benchmarks/out/, written once and reused."""
+    import sys
+
+    root = Path(__file__).parent / "out" / f"release-{cases}-{size_scale}"
+    if not (root / "synth" / "release" / "datasets-PNG.zip").is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "empty.yaml").write_text("{}\n")
+        subprocess.run([sys.executable, "-m", "csxa_data", "synth", "--params", str(root / "empty.yaml"), "--quiet",
+                        "--cases", str(cases), "--size-scale", str(size_scale), "--out", str(root / "synth")],
+                       check=True)
+    return root / "synth" / "release"

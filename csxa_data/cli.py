@@ -74,6 +74,43 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _variant_specs(args: argparse.Namespace) -> dict:
+    from .build import VariantSpec
+    from .params import load_section
+
+    section = load_section(args.params, "variants")
+    if not section:
+        raise CsxaError("no variants section in the params file", path=args.params or "params.yaml")
+    return {name: VariantSpec.from_dict(name, spec) for name, spec in section.items()}
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import BuildParams, build_variant, read_manifest
+    from .ingest import IngestParams
+    from .params import load_section
+
+    specs = _variant_specs(args)
+    if args.variant not in specs:
+        raise CsxaError(f"no variant {args.variant!r} in params; known: {sorted(specs)}", path=args.params or "params.yaml")
+    params = BuildParams.from_dict(load_section(args.params, "build"))
+    release = args.release or Path(IngestParams.from_dict(load_section(args.params, "ingest")).release)
+    out = args.out or Path("data/variants") / args.variant
+    report = build_variant(args.variant, specs[args.variant], read_manifest(args.manifest), release, out, params,
+                           workers=args.workers, progress=not args.quiet)
+    parts = [f"{split}: {t['samples']} samples of {t['cases']} cases in {t['shards']} shards {t['by_class']}"
+             for split, t in report["totals"].items()]
+    print(f"build {args.variant}: " + "; ".join(parts) + f"; {len(report['skipped'])} cases skipped; wrote {out}")
+    return 0
+
+
+def cmd_compare_variants(args: argparse.Namespace) -> int:
+    from .preview import compare_variants
+
+    path = compare_variants(args.variants_dir, list(_variant_specs(args)), args.out, per_class=args.per_class)
+    print(f"variant comparison: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``csxa-data`` argument parser, one sub-command per step."""
     parser = argparse.ArgumentParser(
@@ -121,6 +158,33 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar or report")
     ingest.set_defaults(func=cmd_ingest)
+
+    build = sub.add_parser(
+        "build", help="build one preprocessing variant as WebDataset shards",
+        description="Decode each kept case's PNG once, crop (centre or landmark box, optionally grown), "
+                    "colour (grey, or grey + equalised + inverted stacked in two orders), resize, and write "
+                    "OUT/train-%%06d.tar and OUT/test-%%06d.tar with stats.json (train-only mean/std), "
+                    "shards.json (counts per class and sha256 per shard, skipped cases) and preview.png. "
+                    "The variant's settings are variants.<name> in params.yaml; shard layout is `build`.")
+    _add_params(build)
+    build.add_argument("--variant", required=True, help="name of a variants.<name> section")
+    build.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"),
+                       help="ingest manifest (default: %(default)s)")
+    build.add_argument("--release", type=Path, help="release folder with the PNGs (default: ingest.release)")
+    build.add_argument("--out", type=Path, help="output folder (default: data/variants/<variant>)")
+    build.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=cmd_build)
+
+    compare = sub.add_parser(
+        "compare-variants", help="draw the same test cases in every built variant, one row per variant",
+        description="Read the first test cases of each class from every variant named in params.yaml and "
+                    "draw them side by side, a row per variant.")
+    _add_params(compare)
+    compare.add_argument("--variants-dir", type=Path, default=Path("data/variants"), help="default: %(default)s")
+    compare.add_argument("--out", type=Path, required=True, help="PNG to write")
+    compare.add_argument("--per-class", type=int, default=2, help="cases per class (default: %(default)s)")
+    compare.set_defaults(func=cmd_compare_variants)
 
     sheet = sub.add_parser(
         "contact-sheet", help="draw a PNG of a few asymptomatic and a few spondylotic films of a release",

@@ -75,3 +75,44 @@ def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Pa
     with atomic_path(out) as tmp:
         page.save(tmp, format="PNG")
     return out
+
+
+def _first_per_class(variant_dir: Path, per_class: int, keys: list[str] | None = None) -> dict[int, list[dict]]:
+    from .shards import read_shards, split_shards
+
+    picked: dict[int, list[dict]] = {0: [], 1: []}
+    for sample in read_shards(split_shards(variant_dir, "test")):
+        if keys is not None:
+            if sample["key"] in keys:
+                picked[sample["label"]].append(sample)
+        elif len(picked[sample["label"]]) < per_class:
+            picked[sample["label"]].append(sample)
+    return picked
+
+
+def variant_preview(variant_dir: str | Path, name: str, per_class: int = 3, tile: int = 160) -> Image.Image:
+    """The first test cases of each class as this variant shows them (the paper's Figure 4)."""
+    picked = _first_per_class(Path(variant_dir), per_class)
+    rows = [(f"{name}: {CLASS_TITLES[label]}", [(Image.fromarray(s["image"]), s["key"]) for s in samples])
+            for label, samples in picked.items() if samples]
+    return tile_grid(rows, tile)
+
+
+def compare_variants(variants_dir: str | Path, names: list[str], out: str | Path, per_class: int = 2,
+                     tile: int = 150) -> Path:
+    """One sheet: the same test cases (first of each class) in every variant, a row per variant."""
+    variants_dir = Path(variants_dir)
+    missing = [n for n in names if not (variants_dir / n / "shards.json").is_file()]
+    if missing:
+        raise CsxaError(f"no built variant(s) {missing}; run `dvc repro` first", path=variants_dir)
+    first = _first_per_class(variants_dir / names[0], per_class)
+    keys = [s["key"] for label in (0, 1) for s in first[label]]
+    rows = []
+    for name in names:
+        samples = {s["key"]: s for group in _first_per_class(variants_dir / name, 0, keys).values() for s in group}
+        rows.append((name, [(Image.fromarray(samples[k]["image"]), f"{k} ({CLASS_TITLES[samples[k]['label']].split()[0]})")
+                            for k in keys if k in samples]))
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tile_grid(rows, tile).save(tmp, format="PNG")
+    return out

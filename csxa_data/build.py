@@ -1,0 +1,285 @@
+"""Build one preprocessing variant: manifest -> decode once -> crop, colour, resize -> shards.
+
+Output folder (written under a temporary name, renamed into place at the end):
+``train-%06d.tar``, ``test-%06d.tar``, ``stats.json`` (train-only per-channel mean/std),
+``shards.json`` (per-shard counts per class and sha256, totals, skipped cases) and ``preview.png``.
+The bytes do not depend on the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from . import transforms as T
+from .atomic import atomic_path
+from .errors import CsxaError
+from .images import ImageProblem, open_png, to_grey
+from .release import JSON_SET, PNG_SET, FileSet, open_file_set
+from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One variant, as a ``variants.<name>`` section of params.yaml."""
+
+    crop: str = "centre"            # centre | landmarks
+    centre_size: int = 500          # centre crop side in px (a smaller image is padded)
+    grow_x: float = 0               # landmark box growth in px, in all (half each side)
+    grow_y: float = 0
+    colour: str = "grey"            # grey | stacked (grey, equalised, inverted in two orders)
+    both_orders_in_train: bool = True  # stacked: write both channel orders of a train case
+    size: int = 224                 # output side in px
+    pad_value: int = 0
+    min_box_side: int = 8           # a landmark box with a shorter side is degenerate
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict | None) -> "VariantSpec":
+        """From ``variants.<name>``; unknown keys or values are an error naming the key."""
+        data = dict(data or {})
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise CsxaError(f"unknown key(s) {unknown} in variants.{name}", path="params.yaml")
+        spec = cls(**data)
+        if spec.crop not in ("centre", "landmarks"):
+            raise CsxaError(f"variants.{name}.crop must be 'centre' or 'landmarks', not {spec.crop!r}", path="params.yaml")
+        if spec.colour not in ("grey", "stacked"):
+            raise CsxaError(f"variants.{name}.colour must be 'grey' or 'stacked', not {spec.colour!r}", path="params.yaml")
+        if not 8 <= spec.size <= 2048 or spec.centre_size < 8:
+            raise CsxaError(f"variants.{name}: size and centre_size must be at least 8 px", path="params.yaml")
+        return spec
+
+
+@dataclass(frozen=True)
+class BuildParams:
+    """The ``build`` section: shard layout and encoding, shared by all variants."""
+
+    shard_size: int = 500           # samples per shard at most
+    min_shards: int = 4             # per split, so every loader worker gets samples
+    png_compress_level: int = 1
+    preview_cases: int = 3          # per class, from the test split
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "BuildParams":
+        data = dict(data or {})
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise CsxaError(f"unknown key(s) {unknown} in the build section", path="params.yaml")
+        return cls(**data)
+
+
+# --- what to write for one case ----------------------------------------------------------------
+
+def crop_box(spec: VariantSpec, case: dict) -> T.Box:
+    """The crop box of a case under this variant."""
+    if spec.crop == "centre":
+        return T.centre_box(case["width"], case["height"], spec.centre_size)
+    return T.landmark_box((case["box_x0"], case["box_y0"], case["box_x1"], case["box_y1"]),
+                          case["width"], case["height"], spec.grow_x, spec.grow_y)
+
+
+def sample_orders(spec: VariantSpec, split: str) -> list[tuple[str, str | None]]:
+    """(key suffix, channel order) of each sample a case yields in this split."""
+    if spec.colour == "grey":
+        return [("", None)]
+    if split == "train" and spec.both_orders_in_train:
+        return [("_a", "a"), ("_b", "b")]
+    return [("", "a")]
+
+
+def render_case(grey: np.ndarray, spec: VariantSpec, box: T.Box, order: str | None) -> np.ndarray:
+    """The variant's image of one case: crop, colour, resize (grey stays one channel)."""
+    cut = T.crop(grey, box, spec.pad_value)
+    image = cut if order is None else T.colour_stack(cut, order)
+    return T.resize_square(image, spec.size)
+
+
+def encode_png(image: np.ndarray, level: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=level)
+    return buffer.getvalue()
+
+
+def channel_sums(image: np.ndarray) -> np.ndarray:
+    """Per-channel (count, sum, sum of squares) as exact integers; grey counts as three channels."""
+    pixels = image.reshape(-1, image.shape[2] if image.ndim == 3 else 1).astype(np.int64)
+    if pixels.shape[1] == 1:
+        pixels = np.repeat(pixels, 3, axis=1)
+    return np.stack([np.full(3, len(pixels)), pixels.sum(0), (pixels * pixels).sum(0)])
+
+
+def case_samples(grey: np.ndarray, case: dict, spec: VariantSpec, variant: str, level: int) -> list[dict]:
+    """Every sample a case yields: key, tar members and pixel sums."""
+    box = crop_box(spec, case)
+    out = []
+    for suffix, order in sample_orders(spec, case["split"]):
+        image = render_case(grey, spec, box, order)
+        key = f"{case['stem']}{suffix}"
+        meta = {"key": key, "number": case["number"], "stem": case["stem"], "split": case["split"],
+                "variant": variant, "gender": case["gender"], "age": case["age"], "label": case["label"],
+                "landmark_box": [case["box_x0"], case["box_y0"], case["box_x1"], case["box_y1"]],
+                "crop_box": list(box), "channels": list(T.COLOUR_ORDERS[order]) if order else ["grey"],
+                "inverted": bool(case["inverted"])}
+        out.append({"key": key, "members": sample_members(key, encode_png(image, level), case["label"], meta),
+                    "sums": channel_sums(image), "label": case["label"]})
+    return out
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+_PNGS: FileSet | None = None
+
+
+def _open_pngs(release: str) -> None:
+    global _PNGS
+    _PNGS = open_file_set(Path(release), PNG_SET)
+
+
+def _build_job(job: tuple[dict, VariantSpec, str, int]) -> tuple[int, list[dict] | str]:
+    case, spec, variant, level = job
+    try:
+        grey, _ = to_grey(open_png(_PNGS.read(f"{case['stem']}.png")))
+    except (ImageProblem, CsxaError, KeyError) as exc:
+        return case["number"], f"source PNG unusable now ({exc}); re-run ingest"
+    return case["number"], case_samples(grey, case, spec, variant, level)
+
+
+# --- the variant -------------------------------------------------------------------------------
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """The ingest manifest, checked against its contract."""
+    import pandera.pandas as pa
+
+    from schemas import Manifest
+
+    path = Path(path)
+    if not path.is_file():
+        raise CsxaError("not found; run `csxa-data ingest` (or `dvc repro ingest`) first", path=path)
+    manifest = pd.read_csv(path, dtype={"stem": str})
+    try:
+        return Manifest.validate(manifest, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        first = exc.failure_cases.iloc[0]
+        raise CsxaError(f"does not satisfy schemas.Manifest ({len(exc.failure_cases)} failure(s); first: column "
+                        f"{first['column']!r} check {first['check']!r} value {first['failure_case']!r})",
+                        path=path) from None
+
+
+def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release: str | Path, out: str | Path,
+                  params: BuildParams, *, workers: int | None = None, progress: bool = True) -> dict:
+    """Build the variant's shards, stats, shard manifest and preview into ``out``; returns shards.json."""
+    from tqdm import tqdm
+
+    from .preview import variant_preview
+
+    release, out = Path(release), Path(out)
+    cases = manifest.sort_values("number").to_dict("records")
+    skipped, todo = [], []
+    for case in cases:
+        problem = T.box_problem(crop_box(spec, case), case["width"], case["height"], spec.min_box_side) \
+            if spec.crop == "landmarks" else None
+        if problem:
+            skipped.append({"number": case["number"], "stem": case["stem"], "split": case["split"], "reason": problem})
+        else:
+            todo.append(case)
+    plan = {split: [c for c in todo if c["split"] == split] for split in SPLITS}
+    expected = {split: sum(len(sample_orders(spec, split)) for _ in plan[split]) for split in SPLITS}
+    workers = max(1, workers or os.cpu_count() or 1)
+    jobs = [(case, spec, name, params.png_compress_level) for split in SPLITS for case in plan[split]]
+
+    with atomic_path(out, directory=True) as tmp:
+        if workers == 1:
+            _open_pngs(str(release))
+            results = map(_build_job, jobs)
+            pool = None
+        else:
+            pool = get_context("fork").Pool(workers, initializer=_open_pngs, initargs=(str(release),))
+            results = pool.imap(_build_job, jobs, chunksize=8)
+        try:
+            stream = iter(tqdm(results, total=len(jobs), desc=f"build {name}", unit="case", disable=not progress))
+            shards, sums = _write_splits(tmp, stream, plan, expected, params, release)
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+        stats = _stats(sums, name)
+        report = _shard_report(name, spec, params, shards, skipped, manifest, plan)
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+        (tmp / "shards.json").write_text(json.dumps(report, indent=2) + "\n")
+        variant_preview(tmp, name, params.preview_cases).save(tmp / "preview.png", format="PNG")
+    return report
+
+
+def _write_splits(folder: Path, stream, plan, expected, params, release) -> tuple[list[dict], np.ndarray]:
+    """Consume the workers' samples in order and cut them into shards per split."""
+    shards = []
+    train_sums = np.zeros((3, 3), dtype=np.int64)
+    for split in SPLITS:
+        sizes = shard_counts(expected[split], params.shard_size, params.min_shards)
+        pending: list[dict] = []
+        index = 0
+
+        def flush(batch: list[dict]) -> None:
+            nonlocal index
+            path = folder / SHARD_PATTERN.format(split=split, index=index)
+            sha = write_shard(path, (s["members"] for s in batch))
+            by_class = pd.Series([s["label"] for s in batch]).value_counts().sort_index()
+            shards.append({"name": path.name, "split": split, "samples": len(batch),
+                           "by_class": {str(k): int(v) for k, v in by_class.items()}, "sha256": sha})
+            index += 1
+
+        for _ in plan[split]:
+            number, samples = next(stream)
+            if isinstance(samples, str):
+                raise CsxaError(f"case {number:04d}: {samples}", path=release)
+            for sample in samples:
+                if split == "train":
+                    train_sums += sample["sums"]
+                pending.append(sample)
+                if len(pending) == sizes[index]:
+                    flush(pending)
+                    pending = []
+    return shards, train_sums
+
+
+def _stats(sums: np.ndarray, name: str) -> dict:
+    """Per-channel mean and std of the train split, pixel values scaled to [0, 1]."""
+    count, total, squares = (sums[i].astype(np.float64) for i in range(3))
+    if not count.any():
+        raise CsxaError(f"variant {name}: the train split is empty; nothing to compute statistics from")
+    mean = total / count / 255.0
+    std = np.sqrt(np.maximum(squares / count / 255.0**2 - mean**2, 0.0))
+    return {"variant": name, "split": "train", "pixels_per_channel": int(count[0]),
+            "mean": [round(float(v), 10) for v in mean], "std": [round(float(v), 10) for v in std],
+            "scale": "pixel / 255"}
+
+
+def _shard_report(name, spec, params, shards, skipped, manifest, plan) -> dict:
+    totals = {}
+    for split in SPLITS:
+        split_shards = [s for s in shards if s["split"] == split]
+        by_class: dict[str, int] = {}
+        for shard in split_shards:
+            for k, v in shard["by_class"].items():
+                by_class[k] = by_class.get(k, 0) + v
+        in_manifest = int((manifest.split == split).sum())
+        written_cases = len(plan[split])
+        skipped_here = sum(1 for s in skipped if s["split"] == split)
+        if in_manifest != written_cases + skipped_here:
+            raise CsxaError(f"variant {name}: {split} counts do not reconcile ({in_manifest} in the manifest, "
+                            f"{written_cases} written, {skipped_here} skipped)")
+        totals[split] = {"manifest_cases": in_manifest, "cases": written_cases, "skipped_cases": skipped_here,
+                         "samples": sum(s["samples"] for s in split_shards), "by_class": dict(sorted(by_class.items())),
+                         "shards": len(split_shards)}
+    return {"variant": name, "spec": asdict(spec), "build": asdict(params), "totals": totals,
+            "shards": shards, "skipped": skipped}

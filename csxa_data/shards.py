@@ -1,0 +1,141 @@
+"""The shard format: WebDataset tars written byte-for-byte reproducibly, read safely.
+
+A sample is three members ``KEY.cls`` (ASCII class), ``KEY.json`` (metadata) and ``KEY.png``;
+keys are 7-digit stems, with ``_a``/``_b`` where a variant writes two images of one case. Tars carry
+no timestamps, owners or permissions of the machine that wrote them. The reader decodes only these
+three kinds: shards pulled from another team's remote are untrusted, so nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from .errors import CsxaError
+
+MEMBER_KINDS = ("cls", "json", "png")
+SHARD_PATTERN = "{split}-{index:06d}.tar"
+
+
+class ShardError(CsxaError):
+    """A shard that is not in the published format (an unknown member kind, a bad sample)."""
+
+
+def sample_members(key: str, png: bytes, label: int, meta: dict) -> list[tuple[str, bytes]]:
+    """The tar members of one sample, in a fixed order."""
+    if "." in key:
+        raise ValueError(f"sample key {key!r} contains a dot")
+    return [(f"{key}.cls", str(int(label)).encode()),
+            (f"{key}.json", json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()),
+            (f"{key}.png", png)]
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_shard(path: Path, samples: Iterable[list[tuple[str, bytes]]]) -> str:
+    """Write the samples' members to a plain tar at ``path``; returns its sha256."""
+    with open(path, "wb") as handle:
+        with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for members in samples:
+                for name, data in members:
+                    tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_counts(total: int, per_shard: int, min_shards: int) -> list[int]:
+    """Samples per shard: at least ``min_shards`` shards (so every loader worker gets some), at most
+    ``per_shard`` samples each, sizes differing by at most one."""
+    if total == 0:
+        return []
+    shards = min(total, max(min_shards, -(-total // per_shard)))
+    base, extra = divmod(total, shards)
+    return [base + (1 if i < extra else 0) for i in range(shards)]
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def check_sample(sample: dict) -> dict:
+    """Refuse a sample with any member other than png, cls and json (a pickle, a torch file, ...)."""
+    url = sample.get("__url__", "?")
+    key = sample.get("__key__", "?")
+    unknown = sorted(k for k in sample if not k.startswith("__") and k not in MEMBER_KINDS)
+    if unknown:
+        raise ShardError(f"sample {key!r} has member(s) {['.' + k for k in unknown]}; a csxa shard holds only "
+                         f".png, .cls and .json, and nothing else is decoded (untrusted input)", path=url)
+    missing = [k for k in MEMBER_KINDS if k not in sample]
+    if missing:
+        raise ShardError(f"sample {key!r} lacks member(s) {['.' + k for k in missing]}", path=url)
+    return sample
+
+
+def decode_sample(sample: dict) -> dict:
+    """A checked raw sample -> key, image (H x W x 3 uint8), label (int), meta (dict)."""
+    check_sample(sample)
+    url, key = sample.get("__url__", "?"), sample["__key__"]
+    try:
+        img = Image.open(io.BytesIO(sample["png"]))
+        if img.format != "PNG":
+            raise ShardError(f"sample {key!r}: .png member is {img.format}, not PNG", path=url)
+        image = np.asarray(img.convert("RGB"))
+        label = int(sample["cls"].decode("ascii").strip())
+        meta = json.loads(sample["json"].decode("utf-8"))
+    except ShardError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ShardError(f"sample {key!r} does not decode ({exc})", path=url) from None
+    return {"key": key, "image": image, "label": label, "meta": meta}
+
+
+def iter_tar_samples(path: str | Path) -> Iterator[dict]:
+    """Raw samples of one local shard, in stored order, grouped by key as WebDataset does."""
+    current: dict | None = None
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                key, _, kind = info.name.partition(".")
+                if current is None or current["__key__"] != key:
+                    if current is not None:
+                        yield current
+                    current = {"__key__": key, "__url__": str(path)}
+                current[kind] = tar.extractfile(info).read()
+    except tarfile.TarError as exc:
+        raise ShardError(f"not a readable tar ({exc})", path=path) from None
+    if current is not None:
+        yield current
+
+
+def read_shards(paths: Iterable[str | Path]) -> Iterator[dict]:
+    """Decoded samples of local shards, in order: the reader both packages use for checks,
+    statistics and previews (training streams the same ``decode_sample`` through WebDataset)."""
+    for path in paths:
+        for sample in iter_tar_samples(path):
+            yield decode_sample(sample)
+
+
+def split_shards(variant_dir: str | Path, split: str) -> list[Path]:
+    """The shards of one split of a variant, in order."""
+    return sorted(Path(variant_dir).glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar"))

@@ -1,0 +1,92 @@
+"""Pure image operations on arrays, shared by the variant builder, the tests and the benchmarks.
+
+Boxes are ``(x0, y0, x1, y1)`` in pixels, half-open: columns x0..x1-1 and rows y0..y1-1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+Box = tuple[int, int, int, int]
+
+
+def centre_box(width: int, height: int, size: int) -> Box:
+    """A ``size`` x ``size`` box centred on the image; it reaches outside a smaller image."""
+    x0 = (width - size) // 2
+    y0 = (height - size) // 2
+    return x0, y0, x0 + size, y0 + size
+
+
+def landmark_box(box: tuple[float, float, float, float], width: int, height: int,
+                 grow_x: float = 0, grow_y: float = 0) -> Box:
+    """The pixels covering the landmark bounding box, grown by ``grow_x``/``grow_y`` in all (half
+    on each side, as the paper's wide crop: up to 100 px horizontally, 200 px vertically), clamped
+    to the image."""
+    x0, y0, x1, y1 = box
+    return (max(0, math.floor(x0 - grow_x / 2)), max(0, math.floor(y0 - grow_y / 2)),
+            min(width, math.floor(x1 + grow_x / 2) + 1), min(height, math.floor(y1 + grow_y / 2) + 1))
+
+
+def box_problem(box: Box, width: int, height: int, min_side: int) -> str | None:
+    """Why a crop box cannot be used (degenerate or outside the image), or None."""
+    x0, y0, x1, y1 = box
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        return f"crop box {box} lies outside the {width}x{height} image"
+    if x1 - x0 < min_side or y1 - y0 < min_side:
+        return f"crop box {box} is degenerate (a side under {min_side} px)"
+    return None
+
+
+def crop(grey: np.ndarray, box: Box, fill: int = 0) -> np.ndarray:
+    """The box cut from the image; where it reaches outside, padded with ``fill``."""
+    x0, y0, x1, y1 = box
+    h, w = grey.shape[:2]
+    out = np.full((y1 - y0, x1 - x0) + grey.shape[2:], fill, dtype=grey.dtype)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = grey[sy0:sy1, sx0:sx1]
+    return out
+
+
+def equalise(grey: np.ndarray) -> np.ndarray:
+    """Histogram equalisation of a uint8 image: v -> round(255 (cdf(v) - cdf_min) / (n - cdf_min))."""
+    hist = np.bincount(grey.ravel(), minlength=256)
+    cdf = np.cumsum(hist)
+    cdf_min = cdf[np.flatnonzero(hist)[0]]
+    n = grey.size
+    if n == cdf_min:  # a flat image has nothing to spread
+        return grey.copy()
+    lut = np.round((cdf - cdf_min) * 255.0 / (n - cdf_min)).clip(0, 255).astype(np.uint8)
+    return lut[grey]
+
+
+def invert(grey: np.ndarray) -> np.ndarray:
+    """The negative of a uint8 image."""
+    return 255 - grey
+
+
+def stack(*channels: np.ndarray) -> np.ndarray:
+    """Three grey images as the channels of one H x W x 3 image."""
+    return np.stack(channels, axis=-1)
+
+
+COLOUR_ORDERS = {
+    "a": ("grey", "equalised", "inverted"),
+    "b": ("grey", "inverted", "equalised"),
+}
+
+
+def colour_stack(grey: np.ndarray, order: str) -> np.ndarray:
+    """The paper's colour enhancement: grey first, then equalised and inverted in ``order``."""
+    planes = {"grey": grey, "equalised": equalise(grey), "inverted": invert(grey)}
+    return stack(*(planes[name] for name in COLOUR_ORDERS[order]))
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to ``size`` x ``size`` (as the paper, without keeping the aspect), anti-aliased:
+    an integer box reduction first, then Lanczos."""
+    img = Image.fromarray(image)
+    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0))
