@@ -39,7 +39,7 @@ class VariantSpec:
     grow_y: float = 0
     colour: str = "grey"            # grey | stacked (grey, equalised, inverted in two orders)
     both_orders_in_train: bool = True  # stacked: write both channel orders of a train case
-    size: int = 224                 # output side in px
+    out_size: int = 224             # output side in px (not 'size': DVC's run cache ignores params so named)
     pad_value: int = 0
     min_box_side: int = 8           # a landmark box with a shorter side is degenerate
 
@@ -55,8 +55,8 @@ class VariantSpec:
             raise CsxaError(f"variants.{name}.crop must be 'centre' or 'landmarks', not {spec.crop!r}", path="params.yaml")
         if spec.colour not in ("grey", "stacked"):
             raise CsxaError(f"variants.{name}.colour must be 'grey' or 'stacked', not {spec.colour!r}", path="params.yaml")
-        if not 8 <= spec.size <= 2048 or spec.centre_size < 8:
-            raise CsxaError(f"variants.{name}: size and centre_size must be at least 8 px", path="params.yaml")
+        if not 8 <= spec.out_size <= 2048 or spec.centre_size < 8:
+            raise CsxaError(f"variants.{name}: out_size and centre_size must be within 8..2048 px", path="params.yaml")
         return spec
 
 
@@ -101,7 +101,7 @@ def render_case(grey: np.ndarray, spec: VariantSpec, box: T.Box, order: str | No
     """The variant's image of one case: crop, colour, resize (grey stays one channel)."""
     cut = T.crop(grey, box, spec.pad_value)
     image = cut if order is None else T.colour_stack(cut, order)
-    return T.resize_square(image, spec.size)
+    return T.resize_square(image, spec.out_size)
 
 
 def encode_png(image: np.ndarray, level: int) -> bytes:

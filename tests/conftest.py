@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,21 @@ def tiny_synth(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "tiny"
     write_synthetic_release(out, SynthParams(seed=11, cases=16, size_scale=0.2), workers=1, progress=False)
     return out
+
+
+def fresh_clone(target: Path) -> Path:
+    """A new git repository holding exactly what a clone of this work tree would."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+        subprocess.run(cmd, cwd=target, check=True)
+    return target
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

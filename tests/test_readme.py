@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, fresh_clone
 
 
 def readme_command(name: str) -> str:
@@ -19,21 +19,6 @@ def readme_command(name: str) -> str:
     match = re.search(rf"<!-- command: {name} -->\s*```bash\n(.+?)\n```", text, re.S)
     assert match, f"README has no '{name}' command block"
     return match.group(1).strip()
-
-
-def fresh_clone(target: Path) -> Path:
-    """A new git repository holding exactly what a clone of this work tree would."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
-        subprocess.run(cmd, cwd=target, check=True)
-    return target
 
 
 def new_user_env() -> dict:

@@ -1,0 +1,201 @@
+"""Variant builds: counts reconcile, bytes reproducible across worker counts, crops and colour
+channels as defined, train-only statistics, untrusted members refused, nothing half-written."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tarfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from csxa_data import transforms as T
+from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from csxa_data.errors import CsxaError
+from csxa_data.images import open_png, to_grey
+from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from csxa_data.release import open_release
+from csxa_data.shards import ShardError, read_shards, split_shards
+
+SPECS = {
+    "original": VariantSpec(crop="centre", centre_size=100, out_size=48),
+    "cropped": VariantSpec(crop="landmarks", out_size=48),
+    "wide_cropped": VariantSpec(crop="landmarks", grow_x=20, grow_y=40, out_size=48),
+    "colored": VariantSpec(crop="centre", centre_size=100, colour="stacked", out_size=48),
+    "colored_wide_cropped": VariantSpec(crop="landmarks", grow_x=20, grow_y=40, colour="stacked", out_size=48),
+}
+PARAMS = BuildParams(shard_size=20, min_shards=3)
+
+
+@pytest.fixture(scope="module")
+def ingested(small_synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ingest")
+    write_ingest(run_ingest(small_synth / "release", IngestParams(), workers=2, progress=False), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(small_synth, ingested, tmp_path_factory):
+    root = tmp_path_factory.mktemp("variants")
+    manifest = read_manifest(ingested / "manifest.csv")
+    for name, spec in SPECS.items():
+        build_variant(name, spec, manifest, small_synth / "release", root / name, PARAMS, workers=2, progress=False)
+    return root
+
+
+def report(built, name):
+    return json.loads((built / name / "shards.json").read_text())
+
+
+def samples(built, name, split):
+    return list(read_shards(split_shards(built / name, split)))
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_counts_reconcile_with_the_manifest(built, ingested, name):
+    manifest = pd.read_csv(ingested / "manifest.csv", dtype={"stem": str})
+    rep = report(built, name)
+    per_case = 2 if SPECS[name].colour == "stacked" else 1
+    for split, train_factor in (("train", per_case), ("test", 1)):
+        cases = manifest[manifest.split == split]
+        got = samples(built, name, split)
+        assert len(got) == rep["totals"][split]["samples"] == train_factor * len(cases)
+        assert {s["meta"]["number"] for s in got} == set(cases.number)
+        expected = {str(k): int(v) * train_factor for k, v in cases.label.value_counts().items()}
+        assert rep["totals"][split]["by_class"] == expected
+        assert all("." not in s["key"] and s["key"][:7] in set(cases.stem) for s in got)
+        assert all(s["label"] == s["meta"]["label"] for s in got)
+        shards = split_shards(built / name, split)
+        assert len(shards) == rep["totals"][split]["shards"] >= PARAMS.min_shards
+    assert rep["skipped"] == []
+
+
+def test_test_split_holds_one_sample_per_case_in_every_variant(built):
+    keys = {name: [s["key"] for s in samples(built, name, "test")] for name in SPECS}
+    first = keys["original"]
+    assert len(set(first)) == len(first)
+    assert all(k == first for k in keys.values())
+
+
+def test_rebuild_with_one_worker_is_byte_identical(built, small_synth, ingested, tmp_path):
+    manifest = read_manifest(ingested / "manifest.csv")
+    for name in ("wide_cropped", "colored"):
+        build_variant(name, SPECS[name], manifest, small_synth / "release", tmp_path / name, PARAMS, workers=1,
+                      progress=False)
+        again = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()}
+        first = {p.name: p.read_bytes() for p in (built / name).iterdir()}
+        assert again.keys() == first.keys() and again == first
+        shas = {s["name"]: s["sha256"] for s in report(built, name)["shards"]}
+        import hashlib
+        assert shas == {n: hashlib.sha256(b).hexdigest() for n, b in again.items() if n.endswith(".tar")}
+
+
+def independent_box(points: pd.DataFrame, width, height, grow_x, grow_y):
+    x0 = max(0, math.floor(points.x.min() - grow_x / 2))
+    y0 = max(0, math.floor(points.y.min() - grow_y / 2))
+    x1 = min(width, math.floor(points.x.max() + grow_x / 2) + 1)
+    y1 = min(height, math.floor(points.y.max() + grow_y / 2) + 1)
+    return x0, y0, x1, y1
+
+
+@pytest.mark.parametrize("name", ["cropped", "wide_cropped"])
+def test_crop_is_the_landmark_box(built, small_synth, ingested, name):
+    landmarks = pd.read_csv(ingested / "landmarks.csv")
+    release = open_release(small_synth / "release")
+    spec = SPECS[name]
+    for sample in samples(built, name, "test")[:6]:
+        meta = sample["meta"]
+        grey, _ = to_grey(open_png(release.pngs.read(f"{meta['stem']}.png")))
+        h, w = grey.shape
+        box = independent_box(landmarks[landmarks.number == meta["number"]], w, h, spec.grow_x, spec.grow_y)
+        assert tuple(meta["crop_box"]) == box
+        x0, y0, x1, y1 = box
+        expected = np.asarray(Image.fromarray(grey[y0:y1, x0:x1]).resize((48, 48), Image.Resampling.LANCZOS,
+                                                                          reducing_gap=2.0))
+        assert np.array_equal(sample["image"][..., 0], expected)
+
+
+def test_centre_crop_pads_a_small_image():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) + 1
+    box = T.centre_box(4, 3, 6)
+    assert box == (-1, -2, 5, 4)
+    out = T.crop(grey, box, fill=0)
+    assert out.shape == (6, 6)
+    assert np.array_equal(out[2:5, 1:5], grey) and out.sum() == grey.sum()
+
+
+def test_equalised_and_inverted_channels_follow_their_definitions():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(30, 90, size=(40, 50), dtype=np.uint8)
+    values, counts = np.unique(grey, return_counts=True)
+    cdf = np.cumsum(counts)
+    lut = {v: round(255 * (c - cdf[0]) / (grey.size - cdf[0])) for v, c in zip(values, cdf)}
+    expected = np.vectorize(lut.get)(grey)
+    assert np.array_equal(T.equalise(grey), expected)
+    assert T.equalise(grey).min() == 0 and T.equalise(grey).max() == 255
+    assert np.array_equal(T.invert(grey), 255 - grey.astype(int))
+    a, b = T.colour_stack(grey, "a"), T.colour_stack(grey, "b")
+    assert np.array_equal(a[..., 0], grey) and np.array_equal(a[..., 1], expected) and np.array_equal(a[..., 2], 255 - grey)
+    assert np.array_equal(b[..., 1], a[..., 2]) and np.array_equal(b[..., 2], a[..., 1])
+
+
+def test_both_channel_orders_of_a_train_case(built):
+    train = {s["key"]: s for s in samples(built, "colored", "train")}
+    for key in [k for k in train if k.endswith("_a")][:5]:
+        a, b = train[key], train[key[:-2] + "_b"]
+        assert a["meta"]["channels"] == ["grey", "equalised", "inverted"]
+        assert b["meta"]["channels"] == ["grey", "inverted", "equalised"]
+        assert np.array_equal(a["image"][..., 0], b["image"][..., 0])
+        assert np.array_equal(a["image"][..., 1], b["image"][..., 2])
+
+
+@pytest.mark.parametrize("name", ["original", "colored"])
+def test_stats_match_numpy_over_the_train_split(built, name):
+    images = np.stack([s["image"] for s in samples(built, name, "train")]).astype(np.float64) / 255
+    stats = json.loads((built / name / "stats.json").read_text())
+    assert np.allclose(stats["mean"], images.mean(axis=(0, 1, 2)), atol=1e-6, rtol=0)
+    assert np.allclose(stats["std"], images.std(axis=(0, 1, 2)), atol=1e-6, rtol=0)
+    test = np.stack([s["image"] for s in samples(built, name, "test")]).astype(np.float64) / 255
+    assert not np.allclose(stats["mean"], test.mean(axis=(0, 1, 2)), atol=1e-6, rtol=0)  # train only
+
+
+def test_a_shard_with_a_pickle_member_is_refused(built, tmp_path):
+    evil = tmp_path / "test-000000.tar"
+    with tarfile.open(evil, "w") as tar:
+        source = split_shards(built / "original", "test")[0]
+        with tarfile.open(source) as good:
+            first = good.getmembers()[:3]
+            for info in first:
+                tar.addfile(info, good.extractfile(info))
+        payload = b"\x80\x04K\x01."  # a pickle
+        info = tarfile.TarInfo(first[0].name.split(".")[0] + ".pyd")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(ShardError, match=r"member\(s\) \['.pyd'\].*only .png, .cls and .json"):
+        list(read_shards([evil]))
+
+
+def test_degenerate_box_is_skipped_and_logged(small_synth, ingested, tmp_path):
+    manifest = read_manifest(ingested / "manifest.csv")
+    victim = manifest.number.iloc[0]
+    manifest.loc[manifest.number == victim, "box_x1"] = manifest.loc[manifest.number == victim, "box_x0"] + 1
+    rep = build_variant("cropped", SPECS["cropped"], manifest, small_synth / "release", tmp_path / "v", PARAMS,
+                        workers=1, progress=False)
+    assert [s["number"] for s in rep["skipped"]] == [victim]
+    assert "degenerate" in rep["skipped"][0]["reason"]
+    split = manifest.set_index("number").at[victim, "split"]
+    totals = rep["totals"][split]
+    assert totals["manifest_cases"] == totals["cases"] + totals["skipped_cases"] and totals["skipped_cases"] == 1
+
+
+def test_failed_build_leaves_nothing_behind(small_synth, ingested, tmp_path):
+    manifest = read_manifest(ingested / "manifest.csv")
+    manifest.loc[manifest.index[-1], "stem"] = "9999199"  # no such PNG: the build fails near the end
+    with pytest.raises(CsxaError, match="case .*re-run ingest"):
+        build_variant("original", SPECS["original"], manifest, small_synth / "release", tmp_path / "v", PARAMS,
+                      workers=2, progress=False)
+    assert list(tmp_path.iterdir()) == []
