@@ -22,7 +22,7 @@ from PIL import Image
 from . import transforms as T
 from .atomic import atomic_path
 from .errors import CsxaError
-from .images import ImageProblem, open_png, to_grey
+from .images import ImageProblem, grey_region, open_png
 from .release import JSON_SET, PNG_SET, FileSet, open_file_set
 from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
 
@@ -97,11 +97,23 @@ def sample_orders(spec: VariantSpec, split: str) -> list[tuple[str, str | None]]
     return [("", "a")]
 
 
-def render_case(grey: np.ndarray, spec: VariantSpec, box: T.Box, order: str | None) -> np.ndarray:
-    """The variant's image of one case: crop, colour, resize (grey stays one channel)."""
-    cut = T.crop(grey, box, spec.pad_value)
-    image = cut if order is None else T.colour_stack(cut, order)
-    return T.resize_square(image, spec.out_size)
+def cut(img, box: T.Box, pad_value: int) -> np.ndarray:
+    """The crop box of a decoded film as grey, padded where the box reaches outside the film."""
+    region, (rx0, ry0, _, _) = grey_region(img, box)
+    x0, y0, x1, y1 = box
+    return T.crop(region, (x0 - rx0, y0 - ry0, x1 - rx0, y1 - ry0), pad_value)
+
+
+def render_planes(crop: np.ndarray, spec: VariantSpec) -> dict[str, np.ndarray]:
+    """The resized planes a variant's images are made of: grey alone, or grey, equalised and
+    inverted (equalised and inverted at the crop's own resolution, as the paper, then resized)."""
+    planes = {"grey": crop} if spec.colour == "grey" else T.colour_planes(crop)
+    return {name: T.resize_square(plane, spec.out_size) for name, plane in planes.items()}
+
+
+def render_image(planes: dict[str, np.ndarray], order: str | None) -> np.ndarray:
+    """One sample's image: the grey plane, or the planes stacked in the order's channel order."""
+    return planes["grey"] if order is None else T.stack(*(planes[name] for name in T.COLOUR_ORDERS[order]))
 
 
 def encode_png(image: np.ndarray, level: int) -> bytes:
@@ -112,18 +124,23 @@ def encode_png(image: np.ndarray, level: int) -> bytes:
 
 def channel_sums(image: np.ndarray) -> np.ndarray:
     """Per-channel (count, sum, sum of squares) as exact integers; grey counts as three channels."""
-    pixels = image.reshape(-1, image.shape[2] if image.ndim == 3 else 1).astype(np.int64)
-    if pixels.shape[1] == 1:
-        pixels = np.repeat(pixels, 3, axis=1)
-    return np.stack([np.full(3, len(pixels)), pixels.sum(0), (pixels * pixels).sum(0)])
+    pixels = image.reshape(-1, image.shape[2] if image.ndim == 3 else 1)
+    values = np.arange(256, dtype=np.int64)
+    rows = []
+    for channel in range(pixels.shape[1]):
+        hist = np.bincount(pixels[:, channel], minlength=256).astype(np.int64)
+        rows.append((hist.sum(), hist @ values, hist @ (values * values)))
+    sums = np.array(rows, dtype=np.int64).T
+    return np.repeat(sums, 3, axis=1) if pixels.shape[1] == 1 else sums
 
 
-def case_samples(grey: np.ndarray, case: dict, spec: VariantSpec, variant: str, level: int) -> list[dict]:
-    """Every sample a case yields: key, tar members and pixel sums."""
+def case_samples(img, case: dict, spec: VariantSpec, variant: str, level: int) -> list[dict]:
+    """Every sample a decoded film yields: key, tar members and pixel sums."""
     box = crop_box(spec, case)
+    planes = render_planes(cut(img, box, spec.pad_value), spec)
     out = []
     for suffix, order in sample_orders(spec, case["split"]):
-        image = render_case(grey, spec, box, order)
+        image = render_image(planes, order)
         key = f"{case['stem']}{suffix}"
         meta = {"key": key, "number": case["number"], "stem": case["stem"], "split": case["split"],
                 "variant": variant, "gender": case["gender"], "age": case["age"], "label": case["label"],
@@ -148,10 +165,10 @@ def _open_pngs(release: str) -> None:
 def _build_job(job: tuple[dict, VariantSpec, str, int]) -> tuple[int, list[dict] | str]:
     case, spec, variant, level = job
     try:
-        grey, _ = to_grey(open_png(_PNGS.read(f"{case['stem']}.png")))
+        img = open_png(_PNGS.read(f"{case['stem']}.png"))
     except (ImageProblem, CsxaError, KeyError) as exc:
         return case["number"], f"source PNG unusable now ({exc}); re-run ingest"
-    return case["number"], case_samples(grey, case, spec, variant, level)
+    return case["number"], case_samples(img, case, spec, variant, level)
 
 
 # --- the variant -------------------------------------------------------------------------------

@@ -57,6 +57,17 @@ def to_grey(img: Image.Image) -> tuple[np.ndarray, bool]:
     return np.asarray(img.convert("L")), mode in ("1", "P")
 
 
+def grey_region(img: Image.Image, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The part of the film inside ``box`` as grey, and that part's box (the box clipped to the
+    film); converting only the region saves most of the conversion cost of a crop."""
+    x0, y0, x1, y1 = box
+    clipped = (max(x0, 0), max(y0, 0), min(x1, img.width), min(y1, img.height))
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        return np.zeros((0, 0), dtype=np.uint8), clipped
+    grey, _ = to_grey(img.crop(clipped))
+    return grey, clipped
+
+
 def is_inverted(grey: np.ndarray) -> bool:
     """True for a negative film (white background, dark bone).
 

@@ -81,12 +81,17 @@ COLOUR_ORDERS = {
 
 def colour_stack(grey: np.ndarray, order: str) -> np.ndarray:
     """The paper's colour enhancement: grey first, then equalised and inverted in ``order``."""
-    planes = {"grey": grey, "equalised": equalise(grey), "inverted": invert(grey)}
+    planes = colour_planes(grey)
     return stack(*(planes[name] for name in COLOUR_ORDERS[order]))
+
+
+def colour_planes(grey: np.ndarray) -> dict[str, np.ndarray]:
+    """The three planes the colour variants stack: grey, equalised, inverted."""
+    return {"grey": grey, "equalised": equalise(grey), "inverted": invert(grey)}
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize to ``size`` x ``size`` (as the paper, without keeping the aspect), anti-aliased:
-    an integer box reduction first, then Lanczos."""
+    an integer box reduction by the whole part of the scale first, then Lanczos."""
     img = Image.fromarray(image)
-    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0))
+    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=1.0))

@@ -115,7 +115,7 @@ def test_crop_is_the_landmark_box(built, small_synth, ingested, name):
         assert tuple(meta["crop_box"]) == box
         x0, y0, x1, y1 = box
         expected = np.asarray(Image.fromarray(grey[y0:y1, x0:x1]).resize((48, 48), Image.Resampling.LANCZOS,
-                                                                          reducing_gap=2.0))
+                                                                          reducing_gap=1.0))
         assert np.array_equal(sample["image"][..., 0], expected)
 
 

@@ -1,0 +1,235 @@
+"""csxa_train on a tiny synthetic variant: real torch training steps, real shards, real torchrun."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from csxa_data.errors import CsxaError
+from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_train.augment import AugmentConfig, augment_batch, draw_params
+from csxa_train.balance import smote_oversample
+from csxa_train.data import load_split, normalisation, shard_urls, eval_loader
+from csxa_train.fit import TrainConfig, evaluate_checkpoint, fit, load_checkpoint
+from csxa_train.models import build_model
+
+# a quarter of the films asymptomatic, so that both classes are in both splits of a tiny atlas
+TINY = SynthParams(seed=5, cases=64, size_scale=0.2, asymptomatic_fraction=0.25)
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-data")
+    write_synthetic_release(root / "synth", TINY, workers=2, progress=False)
+    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
+    build_variant("colored_cropped", VariantSpec(crop="landmarks", colour="stacked", out_size=32),
+                  read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release", root / "variant",
+                  BuildParams(shard_size=16, min_shards=4), workers=2, progress=False)
+    return root / "variant"
+
+
+def config(variant, **overrides):
+    settings = dict(variant=str(variant), model="smallcnn", weights="none", balance="smote", epochs=1, batch_size=16,
+                    workers=0, eval_batch_size=16)
+    settings.update(overrides)
+    return TrainConfig.from_dict(settings)
+
+
+@pytest.fixture(scope="module")
+def fitted(variant, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "run"
+    metrics = fit(config(variant), out)
+    return out, metrics
+
+
+def test_fit_writes_metrics_predictions_and_checkpoint(fitted, variant):
+    out, metrics = fitted
+    for name in ("checkpoint.pt", "metrics.json", "predictions.csv", "roc.csv", "confusion.csv", "train_log.csv",
+                 "report.png"):
+        assert (out / name).is_file(), name
+    predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str})
+    report = json.loads((variant / "shards.json").read_text())
+    assert len(predictions) == report["totals"]["test"]["samples"] and predictions.key.is_unique
+    assert json.loads((out / "metrics.json").read_text())["n"] == len(predictions)
+    assert len(pd.read_csv(out / "train_log.csv")) == 1
+
+
+def test_loading_the_checkpoint_reproduces_the_predictions_exactly(fitted, tmp_path):
+    out, _ = fitted
+    evaluate_checkpoint(out / "checkpoint.pt", tmp_path / "again")
+    first = pd.read_csv(out / "predictions.csv", dtype={"key": str})
+    again = pd.read_csv(tmp_path / "again" / "predictions.csv", dtype={"key": str})
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_checkpoint_loads_with_weights_only(fitted):
+    out, _ = fitted
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 0 and state["config"]["model"] == "smallcnn"
+
+
+def test_metrics_match_scikit_learn_and_report_the_baseline(fitted):
+    from sklearn import metrics as sk
+
+    out, _ = fitted
+    p = pd.read_csv(out / "predictions.csv", dtype={"key": str})
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["accuracy"] == pytest.approx(sk.accuracy_score(p.label, p.pred))
+    assert m["precision"] == pytest.approx(sk.precision_score(p.label, p.pred, zero_division=0))
+    assert m["sensitivity"] == pytest.approx(sk.recall_score(p.label, p.pred))
+    assert m["specificity"] == pytest.approx(sk.recall_score(p.label, p.pred, pos_label=0))
+    assert m["f1"] == pytest.approx(sk.f1_score(p.label, p.pred, zero_division=0))
+    assert m["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(p.label, p.pred))
+    assert m["macro_f1"] == pytest.approx(sk.f1_score(p.label, p.pred, average="macro", zero_division=0))
+    assert m["auroc"] == pytest.approx(sk.roc_auc_score(p.label, p.score))
+    tn, fp, fn, tp = sk.confusion_matrix(p.label, p.pred, labels=[0, 1]).ravel()
+    assert m["confusion"] == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+    baseline = m["baseline"]
+    assert baseline["rule"] == "always class 1"
+    assert baseline["accuracy"] == pytest.approx((p.label == 1).mean())
+    assert baseline["balanced_accuracy"] == 0.5 and baseline["specificity"] == 0 and baseline["auroc"] == 0.5
+
+
+def test_smote_balances_the_train_split_and_never_touches_test(fitted, variant):
+    out, metrics = fitted
+    _, labels, _ = load_split(variant, "train")
+    counts = np.bincount(labels)
+    assert metrics["smote_synthetic"] == counts.max() - counts.min() > 0
+    assert metrics["train_by_class"] == {"0": int(counts[0]), "1": int(counts[1])}
+    predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str})
+    test_keys = [k for batch in eval_loader(variant, 8, 0) for k in batch["key"]]
+    assert sorted(predictions.key) == sorted(test_keys)
+
+
+def test_smote_output_balanced_and_in_range():
+    rng = np.random.default_rng(0)
+    minority = np.stack([np.full((3, 4, 4), 10, np.uint8), np.full((3, 4, 4), 250, np.uint8),
+                         np.full((3, 4, 4), 200, np.uint8)])
+    majority = rng.integers(0, 256, size=(20, 3, 4, 4), dtype=np.uint8)
+    images, labels = np.concatenate([minority, majority]), np.r_[np.zeros(3, int), np.ones(20, int)]
+    new, new_labels = smote_oversample(images, labels, seed=1, k_neighbors=2, chunk=5)
+    assert new.dtype == np.uint8 and len(new) == 17 and (new_labels == 0).all()
+    assert new.min() >= 10 and new.max() <= 250  # between minority samples; uint8 arithmetic would wrap
+    assert np.bincount(np.r_[labels, new_labels]).tolist() == [20, 20]
+    with pytest.raises(CsxaError, match="uint8"):
+        smote_oversample(images.astype(np.float32), labels, seed=1)
+
+
+def test_evaluation_inputs_identical_across_passes_and_train_augmentation_varies(variant):
+    first = [b["image"] for b in eval_loader(variant, 8, 0)]
+    second = [b["image"] for b in eval_loader(variant, 8, 0)]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    x = first[0].float() / 255
+    generator = torch.Generator().manual_seed(0)
+    augmented = augment_batch(x, AugmentConfig(), generator)
+    assert augmented.shape == x.shape and not torch.equal(augmented, x)
+
+
+def test_rotations_stay_within_80_degrees():
+    params = draw_params(20000, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert params["angle_first"].abs().max() <= 20 and params["angle_second"].abs().max() <= 60
+    assert params["angle"].abs().max() <= 80 and params["angle"].abs().max() > 70
+    assert abs(params["angle"].mean()) < 1.5
+    assert 0.45 < (params["flip_x"] < 0).double().mean() < 0.55 and 0.45 < (params["flip_y"] < 0).double().mean() < 0.55
+
+
+def test_imagenet_weights_offline_give_a_clear_error(tmp_path, variant):
+    closed = "http://127.0.0.1:9"  # nothing listens: the download fails at once, as offline
+    env = {**os.environ, "TORCH_HOME": str(tmp_path), "https_proxy": closed, "HTTPS_PROXY": closed,
+           "http_proxy": closed, "HTTP_PROXY": closed, "no_proxy": "", "NO_PROXY": ""}
+    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--variant", str(variant), "--out",
+                             str(tmp_path / "out"), "--model", "resnet18", "--weights", "imagenet", "--epochs", "1"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "cannot download the ImageNet weights of resnet18" in line and "set the model's weights to that file's path" in line
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    torch.manual_seed(3)
+    from torchvision.models import resnet18
+    reference = resnet18()
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    model = build_model("resnet18", str(tmp_path / "resnet18.pth"))
+    assert torch.equal(model.conv1.weight, reference.conv1.weight)
+    assert torch.equal(model.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+    assert model.fc.out_features == 2
+    (tmp_path / "bad.pth").write_bytes(b"not weights")
+    with pytest.raises(CsxaError, match="cannot load as a weights file"):
+        build_model("resnet18", str(tmp_path / "bad.pth"))
+
+
+def test_streams_shards_over_http(variant):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(variant))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        remote = [k for batch in eval_loader(url, 8, 0) for k in batch["key"]]
+        local = [k for batch in eval_loader(variant, 8, 0) for k in batch["key"]]
+        assert remote == local and len(remote) > 0
+        mean, _ = normalisation(url)
+        assert torch.allclose(mean, normalisation(variant)[0])
+        assert shard_urls(url, "train")[0].startswith("http://127.0.0.1")
+    finally:
+        server.shutdown()
+
+
+def torchrun(*args, timeout=600):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "csxa_train", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_ddp_two_processes_score_every_test_sample_once(fitted, variant, tmp_path):
+    out, _ = fitted
+    torchrun("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "ddp-eval"), "--workers", "1")
+    single = pd.read_csv(out / "predictions.csv", dtype={"key": str})
+    ddp = pd.read_csv(tmp_path / "ddp-eval" / "predictions.csv", dtype={"key": str})
+    assert ddp.key.is_unique and list(ddp.key) == list(single.key)
+    assert np.allclose(ddp.score, single.score, atol=1e-5)
+    assert json.loads((tmp_path / "ddp-eval" / "metrics.json").read_text())["world_size"] == 2
+    torchrun("fit", "--variant", str(variant), "--out", str(tmp_path / "ddp-fit"), "--model", "smallcnn",
+             "--weights", "none", "--epochs", "1", "--batch-size", "8", "--workers", "1")
+    fitted_ddp = pd.read_csv(tmp_path / "ddp-fit" / "predictions.csv", dtype={"key": str})
+    assert list(fitted_ddp.key) == list(single.key)
+
+
+def test_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(variant, tmp_path):
+    args = [sys.executable, "-m", "csxa_train", "fit", "--variant", str(variant), "--model", "smallcnn",
+            "--weights", "none", "--epochs", "8", "--batch-size", "8", "--workers", "0"]
+    whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    victim = subprocess.Popen(args + ["--out", str(tmp_path / "cut")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "cut" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    done_before = load_checkpoint(checkpoint)["epoch"] + 1
+    assert done_before < 8, "the run finished before it could be interrupted"
+    resumed = subprocess.run(args + ["--out", str(tmp_path / "cut")], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {checkpoint} after epoch {done_before}" in resumed.stdout
+    log = pd.read_csv(tmp_path / "cut" / "train_log.csv")
+    assert log.epoch.tolist() == list(range(1, 9))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "predictions.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "predictions.csv"))
