@@ -81,12 +81,13 @@ class TrainConfig:
         return asdict(self)
 
     def digest(self) -> str:
-        """Identity of the run: the configuration and the variant's shard hashes, so that only a
-        checkpoint of the same settings on the same data is resumed."""
+        """Identity of the run: the configuration, the variant's shard hashes and this package's
+        code, so that only a checkpoint of the same settings, data and code is resumed."""
         from .data import read_variant_json
 
         shards = [s["sha256"] for s in read_variant_json(self.variant, "shards.json")["shards"]]
-        identity = {**self.to_dict(), "variant": None, "shards": shards}
+        code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py"))))
+        identity = {**self.to_dict(), "variant": None, "shards": shards, "code": code.hexdigest()}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 

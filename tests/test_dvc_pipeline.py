@@ -31,12 +31,13 @@ def project(tmp_path_factory):
     """A committed copy of the project with a tiny synthetic release and small images."""
     root = fresh_clone(tmp_path_factory.mktemp("project") / "p")
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["synth"].update(cases=40, size_scale=0.2)
+    params["synth"].update(cases=40, size_scale=0.2, asymptomatic_fraction=0.25)
     for spec in params["variants"].values():
         spec["out_size"] = 32
         if spec["crop"] == "centre":
             spec["centre_size"] = 100
     params["build"].update(shard_size=10, min_shards=2)
+    params["train"].update(model="smallcnn", epochs=1, image_size=32, workers=0)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny params"], cwd=root,
                    check=True)
@@ -44,7 +45,7 @@ def project(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_repro_builds_every_variant_then_exp_run_reruns_one(project):
+def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
     first = dvc("repro", cwd=project)
     variants = list(yaml.safe_load((project / "params.yaml").read_text())["variants"])
     assert {f"variant@{v}" for v in variants} <= ran(first)
@@ -57,9 +58,12 @@ def test_repro_builds_every_variant_then_exp_run_reruns_one(project):
             per_case = 2 if name.startswith("colored") and split == "train" else 1
             assert totals[split]["by_class"] == {str(k): int(v) * per_case
                                                 for k, v in cases.label.value_counts().items()}
+    for experiment in yaml.safe_load((project / "params.yaml").read_text())["experiments"]:
+        metrics = json.loads((project / "results" / experiment / "metrics.json").read_text())
+        assert metrics["n"] == int((manifest.split == "test").sum()) and "balanced_accuracy" in metrics
     assert ran(dvc("repro", cwd=project)) == set()
     experiment = dvc("exp", "run", "-S", "variants.cropped.out_size=40", cwd=project)
-    assert ran(experiment) == {"variant@cropped", "variants_preview"}, experiment
+    assert ran(experiment) == {"variant@cropped", "variants_preview", "train@cropped_resnet"}, experiment
     sample = json.loads((project / "data/variants/cropped/shards.json").read_text())
     assert sample["spec"]["out_size"] == 40
 
@@ -77,3 +81,25 @@ def test_no_parameter_is_named_like_dvc_run_cache_metadata():
 
     blind = [full for full, key in keys(yaml.safe_load((REPO / "params.yaml").read_text())) if key in ("size", "nfiles")]
     assert blind == []
+
+
+def test_paper_params_mirror_the_demo_params():
+    """params.paper.yaml (the paper's full protocol) has exactly the demo's keys, with the paper's values."""
+    from conftest import REPO
+
+    def keys(node, path=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield f"{path}.{key}".lstrip(".")
+                yield from keys(value, f"{path}.{key}")
+
+    demo = yaml.safe_load((REPO / "params.yaml").read_text())
+    paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())
+    assert sorted(keys(demo)) == sorted(keys(paper))
+    train = paper["train"]
+    assert (train["model"], train["weights"], train["epochs"], train["image_size"]) == ("resnet50", "imagenet", 30, 224)
+    assert (train["lr"], train["lr_step"], train["lr_gamma"], train["balance"]) == (0.0003, 5, 0.5, "smote")
+    assert paper["experiments"]["original_vgg"]["model"] == "vgg19"
+    assert paper["variants"]["original"]["centre_size"] == 500
+    assert (paper["variants"]["wide_cropped"]["grow_x"], paper["variants"]["wide_cropped"]["grow_y"]) == (100, 200)
+    assert all(v["out_size"] == 224 for v in paper["variants"].values())
