@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from . import transforms as T
 from .atomic import atomic_path
 from .errors import CsxaError
 from .images import ImageProblem, grey_region, open_png
-from .release import JSON_SET, PNG_SET, FileSet, open_file_set
+from .release import PNG_SET, FileSet, open_file_set
 from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
 
 SPLITS = ("train", "test")
@@ -46,17 +46,15 @@ class VariantSpec:
     @classmethod
     def from_dict(cls, name: str, data: dict | None) -> "VariantSpec":
         """From ``variants.<name>``; unknown keys or values are an error naming the key."""
-        data = dict(data or {})
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise CsxaError(f"unknown key(s) {unknown} in variants.{name}", path="params.yaml")
-        spec = cls(**data)
-        if spec.crop not in ("centre", "landmarks"):
-            raise CsxaError(f"variants.{name}.crop must be 'centre' or 'landmarks', not {spec.crop!r}", path="params.yaml")
-        if spec.colour not in ("grey", "stacked"):
-            raise CsxaError(f"variants.{name}.colour must be 'grey' or 'stacked', not {spec.colour!r}", path="params.yaml")
-        if not 8 <= spec.out_size <= 2048 or spec.centre_size < 8:
-            raise CsxaError(f"variants.{name}: out_size and centre_size must be within 8..2048 px", path="params.yaml")
+        from .params import dataclass_from_section, require
+
+        spec = dataclass_from_section(cls, data, f"variants.{name}")
+        require(spec.crop in ("centre", "landmarks"), f"variants.{name}.crop must be 'centre' or 'landmarks', not {spec.crop!r}")
+        require(spec.colour in ("grey", "stacked"), f"variants.{name}.colour must be 'grey' or 'stacked', not {spec.colour!r}")
+        require(8 <= spec.out_size <= 2048 and 8 <= spec.centre_size <= 20000,
+                f"variants.{name}: out_size must be within 8..2048 px and centre_size at least 8 px")
+        require(spec.grow_x >= 0 and spec.grow_y >= 0 and spec.min_box_side >= 1 and 0 <= spec.pad_value <= 255,
+                f"variants.{name}: grow_x and grow_y must not be negative, min_box_side at least 1, pad_value 0..255")
         return spec
 
 
@@ -71,11 +69,13 @@ class BuildParams:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "BuildParams":
-        data = dict(data or {})
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise CsxaError(f"unknown key(s) {unknown} in the build section", path="params.yaml")
-        return cls(**data)
+        from .params import dataclass_from_section, require
+
+        params = dataclass_from_section(cls, data, "build")
+        require(params.shard_size >= 1 and params.min_shards >= 1, "build.shard_size and build.min_shards must be at least 1")
+        require(0 <= params.png_compress_level <= 9, "build.png_compress_level must be within 0..9")
+        require(params.preview_cases >= 0, "build.preview_cases must not be negative")
+        return params
 
 
 # --- what to write for one case ----------------------------------------------------------------
@@ -165,7 +165,7 @@ def _open_pngs(release: str) -> None:
 def _build_job(job: tuple[dict, VariantSpec, str, int]) -> tuple[int, list[dict] | str]:
     case, spec, variant, level = job
     try:
-        img = open_png(_PNGS.read(f"{case['stem']}.png"))
+        img = open_png(_PNGS.read(case["png_name"]))
     except (ImageProblem, CsxaError, KeyError) as exc:
         return case["number"], f"source PNG unusable now ({exc}); re-run ingest"
     return case["number"], case_samples(img, case, spec, variant, level)

@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import CsxaError
+from .errors import CsxaError, run_command
 
 PROG = "csxa-data"
 
@@ -203,14 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input ends in one ``csxa-data: error:`` line and exit code 2, never a traceback."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except CsxaError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no output was left half-written", file=sys.stderr)
-        return 130
+    return run_command(PROG, args.func, args, "no output was left half-written")
 
 
 if __name__ == "__main__":

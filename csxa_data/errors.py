@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+import sys
+
+
 class CsxaError(Exception):
     """Bad input or configuration that stops a command; printed as one line, exit code 2."""
 
@@ -11,3 +14,15 @@ class CsxaError(Exception):
     def __init__(self, message: str, *, path: object | None = None):
         self.path = path
         super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+def run_command(prog: str, func, args, interrupted: str) -> int:
+    """Run a sub-command: bad input ends in one ``PROG: error:`` line and exit code 2, never a traceback."""
+    try:
+        return func(args)
+    except CsxaError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {interrupted}", file=sys.stderr)
+        return 130

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .errors import CsxaError
 from .images import ImageProblem, is_inverted, open_png, to_grey
-from .landmarks import LANDMARK_LABELS, LandmarkProblem, parse_landmarks
+from .landmarks import LandmarkProblem, parse_landmarks
 from .names import parse_stem, stem_problem
 from .release import JSON_SET, PNG_SET, FileSet, Release, ReleaseConfig, open_file_set, open_release
 
@@ -41,14 +41,14 @@ class IngestParams:
     @classmethod
     def from_dict(cls, data: dict | None) -> "IngestParams":
         """From the ``ingest`` section; unknown keys are an error."""
-        data = dict(data or {})
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise CsxaError(f"unknown key(s) {unknown} in the ingest section", path="params.yaml")
-        params = cls(**data)
-        if not 0 < params.test_fraction < 1:
-            raise CsxaError(f"ingest.test_fraction must be within (0, 1), not {params.test_fraction}",
-                            path="params.yaml")
+        from .params import dataclass_from_section, require
+
+        params = dataclass_from_section(cls, data, "ingest")
+        require(0 < params.test_fraction < 1, f"ingest.test_fraction must be within (0, 1), not {params.test_fraction}")
+        require(params.max_landmark_spread >= 0 and params.duplicate_tolerance >= 0,
+                "ingest.max_landmark_spread and ingest.duplicate_tolerance must not be negative")
+        require(bool(params.gender_codes) and all(v in (0, 1) for v in params.gender_codes.values()),
+                "ingest.gender_codes must map the sheet's gender values to the file-name digits 0 and 1")
         return params
 
 
@@ -127,6 +127,8 @@ def sheet_problems(typed: pd.DataFrame, raw: pd.DataFrame) -> dict[int, dict[str
 def usable_files(files: FileSet, suffix: str, source: str, ledger: Ledger) -> dict[int, str]:
     """Case number -> file name for the set's well-named files; every other file is dropped."""
     by_number: dict[int, list[str]] = {}
+    for key, reason in files.skipped:
+        ledger.drop(source, key, np.nan, "not_release_file", reason)
     for member in files:
         if not member.name.lower().endswith(suffix):
             ledger.drop(source, member.name, np.nan, f"not_{suffix[1:]}",
@@ -172,8 +174,8 @@ def examine_case(png_bytes: bytes, json_bytes: bytes, params: IngestParams) -> d
              "inverted": is_inverted(grey)}
     try:
         document = json.loads(json_bytes.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return {**facts, "json_problem": f"JSON does not parse ({exc})"}
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError covers JSONDecodeError
+        return {**facts, "json_problem": f"JSON does not parse ({type(exc).__name__}: {str(exc)[:200]})"}
     try:
         points, repairs = parse_landmarks(document, width, height, max_spread=params.max_landmark_spread,
                                           duplicate_tolerance=params.duplicate_tolerance)
@@ -198,7 +200,10 @@ def _examine_job(job: tuple[int, str, str, IngestParams]) -> tuple[int, dict]:
         json_bytes = jsons.read(json_name)
     except CsxaError as exc:
         return number, {"json_problem": f"cannot be read ({exc})"}
-    return number, examine_case(png_bytes, json_bytes, params)
+    try:
+        return number, examine_case(png_bytes, json_bytes, params)
+    except Exception as exc:  # one hostile file must not stop the release; it is dropped with the reason
+        return number, {"json_problem": f"cannot be examined ({type(exc).__name__}: {str(exc)[:200]})"}
 
 
 # --- split -------------------------------------------------------------------------------------
@@ -320,7 +325,7 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
         for repair in fact["repairs"]:
             ledger.repair(number, repair["field"], repair["old"], repair["new"], repair["rule"])
         x0, y0, x1, y1 = fact["box"]
-        record = {"number": number, "stem": png[:-4], "gender": gender, "age": age, "label": int(sheet.label),
+        record = {"number": number, "stem": png[:-4], "png_name": png, "gender": gender, "age": age, "label": int(sheet.label),
                   "width": fact["width"], "height": fact["height"], "box_x0": x0, "box_y0": y0, "box_x1": x1,
                   "box_y1": y1, "inverted": fact["inverted"], "mode": fact["mode"],
                   "channels_equal": fact["channels_equal"]}
@@ -334,7 +339,7 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
     if not kept:
         raise CsxaError("no case survived validation; see the reasons above or in drops.csv", path=release.root)
     manifest = pd.DataFrame(kept)
-    manifest.insert(5, "split", split_cases(manifest.number, manifest.label, params.test_fraction, params.seed))
+    manifest.insert(6, "split", split_cases(manifest.number, manifest.label, params.test_fraction, params.seed))
     landmarks = pd.DataFrame(landmark_rows, columns=["number", "label", "x", "y"])
     repairs = pd.DataFrame(ledger.repairs, columns=["number", "field", "old", "new", "rule"])
     drops = pd.DataFrame(ledger.drops, columns=["source", "key", "number", "rule", "reason"])
@@ -360,7 +365,8 @@ def _drop_case(ledger: Ledger, typed: pd.DataFrame, number: int, row, png, jsn, 
 
 def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, repairs: pd.DataFrame) -> dict:
     """Counts in and out per source, per rule, class and split; refuses if anything is unaccounted for."""
-    inputs = {"sheet": len(release.columns), "png": len(release.pngs), "json": len(release.jsons)}
+    inputs = {"sheet": len(release.columns), "png": len(release.pngs) + len(release.pngs.skipped),
+              "json": len(release.jsons) + len(release.jsons.skipped)}
     sources = {}
     for source, count in inputs.items():
         dropped = drops[drops.source == source]
@@ -392,12 +398,19 @@ def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, rep
 
 def _check_contracts(manifest, landmarks, repairs, drops) -> None:
     """Our own outputs must satisfy the published contracts; a failure here is a bug, not bad data."""
+    import pandera.pandas as pa
+
     from schemas import Drops, Landmarks, Manifest, Repairs
 
-    Manifest.validate(manifest, lazy=True)
-    Landmarks.validate(landmarks, lazy=True)
-    Repairs.validate(repairs, lazy=True)
-    Drops.validate(drops, lazy=True)
+    for name, contract, table in (("manifest", Manifest, manifest), ("landmarks", Landmarks, landmarks),
+                                  ("repairs", Repairs, repairs), ("drops", Drops, drops)):
+        try:
+            contract.validate(table, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            first = exc.failure_cases.iloc[0]
+            raise CsxaError(f"internal error: the {name} table breaks its own contract schemas.{contract.__name__} "
+                            f"(column {first['column']!r}, check {first['check']!r}, value {first['failure_case']!r}); "
+                            "please report it with the release's drops.csv") from None
 
 
 def validation_report(validation: dict) -> str:

@@ -72,7 +72,7 @@ def _location(shape: dict, label: str, max_spread: float) -> tuple[tuple[float, 
     raw = shape.get("points")
     try:
         points = np.asarray(raw, dtype=float).reshape(-1, 2)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise LandmarkProblem(f"{label!r}: points {raw!r} are not [x, y] numbers") from None
     if len(points) == 0:
         raise LandmarkProblem(f"{label!r}: no points")
@@ -143,6 +143,10 @@ def parse_landmarks(document: object, width: int, height: int, *, max_spread: fl
             left, right = found.get(f"C{n} {side} left"), found.get(f"C{n} {side} right")
             if left and right and not left[0] < right[0]:
                 problems.append(f"'C{n} {side} left' x {left[0]:.1f} is not left of 'C{n} {side} right' x {right[0]:.1f}")
+    if not problems:
+        xs, ys = [p[0] for p in found.values()], [p[1] for p in found.values()]
+        if max(xs) - min(xs) < 1 or max(ys) - min(ys) < 1:
+            problems.append(f"the 23 landmarks span {max(xs) - min(xs):.1f} x {max(ys) - min(ys):.1f} px: no spine box")
     if problems:
         raise LandmarkProblem("; ".join(problems))
     return {label: found[label] for label in LANDMARK_LABELS}, repairs

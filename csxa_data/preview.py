@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_path
 from .errors import CsxaError
+from .images import ImageProblem, open_png
 from .landmarks import shape_locations
 from .release import ReleaseConfig, open_release
 
@@ -52,21 +53,27 @@ def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Pa
                           tile: int = 260, landmarks: bool = False) -> Path:
     """The first ``per_class`` films of each class (by case number) in two labelled rows."""
     release = open_release(root, config)
-    codes = {str(k): int(v) for k, v in config.label_codes.items()}
+    codes = {str(k).strip().lower(): int(v) for k, v in config.label_codes.items()}
     by_case = {m.stem[:4]: m for m in release.pngs if m.name.lower().endswith(".png")}
     json_names = {m.stem: m.name for m in release.jsons}
     picked: dict[int, list] = {0: [], 1: []}
     for row in release.columns.itertuples():
-        label = codes.get(str(row.label).strip())
+        label = codes.get(str(row.label).strip().lower())
         key = f"{int(row.number):04d}" if str(row.number).strip().isdigit() else None
         if label is None or key not in by_case or len(picked[label]) >= per_class:
             continue
         member = by_case[key]
-        img = Image.open(io.BytesIO(release.pngs.read(member.name)))
-        img.load()
+        try:
+            img = open_png(release.pngs.read(member.name))
+        except (ImageProblem, CsxaError) as exc:
+            print(f"contact sheet: skipped {member.location}: {exc}", file=sys.stderr)
+            continue
         caption = f"{member.stem} {img.width}x{img.height} {img.mode}"
         if landmarks and member.stem in json_names:
-            img = _mark(img, shape_locations(json.loads(release.jsons.read(json_names[member.stem]))))
+            try:
+                img = _mark(img, shape_locations(json.loads(release.jsons.read(json_names[member.stem]))))
+            except (ValueError, RecursionError, CsxaError, AttributeError, TypeError) as exc:
+                print(f"contact sheet: no landmarks for {member.stem}: {exc}", file=sys.stderr)
         picked[label].append((img, caption))
     if not any(picked.values()):
         raise CsxaError("no case with both a class in the sheet and a PNG", path=root)

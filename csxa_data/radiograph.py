@@ -12,9 +12,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .landmarks import LANDMARK_LABELS
-
-
 # Nominal sizes (mm) of C3..C7 and T1, and of the discs C2/3 .. C7/T1.
 _BODY_HEIGHT = (14.0, 13.8, 13.6, 13.8, 14.4, 15.5)
 _BODY_DEPTH = (15.5, 16.0, 16.5, 17.0, 17.5, 18.5)

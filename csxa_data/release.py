@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
+from xml.etree.ElementTree import ParseError
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -49,7 +51,7 @@ class SheetColumns:
     curvature: str | None = CURVATURE_COLUMN
     pixel_equivalent: str | None = "Pixel equivalent (mm/pixel)"
 
-    REQUIRED = ("number", "gender", "age", "label")
+    REQUIRED = ("number", "gender", "age", "label")  # the others may be set to null (not read)
 
 
 @dataclass(frozen=True)
@@ -65,24 +67,15 @@ class ReleaseConfig:
     @classmethod
     def from_dict(cls, data: dict | None) -> "ReleaseConfig":
         """Build from the ``release`` section of params.yaml; unknown keys are an error."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CsxaError(f"unknown key(s) {unknown} in the release section; expected {sorted(known)}",
-                            path="params.yaml")
-        columns = dict(data.pop("columns", None) or {})
-        col_known = {f.name for f in fields(SheetColumns)}
-        bad = sorted(set(columns) - col_known)
-        if bad:
-            raise CsxaError(f"unknown column key(s) {bad} in release.columns; expected {sorted(col_known)}",
-                            path="params.yaml")
+        from .params import dataclass_from_section, require
+
+        config = dataclass_from_section(cls, data, "release", nested={"columns": SheetColumns})
         for key in SheetColumns.REQUIRED:
-            if key in columns and not columns[key]:
-                raise CsxaError(f"release.columns.{key} must name a column", path="params.yaml")
-        if data.get("md5", "report") not in MD5_POLICIES:
-            raise CsxaError(f"release.md5 must be one of {MD5_POLICIES}, not {data['md5']!r}", path="params.yaml")
-        return cls(columns=SheetColumns(**columns), **data)
+            require(bool(getattr(config.columns, key)), f"release.columns.{key} must name a column")
+        require(config.md5 in MD5_POLICIES, f"release.md5 must be one of {MD5_POLICIES}, not {config.md5!r}")
+        require(bool(config.label_codes) and all(v in (0, 1) for v in config.label_codes.values()),
+                "release.label_codes must map the class column's values to 0 (asymptomatic) or 1 (spondylosis)")
+        return config
 
 
 @dataclass(frozen=True)
@@ -98,12 +91,15 @@ class Member:
 class FileSet:
     """The files of one set (PNG or JSON), from a zip or from an unpacked folder.
 
-    Lists every regular file (whatever its suffix), so ingest can keep or drop each one.
+    Lists every regular file (whatever its suffix), so ingest can keep or drop each one;
+    ``skipped`` holds what is not a release file (archive-tool metadata, links to nowhere), as
+    (key, reason) pairs, so that ingest logs those too.
     """
 
-    def __init__(self, set_name: str, members: list[Member], opener):
+    def __init__(self, set_name: str, members: list[Member], opener, skipped: list[tuple[str, str]] = ()):
         self.set_name = set_name
         self.members = sorted(members, key=lambda m: m.name)
+        self.skipped = sorted(skipped)
         self._by_name = {m.name: m for m in self.members}
         self._open = opener
 
@@ -146,10 +142,13 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CsxaError(f"cannot open as a zip archive ({exc}); expected the {set_name} zip "
                         f"or an unpacked folder {set_name}/", path=path) from None
-    members, by_name = [], {}
+    members, by_name, skipped = [], {}, []
     for info in infos:
         parts = PurePosixPath(info.filename).parts
-        if info.is_dir() or not parts or _is_junk(parts):
+        if info.is_dir() or not parts:
+            continue
+        if _is_junk(parts):
+            skipped.append((info.filename, f"{path}:{info.filename}: archive-tool metadata, not a release file"))
             continue
         name = parts[-1]
         members.append(Member(name, PurePosixPath(name).stem, info.file_size, f"{path}:{info.filename}"))
@@ -159,10 +158,11 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
     def opener(member: Member) -> bytes:
         try:
             return archive.read(by_name[member.name])
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
+                RuntimeError) as exc:  # damaged, Deflate64 or encrypted members
             raise CsxaError(f"cannot read from the zip ({exc})", path=member.location) from None
 
-    return FileSet(set_name, members, opener)
+    return FileSet(set_name, members, opener, skipped)
 
 
 def _folder_set(path: Path, set_name: str) -> FileSet:
@@ -170,8 +170,17 @@ def _folder_set(path: Path, set_name: str) -> FileSet:
     # an archive unpacked into a folder of the same name: datasets-PNG/datasets-PNG/*.png
     if len(entries) == 1 and entries[0].is_dir():
         path = entries[0]
-    members = [Member(p.name, p.stem, p.stat().st_size, str(p))
-               for p in path.rglob("*") if p.is_file() and not _is_junk(p.relative_to(path).parts)]
+    members, skipped = [], []
+    for p in sorted(path.rglob("*")):
+        relative = p.relative_to(path).as_posix()
+        if p.is_dir():
+            continue
+        if _is_junk(p.relative_to(path).parts):
+            skipped.append((relative, f"{p}: archive-tool metadata, not a release file"))
+        elif not p.is_file():
+            skipped.append((relative, f"{p}: not a regular file (a broken link?)"))
+        else:
+            members.append(Member(p.name, p.stem, p.stat().st_size, str(p)))
     _check_unique(str(path), members)
     files = {m.name: Path(m.location) for m in members}
 
@@ -181,7 +190,7 @@ def _folder_set(path: Path, set_name: str) -> FileSet:
         except OSError as exc:
             raise CsxaError(f"cannot read ({exc.strerror})", path=member.location) from None
 
-    return FileSet(set_name, members, opener)
+    return FileSet(set_name, members, opener, skipped)
 
 
 def open_file_set(root: Path, set_name: str) -> FileSet:
@@ -215,28 +224,35 @@ def read_sheet(path: Path, config: ReleaseConfig) -> pd.DataFrame:
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise CsxaError(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {exc})", path=path) from None
     try:
-        if config.sheet not in book.sheetnames:
-            raise CsxaError(f"no sheet named {config.sheet!r}; the workbook has {book.sheetnames}", path=path)
-        rows = book[config.sheet].iter_rows(values_only=True)
-        key = config.columns.number
-        header, header_row = None, 0
-        for header_row, values in enumerate(rows, start=1):
-            if key in (_cell_text(v) for v in values):
-                header = [_cell_text(v) for v in values]
-                break
-            if header_row >= HEADER_SEARCH_ROWS:
-                break
-        if header is None:
-            raise CsxaError(f"no header row: no cell {key!r} in the first {HEADER_SEARCH_ROWS} rows "
-                            f"of sheet {config.sheet!r} (release.columns.number)", path=path)
-        records, excel_rows = [], []
-        for excel_row, values in enumerate(rows, start=header_row + 1):
-            if all(v is None or _cell_text(v) == "" for v in values):
-                continue
-            records.append(list(values) + [None] * (len(header) - len(values)))
-            excel_rows.append(excel_row)
+        return _sheet_rows(book, path, config)
+    except (ParseError, zipfile.BadZipFile, zlib.error, KeyError, ValueError, TypeError, EOFError) as exc:
+        raise CsxaError(f"the sheet does not read ({type(exc).__name__}: {str(exc)[:200]})", path=path) from None
     finally:
         book.close()
+
+
+def _sheet_rows(book, path: Path, config: ReleaseConfig) -> pd.DataFrame:
+    """The header row and the data rows below it, as a frame (see ``read_sheet``)."""
+    if config.sheet not in book.sheetnames:
+        raise CsxaError(f"no sheet named {config.sheet!r}; the workbook has {book.sheetnames}", path=path)
+    rows = book[config.sheet].iter_rows(values_only=True)
+    key = config.columns.number
+    header, header_row = None, 0
+    for header_row, values in enumerate(rows, start=1):
+        if key in (_cell_text(v) for v in values):
+            header = [_cell_text(v) for v in values]
+            break
+        if header_row >= HEADER_SEARCH_ROWS:
+            break
+    if header is None:
+        raise CsxaError(f"no header row: no cell {key!r} in the first {HEADER_SEARCH_ROWS} rows "
+                        f"of sheet {config.sheet!r} (release.columns.number)", path=path)
+    records, excel_rows = [], []
+    for excel_row, values in enumerate(rows, start=header_row + 1):
+        if all(v is None or _cell_text(v) == "" for v in values):
+            continue
+        records.append(list(values) + [None] * (len(header) - len(values)))
+        excel_rows.append(excel_row)
     named = [(i, h) for i, h in enumerate(header) if h]
     dupes = sorted({h for _, h in named if [x for _, x in named].count(h) > 1})
     if dupes:

@@ -17,7 +17,7 @@ import math
 import os
 import re
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -72,13 +72,9 @@ class SynthParams:
     @classmethod
     def from_dict(cls, data: dict | None) -> "SynthParams":
         """From the ``synth`` section of params.yaml; unknown keys are an error."""
-        data = dict(data or {})
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise CsxaError(f"unknown key(s) {unknown} in the synth section; expected {sorted(known)}",
-                            path="params.yaml")
-        params = cls(**data)
+        from .params import dataclass_from_section
+
+        params = dataclass_from_section(cls, data, "synth")
         params.check()
         return params
 
@@ -329,7 +325,7 @@ def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, work
     landmark_rows: list[dict] = []
 
     def consume(results):
-        with zipfile.ZipFile(png_path, "w") as png_zip, zipfile.ZipFile(json_path, "w", compresslevel=1) as json_zip:
+        with zipfile.ZipFile(png_path, "w") as png_zip, zipfile.ZipFile(json_path, "w") as json_zip:
             for result in tqdm(results, total=len(jobs), desc="synth", unit="case", disable=not progress):
                 case = cases[result["number"] - 1]
                 rendered[result["number"]] = result["measures"]
@@ -338,7 +334,8 @@ def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, work
                                        "label": "", "detail": "sheet row without PNG or JSON"})
                     continue
                 png_zip.writestr(zip_member(f"{PNG_SET}/{case['stem']}.png", compress=False), result["png"])
-                json_zip.writestr(zip_member(f"{JSON_SET}/{case['stem']}.json", compress=True), result["json"])
+                json_zip.writestr(zip_member(f"{JSON_SET}/{case['stem']}.json", compress=True), result["json"],
+                                  compresslevel=1)
                 if case["age_sheet"] != case["age_name"]:
                     fault_rows.append({"number": case["number"], "stem": case["stem"], "fault": "age_mismatch",
                                        "label": "", "detail": f"sheet {case['age_sheet']}, name {case['age_name']}"})

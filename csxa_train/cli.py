@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from csxa_data.errors import CsxaError
+from csxa_data.errors import CsxaError, run_command
 
 PROG = "csxa-train"
 
@@ -25,7 +25,10 @@ def _train_settings(args: argparse.Namespace) -> dict:
         if args.experiment not in experiments:
             raise CsxaError(f"no experiment {args.experiment!r}; known: {sorted(experiments)}",
                             path=args.params or "params.yaml")
-        settings.update(experiments[args.experiment])
+        experiment = experiments[args.experiment] or {}
+        if not isinstance(experiment, dict):
+            raise CsxaError(f"experiments.{args.experiment} must be a mapping of settings", path=args.params or "params.yaml")
+        settings.update(experiment)
         settings.pop("variant", None)  # named by --variant, which the DVC stage tracks as a dependency
     for key in ("model", "weights", "balance", "epochs", "batch_size", "image_size", "seed", "workers"):
         value = getattr(args, key)
@@ -99,14 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input ends in one ``csxa-train: error:`` line and exit code 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return args.func(args)
-    except CsxaError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the last checkpoint is kept and the next run resumes from it", file=sys.stderr)
-        return 130
+    return run_command(PROG, args.func, args, "the last checkpoint is kept and the next run resumes from it")
 
 
 if __name__ == "__main__":

@@ -41,20 +41,39 @@ def read_variant_json(source: str | Path, name: str) -> dict:
 
 
 def shard_urls(source: str | Path, split: str) -> list[str]:
-    """The split's shard paths or URLs, in order, as listed in ``shards.json``."""
+    """The split's shard paths or URLs, in order, as listed in ``shards.json``; local shards are
+    checked against their sha256 there (a partial pull or a damaged copy stops here, clearly)."""
+    from csxa_data.shards import file_sha256
+
     report = read_variant_json(source, "shards.json")
-    names = [s["name"] for s in report["shards"] if s["split"] == split]
-    if not names:
+    try:
+        shards = [(s["name"], s["sha256"]) for s in report["shards"] if s["split"] == split]
+    except (KeyError, TypeError):
+        raise CsxaError("not a csxa shards.json (each shard needs name, split and sha256)",
+                        path=f"{source}/shards.json") from None
+    if not shards:
         raise CsxaError(f"the variant has no {split} shards", path=f"{source}/shards.json")
     base = str(source).rstrip("/")
-    return [f"{base}/{name}" for name in names]
+    if not _is_url(base):
+        for name, sha in shards:
+            path = Path(base) / name
+            if not path.is_file():
+                raise CsxaError("listed in shards.json but missing (an incomplete dvc pull?)", path=path)
+            if file_sha256(path) != sha:
+                raise CsxaError("sha256 differs from shards.json (a damaged or foreign shard)", path=path)
+    return [f"{base}/{name}" for name, _ in shards]
 
 
 def normalisation(source: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of the variant's train split (pixel / 255), shaped 1 x 3 x 1 x 1."""
     stats = read_variant_json(source, "stats.json")
-    return (torch.tensor(stats["mean"], dtype=torch.float32).view(1, 3, 1, 1),
-            torch.tensor(stats["std"], dtype=torch.float32).view(1, 3, 1, 1))
+    try:
+        mean, std = (torch.tensor(stats[k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise CsxaError("not a csxa stats.json (mean and std of three channels)", path=f"{source}/stats.json") from None
+    if not bool((std > 0).all()):
+        raise CsxaError("a channel's std is 0: nothing to normalise by", path=f"{source}/stats.json")
+    return mean, std
 
 
 def _to_record(sample: dict) -> dict:
@@ -70,6 +89,19 @@ def stream(urls: list[str]):
 
     return wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node,
                           workersplitter=wds.split_by_worker, empty_check=False).map(_to_record)
+
+
+def guarded(iterable, source):
+    """Iterate, turning a damaged or unreachable shard into one clear error."""
+    import tarfile
+
+    try:
+        yield from iterable
+    except CsxaError as exc:  # raised in a DataLoader worker, it arrives wrapped in its traceback
+        raise CsxaError(str(exc).strip().splitlines()[-1].split(": ", 1)[-1]) from None
+    except (OSError, tarfile.TarError, ValueError, RuntimeError) as exc:
+        raise CsxaError(f"cannot stream the shards ({type(exc).__name__}: {str(exc).strip().splitlines()[-1]})",
+                        path=str(source)) from None
 
 
 def _collate(records: list[dict]) -> dict:
@@ -91,7 +123,7 @@ def load_split(source: str | Path, split: str = "train") -> tuple[np.ndarray, np
     images, labels, keys = [], [], []
     dataset = wds.WebDataset(shard_urls(source, split), shardshuffle=False, nodesplitter=None,
                              workersplitter=None, empty_check=False).map(_to_record)
-    for record in dataset:
+    for record in guarded(dataset, source):
         images.append(record["image"].numpy())
         labels.append(record["label"])
         keys.append(record["key"])

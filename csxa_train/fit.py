@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from csxa_data.errors import CsxaError
 
 from .augment import AugmentConfig, augment_batch
 from .balance import BALANCE_MODES, class_weights, sample_weights, smote_oversample
-from .data import load_split, normalisation, prepare, eval_loader
+from .data import eval_loader, guarded, load_split, normalisation, prepare, read_variant_json
 from .evaluate import confusion_rows, evaluate_predictions, roc_curve
 from .models import build_model
 
@@ -59,22 +59,22 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """From merged params; unknown keys and values are errors naming the key."""
-        data = dict(data)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CsxaError(f"unknown training key(s) {unknown}; expected {sorted(known)}", path="params.yaml")
-        augment = data.pop("augment", None) or {}
-        bad = sorted(set(augment) - {f.name for f in fields(AugmentConfig)})
-        if bad:
-            raise CsxaError(f"unknown augment key(s) {bad}", path="params.yaml")
-        if "variant" not in data:
+        from csxa_data.params import dataclass_from_section, require
+
+        if "variant" not in (data or {}):
             raise CsxaError("no variant given (--variant or experiments.<name>.variant)")
-        config = cls(augment=AugmentConfig(**augment), **data)
-        if config.balance not in BALANCE_MODES:
-            raise CsxaError(f"balance must be one of {list(BALANCE_MODES)}, not {config.balance!r}", path="params.yaml")
-        if config.epochs < 1 or config.batch_size < 1:
-            raise CsxaError("epochs and batch_size must be at least 1", path="params.yaml")
+        config = dataclass_from_section(cls, data, "train", nested={"augment": AugmentConfig})
+        require(config.balance in BALANCE_MODES, f"train.balance must be one of {list(BALANCE_MODES)}, not {config.balance!r}")
+        require(config.epochs >= 1 and config.batch_size >= 1 and config.eval_batch_size >= 1,
+                "train.epochs, train.batch_size and train.eval_batch_size must be at least 1")
+        require(config.lr > 0 and config.lr_step >= 1 and 0 < config.lr_gamma <= 1,
+                "train.lr must be positive, train.lr_step at least 1 and train.lr_gamma within (0, 1]")
+        require(config.image_size is None or 8 <= config.image_size <= 2048, "train.image_size must be null or 8..2048")
+        require(config.workers >= 0 and config.smote_k >= 1 and config.smote_chunk >= 1,
+                "train.workers must not be negative; train.smote_k and train.smote_chunk must be at least 1")
+        a = config.augment
+        require(0 <= a.hflip <= 1 and 0 <= a.vflip <= 1 and 0 <= a.rotate_first <= 180 and 0 <= a.rotate_second <= 180,
+                "train.augment: flip probabilities must be within 0..1 and rotation ranges within 0..180 degrees")
         return config
 
     def to_dict(self) -> dict:
@@ -228,7 +228,7 @@ def predict(model, source, mean, std, config: TrainConfig, runtime: Runtime) -> 
     model.eval()
     cuda = runtime.device.type == "cuda"
     rows = []
-    for batch in eval_loader(source, config.eval_batch_size, config.workers):
+    for batch in guarded(eval_loader(source, config.eval_batch_size, config.workers), source):
         x = (prepare(batch["image"].to(runtime.device), config.image_size) - mean) / std
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -245,6 +245,9 @@ def predict(model, source, mean, std, config: TrainConfig, runtime: Runtime) -> 
     frame["pred"] = (frame.score >= 0.5).astype(int)
     if frame.key.duplicated().any():
         raise CsxaError(f"test samples scored twice: {frame.key[frame.key.duplicated()].tolist()[:5]}")
+    expected = read_variant_json(source, "shards.json")["totals"]["test"]["samples"]
+    if len(frame) != expected:
+        raise CsxaError(f"scored {len(frame)} test samples, shards.json lists {expected}", path=str(source))
     return frame
 
 
@@ -288,8 +291,12 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
     log_rows, start_epoch = [], 0
     checkpoint_path = out / CHECKPOINT
     digest = config.digest()
-    if checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
+    state = load_checkpoint(checkpoint_path) if runtime.main and checkpoint_path.is_file() else None
+    if dist.is_initialized():  # only rank 0 need see the checkpoint (no shared filesystem needed)
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    if state is not None:
         if state.get("digest") == digest and state["epoch"] + 1 < config.epochs:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -305,6 +312,7 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
     if runtime.world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
     for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(config.seed * 1000 + epoch + 7919 * runtime.rank)  # dropout: same masks after a resume
         order = epoch_order(labels, config, epoch, runtime)
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
                **train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config, epoch, runtime)}
@@ -321,7 +329,7 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
             save_checkpoint(checkpoint_path, state)
         if dist.is_initialized():
             dist.barrier()
-    predictions = predict(model, config.variant, mean, std, config, runtime)
+    predictions = predict(_unwrap(model), config.variant, mean, std, config, runtime)
     if not runtime.main:
         return None
     pd.DataFrame(log_rows).to_csv(out / "train_log.csv", index=False, float_format="%.6f")
@@ -344,6 +352,9 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
     runtime = start_runtime()
     try:
         state = load_checkpoint(checkpoint)
+        missing = [k for k in ("config", "model", "normalisation", "counts") if k not in state]
+        if missing:
+            raise CsxaError(f"not a csxa-train checkpoint (no {missing})", path=checkpoint)
         saved = dict(state["config"])
         if variant:
             saved["variant"] = variant

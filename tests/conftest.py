@@ -50,6 +50,18 @@ def fresh_clone(target: Path) -> Path:
     return target
 
 
+def unpack_release(release: Path, root: Path) -> Path:
+    """The release as the xlsx plus the two folders its zips unpack to (a writable copy)."""
+    import zipfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(release / "datasets.xlsx", root)
+    for name in ("datasets-PNG", "datasets-JSON"):
+        with zipfile.ZipFile(release / f"{name}.zip") as archive:
+            archive.extractall(root)  # members sit in a folder of the same name
+    return root
+
+
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``csxa-data ARGS`` as a user would, capturing output."""
     return subprocess.run([sys.executable, "-m", "csxa_data", *map(str, args)], cwd=cwd,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from csxa_data.ingest import IngestParams, run_ingest
 from csxa_data.synth import SynthParams, write_synthetic_release
 from schemas import Drops, Landmarks, Manifest, Repairs
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, unpack_release
 from csxa_data.ingest import IngestParams, run_ingest
 
 PARAMS = IngestParams()
@@ -27,13 +27,7 @@ def baseline(tiny_synth):
 @pytest.fixture
 def release(tiny_synth, tmp_path):
     """An unpacked, writable copy of the tiny release."""
-    root = tmp_path / "release"
-    root.mkdir()
-    shutil.copy(tiny_synth / "release" / "datasets.xlsx", root)
-    for name in ("datasets-PNG", "datasets-JSON"):
-        with zipfile.ZipFile(tiny_synth / "release" / f"{name}.zip") as archive:
-            archive.extractall(root)
-    return root
+    return unpack_release(tiny_synth / "release", tmp_path / "release")
 
 
 def first_stem(root):
@@ -192,3 +186,76 @@ def test_sheet_without_number_column_stops_with_one_line(release, tmp_path):
         f"csxa-data: error: {release / 'datasets.xlsx'}: no header row: no cell 'Number' in the first 20 rows "
         "of sheet 'Sheet1' (release.columns.number)"]
     assert not (tmp_path / "out").exists()
+
+
+def flatten_y(doc):
+    for shape in doc["shapes"]:
+        shape["points"] = [[x, 50.0] for x, _ in shape["points"]]
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("change, text", [
+    ("[" * 100000, "JSON does not parse (RecursionError"),
+    ('{"shapes": [{"label": "C2 centroid", "points": [[' + "1" * 5000 + ", 1]]}]}", "JSON does not parse (ValueError"),
+    (set_point("C4 top left", [[10**400, 10]]), "'C4 top left': points"),
+    (flatten_y, "no spine box"),
+    ('["a list", "not an object"]', "the JSON is not an object"),
+])
+def test_hostile_json(release, baseline, change, text):
+    stem = first_stem(release)
+    edit_json(release, stem, change)
+    result = ingest(release)
+    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid", text)
+
+
+def test_damaged_zip_member_drops_only_its_case(tiny_synth, baseline, tmp_path):
+    root = tmp_path / "zipped"
+    shutil.copytree(tiny_synth / "release", root)
+    archive = root / "datasets-JSON.zip"
+    with zipfile.ZipFile(archive) as z:
+        info = z.infolist()[0]
+        local_header = 30 + len(info.filename.encode()) + len(info.extra)
+        start = info.header_offset + local_header
+    data = bytearray(archive.read_bytes())
+    for offset in range(start + 10, start + 60):
+        data[offset] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    result = ingest(root)
+    stem = info.filename.split("/")[-1][:-5]
+    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid", "cannot be read")
+
+
+def test_archive_metadata_is_logged_not_lost(release, baseline):
+    (release / "datasets-PNG" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    result = ingest(release)
+    row = result.drops[result.drops.rule == "not_release_file"]
+    assert row.key.tolist() == [".DS_Store"] and "archive-tool metadata" in row.reason.iloc[0]
+    assert result.validation["sources"]["png"]["in"] == len(baseline.manifest) + 1
+    assert len(result.manifest) == len(baseline.manifest)
+
+
+def test_upper_case_extension_flows_into_the_build(release, baseline, tmp_path):
+    from csxa_data.build import BuildParams, VariantSpec, build_variant
+
+    stem = first_stem(release)
+    (release / "datasets-PNG" / f"{stem}.png").rename(release / "datasets-PNG" / f"{stem}.PNG")
+    result = ingest(release)
+    assert len(result.manifest) == len(baseline.manifest)
+    assert result.manifest.set_index("stem").at[stem, "png_name"] == f"{stem}.PNG"
+    report = build_variant("cropped", VariantSpec(crop="landmarks", out_size=16), result.manifest, release,
+                           tmp_path / "v", BuildParams(min_shards=1), workers=1, progress=False)
+    assert sum(t["cases"] for t in report["totals"].values()) == len(result.manifest)
+
+
+def test_corrupt_worksheet_is_one_line(tiny_synth, tmp_path):
+    root = tmp_path / "r"
+    shutil.copytree(tiny_synth / "release", root)
+    source = (root / "datasets.xlsx").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(source)) as z:
+        members = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(root / "datasets.xlsx", "w") as z:
+        for name, data in members:
+            z.writestr(name, data[: len(data) // 2] if name == "xl/worksheets/sheet1.xml" else data)
+    result = run_cli("ingest", "--release", root, "--out", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "datasets.xlsx: the sheet does not read" in result.stderr

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import zipfile
 
 import openpyxl
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, unpack_release
 from csxa_data import release as release_module
 from csxa_data.errors import CsxaError
 from csxa_data.release import ReleaseConfig, open_release, verify_official
 
 
 def unpacked_copy(small_synth, tmp_path):
-    """The release as the xlsx plus the two folders the zips unpack to."""
-    root = tmp_path / "unpacked"
-    root.mkdir()
-    shutil.copy(small_synth / "release" / "datasets.xlsx", root)
-    for name in ("datasets-PNG", "datasets-JSON"):
-        with zipfile.ZipFile(small_synth / "release" / f"{name}.zip") as archive:
-            archive.extractall(root)  # members sit in a folder of the same name
-    return root
+    return unpack_release(small_synth / "release", tmp_path / "unpacked")
 
 
 def test_zips_and_unpacked_folders_give_the_same_tables(small_synth, tmp_path):
@@ -156,9 +148,9 @@ def test_md5_statuses(small_synth, tmp_path, monkeypatch):
 
 
 def test_unknown_params_keys_are_refused(tmp_path):
-    with pytest.raises(CsxaError, match="unknown column key"):
+    with pytest.raises(CsxaError, match=r"unknown key\(s\) \['sex'\] in release.columns"):
         ReleaseConfig.from_dict({"columns": {"sex": "Sex"}})
     params = tmp_path / "params.yaml"
     params.write_text("synth:\n  casez: 10\n")
     line = one_error_line(run_cli("synth", "--params", params, "--out", tmp_path / "x"))
-    assert "unknown key(s) ['casez'] in the synth section" in line
+    assert "unknown key(s) ['casez'] in synth" in line

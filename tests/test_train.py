@@ -213,7 +213,8 @@ def test_ddp_two_processes_score_every_test_sample_once(fitted, variant, tmp_pat
 
 
 def test_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(variant, tmp_path):
-    args = [sys.executable, "-m", "csxa_train", "fit", "--variant", str(variant), "--model", "smallcnn",
+    # vggsmall has dropout: a resumed run must draw the same masks as an uninterrupted one
+    args = [sys.executable, "-m", "csxa_train", "fit", "--variant", str(variant), "--model", "vggsmall",
             "--weights", "none", "--epochs", "8", "--batch-size", "8", "--workers", "0"]
     whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr
@@ -233,3 +234,26 @@ def test_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(varian
     assert log.epoch.tolist() == list(range(1, 9))
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "predictions.csv"),
                                   pd.read_csv(tmp_path / "whole" / "predictions.csv"))
+
+
+def test_missing_or_damaged_shard_is_one_clear_line(fitted, variant, tmp_path):
+    import shutil
+
+    out, _ = fitted
+    copy = tmp_path / "variant"
+    shutil.copytree(variant, copy)
+    shards = sorted(copy.glob("test-*.tar"))
+    shards[0].unlink()
+    result = subprocess.run([sys.executable, "-m", "csxa_train", "evaluate", "--checkpoint", str(out / "checkpoint.pt"),
+                             "--variant", str(copy), "--out", str(tmp_path / "e")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "listed in shards.json but missing" in result.stderr.strip().splitlines()[-1]
+    shutil.copy(variant / shards[0].name, shards[0])
+    data = bytearray(shards[1].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped bit in the middle of a PNG
+    shards[1].write_bytes(bytes(data))
+    result = subprocess.run([sys.executable, "-m", "csxa_train", "evaluate", "--checkpoint", str(out / "checkpoint.pt"),
+                             "--variant", str(copy), "--out", str(tmp_path / "e")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "sha256 differs from shards.json" in result.stderr

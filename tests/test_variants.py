@@ -194,7 +194,7 @@ def test_degenerate_box_is_skipped_and_logged(small_synth, ingested, tmp_path):
 
 def test_failed_build_leaves_nothing_behind(small_synth, ingested, tmp_path):
     manifest = read_manifest(ingested / "manifest.csv")
-    manifest.loc[manifest.index[-1], "stem"] = "9999199"  # no such PNG: the build fails near the end
+    manifest.loc[manifest.index[-1], "png_name"] = "9999199.png"  # no such PNG: the build fails near the end
     with pytest.raises(CsxaError, match="case .*re-run ingest"):
         build_variant("original", SPECS["original"], manifest, small_synth / "release", tmp_path / "v", PARAMS,
                       workers=2, progress=False)
