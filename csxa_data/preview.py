@@ -92,8 +92,12 @@ def _first_per_class(variant_dir: Path, per_class: int, keys: list[str] | None =
         if keys is not None:
             if sample["key"] in keys:
                 picked[sample["label"]].append(sample)
+            if sum(map(len, picked.values())) == len(keys):
+                break
         elif len(picked[sample["label"]]) < per_class:
             picked[sample["label"]].append(sample)
+            if all(len(v) >= per_class for v in picked.values()):
+                break
     return picked
 
 

@@ -8,12 +8,14 @@ and outputs against them (lazily: every failure is collected, then the stage dec
 - ``landmarks.Landmarks`` one row per kept case and landmark (``landmarks.csv``)
 - ``manifest.Manifest``   the published clean manifest (``manifest.csv``), one row per kept case
 - ``logs.Repairs``, ``logs.Drops``  every repair and every drop, with its rule
+- ``shards.SampleMeta``  the JSON metadata of every sample in a variant's shards
 """
 
 from .files import FileNames
 from .landmarks import Landmarks
 from .logs import Drops, Repairs
 from .manifest import Manifest
+from .shards import SampleMeta
 from .sheet import SheetRows
 
-__all__ = ["Drops", "FileNames", "Landmarks", "Manifest", "Repairs", "SheetRows"]
+__all__ = ["Drops", "FileNames", "Landmarks", "Manifest", "Repairs", "SampleMeta", "SheetRows"]

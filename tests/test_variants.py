@@ -74,6 +74,15 @@ def test_counts_reconcile_with_the_manifest(built, ingested, name):
     assert rep["skipped"] == []
 
 
+@pytest.mark.parametrize("name", ["original", "colored"])
+def test_sample_metadata_passes_its_contract(built, name):
+    from schemas import SampleMeta
+
+    metas = pd.DataFrame([s["meta"] for split in ("train", "test") for s in samples(built, name, split)])
+    SampleMeta.validate(metas)
+    assert (metas.variant == name).all()
+
+
 def test_test_split_holds_one_sample_per_case_in_every_variant(built):
     keys = {name: [s["key"] for s in samples(built, name, "test")] for name in SPECS}
     first = keys["original"]
