@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "build", help="build one preprocessing variant as WebDataset shards",
         description="Decode each kept case's PNG once, crop (centre or landmark box, optionally grown), "
                     "colour (grey, or grey + equalised + inverted stacked in two orders), resize, and write "
-                    "OUT/train-%%06d.tar and OUT/test-%%06d.tar with stats.json (train-only mean/std), "
+                    "OUT/train-%06d.tar and OUT/test-%06d.tar with stats.json (train-only mean/std), "
                     "shards.json (counts per class and sha256 per shard, skipped cases) and preview.png. "
                     "The variant's settings are variants.<name> in params.yaml; shard layout is `build`.")
     _add_params(build)

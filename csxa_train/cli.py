@@ -29,11 +29,15 @@ def _train_settings(args: argparse.Namespace) -> dict:
         if not isinstance(experiment, dict):
             raise CsxaError(f"experiments.{args.experiment} must be a mapping of settings", path=args.params or "params.yaml")
         settings.update(experiment)
-        settings.pop("variant", None)  # named by --variant, which the DVC stage tracks as a dependency
+        named = settings.pop("variant", None)
+        if args.variant is None and named:
+            args.variant = f"data/variants/{named}"  # named by --variant, which the DVC stage tracks as a dependency
     for key in ("model", "weights", "balance", "epochs", "batch_size", "image_size", "seed", "workers"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
+    if args.variant is None:
+        raise CsxaError("no variant: give --variant (a variant folder or URL) or an --experiment that names one")
     settings["variant"] = args.variant
     return settings
 
@@ -75,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "params.yaml, then experiments.<name>, then these options.")
     fit.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
     fit.add_argument("--experiment", help="name of an experiments.<name> section")
-    fit.add_argument("--variant", required=True, help="variant folder or http:// URL")
+    fit.add_argument("--variant", help="variant folder or http:// URL (default: data/variants/<the experiment's variant>)")
     fit.add_argument("--out", type=Path, required=True, help="output folder")
     fit.add_argument("--model", help="resnet50, vgg19, resnet18, vgg11, smallcnn, ...")
     fit.add_argument("--weights", help="imagenet, none, or a path to a local torchvision state dict")
