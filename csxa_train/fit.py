@@ -317,7 +317,8 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
                **train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config, epoch, runtime)}
         scheduler.step()
-        log_rows.append(row)
+        # timings go to the screen only: stored logs and checkpoints stay identical across reruns
+        log_rows.append({k: v for k, v in row.items() if k not in ("seconds", "images_per_s")})
         if runtime.main:
             print(f"epoch {row['epoch']}/{config.epochs}: loss {row['loss']:.4f}, train accuracy "
                   f"{row['accuracy']:.3f}, lr {row['lr']:.2e}, {row['images_per_s']:.0f} images/s")

@@ -232,6 +232,7 @@ def test_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(varian
     assert f"resuming from {checkpoint} after epoch {done_before}" in resumed.stdout
     log = pd.read_csv(tmp_path / "cut" / "train_log.csv")
     assert log.epoch.tolist() == list(range(1, 9))
+    pd.testing.assert_frame_equal(log, pd.read_csv(tmp_path / "whole" / "train_log.csv"))
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "predictions.csv"),
                                   pd.read_csv(tmp_path / "whole" / "predictions.csv"))
 
