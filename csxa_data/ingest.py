@@ -22,7 +22,7 @@ from .errors import CsxaError
 from .images import ImageProblem, is_inverted, open_png, to_grey
 from .landmarks import LandmarkProblem, parse_landmarks
 from .names import parse_stem, stem_problem
-from .release import JSON_SET, PNG_SET, FileSet, Release, ReleaseConfig, open_file_set, open_release
+from .release import JSON_SET, PNG_SET, XLSX_NAME, FileSet, Release, ReleaseConfig, open_file_set, open_release
 
 OUTPUTS = ("manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv", "validation.json", "validation.md")
 
@@ -270,12 +270,12 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
         if "number" in issue:
             rule = "sheet_number_duplicated" if "appears in rows" in issue["number"] else "sheet_number_invalid"
             ledger.drop("sheet", key, number if rule == "sheet_number_duplicated" else np.nan, rule,
-                        f"{XLSX}: {key}: Number {issue['number']}")
+                        f"{XLSX_NAME}: {key}: Number {issue['number']}")
             if rule == "sheet_number_duplicated":
                 dropped_rows[int(number)] = rule
         elif "label" in issue:
             ledger.drop("sheet", key, number, "sheet_label_invalid",
-                        f"{XLSX}: {key}: class {issue['label']} (release.label_codes: {sorted(config.label_codes)})")
+                        f"{XLSX_NAME}: {key}: class {issue['label']} (release.label_codes: {sorted(config.label_codes)})")
             dropped_rows[int(number)] = "sheet_label_invalid"
         else:
             rows[int(number)] = index
@@ -347,9 +347,6 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
     validation = reconcile(release, manifest, drops, repairs)
     _check_contracts(manifest, landmarks, repairs, drops)
     return IngestResult(manifest, landmarks, repairs, drops, validation)
-
-
-XLSX = "datasets.xlsx"
 
 
 def _drop_case(ledger: Ledger, typed: pd.DataFrame, number: int, row, png, jsn, rule: str, reason: str,

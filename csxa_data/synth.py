@@ -126,7 +126,6 @@ def plan_cases(params: SynthParams) -> pd.DataFrame:
     shift = rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], size=n)
     plan["age_sheet"] = [int(np.clip(a + s, 18, 99)) if x in mismatched else a
                          for x, a, s in zip(numbers, age, shift)]
-    plan.loc[plan.age_sheet == plan.age_name, "age_sheet"] = plan.age_name  # clip may undo a shift
 
     coloured = rng.permutation(imaged)
     n_rgb, n_grey = fault_count(params.rgb_rate, len(imaged)), fault_count(params.grey_rate, len(imaged))
