@@ -281,13 +281,6 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
     images, labels, counts = train_data(config)
     if runtime.device.type == "cuda":
         images = images.pin_memory()
-    model = build_model(config.model, config.weights).to(runtime.device)
-    if runtime.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    weight = class_weights(labels.numpy()).to(runtime.device) if config.balance == "class_weighted_loss" else None
-    criterion = nn.CrossEntropyLoss(weight=weight)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     log_rows, start_epoch = [], 0
     checkpoint_path = out / CHECKPOINT
     digest = config.digest()
@@ -296,15 +289,25 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
         box = [state]
         dist.broadcast_object_list(box, src=0)
         state = box[0]
+    if state is not None and state.get("digest") != digest:
+        state = None  # another run's checkpoint: start afresh
+    # a resumed run takes its weights from the checkpoint, so it needs no download
+    model = build_model(config.model, "none" if state else config.weights).to(runtime.device)
+    if runtime.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    weight = class_weights(labels.numpy()).to(runtime.device) if config.balance == "class_weighted_loss" else None
+    criterion = nn.CrossEntropyLoss(weight=weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     if state is not None:
-        if state.get("digest") == digest and state["epoch"] + 1 < config.epochs:
+        if state["epoch"] + 1 < config.epochs:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             log_rows, start_epoch = list(state["log"]), state["epoch"] + 1
             if runtime.main:
                 print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
-        elif state.get("digest") == digest:
+        else:
             model.load_state_dict(state["model"])
             log_rows, start_epoch = list(state["log"]), config.epochs
             if runtime.main:
