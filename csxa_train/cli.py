@@ -106,7 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input ends in one ``csxa-train: error:`` line and exit code 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run_command(PROG, args.func, args, "the last checkpoint is kept and the next run resumes from it")
+    return run_command(PROG, _with_sources(args.func), args, "the last checkpoint is kept and the next run resumes from it")
+
+
+def _with_sources(func):
+    """Run ``func`` with the source limits (timeouts, retries, size caps) of params.yaml's ``sources``."""
+    def run(args: argparse.Namespace) -> int:
+        from csxa_data.sources import configure_from_params
+
+        configure_from_params(getattr(args, "params", None))
+        return func(args)
+    return run
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """Published shards -> tensors. Reads only a variant's shards, ``shards.json`` and ``stats.json``
-(local folder or an ``http://`` base URL), never the raw release.
+from any source that ``csxa_data.sources`` knows (a folder, an ``http(s)://`` mirror, a registry
+revision ``dvc://REPO?rev=..&path=..``), never the raw release, and verifies every byte it uses.
 
-- The test split streams through WebDataset, split across DDP ranks and DataLoader workers at
-  shard level, so an evaluation epoch scores every sample exactly once.
 - The train split is streamed once into memory as uint8 (the whole 224 px split is about 0.6 GB,
   and in memory it can be balanced with SMOTE and augmented in batches, on the GPU where there is one).
+- The test split streams through a WebDataset pipeline, split across DDP ranks and DataLoader
+  workers at shard level, so an evaluation epoch scores every sample exactly once.
+- Each shard is checked as it streams (sha256, per-class counts, every sample in its own split,
+  every image the variant's size) in both cases; :func:`preflight` checks the whole variant before
+  training starts.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.request
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,77 +21,63 @@ import torch
 import torch.nn.functional as F
 
 from csxa_data.errors import CsxaError
-from csxa_data.shards import decode_sample
+from csxa_data.sources import Source, open_source, read_json, split_samples, split_shards_of, shard_samples, verify
 
 
-def _is_url(source: str) -> bool:
-    return str(source).startswith(("http://", "https://"))
+def source_of(source: str | Path | Source) -> Source:
+    """A :class:`~csxa_data.sources.Source` for a folder, URL or registry spec."""
+    return open_source(source)
 
 
-def read_variant_json(source: str | Path, name: str) -> dict:
-    """``shards.json`` or ``stats.json`` of a variant folder or URL."""
-    source = str(source)
-    where = f"{source.rstrip('/')}/{name}"
-    try:
-        if _is_url(source):
-            with urllib.request.urlopen(where, timeout=30) as response:
-                return json.loads(response.read().decode("utf-8"))
-        return json.loads(Path(where).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CsxaError(f"not found; is {source} a built variant (csxa-data build)?", path=where) from None
-    except (OSError, ValueError) as exc:
-        raise CsxaError(f"cannot read ({exc})", path=where) from None
+def read_variant_json(source: str | Path | Source, name: str) -> dict:
+    """``shards.json`` or ``stats.json`` of a variant, size-capped and checked against its contract."""
+    return read_json(source_of(source), name)
 
 
-def shard_urls(source: str | Path, split: str) -> list[str]:
-    """The split's shard paths or URLs, in order, as listed in ``shards.json``; local shards are
-    checked against their sha256 there (a partial pull or a damaged copy stops here, clearly)."""
-    from csxa_data.shards import file_sha256
-
-    report = read_variant_json(source, "shards.json")
-    try:
-        shards = [(s["name"], s["sha256"]) for s in report["shards"] if s["split"] == split]
-    except (KeyError, TypeError):
-        raise CsxaError("not a csxa shards.json (each shard needs name, split and sha256)",
-                        path=f"{source}/shards.json") from None
-    if not shards:
-        raise CsxaError(f"the variant has no {split} shards", path=f"{source}/shards.json")
-    base = str(source).rstrip("/")
-    if not _is_url(base):
-        for name, sha in shards:
-            path = Path(base) / name
-            if not path.is_file():
-                raise CsxaError("listed in shards.json but missing (an incomplete dvc pull?)", path=path)
-            if file_sha256(path) != sha:
-                raise CsxaError("sha256 differs from shards.json (a damaged or foreign shard)", path=path)
-    return [f"{base}/{name}" for name, _ in shards]
+def shard_urls(source: str | Path | Source, split: str) -> list[str]:
+    """Where the split's shards are, in order, as listed in ``shards.json`` (for messages and tools;
+    reading goes through the source so that every byte is verified)."""
+    src = source_of(source)
+    return [src.where(s["name"]) for s in split_shards_of(read_variant_json(src, "shards.json"), split)]
 
 
-def normalisation(source: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+def preflight(source: str | Path | Source) -> dict:
+    """Verify the whole variant (both JSON files, every shard's bytes, counts, splits and image
+    headers) before any training; returns shards.json. Costs one read of the shards, no decoding."""
+    return verify(source_of(source))
+
+
+def normalisation(source: str | Path | Source) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of the variant's train split (pixel / 255), shaped 1 x 3 x 1 x 1."""
     stats = read_variant_json(source, "stats.json")
-    try:
-        mean, std = (torch.tensor(stats[k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
-    except (KeyError, TypeError, ValueError, RuntimeError):
-        raise CsxaError("not a csxa stats.json (mean and std of three channels)", path=f"{source}/stats.json") from None
-    if not bool((std > 0).all()):
-        raise CsxaError("a channel's std is 0: nothing to normalise by", path=f"{source}/stats.json")
-    return mean, std
+    return tuple(torch.tensor(stats[k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
 
 
-def _to_record(sample: dict) -> dict:
-    decoded = decode_sample(sample)
+def _to_record(decoded: dict) -> dict:
     return {"key": decoded["key"], "image": torch.from_numpy(np.ascontiguousarray(decoded["image"].transpose(2, 0, 1))),
             "label": decoded["label"], "number": decoded["meta"]["number"]}
 
 
-def stream(urls: list[str]):
-    """A WebDataset over the shards, in order, split by DDP rank and by DataLoader worker; only
-    png, cls and json members are decoded (anything else is refused)."""
+class _VerifiedShards:
+    """Pipeline stage: shard entries in, their verified, decoded samples out."""
+
+    def __init__(self, source: Source, out_size: int):
+        self.source, self.out_size = source, out_size
+
+    def __call__(self, shards):
+        for shard in shards:
+            yield from shard_samples(self.source, shard, self.out_size)
+
+
+def stream(source: str | Path | Source, split: str = "test"):
+    """A WebDataset pipeline over the split's shards, in order, split by DDP rank and by DataLoader
+    worker; each shard verified as it streams and only png, cls and json members decoded."""
     import webdataset as wds
 
-    return wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node,
-                          workersplitter=wds.split_by_worker, empty_check=False).map(_to_record)
+    src = source_of(source)
+    report = read_variant_json(src, "shards.json")
+    return wds.DataPipeline(partial(iter, split_shards_of(report, split)), wds.split_by_node, wds.split_by_worker,
+                            _VerifiedShards(src, report["spec"]["out_size"]), wds.map(_to_record))
 
 
 def guarded(iterable, source):
@@ -109,26 +98,26 @@ def _collate(records: list[dict]) -> dict:
             "image": torch.stack([r["image"] for r in records]), "label": torch.tensor([r["label"] for r in records])}
 
 
-def eval_loader(source: str | Path, batch_size: int, workers: int, split: str = "test"):
+def eval_loader(source: str | Path | Source, batch_size: int, workers: int, split: str = "test"):
     """Batches of the split, each sample exactly once over all ranks and workers."""
-    urls = shard_urls(source, split)
-    return torch.utils.data.DataLoader(stream(urls), batch_size=batch_size, num_workers=workers,
-                                       collate_fn=_collate)
+    src = source_of(source)
+    shards = split_shards_of(read_variant_json(src, "shards.json"), split)
+    return torch.utils.data.DataLoader(stream(src, split), batch_size=batch_size, collate_fn=_collate,
+                                       num_workers=min(workers, len(shards)))
 
 
-def load_split(source: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The whole split in memory: images (N x 3 x H x W uint8), labels, keys; read in one pass."""
-    import webdataset as wds
-
+def load_split(source: str | Path | Source, split: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The whole split in memory: images (N x 3 x H x W uint8), labels, keys; read and verified in
+    one pass (a bad shard stops here, before any training)."""
+    src = source_of(source)
+    report = read_variant_json(src, "shards.json")
     images, labels, keys = [], [], []
-    dataset = wds.WebDataset(shard_urls(source, split), shardshuffle=False, nodesplitter=None,
-                             workersplitter=None, empty_check=False).map(_to_record)
-    for record in guarded(dataset, source):
-        images.append(record["image"].numpy())
-        labels.append(record["label"])
-        keys.append(record["key"])
+    for decoded in split_samples(src, report, split):
+        images.append(np.ascontiguousarray(decoded["image"].transpose(2, 0, 1)))
+        labels.append(decoded["label"])
+        keys.append(decoded["key"])
     if not images:
-        raise CsxaError(f"the {split} split is empty", path=str(source))
+        raise CsxaError(f"the {split} split is empty", path=src.location)
     return np.stack(images), np.asarray(labels, dtype=np.int64), keys
 
 

@@ -24,10 +24,11 @@ import torch.distributed as dist
 from torch import nn
 
 from csxa_data.errors import CsxaError
+from csxa_data.sources import verify
 
 from .augment import AugmentConfig, augment_batch
 from .balance import BALANCE_MODES, class_weights, sample_weights, smote_oversample
-from .data import eval_loader, guarded, load_split, normalisation, prepare, read_variant_json
+from .data import eval_loader, guarded, load_split, normalisation, preflight, prepare, read_variant_json
 from .evaluate import confusion_rows, evaluate_predictions, roc_curve
 from .models import build_model
 
@@ -275,6 +276,7 @@ def fit(config: TrainConfig, out: str | Path, *, title: str | None = None) -> di
 
 
 def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict | None:
+    preflight(config.variant)  # every shard verified before anything is trained or written
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     mean, std = (t.to(runtime.device) for t in normalisation(config.variant))
@@ -371,6 +373,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
             model = model.to(memory_format=torch.channels_last)
         mean, std = (torch.tensor(state["normalisation"][k], device=runtime.device).view(1, 3, 1, 1)
                      for k in ("mean", "std"))
+        verify(config.variant, ("test",))  # the whole test split checked before any scoring
         predictions = predict(model, config.variant, mean, std, config, runtime)
         if not runtime.main:
             return None

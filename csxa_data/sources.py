@@ -1,0 +1,541 @@
+"""Where a variant's shards come from, and one verification for every source.
+
+A *source* is a published variant: a local folder, an ``http(s)://`` base URL (a static mirror of
+the folder), or a registry revision read through ``dvc.api.DVCFileSystem`` without a clone::
+
+    data/variants/wide_cropped
+    https://mirror.example.org/csxa/wide_cropped
+    dvc://https://github.com/org/csxa?rev=wide_cropped@v1.0.0&path=data/variants/wide_cropped
+
+Every source is treated as hostile and verified the same way: ``shards.json`` and ``stats.json``
+are size-capped and checked against their contracts before anything else; each shard is streamed
+once, its sha256 computed on the way and compared with ``shards.json`` at its end, its samples
+counted per class and checked to belong to the split the shard is listed under. Network reads have
+connect/read timeouts and a bounded number of retries. A mismatch is a :class:`SourceError` naming
+the shard, raised before a caller writes any result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import socket
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import IO, Iterator
+
+from .errors import CsxaError
+from .shards import MEMBER_KINDS, ShardError, decode_sample
+
+SPLITS = ("train", "test")
+SHARD_NAME = re.compile(r"(train|test)-[0-9]{6}\.tar", re.ASCII)
+SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+
+
+class SourceError(CsxaError):
+    """A variant source that cannot be read, or whose bytes differ from what it publishes."""
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """Limits for reading a source (the ``sources`` section of params.yaml)."""
+
+    timeout: float = 60.0              # seconds: connect, and each read, of a network source
+    retries: int = 2                   # further tries of a failed request (connection errors, 5xx)
+    max_json_bytes: int = 16 << 20     # shards.json / stats.json larger than this are refused
+    max_shard_bytes: int = 8 << 30     # one shard tar
+    max_member_bytes: int = 256 << 20  # one member of a shard (a PNG, its JSON, its class)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "SourceParams":
+        from .params import dataclass_from_section, require
+
+        params = dataclass_from_section(cls, data, "sources")
+        require(params.timeout > 0 and params.retries >= 0, "sources.timeout must be positive and sources.retries "
+                                                            "not negative")
+        require(min(params.max_json_bytes, params.max_shard_bytes, params.max_member_bytes) > 0,
+                "sources.max_json_bytes, max_shard_bytes and max_member_bytes must be positive")
+        return params
+
+
+_DEFAULT = SourceParams()
+
+
+def configure(params: SourceParams) -> None:
+    """Set the limits every source opened later in this process (and its workers) uses by default."""
+    global _DEFAULT
+    _DEFAULT = params
+
+
+def configure_from_params(path) -> SourceParams:
+    """:func:`configure` from the ``sources`` section of a params file (defaults where absent)."""
+    from .params import load_section
+
+    params = SourceParams.from_dict(load_section(path, "sources"))
+    configure(params)
+    return params
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+class Source:
+    """A published variant: names inside it are opened as byte streams."""
+
+    def __init__(self, location: str, params: SourceParams):
+        self.location, self.params = location, params
+
+    def where(self, name: str) -> str:
+        """A human-readable address of ``name`` in this source, for messages."""
+        return f"{self.location.rstrip('/')}/{name}"
+
+    def open(self, name: str) -> IO[bytes]:  # pragma: no cover - each source defines it
+        raise NotImplementedError
+
+    def read_bytes(self, name: str, cap: int) -> bytes:
+        """The whole of ``name``, refusing more than ``cap`` bytes (never reads past the cap)."""
+        with self.open(name) as stream:
+            data = _read_at_most(stream, cap + 1, self, name)
+        if len(data) > cap:
+            raise SourceError(f"larger than the {cap:,}-byte limit (sources.max_json_bytes); not a csxa "
+                              f"variant file", path=self.where(name))
+        return data
+
+    def __reduce__(self):  # DataLoader workers rebuild the source rather than share handles
+        return (open_source, (self.spec, self.params))
+
+    @property
+    def spec(self) -> str:
+        return self.location
+
+
+class FolderSource(Source):
+    """A variant folder on this machine (a build, a ``dvc pull``, a ``dvc import``)."""
+
+    def open(self, name: str) -> IO[bytes]:
+        path = os.path.join(self.location, name)
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            hint = ("listed in shards.json but missing (an incomplete dvc pull?)" if name.endswith(".tar")
+                    else "not found; is this a built variant (csxa-data build, dvc pull)?")
+            raise SourceError(hint, path=path) from None
+        except OSError as exc:
+            raise SourceError(f"cannot read ({exc.strerror or exc})", path=path) from None
+
+
+class HttpSource(Source):
+    """A static HTTP(S) mirror of a variant folder; timeouts and bounded retries on every request."""
+
+    def open(self, name: str) -> IO[bytes]:
+        url = self.where(name)
+        deadline = time.monotonic() + self.params.timeout * (self.params.retries + 1)
+        last = ""
+        for attempt in range(self.params.retries + 1):
+            try:
+                response = urllib.request.urlopen(url, timeout=self.params.timeout)
+                return _TimeoutReader(response, self, name)
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                last = f"HTTP {exc.code} {exc.reason}"
+                if exc.code < 500:
+                    raise SourceError(f"{last}; is this a published csxa variant?", path=url) from None
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                if isinstance(reason, (socket.timeout, TimeoutError)):
+                    last = f"no answer within {self.params.timeout:g} s (sources.timeout)"
+                else:
+                    last = f"cannot connect ({reason})"
+            pause = min(0.5 * 2 ** attempt, max(0.0, deadline - time.monotonic()))
+            if attempt < self.params.retries and pause > 0:
+                time.sleep(pause)
+        raise SourceError(f"{last}, after {self.params.retries + 1} tries", path=url)
+
+
+class RegistrySource(Source):
+    """A variant at a revision of a csxa registry (git + DVC), read with ``DVCFileSystem``:
+    no clone, no pull; the bytes come from the registry's default remote."""
+
+    def __init__(self, repo: str, rev: str | None, path: str, params: SourceParams):
+        self.repo, self.rev, self.path = repo, rev, path.strip("/")
+        super().__init__(f"{repo}@{rev or 'HEAD'}:{self.path}", params)
+        self._fs, self._pid = None, None
+
+    @property
+    def spec(self) -> str:
+        query = urllib.parse.urlencode({k: v for k, v in (("rev", self.rev), ("path", self.path)) if v})
+        return f"dvc://{self.repo}?{query}"
+
+    def filesystem(self):
+        """The registry revision as a read-only file system (one per process)."""
+        if self._fs is None or self._pid != os.getpid():
+            from dvc.api import DVCFileSystem
+
+            try:
+                self._fs, self._pid = DVCFileSystem(self.repo, rev=self.rev), os.getpid()
+            except Exception as exc:  # dvc and scmrepo raise many kinds for a missing repo or revision
+                raise SourceError(_registry_problem(self.repo, self.rev, self.path, exc), path=self.repo) from None
+        return self._fs
+
+    def open(self, name: str) -> IO[bytes]:
+        fs = self.filesystem()
+        try:
+            return fs.open(f"{self.path}/{name}", mode="rb")
+        except FileNotFoundError:
+            raise SourceError(f"not in the registry at {self.rev or 'HEAD'}; is {self.path} a published variant?",
+                              path=self.where(name)) from None
+        except Exception as exc:  # an unknown revision, a remote that cannot be reached, ...
+            if type(exc).__name__ == "RevError":
+                raise SourceError(_registry_problem(self.repo, self.rev, self.path, exc), path=self.repo) from None
+            raise SourceError(f"cannot fetch from the registry's remote ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''})",
+                              path=self.where(name)) from None
+
+
+def _registry_problem(repo: str, rev: str | None, path: str, exc: Exception) -> str:
+    """One line on why a registry revision cannot be opened, naming the versions that exist."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    if rev and "@" in rev:
+        name = rev.split("@", 1)[0]
+        versions = registry_versions(repo, name)
+        if rev not in {f"{name}@{v}" for v in versions}:
+            listed = ", ".join(versions) if versions else "none"
+            return f"no version {rev!r} in the registry; published versions of {name}: {listed}"
+    return f"cannot open the registry at {rev or 'HEAD'} ({text})"
+
+
+def registry_versions(repo: str, name: str) -> list[str]:
+    """Published versions ``vX.Y.Z`` of artifact ``name`` (its ``NAME@vX.Y.Z`` tags), oldest first."""
+    import subprocess
+
+    try:
+        listing = subprocess.run(["git", "ls-remote", "--tags", repo, f"refs/tags/{name}@v*"], capture_output=True,
+                                 text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found = set()
+    for line in listing.stdout.splitlines():
+        tag = line.rsplit("refs/tags/", 1)[-1].removesuffix("^{}")
+        match = re.fullmatch(rf"{re.escape(name)}@(v\d+\.\d+\.\d+)", tag, re.ASCII)
+        if match:
+            found.add(match.group(1))
+    return sorted(found, key=lambda v: tuple(int(p) for p in v[1:].split(".")))
+
+
+def registry_spec(repo: str, path: str, rev: str | None = None) -> str:
+    """The one-string form of a registry source: ``dvc://REPO?rev=REV&path=PATH``."""
+    query = urllib.parse.urlencode({k: v for k, v in (("rev", rev), ("path", path)) if v})
+    return f"dvc://{repo}?{query}"
+
+
+def open_source(spec: str | os.PathLike | Source, params: SourceParams | None = None) -> Source:
+    """A source from a folder path, an ``http(s)://`` URL or a ``dvc://REPO?rev=..&path=..`` spec."""
+    if isinstance(spec, Source):
+        return spec
+    params = params or _DEFAULT
+    text = os.fspath(spec)
+    if text.startswith(("http://", "https://")):
+        return HttpSource(text.rstrip("/"), params)
+    if text.startswith("dvc://"):
+        repo, _, query = text[len("dvc://"):].rpartition("?")
+        fields = urllib.parse.parse_qs(query, keep_blank_values=False)
+        if not repo or "path" not in fields:
+            raise SourceError("a registry source is dvc://REPO?rev=REVISION&path=PATH/IN/REPO", path=text)
+        return RegistrySource(repo, fields.get("rev", [None])[0], fields["path"][0], params)
+    return FolderSource(text, params)
+
+
+# --- streams -----------------------------------------------------------------------------------
+
+class _TimeoutReader(io.RawIOBase):
+    """A network response whose read timeouts become a clear :class:`SourceError`."""
+
+    def __init__(self, response, source: Source, name: str):
+        self.response, self.source, self.name = response, source, name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = self.response.read(len(buffer))
+        except (socket.timeout, TimeoutError):
+            raise SourceError(f"the server stopped sending for {self.source.params.timeout:g} s (sources.timeout)",
+                              path=self.source.where(self.name)) from None
+        except (OSError, ValueError) as exc:  # reset connection, truncated chunked body, ...
+            raise SourceError(f"the transfer broke off ({type(exc).__name__}: {exc})",
+                              path=self.source.where(self.name)) from None
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.response.close()
+        super().close()
+
+
+def _read_at_most(stream: IO[bytes], limit: int, source: Source, name: str) -> bytes:
+    chunks, total = [], 0
+    while total < limit:
+        try:
+            chunk = stream.read(min(1 << 20, limit - total))
+        except SourceError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"cannot read ({type(exc).__name__}: {exc})", path=source.where(name)) from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+class _HashingReader(io.RawIOBase):
+    """Pass bytes through, counting and hashing them, refusing more than ``cap``."""
+
+    def __init__(self, stream: IO[bytes], cap: int, where: str):
+        self.stream, self.cap, self.where = stream, cap, where
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        self.size += len(data)
+        if self.size > self.cap:
+            raise SourceError(f"more than {self.cap:,} bytes (sources.max_shard_bytes)", path=self.where)
+        self.digest.update(data)
+        buffer[:len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+# --- the published metadata --------------------------------------------------------------------
+
+def _json(source: Source, name: str) -> dict:
+    data = source.read_bytes(name, source.params.max_json_bytes)
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SourceError(f"not valid JSON ({exc})", path=source.where(name)) from None
+    if not isinstance(value, dict):
+        raise SourceError("must be a JSON object", path=source.where(name))
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _by_class(value) -> bool:
+    return isinstance(value, dict) and all(k in ("0", "1") and _count(v) for k, v in value.items())
+
+
+def check_shard_report(report: dict, where: str) -> dict:
+    """``shards.json`` against its contract: every shard named, split, counted and hashed, each
+    split's totals equal to the sum of its shards. Returns the report."""
+    def fail(message: str):
+        raise SourceError(f"not a valid csxa shards.json: {message}", path=where)
+
+    shards, totals = report.get("shards"), report.get("totals")
+    if not isinstance(shards, list) or not shards:
+        fail("'shards' must be a non-empty list")
+    if not isinstance(totals, dict) or any(not isinstance(totals.get(s), dict) for s in SPLITS):
+        fail("'totals' must hold 'train' and 'test'")
+    seen = set()
+    for i, shard in enumerate(shards):
+        if not isinstance(shard, dict):
+            fail(f"shards[{i}] is not an object")
+        name = shard.get("name")
+        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+            fail(f"shards[{i}].name {name!r} is not SPLIT-NNNNNN.tar")
+        if name in seen:
+            fail(f"shard {name} is listed twice")
+        seen.add(name)
+        if shard.get("split") not in SPLITS or not name.startswith(f"{shard.get('split')}-"):
+            fail(f"shard {name}: split {shard.get('split')!r} does not match its name")
+        if not isinstance(shard.get("sha256"), str) or not SHA256.fullmatch(shard["sha256"]):
+            fail(f"shard {name}: sha256 must be 64 lower-case hex digits")
+        if not _count(shard.get("samples")) or not _by_class(shard.get("by_class")) \
+                or sum(shard["by_class"].values()) != shard["samples"]:
+            fail(f"shard {name}: samples and by_class must be counts that agree")
+    for split in SPLITS:
+        total = totals[split]
+        if not _count(total.get("samples")) or not _by_class(total.get("by_class")):
+            fail(f"totals.{split} must hold counts 'samples' and 'by_class'")
+        listed = [s for s in shards if s["split"] == split]
+        summed = {c: sum(s["by_class"].get(c, 0) for s in listed) for c in ("0", "1")}
+        if sum(s["samples"] for s in listed) != total["samples"] or \
+                {c: n for c, n in summed.items() if n} != {c: n for c, n in total["by_class"].items() if n}:
+            fail(f"totals.{split} ({total['samples']} samples, {total['by_class']}) differ from the sum of its "
+                 f"shards ({sum(s['samples'] for s in listed)}, {summed})")
+        if not listed:
+            fail(f"no {split} shards")
+    spec = report.get("spec", {})
+    if not isinstance(spec, dict) or not _count(spec.get("out_size")) or not spec["out_size"]:
+        fail("'spec.out_size' must be a positive whole number")
+    return report
+
+
+def check_stats(stats: dict, where: str) -> dict:
+    """``stats.json``: three finite per-channel means in [0, 1] and stds of at least 1e-6."""
+    values = {}
+    for key in ("mean", "std"):
+        value = stats.get(key)
+        if not (isinstance(value, list) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+            raise SourceError(f"{key} must be three finite numbers, one per channel, not {value!r}", path=where)
+        values[key] = value
+    if not all(0 <= m <= 1 for m in values["mean"]):
+        raise SourceError(f"mean must lie within [0, 1] (pixel / 255), not {values['mean']}", path=where)
+    if not all(s >= 1e-6 for s in values["std"]):
+        raise SourceError(f"std must be at least 1e-6 per channel (nothing to normalise by), not {values['std']}",
+                          path=where)
+    return stats
+
+
+def shard_report(source: Source) -> dict:
+    """The source's ``shards.json``, size-capped and checked."""
+    return check_shard_report(_json(source, "shards.json"), source.where("shards.json"))
+
+
+def stats_report(source: Source) -> dict:
+    """The source's ``stats.json``, size-capped and checked."""
+    return check_stats(_json(source, "stats.json"), source.where("stats.json"))
+
+
+def read_json(source: Source, name: str) -> dict:
+    """``shards.json`` or ``stats.json``, checked; any other small JSON file, capped."""
+    if name == "shards.json":
+        return shard_report(source)
+    if name == "stats.json":
+        return stats_report(source)
+    return _json(source, name)
+
+
+# --- shards ------------------------------------------------------------------------------------
+
+def _raw_samples(tar_stream: IO[bytes], where: str, member_cap: int) -> Iterator[dict]:
+    """Raw samples (member kind -> bytes) of a tar read as a stream, grouped by key."""
+    current: dict | None = None
+    try:
+        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
+            for info in tar:
+                if not info.isfile():
+                    raise ShardError(f"member {info.name!r} is not a regular file", path=where)
+                if info.size > member_cap:
+                    raise ShardError(f"member {info.name!r} is {info.size:,} bytes, more than "
+                                     f"sources.max_member_bytes", path=where)
+                key, dot, kind = info.name.partition(".")
+                if not dot or "/" in info.name:
+                    raise ShardError(f"member {info.name!r} is not KEY.KIND", path=where)
+                if current is None or current["__key__"] != key:
+                    if current is not None:
+                        yield current
+                    current = {"__key__": key, "__url__": where}
+                if kind in current:
+                    raise ShardError(f"sample {key!r} has two .{kind} members", path=where)
+                current[kind] = tar.extractfile(info).read()
+    except tarfile.TarError as exc:
+        raise ShardError(f"not a readable tar ({exc})", path=where) from None
+    if current is not None:
+        yield current
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR, without decoding it."""
+    if len(data) >= 24 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
+
+
+def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = True) -> Iterator[dict]:
+    """Samples of one shard as it streams, verified: members only png/cls/json, every image
+    ``out_size`` square, every sample's ``split`` the shard's; at the end the sha256, the sample
+    count and the per-class counts must equal ``shards.json``'s. Decoded samples (key, image,
+    label, meta), or with ``decode=False`` only checked (the image is not decoded)."""
+    name, split = shard["name"], shard["split"]
+    where = source.where(name)
+    by_class = {"0": 0, "1": 0}
+    with source.open(name) as raw:
+        reader = _HashingReader(raw, source.params.max_shard_bytes, where)
+        stream = io.BufferedReader(reader, buffer_size=1 << 20)
+        for sample in _raw_samples(stream, where, source.params.max_member_bytes):
+            size = _png_size(sample.get("png", b""))
+            if size is None and all(k in sample for k in MEMBER_KINDS):
+                raise ShardError(f"sample {sample['__key__']!r}: the .png member is not a PNG", path=where)
+            if size is not None and size != (out_size, out_size):
+                raise ShardError(f"sample {sample['__key__']!r} is {size[0]}x{size[1]} px; every image of this "
+                                 f"variant is {out_size}x{out_size} (spec.out_size)", path=where)
+            decoded = decode_sample(sample) if decode else _decode_labels(sample)
+            meta = decoded["meta"]
+            if not isinstance(meta, dict) or meta.get("split") != split:
+                raise ShardError(f"sample {decoded['key']!r} belongs to the "
+                                 f"{meta.get('split') if isinstance(meta, dict) else '?'!r} split but is in a "
+                                 f"{split} shard: refused, so that no test case reaches training", path=where)
+            if decoded["label"] not in (0, 1):
+                raise ShardError(f"sample {decoded['key']!r} has class {decoded['label']!r}; only 0 and 1 exist",
+                                 path=where)
+            by_class[str(decoded["label"])] += 1
+            yield decoded
+        stream.read()  # the tar's end-of-archive padding: every byte counts towards the sha256
+        reader.drain()
+    if reader.digest.hexdigest() != shard["sha256"]:
+        raise SourceError(f"sha256 differs from shards.json ({reader.size:,} bytes read): a truncated, damaged or "
+                          f"swapped shard", path=where)
+    counted = {c: n for c, n in by_class.items() if n}
+    if sum(by_class.values()) != shard["samples"] or counted != {c: n for c, n in shard["by_class"].items() if n}:
+        raise SourceError(f"holds {sum(by_class.values())} samples {counted}; shards.json lists {shard['samples']} "
+                          f"{shard['by_class']}", path=where)
+
+
+def _decode_labels(sample: dict) -> dict:
+    """Class and metadata of a raw sample, leaving the image encoded (for checks before training)."""
+    from .shards import check_sample
+
+    check_sample(sample)
+    key = sample["__key__"]
+    try:
+        label = int(sample["cls"].decode("ascii").strip())
+        meta = json.loads(sample["json"].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ShardError(f"sample {key!r} does not decode ({exc})", path=sample.get("__url__")) from None
+    return {"key": key, "label": label, "meta": meta}
+
+
+def split_shards_of(report: dict, split: str) -> list[dict]:
+    """The shards.json entries of one split, in order."""
+    return [s for s in report["shards"] if s["split"] == split]
+
+
+def split_samples(source: Source, report: dict, split: str, *, decode: bool = True) -> Iterator[dict]:
+    """Every verified sample of a split, shard after shard."""
+    for shard in split_shards_of(report, split):
+        yield from shard_samples(source, shard, report["spec"]["out_size"], decode=decode)
+
+
+def verify(source: Source | str, splits: tuple[str, ...] = SPLITS) -> dict:
+    """Stream every shard of ``splits`` once without decoding images (sha256, counts, splits,
+    image headers) and check both JSON files; returns shards.json. Run before training so that a
+    bad test shard stops the run before hours of work, not after."""
+    source = open_source(source)
+    report = shard_report(source)
+    stats_report(source)
+    for split in splits:
+        for _ in split_samples(source, report, split, decode=False):
+            pass
+    return report

@@ -1,0 +1,298 @@
+"""Every shard source (folder, HTTP mirror, registry revision) verified the same way, against a
+real HTTP server on 127.0.0.1 that misbehaves on demand and a real git + DVC registry."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from csxa_data.errors import CsxaError
+from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from csxa_data.sources import SourceParams, open_source, registry_spec, verify
+from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_train.data import eval_loader, load_split
+
+TINY = SynthParams(seed=5, cases=48, size_scale=0.2, asymptomatic_fraction=0.25)
+FAST = SourceParams(timeout=1.5, retries=1)
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sources")
+    write_synthetic_release(root / "synth", TINY, workers=2, progress=False)
+    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
+    build_variant("cropped", VariantSpec(crop="landmarks", out_size=32), read_manifest(root / "ingest" / "manifest.csv"),
+                  root / "synth" / "release", root / "variant", BuildParams(shard_size=12, min_shards=2), workers=2,
+                  progress=False)
+    return root / "variant"
+
+
+# --- a static mirror that misbehaves on demand -------------------------------------------------
+
+class Mirror:
+    """A threaded HTTP server over a folder; ``faults`` maps a file name to what goes wrong."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.faults, self.requests = folder, {}, []
+        self.stop = threading.Event()
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                mirror.requests.append(name)
+                fault = mirror.faults.get(name, "")
+                if fault in ("404", "503"):
+                    self.send_error(int(fault))
+                    return
+                if fault == "huge":  # a gigabyte announced, zeros streamed until the client gives up
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(1 << 30))
+                    self.end_headers()
+                    block = b"\0" * (1 << 20)
+                    try:
+                        for _ in range(1024):
+                            self.wfile.write(block)
+                    except OSError:
+                        pass
+                    return
+                source = mirror.folder / (fault[5:] if fault.startswith("swap:") else name)
+                if not source.is_file():
+                    self.send_error(404)
+                    return
+                data = source.read_bytes()
+                if fault == "truncate":
+                    data = data[: len(data) // 2]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if fault == "stall":  # headers, a little, then silence
+                    self.wfile.write(data[:100])
+                    self.wfile.flush()
+                    mirror.stop.wait(60)
+                    return
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mirror(variant):
+    server = Mirror(variant)
+    yield server
+    server.close()
+
+
+def test_a_mirror_streams_the_same_verified_samples_as_the_folder(variant, mirror):
+    source = open_source(mirror.url, FAST)
+    remote_images, remote_labels, remote_keys = load_split(source, "train")
+    local_images, local_labels, local_keys = load_split(variant, "train")
+    assert remote_keys == local_keys and np.array_equal(remote_images, local_images)
+    assert np.array_equal(remote_labels, local_labels)
+    assert [k for batch in eval_loader(source, 8, 2) for k in batch["key"]] == \
+        [k for batch in eval_loader(variant, 8, 0) for k in batch["key"]]
+    assert verify(source)["totals"]["test"]["samples"] > 0
+
+
+@pytest.mark.parametrize("name, fault, expected", [
+    ("train-000000.tar", "truncate", "train-000000.tar: "),
+    ("train-000001.tar", "swap:train-000000.tar", "train-000001.tar: sha256 differs from shards.json"),
+    ("test-000000.tar", "404", "test-000000.tar: HTTP 404"),
+    ("test-000001.tar", "503", "test-000001.tar: HTTP 503 Service Unavailable, after 2 tries"),
+    ("shards.json", "huge", "shards.json: larger than the 16,777,216-byte limit"),
+    ("stats.json", "404", "stats.json: HTTP 404"),
+])
+def test_a_misbehaving_mirror_is_one_clear_error_naming_the_file(mirror, name, fault, expected):
+    mirror.faults[name] = fault
+    start = time.monotonic()
+    with pytest.raises(CsxaError) as error:
+        verify(open_source(mirror.url, FAST))
+    assert expected in str(error.value)
+    assert time.monotonic() - start < 10
+
+
+def test_a_server_that_stalls_after_its_headers_ends_training_within_the_timeout(variant, mirror, tmp_path):
+    mirror.faults["train-000001.tar"] = "stall"
+    (tmp_path / "params.yaml").write_text("sources:\n  timeout: 2\n  retries: 1\n")
+    out = tmp_path / "out"
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--params", str(tmp_path / "params.yaml"),
+                             "--variant", mirror.url, "--out", str(out), "--model", "smallcnn", "--weights", "none",
+                             "--epochs", "1", "--workers", "0"], capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "train-000001.tar: the server stopped sending for 2 s (sources.timeout)" in last
+    assert elapsed < 60
+    assert not out.exists(), "nothing may be written when the source is bad"
+
+
+# --- hostile local variants: the bytes match shards.json but the contents lie ------------------
+
+def rewrite_shard(folder: Path, name: str, members: list[tuple[str, bytes]], *, recount: bool) -> None:
+    """Replace a shard's members, update its sha256 in shards.json, and its counts if ``recount``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, data in members:
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (folder / name).write_bytes(buffer.getvalue())
+    report = json.loads((folder / "shards.json").read_text())
+    entry = next(s for s in report["shards"] if s["name"] == name)
+    entry["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    if recount:
+        labels = [int(d) for m, d in members if m.endswith(".cls")]
+        old = entry["by_class"]
+        entry["samples"], entry["by_class"] = len(labels), {c: labels.count(int(c)) for c in ("0", "1") if c in labels
+                                                            or c in old}
+        totals = report["totals"][entry["split"]]
+        split_shards = [s for s in report["shards"] if s["split"] == entry["split"]]
+        totals["samples"] = sum(s["samples"] for s in split_shards)
+        totals["by_class"] = {c: sum(s["by_class"].get(c, 0) for s in split_shards) for c in ("0", "1")}
+    (folder / "shards.json").write_text(json.dumps(report))
+
+
+def members_of(path: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar]
+
+
+@pytest.fixture
+def copy(variant, tmp_path) -> Path:
+    return Path(shutil.copytree(variant, tmp_path / "variant"))
+
+
+def test_a_train_shard_cut_at_a_member_boundary_is_refused_by_its_counts(copy):
+    members = members_of(copy / "train-000000.tar")
+    rewrite_shard(copy, "train-000000.tar", members[:-6], recount=False)  # two samples fewer, sha256 matching
+    with pytest.raises(CsxaError, match=r"train-000000.tar: holds \d+ samples .*; shards.json lists"):
+        load_split(copy, "train")
+
+
+def test_test_samples_in_a_train_shard_never_reach_training(copy):
+    rewrite_shard(copy, "train-000000.tar", members_of(copy / "test-000000.tar"), recount=True)
+    with pytest.raises(CsxaError, match="belongs to the 'test' split but is in a train shard"):
+        load_split(copy, "train")
+
+
+def test_an_image_of_another_size_is_named(copy):
+    from PIL import Image
+
+    members = members_of(copy / "test-000000.tar")
+    buffer = io.BytesIO()
+    Image.new("L", (40, 32)).save(buffer, format="PNG")
+    members[2] = (members[2][0], buffer.getvalue())
+    rewrite_shard(copy, "test-000000.tar", members, recount=False)
+    with pytest.raises(CsxaError, match=r"is 40x32 px; every image of this variant is 32x32"):
+        verify(copy)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda r: r.pop("totals"), "'totals' must hold 'train' and 'test'"),
+    (lambda r: r["shards"][0].update(sha256="x" * 64), "sha256 must be 64 lower-case hex digits"),
+    (lambda r: r["shards"][0].update(name="../../etc/passwd"), "is not SPLIT-NNNNNN.tar"),
+    (lambda r: r["totals"]["train"].update(samples=r["totals"]["train"]["samples"] + 1), "differ from the sum"),
+    (lambda r: r["shards"][0].update(samples=True), "counts that agree"),
+])
+def test_a_malformed_shards_json_is_refused_before_anything_is_read(copy, change, expected):
+    report = json.loads((copy / "shards.json").read_text())
+    change(report)
+    (copy / "shards.json").write_text(json.dumps(report))
+    with pytest.raises(CsxaError, match="not a valid csxa shards.json") as error:
+        verify(copy)
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("stats, expected", [
+    ('{"mean": [NaN, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "NaN is not a number"),
+    ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, Infinity, 0.2]}', "Infinity is not a number"),
+    ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.0000001, 0.2]}', "std must be at least 1e-6"),
+    ('{"mean": [0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "mean must be three finite numbers"),
+    ('{"mean": [true, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "mean must be three finite numbers"),
+])
+def test_bad_normalisation_statistics_are_refused_naming_the_file(copy, stats, expected):
+    (copy / "stats.json").write_text(stats)
+    with pytest.raises(CsxaError, match="stats.json") as error:
+        verify(copy)
+    assert expected in str(error.value)
+
+
+# --- a registry revision, read without a clone -------------------------------------------------
+
+def git(*args, cwd):
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def dvc(*args, cwd):
+    result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def registry(variant, tmp_path_factory) -> Path:
+    """A git + DVC repository holding the variant, pushed to a local remote, tagged v1.0.0."""
+    root = tmp_path_factory.mktemp("registry")
+    repo, remote = root / "repo", root / "remote"
+    repo.mkdir()
+    git("init", "-q", "-b", "main", cwd=repo)
+    dvc("init", "-q", cwd=repo)
+    dvc("remote", "add", "-d", "store", str(remote), cwd=repo)
+    shutil.copytree(variant, repo / "data/variants/cropped")
+    dvc("add", "data/variants/cropped", cwd=repo)
+    dvc("push", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "cropped v1.0.0", cwd=repo)
+    git("tag", "-a", "cropped@v1.0.0", "-m", "Registering artifact cropped version v1.0.0", cwd=repo)
+    shutil.rmtree(repo / ".dvc" / "cache")  # the bytes must come from the remote
+    return repo
+
+
+def test_a_registry_revision_streams_verified_samples_without_a_clone(registry, variant, tmp_path):
+    source = open_source(registry_spec(str(registry), "data/variants/cropped", "cropped@v1.0.0"))
+    images, labels, keys = load_split(source, "train")
+    local = load_split(variant, "train")
+    assert keys == local[2] and np.array_equal(images, local[0])
+    out = tmp_path / "fit"
+    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--variant", source.spec, "--out", str(out),
+                             "--model", "smallcnn", "--weights", "none", "--epochs", "1", "--workers", "0",
+                             "--image-size", "32"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["n"] == json.loads(
+        (variant / "shards.json").read_text())["totals"]["test"]["samples"]
+
+
+def test_a_version_that_does_not_exist_names_those_that_do(registry):
+    source = open_source(registry_spec(str(registry), "data/variants/cropped", "cropped@v9.9.9"))
+    with pytest.raises(CsxaError, match=r"no version 'cropped@v9.9.9' in the registry; published versions of "
+                                        r"cropped: v1.0.0"):
+        load_split(source, "train")
