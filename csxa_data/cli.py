@@ -74,6 +74,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_split_salt(args: argparse.Namespace) -> int:
+    from .build import read_manifest
+    from .ingest import IngestParams, find_split_salt
+    from .params import load_section
+
+    params = IngestParams.from_dict(load_section(args.params, "ingest"))
+    manifest = read_manifest(args.manifest)
+    salt = find_split_salt(manifest.number, manifest.label, params.test_fraction, start=args.start)
+    print(f"split-salt: ingest.seed {salt} puts exactly {params.test_fraction:g} of each class of {args.manifest} "
+          f"in test; set it in params.yaml before the first published version, and never change it after")
+    return 0
+
+
 def _variant_specs(args: argparse.Namespace) -> dict:
     from .build import VariantSpec
     from .params import load_section
@@ -158,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar or report")
     ingest.set_defaults(func=cmd_ingest)
+
+    salt = sub.add_parser(
+        "split-salt", help="find the split salt (ingest.seed) that splits a release's classes exactly",
+        description="The split puts a case in test where a keyed hash of its number (salted with ingest.seed) is "
+                    "below ingest.test_fraction, so later versions that add or remove cases move no other case. "
+                    "This searches, once per registry, the first salt from --start that also puts exactly "
+                    "round(n x test_fraction) cases of each class in test for the given manifest.")
+    _add_params(salt)
+    salt.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"), help="default: %(default)s")
+    salt.add_argument("--start", type=int, default=0, help="first salt to try (default: %(default)s)")
+    salt.set_defaults(func=cmd_split_salt)
 
     build = sub.add_parser(
         "build", help="build one preprocessing variant as WebDataset shards",
