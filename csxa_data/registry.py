@@ -58,11 +58,13 @@ def published_versions(repo: str | Path, name: str) -> list[dict]:
     """Registered, active versions of artifact ``name`` in ``repo`` (a path or a git URL), oldest
     first by semantic version; each a dict with ``version``, ``commit_hexsha``, ``created_at``."""
     from gto.api import show
-    from gto.exceptions import GTOException
+    from gto.exceptions import ArtifactNotFound, GTOException
     from gto.versions import SemVer
 
     try:
         versions = show(str(repo), name, registered_only=True)
+    except ArtifactNotFound:
+        return []   # no tag names it yet
     except GTOException as exc:
         raise CsxaError(f"cannot read versions of {name!r}: {_gto_error(exc)}", path=repo) from None
     return sorted((v for v in versions if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
