@@ -41,7 +41,7 @@ def csxa_train(*args, cwd, check=True, timeout=300):
     return sh(sys.executable, "-m", "csxa_train", *args, cwd=cwd, check=check, timeout=timeout)
 
 
-FIT_TINY = ("--model", "smallcnn", "--epochs", "1", "--image-size", "32", "--workers", "0", "--batch-size", "16")
+FIT_TINY = ("--model", "smallcnn", "--weights", "none", "--epochs", "1", "--image-size", "32", "--workers", "0", "--batch-size", "16")
 
 
 @dataclass
