@@ -40,10 +40,23 @@ def _release_config(args: argparse.Namespace):
     return ReleaseConfig.from_dict(load_section(args.params, "release"))
 
 
+def _release_folder(args: argparse.Namespace) -> Path:
+    """``--release``, or else ``ingest.release`` from the params file (as ``ingest`` and ``build`` do)."""
+    if args.release is not None:
+        return args.release
+    from .params import load_section
+
+    release = load_section(args.params, "ingest").get("release")
+    if not isinstance(release, str) or not release:
+        raise CsxaError("no --release given and no ingest.release in the params file",
+                        path=args.params or "params.yaml")
+    return Path(release)
+
+
 def cmd_check_release(args: argparse.Namespace) -> int:
     from .release import open_release
 
-    release = open_release(args.release, _release_config(args))
+    release = open_release(_release_folder(args), _release_config(args))
     print(release.summary())
     return 0
 
@@ -51,7 +64,7 @@ def cmd_check_release(args: argparse.Namespace) -> int:
 def cmd_contact_sheet(args: argparse.Namespace) -> int:
     from .preview import release_contact_sheet
 
-    path = release_contact_sheet(args.release, _release_config(args), args.out, per_class=args.per_class,
+    path = release_contact_sheet(_release_folder(args), _release_config(args), args.out, per_class=args.per_class,
                                  tile=args.tile, landmarks=args.landmarks)
     print(f"contact sheet: {path}")
     return 0
@@ -65,6 +78,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     release = args.release or Path(params.release)
     result = run_ingest(release, params, _release_config(args), workers=args.workers, progress=not args.quiet)
     write_ingest(result, args.out)
+    if args.metrics:
+        from .atomic import write_bytes_atomic
+
+        write_bytes_atomic(args.metrics, (Path(args.out) / "validation.json").read_bytes())
     if not args.quiet:
         print(validation_report(result.validation))
     kept, sources = result.validation["kept"], result.validation["sources"]
@@ -124,6 +141,81 @@ def cmd_compare_variants(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .registry import publish
+
+    tag = publish(args.repo, args.name, args.version, message=args.message, remote=args.remote)
+    print(f"publish: tagged {tag} (annotated) at HEAD; share it with `git push origin {tag}`; consumers: "
+          f"`dvc artifacts get REPO {args.name} --rev {args.version}` or "
+          f"`dvc import REPO PATH --rev {tag}`")
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from .registry import published_versions, read_artifacts, require_version
+
+    if args.check:
+        entry = require_version(args.repo, args.name, args.check)
+        print(f"{args.name}@{entry['version']}: commit {entry['commit_hexsha']}")
+        return 0
+    if args.name is None:
+        for artifact in read_artifacts(args.repo).values():
+            print(f"{artifact.name}\t{artifact.type}\t{artifact.path}")
+        return 0
+    versions = published_versions(args.repo, args.name)
+    if not versions:
+        print(f"{args.name}: no published versions")
+    for entry in versions:
+        print(f"{args.name}@{entry['version']}\t{entry['commit_hexsha'][:12]}\t{entry['created_at']}")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .registry import pull
+
+    pull(args.repo, args.targets, remote=args.remote, timeout=args.timeout)
+    return 0
+
+
+def _add_registry_commands(sub) -> None:
+    """The registry's sub-commands: publish, versions, pull."""
+    publish = sub.add_parser(
+        "publish", help="publish a version of an artifact: an annotated git tag NAME@vX.Y.Z (made with gto)",
+        description="Tag the current commit NAME@VERSION (annotated, DVC's artifact convention, made with gto) "
+                    "so that `dvc artifacts get REPO NAME --rev VERSION` and `dvc import REPO PATH --rev "
+                    "NAME@VERSION` find it. Refuses a name that is not in dvc.yaml `artifacts:`, a version "
+                    "that is malformed, already published or not newer than the latest, and an artifact whose "
+                    "stage is not up to date with a committed dvc.lock or whose files are not all in the DVC "
+                    "remote (run `dvc push PATH` first). The tag is local until `git push origin TAG`.")
+    publish.add_argument("name", help="artifact name, as in dvc.yaml `artifacts:` (a variant or an experiment)")
+    publish.add_argument("version", help="semantic version with a leading v, for example v1.0.0")
+    publish.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: %(default)s)")
+    publish.add_argument("--remote", help="DVC remote that must hold the files (default: the default remote)")
+    publish.add_argument("--message", help="tag message (default: 'Publish TYPE NAME VERSION')")
+    publish.set_defaults(func=cmd_publish)
+
+    versions = sub.add_parser(
+        "versions", help="list the artifacts of a registry, or the published versions of one",
+        description="Without NAME: every artifact in dvc.yaml (name, type, path). With NAME: its published "
+                    "versions (tag, commit, date), read with gto from a local repository or a git URL. With "
+                    "--check VERSION: exit 0 if that version is published, else one line naming the versions "
+                    "that are (exit 2), before a `dvc import` or `dvc artifacts get` pins it.")
+    versions.add_argument("name", nargs="?", help="artifact name (default: list the artifacts)")
+    versions.add_argument("--repo", default=".", help="registry: a path or git URL (default: %(default)s)")
+    versions.add_argument("--check", metavar="VERSION", help="require this version (for example v1.0.0) to be published")
+    versions.set_defaults(func=cmd_versions)
+
+    pull = sub.add_parser(
+        "pull", help="`dvc pull` with a time limit and, on failure, a hint about the remote",
+        description="Run `dvc pull TARGETS` (DVC's own output passes through). If it fails or runs past "
+                    "--timeout, check whether the remote answers and end with one line saying what to do.")
+    pull.add_argument("targets", nargs="*", help="outputs or stages to pull (default: everything)")
+    pull.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: %(default)s)")
+    pull.add_argument("--remote", help="DVC remote (default: the default remote)")
+    pull.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (default: %(default)s)")
+    pull.set_defaults(func=cmd_pull)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``csxa-data`` argument parser, one sub-command per step."""
     parser = argparse.ArgumentParser(
@@ -154,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "plus the unpacked folders datasets-PNG/ and datasets-JSON/; find the header row; check "
                     "the configured columns (release.columns in params.yaml) and the md5 of official files.")
     _add_params(check)
-    check.add_argument("--release", type=Path, required=True, help="folder holding the release")
+    check.add_argument("--release", type=Path, help="folder holding the release (default: ingest.release)")
     check.set_defaults(func=cmd_check_release)
 
     ingest = sub.add_parser(
@@ -169,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--release", type=Path, help="folder holding the release (default: ingest.release)")
     ingest.add_argument("--out", type=Path, default=Path("data/ingest"), help="output folder (default: %(default)s)")
     ingest.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    ingest.add_argument("--metrics", type=Path, default=None,
+                        help="also write a copy of validation.json here, for a git-tracked metrics file that "
+                             "`dvc metrics show/diff` compares (the pipeline uses metrics/ingest.json)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar or report")
     ingest.set_defaults(func=cmd_ingest)
 
@@ -215,12 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pick the first N cases of each class (by case number, classes from the sheet) and draw "
                     "them side by side in two labelled rows.")
     _add_params(sheet)
-    sheet.add_argument("--release", type=Path, required=True, help="folder holding the release")
+    sheet.add_argument("--release", type=Path, help="folder holding the release (default: ingest.release)")
     sheet.add_argument("--out", type=Path, required=True, help="PNG to write")
     sheet.add_argument("--per-class", type=int, default=4, help="films per class (default: %(default)s)")
     sheet.add_argument("--tile", type=int, default=260, help="tile height in pixels (default: %(default)s)")
     sheet.add_argument("--landmarks", action="store_true", help="mark the 23 landmarks from the JSON files")
     sheet.set_defaults(func=cmd_contact_sheet)
+    _add_registry_commands(sub)
     return parser
 
 

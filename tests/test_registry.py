@@ -1,0 +1,105 @@
+"""Publishing versions: `dvc.yaml` names every variant and model; `csxa-data publish` makes annotated
+`NAME@vX.Y.Z` tags with gto, and refuses unknown names, existing versions and outputs that are not
+committed and pushed. Real git, dvc and gto on a tiny registry (tests/registry_fixture.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytest.register_assert_rewrite("registry_fixture")
+from registry_fixture import csxa_data, sh  # noqa: E402
+
+pytest_plugins = ["registry_fixture"]
+
+
+def test_every_variant_and_experiment_is_a_named_artifact():
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    artifacts = dvc_yaml["artifacts"]
+    expected = {name: ("dataset", f"data/variants/{name}") for name in params["variants"]}
+    expected |= {name: ("model", f"results/{name}/checkpoint.pt") for name in params["experiments"]}
+    assert {name: (a["type"], a["path"]) for name, a in artifacts.items()} == expected
+    for name, artifact in artifacts.items():
+        assert artifact["desc"] and "csxa" in artifact["labels"], name
+    # each path is an output of the pipeline, so `dvc push`/`dvc artifacts get` can fetch it
+    stage_outs = {f"data/variants/{name}" for name in params["variants"]}
+    stage_outs |= {f"results/{name}/checkpoint.pt" for name in params["experiments"]}
+    assert {a["path"] for a in artifacts.values()} == stage_outs
+
+
+def test_dvc_reads_the_artifacts():
+    from csxa_data.registry import read_artifacts
+
+    artifacts = read_artifacts(REPO)
+    assert artifacts["wide_cropped"].type == "dataset" and artifacts["wide_cropped_resnet"].type == "model"
+
+
+def test_default_remote_is_configured():
+    result = sh("dvc", "remote", "list", cwd=REPO)
+    assert "storage" in result.stdout and "(default)" in result.stdout
+
+
+def test_publish_refuses_an_unknown_artifact_and_a_malformed_version():
+    unknown = csxa_data("publish", "no_such_variant", "v1.0.0", "--repo", REPO, cwd=REPO, check=False)
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+    assert "no artifact 'no_such_variant'" in unknown.stderr and "wide_cropped" in unknown.stderr
+    malformed = csxa_data("publish", "wide_cropped", "1.0", "--repo", REPO, cwd=REPO, check=False)
+    assert malformed.returncode == 2 and "vMAJOR.MINOR.PATCH" in malformed.stderr
+
+
+def test_published_version_is_an_annotated_gto_tag(registry):
+    root = registry.root
+    kind = sh("git", "cat-file", "-t", "wide_cropped@v1.0.0", cwd=root).stdout.strip()
+    assert kind == "tag"   # annotated: `dvc artifacts get` ignores lightweight tags
+    from gto.api import show
+
+    versions = show(str(root), "wide_cropped", registered_only=True)
+    assert [v["version"] for v in versions] == ["v1.0.0"] or "v1.0.0" in [v["version"] for v in versions]
+    listed = csxa_data("versions", "wide_cropped", "--repo", root, cwd=root)
+    assert "wide_cropped@v1.0.0" in listed.stdout
+
+
+def test_publish_refuses_an_existing_version(registry):
+    again = csxa_data("publish", "wide_cropped", "v1.0.0", cwd=registry.root, check=False)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert "wide_cropped@v1.0.0 is already published" in again.stderr
+
+
+def test_publish_refuses_until_committed_and_pushed(second_version):
+    uncommitted, unpushed = second_version.uncommitted, second_version.unpushed
+    assert uncommitted.returncode == 2 and len(uncommitted.stderr.strip().splitlines()) == 1, uncommitted.stderr
+    assert "uncommitted changes in" in uncommitted.stderr and "dvc.lock" in uncommitted.stderr
+    assert unpushed.returncode == 2 and len(unpushed.stderr.strip().splitlines()) == 1, unpushed.stderr
+    assert "is not pushed to remote 'storage'" in unpushed.stderr
+    assert second_version.published.returncode == 0
+    assert "wide_cropped@v1.1.0" in second_version.published.stdout
+
+
+def test_publish_refuses_a_stage_out_of_date(registry, second_version):
+    root = registry.root
+    params = (root / "params.yaml").read_text()
+    try:
+        changed = yaml.safe_load(params)
+        changed["variants"]["cropped"]["out_size"] = 40
+        (root / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+        stale = csxa_data("publish", "cropped", "v1.0.0", cwd=root, check=False)
+    finally:
+        (root / "params.yaml").write_text(params)
+    assert stale.returncode == 2 and "not up to date with dvc.lock" in stale.stderr, stale.stderr
+
+
+def test_consumer_pinning_a_missing_version_is_told_which_exist(registry, second_version):
+    missing = csxa_data("versions", "wide_cropped", "--repo", registry.root, "--check", "v9.9.9",
+                        cwd=registry.base.parent, check=False)
+    assert missing.returncode == 2, missing.stderr
+    lines = missing.stderr.strip().splitlines()
+    assert len(lines) == 1 and "wide_cropped@v9.9.9 is not published" in lines[0]
+    assert "v1.0.0, v1.1.0" in lines[0]
+    found = csxa_data("versions", "wide_cropped", "--repo", registry.root, "--check", "v1.0.0", cwd=registry.root)
+    assert found.returncode == 0
