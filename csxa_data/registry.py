@@ -50,6 +50,11 @@ def read_artifacts(root: str | Path = ".") -> dict[str, ArtifactInfo]:
             for name, a in entries.items()}
 
 
+def _where(repo: str | Path) -> str:
+    """A registry named for messages: a URL as given, a local path made absolute."""
+    return str(repo) if "://" in str(repo) or str(repo).startswith("git@") else str(Path(repo).resolve())
+
+
 def _gto_error(exc: Exception) -> str:
     return str(getattr(exc, "message", None) or exc).strip().splitlines()[0]
 
@@ -66,7 +71,7 @@ def published_versions(repo: str | Path, name: str) -> list[dict]:
     except ArtifactNotFound:
         return []   # no tag names it yet
     except GTOException as exc:
-        raise CsxaError(f"cannot read versions of {name!r}: {_gto_error(exc)}", path=repo) from None
+        raise CsxaError(f"cannot read versions of {name!r}: {_gto_error(exc)}", path=_where(repo)) from None
     return sorted((v for v in versions if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
 
 
@@ -77,7 +82,7 @@ def require_version(repo: str | Path, name: str, version: str) -> dict:
         if entry["version"] == version:
             return entry
     known = ", ".join(v["version"] for v in versions) or "none"
-    raise CsxaError(f"{name}@{version} is not published; published versions of {name}: {known}", path=repo)
+    raise CsxaError(f"{name}@{version} is not published; published versions of {name}: {known}", path=_where(repo))
 
 
 def check_version_name(version: str) -> None:
