@@ -60,7 +60,7 @@ def test_published_version_is_an_annotated_gto_tag(registry):
     from gto.api import show
 
     versions = show(str(root), "wide_cropped", registered_only=True)
-    assert [v["version"] for v in versions] == ["v1.0.0"] or "v1.0.0" in [v["version"] for v in versions]
+    assert "v1.0.0" in [v["version"] for v in versions]   # (v1.1.0 too once a later test publishes it)
     listed = csxa_data("versions", "wide_cropped", "--repo", root, cwd=root)
     assert "wide_cropped@v1.0.0" in listed.stdout
 
