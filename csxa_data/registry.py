@@ -65,12 +65,13 @@ def published_versions(repo: str | Path, name: str) -> list[dict]:
     from gto.api import show
     from gto.exceptions import ArtifactNotFound, GTOException
     from gto.versions import SemVer
+    from scmrepo.exceptions import SCMError
 
     try:
         versions = show(str(repo), name, registered_only=True)
     except ArtifactNotFound:
         return []   # no tag names it yet
-    except GTOException as exc:
+    except (GTOException, SCMError) as exc:   # SCMError: not a git repository, clone failed
         raise CsxaError(f"cannot read versions of {name!r}: {_gto_error(exc)}", path=_where(repo)) from None
     return sorted((v for v in versions if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
 
@@ -158,6 +159,7 @@ def publish(root: str | Path, name: str, version: str, *, message: str | None = 
     """
     from gto.api import register
     from gto.exceptions import GTOException
+    from scmrepo.exceptions import SCMError
 
     root = Path(root)
     artifacts = read_artifacts(root)
@@ -174,7 +176,7 @@ def publish(root: str | Path, name: str, version: str, *, message: str | None = 
     try:
         register(str(root), name, "HEAD", version=version,
                  message=message or f"Publish {artifacts[name].type} {name} {version}")
-    except GTOException as exc:
+    except (GTOException, SCMError) as exc:
         raise CsxaError(f"cannot publish {name}@{version}: {_gto_error(exc)}", path=root) from None
     return f"{name}@{version}"
 
@@ -218,6 +220,8 @@ def pull(root: str | Path, targets: list[str], *, remote: str | None = None, tim
         failed = f"dvc pull failed (exit {result.returncode})" if result.returncode else None
     except subprocess.TimeoutExpired:
         failed = f"dvc pull gave no result within {timeout:g} s and was stopped"
+    except FileNotFoundError:
+        raise CsxaError("the dvc command is not on PATH (pip install csxa installs it)") from None
     if failed is None:
         return
     name, url, problem = probe_remote(root, remote, timeout=min(timeout, 20.0))

@@ -52,6 +52,12 @@ def test_publish_refuses_an_unknown_artifact_and_a_malformed_version():
     assert malformed.returncode == 2 and "vMAJOR.MINOR.PATCH" in malformed.stderr
 
 
+def test_versions_of_a_registry_that_is_not_there_is_one_line(tmp_path):
+    missing = csxa_data("versions", "wide_cropped", "--repo", tmp_path / "no-registry", cwd=tmp_path, check=False)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    assert "cannot read versions of 'wide_cropped'" in missing.stderr
+
+
 @pytest.mark.slow
 def test_published_version_is_an_annotated_gto_tag(registry):
     root = registry.root
