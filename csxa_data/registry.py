@@ -190,7 +190,7 @@ def _newer(version: str, than: str) -> bool:
 def probe_remote(root: str | Path = ".", remote: str | None = None, timeout: float = 20.0) -> tuple[str, str, str | None]:
     """(name, url, problem) for ``remote`` or the default one: ``problem`` is None when the remote's
     root answers within ``timeout`` seconds, else why not (one line)."""
-    import concurrent.futures
+    import threading
 
     with _open_repo(root) as repo:
         name, url = _default_remote(repo, remote)
@@ -198,16 +198,23 @@ def probe_remote(root: str | Path = ".", remote: str | None = None, timeout: flo
             fs_remote = repo.cloud.get_remote(name)
         except Exception as exc:  # noqa: BLE001 - any config or plugin error is the answer
             return name, url, f"{type(exc).__name__}: {exc}"
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(fs_remote.fs.exists, fs_remote.path)
-    try:
-        exists = future.result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
+    answer: dict = {}
+
+    def ask() -> None:
+        try:
+            answer["exists"] = fs_remote.fs.exists(fs_remote.path)
+        except Exception as exc:  # noqa: BLE001 - connection errors differ by file system
+            answer["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+
+    # a daemon thread: a server that never answers must not keep this process alive at exit
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(timeout)
+    if asking.is_alive():
         return name, url, f"no answer within {timeout:g} s"
-    except Exception as exc:  # noqa: BLE001 - connection errors differ by file system
-        return name, url, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    if "error" in answer:
+        return name, url, answer["error"]
+    exists = answer["exists"]
     return name, url, None if exists else "nothing there (the folder or bucket does not exist)"
 
 
