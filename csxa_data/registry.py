@@ -50,6 +50,11 @@ def read_artifacts(root: str | Path = ".") -> dict[str, ArtifactInfo]:
             for name, a in entries.items()}
 
 
+def _where(repo: str | Path) -> str:
+    """A registry named for messages: a URL as given, a local path made absolute."""
+    return str(repo) if "://" in str(repo) or str(repo).startswith("git@") else str(Path(repo).resolve())
+
+
 def _gto_error(exc: Exception) -> str:
     return str(getattr(exc, "message", None) or exc).strip().splitlines()[0]
 
@@ -60,13 +65,14 @@ def published_versions(repo: str | Path, name: str) -> list[dict]:
     from gto.api import show
     from gto.exceptions import ArtifactNotFound, GTOException
     from gto.versions import SemVer
+    from scmrepo.exceptions import SCMError
 
     try:
         versions = show(str(repo), name, registered_only=True)
     except ArtifactNotFound:
         return []   # no tag names it yet
-    except GTOException as exc:
-        raise CsxaError(f"cannot read versions of {name!r}: {_gto_error(exc)}", path=repo) from None
+    except (GTOException, SCMError) as exc:   # SCMError: not a git repository, clone failed
+        raise CsxaError(f"cannot read versions of {name!r}: {_gto_error(exc)}", path=_where(repo)) from None
     return sorted((v for v in versions if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
 
 
@@ -77,7 +83,7 @@ def require_version(repo: str | Path, name: str, version: str) -> dict:
         if entry["version"] == version:
             return entry
     known = ", ".join(v["version"] for v in versions) or "none"
-    raise CsxaError(f"{name}@{version} is not published; published versions of {name}: {known}", path=repo)
+    raise CsxaError(f"{name}@{version} is not published; published versions of {name}: {known}", path=_where(repo))
 
 
 def check_version_name(version: str) -> None:
@@ -153,6 +159,7 @@ def publish(root: str | Path, name: str, version: str, *, message: str | None = 
     """
     from gto.api import register
     from gto.exceptions import GTOException
+    from scmrepo.exceptions import SCMError
 
     root = Path(root)
     artifacts = read_artifacts(root)
@@ -169,7 +176,7 @@ def publish(root: str | Path, name: str, version: str, *, message: str | None = 
     try:
         register(str(root), name, "HEAD", version=version,
                  message=message or f"Publish {artifacts[name].type} {name} {version}")
-    except GTOException as exc:
+    except (GTOException, SCMError) as exc:
         raise CsxaError(f"cannot publish {name}@{version}: {_gto_error(exc)}", path=root) from None
     return f"{name}@{version}"
 
@@ -183,7 +190,7 @@ def _newer(version: str, than: str) -> bool:
 def probe_remote(root: str | Path = ".", remote: str | None = None, timeout: float = 20.0) -> tuple[str, str, str | None]:
     """(name, url, problem) for ``remote`` or the default one: ``problem`` is None when the remote's
     root answers within ``timeout`` seconds, else why not (one line)."""
-    import concurrent.futures
+    import threading
 
     with _open_repo(root) as repo:
         name, url = _default_remote(repo, remote)
@@ -191,16 +198,23 @@ def probe_remote(root: str | Path = ".", remote: str | None = None, timeout: flo
             fs_remote = repo.cloud.get_remote(name)
         except Exception as exc:  # noqa: BLE001 - any config or plugin error is the answer
             return name, url, f"{type(exc).__name__}: {exc}"
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(fs_remote.fs.exists, fs_remote.path)
-    try:
-        exists = future.result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
+    answer: dict = {}
+
+    def ask() -> None:
+        try:
+            answer["exists"] = fs_remote.fs.exists(fs_remote.path)
+        except Exception as exc:  # noqa: BLE001 - connection errors differ by file system
+            answer["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+
+    # a daemon thread: a server that never answers must not keep this process alive at exit
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(timeout)
+    if asking.is_alive():
         return name, url, f"no answer within {timeout:g} s"
-    except Exception as exc:  # noqa: BLE001 - connection errors differ by file system
-        return name, url, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    if "error" in answer:
+        return name, url, answer["error"]
+    exists = answer["exists"]
     return name, url, None if exists else "nothing there (the folder or bucket does not exist)"
 
 
@@ -213,6 +227,8 @@ def pull(root: str | Path, targets: list[str], *, remote: str | None = None, tim
         failed = f"dvc pull failed (exit {result.returncode})" if result.returncode else None
     except subprocess.TimeoutExpired:
         failed = f"dvc pull gave no result within {timeout:g} s and was stopped"
+    except FileNotFoundError:
+        raise CsxaError("the dvc command is not on PATH (pip install csxa installs it)") from None
     if failed is None:
         return
     name, url, problem = probe_remote(root, remote, timeout=min(timeout, 20.0))
