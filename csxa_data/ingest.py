@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -83,13 +83,20 @@ def _coded(raw: pd.Series, codes: dict) -> pd.Series:
     return raw.map(lambda v: table.get(_text(v).strip().lower(), np.nan))
 
 
+def _numeric(raw: pd.Series) -> pd.Series:
+    """Cells as numbers, null where empty or not a number; an Excel TRUE/FALSE is not a number
+    (pandas would read it as 1/0, and a TRUE in Number would then collide with case 1)."""
+    return pd.to_numeric(raw.map(lambda v: None if isinstance(v, (bool, np.bool_)) else v),
+                         errors="coerce").astype(float)
+
+
 def type_sheet(columns: pd.DataFrame, config: ReleaseConfig, params: IngestParams) -> pd.DataFrame:
     """The sheet's key columns as numbers (null where a cell is empty, not a number or not a code)."""
     return pd.DataFrame({
         "excel_row": columns.excel_row.astype("int64"),
-        "number": pd.to_numeric(columns.number, errors="coerce").astype(float),
+        "number": _numeric(columns.number),
         "gender": _coded(columns.gender, params.gender_codes),
-        "age": pd.to_numeric(columns.age, errors="coerce").astype(float),
+        "age": _numeric(columns.age),
         "label": _coded(columns.label, config.label_codes),
     }, index=columns.index)
 
@@ -127,8 +134,9 @@ def sheet_problems(typed: pd.DataFrame, raw: pd.DataFrame) -> dict[int, dict[str
 def usable_files(files: FileSet, suffix: str, source: str, ledger: Ledger) -> dict[int, str]:
     """Case number -> file name for the set's well-named files; every other file is dropped."""
     by_number: dict[int, list[str]] = {}
-    for key, reason in files.skipped:
-        ledger.drop(source, key, np.nan, "not_release_file", reason)
+    for key, rule, reason in files.skipped:
+        parsed = parse_stem(PurePosixPath(key.split(" (copy ")[0]).stem) if rule == "duplicate_case_file" else None
+        ledger.drop(source, key, parsed[0] if parsed else np.nan, rule, reason)
     for member in files:
         if not member.name.lower().endswith(suffix):
             ledger.drop(source, member.name, np.nan, f"not_{suffix[1:]}",
