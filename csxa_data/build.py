@@ -22,7 +22,7 @@ from PIL import Image
 from . import transforms as T
 from .atomic import atomic_path
 from .errors import CsxaError
-from .images import ImageProblem, grey_region, open_png
+from .images import Film, ImageProblem, decode_film
 from .release import PNG_SET, FileSet, open_file_set
 from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
 
@@ -97,9 +97,9 @@ def sample_orders(spec: VariantSpec, split: str) -> list[tuple[str, str | None]]
     return [("", "a")]
 
 
-def cut(img, box: T.Box, pad_value: int) -> np.ndarray:
+def cut(film: Film, box: T.Box, pad_value: int) -> np.ndarray:
     """The crop box of a decoded film as grey, padded where the box reaches outside the film."""
-    region, (rx0, ry0, _, _) = grey_region(img, box)
+    region, (rx0, ry0, _, _) = film.grey_region(box)
     x0, y0, x1, y1 = box
     return T.crop(region, (x0 - rx0, y0 - ry0, x1 - rx0, y1 - ry0), pad_value)
 
@@ -134,10 +134,10 @@ def channel_sums(image: np.ndarray) -> np.ndarray:
     return np.repeat(sums, 3, axis=1) if pixels.shape[1] == 1 else sums
 
 
-def case_samples(img, case: dict, spec: VariantSpec, variant: str, level: int) -> list[dict]:
+def case_samples(film: Film, case: dict, spec: VariantSpec, variant: str, level: int) -> list[dict]:
     """Every sample a decoded film yields: key, tar members and pixel sums."""
     box = crop_box(spec, case)
-    planes = render_planes(cut(img, box, spec.pad_value), spec)
+    planes = render_planes(cut(film, box, spec.pad_value), spec)
     out = []
     for suffix, order in sample_orders(spec, case["split"]):
         image = render_image(planes, order)
@@ -165,10 +165,13 @@ def _open_pngs(release: str) -> None:
 def _build_job(job: tuple[dict, VariantSpec, str, int]) -> tuple[int, list[dict] | str]:
     case, spec, variant, level = job
     try:
-        img = open_png(_PNGS.read(case["png_name"]))
+        # the film may not have grown since ingest measured it
+        film = decode_film(_PNGS.read(case["png_name"]), max_pixels=int(case["width"]) * int(case["height"]))
+        if (film.width, film.height) != (case["width"], case["height"]):
+            raise ImageProblem(f"{film.width}x{film.height}, not the {case['width']}x{case['height']} ingest saw")
     except (ImageProblem, CsxaError, KeyError) as exc:
         return case["number"], f"source PNG unusable now ({exc}); re-run ingest"
-    return case["number"], case_samples(img, case, spec, variant, level)
+    return case["number"], case_samples(film, case, spec, variant, level)
 
 
 # --- the variant -------------------------------------------------------------------------------

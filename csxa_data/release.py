@@ -298,19 +298,25 @@ def _sheet_rows(book, path: Path, config: ReleaseConfig) -> pd.DataFrame:
     """The header row and the data rows below it, as a frame (see ``read_sheet``)."""
     if config.sheet not in book.sheetnames:
         raise CsxaError(f"no sheet named {config.sheet!r}; the workbook has {book.sheetnames}", path=path)
-    rows = book[config.sheet].iter_rows(values_only=True)
+    sheet = book[config.sheet]
+    # The stored dimension may claim the whole grid (one formatted cell at XFD1048576 in a 9 kB
+    # file): forget it, so rows are as wide as their own cells and no filler row follows the last.
+    sheet.reset_dimensions()
     key = config.columns.number
     header, header_row = None, 0
-    for header_row, values in enumerate(rows, start=1):
+    for header_row, values in enumerate(sheet.iter_rows(min_row=1, max_row=HEADER_SEARCH_ROWS, values_only=True),
+                                        start=1):
         if key in (_cell_text(v) for v in values):
+            while values and _cell_text(values[-1]) == "":
+                values = values[:-1]  # formatted but empty cells right of the header are not columns
             header = [_cell_text(v) for v in values]
-            break
-        if header_row >= HEADER_SEARCH_ROWS:
             break
     if header is None:
         raise CsxaError(f"no header row: no cell {key!r} in the first {HEADER_SEARCH_ROWS} rows "
                         f"of sheet {config.sheet!r} (release.columns.number)", path=path)
     records, excel_rows = [], []
+    # only the header's columns are read; rows missing from the file come back as cheap empty tuples
+    rows = sheet.iter_rows(min_row=header_row + 1, max_col=len(header), values_only=True)
     for excel_row, values in enumerate(rows, start=header_row + 1):
         if all(v is None or _cell_text(v) == "" for v in values):
             continue
