@@ -52,6 +52,9 @@ def open_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     ``max_pixels`` pixels) is an ImageProblem."""
     if not data:
         raise ImageProblem("empty file (0 bytes)")
+    header = png_header(data)
+    if header is not None:  # before Pillow, whose own bomb guard raises from Image.open
+        _check_pixels(header[0], header[1], max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

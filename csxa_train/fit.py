@@ -10,6 +10,7 @@ Writes into OUT: ``checkpoint.pt`` (saved safely after every epoch, loaded with
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -135,8 +136,13 @@ def save_checkpoint(path: Path, state: dict) -> None:
     write fails (a full disk, a file-size limit) the partial temporary file is removed and the
     previous checkpoint is left as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # serialised in memory first: a failing write is then a plain OSError
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
