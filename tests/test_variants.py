@@ -273,3 +273,15 @@ def test_damaged_png_gets_pillows_verdict():
     for damaged in (data[: len(data) // 2], data[:60] + bytes(200) + data[260:]):
         with pytest.raises(ImageProblem, match="PNG does not decode"):
             decode_film(damaged)
+
+
+@pytest.mark.parametrize("shape", [(31, 17), (31, 17, 3), (1, 1), (224, 224, 3)])
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_shard_png_encoder_round_trips_through_pillow(shape, level):
+    from csxa_data.build import encode_png
+
+    image = np.random.default_rng(sum(shape) + level).integers(0, 256, shape, dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(encode_png(image, level)))
+    decoded.load()
+    assert decoded.mode == ("L" if len(shape) == 2 else "RGB")
+    assert np.array_equal(np.asarray(decoded), image)
