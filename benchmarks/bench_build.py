@@ -1,9 +1,16 @@
-"""Benchmark `csxa-data build` against a decode-only pass over the same PNGs, in the same run.
+"""Benchmark `csxa-data build` against decoding the release, side by side in one run.
 
-    python benchmarks/bench_build.py                 # 5,000 cases, films at the real size, paper settings
+    python benchmarks/bench_build.py                     # 5,000 cases, films at the real size, paper settings
+    python benchmarks/bench_build.py --cases 1000        # a smaller release, same settings
 
-Both passes use one worker per core and read the PNGs from the same zip. Target: the build takes at
-most 1.3x the decode-only pass, with peak memory under 2 GiB. Writes benchmarks/out/build-*.json.
+On the same release and cores, in one run: a Pillow decode-only pass (every kept film decoded once,
+one worker per core: the yardstick), the fast decoder's decode-only pass (csxa_data.images), each
+variant's build, and a plain per-image Pillow script as a researcher would write it (one process;
+benchmarks/researcher_baseline.py). Each is a subprocess measured for wall time, CPU time (user +
+system of its whole tree) and peak resident memory. Ratios are against the Pillow pass, on wall and on
+CPU time (CPU time is the fairer one on a shared machine), and colour against grey.
+Targets (issue 10): every variant at most 1.0x the Pillow pass; colour variants at most 1.15x their
+grey counterparts. Writes benchmarks/out/build-CASES-SCALE.json.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +31,13 @@ from measure import cached_release, run_measured  # noqa: E402
 
 PAPER_VARIANTS = {
     "original": "{crop: centre, centre_size: 500, colour: grey, out_size: 224}",
+    "cropped": "{crop: landmarks, colour: grey, out_size: 224}",
     "wide_cropped": "{crop: landmarks, grow_x: 100, grow_y: 200, colour: grey, out_size: 224}",
+    "colored": "{crop: centre, centre_size: 500, colour: stacked, out_size: 224}",
+    "colored_cropped": "{crop: landmarks, colour: stacked, out_size: 224}",
     "colored_wide_cropped": "{crop: landmarks, grow_x: 100, grow_y: 200, colour: stacked, out_size: 224}",
 }
+GREY_OF = {"colored": "original", "colored_cropped": "cropped", "colored_wide_cropped": "wide_cropped"}
 
 _PNGS = None
 
@@ -36,49 +48,99 @@ def _open(release):
     _PNGS = open_file_set(Path(release), PNG_SET)
 
 
-def _decode(name):
+def _decode_pillow(name):
     from csxa_data.images import open_png
     return open_png(_PNGS.read(name)).size
 
 
-def decode_only(release: Path, names: list[str]) -> float:
-    """Seconds to read and decode every PNG once, on all cores (the floor of any build)."""
-    start = time.perf_counter()
-    with get_context("fork").Pool(os.cpu_count(), initializer=_open, initargs=(str(release),)) as pool:
-        for _ in pool.imap(_decode, names, chunksize=8):
+def _decode_fast(name):
+    from csxa_data.images import decode_film
+    film = decode_film(_PNGS.read(name))
+    return film.width, film.height
+
+
+def decode_pass(release: str, manifest: str, decoder: str) -> None:
+    """Decode every kept film once on all cores (run as this script's subprocess)."""
+    import pandas as pd
+
+    names = pd.read_csv(manifest, dtype={"stem": str}).png_name.tolist()
+    work = _decode_pillow if decoder == "pillow" else _decode_fast
+    with get_context("fork").Pool(os.cpu_count(), initializer=_open, initargs=(release,)) as pool:
+        for _ in pool.imap(work, names, chunksize=8):
             pass
-    return time.perf_counter() - start
+        pool.close()
+        pool.join()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--size-scale", type=float, default=1.0)
-    parser.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=list(PAPER_VARIANTS))
+    parser.add_argument("--researcher", nargs="*", default=["wide_cropped", "colored_wide_cropped"],
+                        choices=list(PAPER_VARIANTS), help="variants to also make with the plain Pillow script")
+    parser.add_argument("--decode-pass", choices=["pillow", "fast"], help=argparse.SUPPRESS)
+    parser.add_argument("--release", help=argparse.SUPPRESS)
+    parser.add_argument("--manifest", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.decode_pass:
+        decode_pass(args.release, args.manifest, args.decode_pass)
+        return
+
     release = cached_release(args.cases, args.size_scale)
     work = Path(tempfile.mkdtemp(prefix="bench-build-"))
     params = work / "params.yaml"
-    params.write_text("variants:\n" + "".join(f"  {n}: {PAPER_VARIANTS[n]}\n" for n in args.variants)
+    params.write_text("variants:\n" + "".join(f"  {n}: {PAPER_VARIANTS[n]}\n" for n in PAPER_VARIANTS)
                       + "build: {shard_size: 500, min_shards: 4, png_compress_level: 1}\n")
+    manifest = work / "ingest" / "manifest.csv"
     run_measured([sys.executable, "-m", "csxa_data", "ingest", "--params", str(params), "--release", str(release),
                   "--out", str(work / "ingest"), "--quiet"])
-    import pandas as pd
-    names = [f"{s}.png" for s in pd.read_csv(work / "ingest" / "manifest.csv", dtype={"stem": str}).stem]
-    rows = []
+    load_before = os.getloadavg()
+    rows = {}
+
+    def measure(label: str, cmd: list[str]) -> dict:
+        row = {"what": label, **run_measured(cmd)}
+        rows[label] = row
+        print(json.dumps(row), flush=True)
+        return row
+
+    me = [sys.executable, str(Path(__file__).resolve())]
+    measure("decode pillow", me + ["--decode-pass", "pillow", "--release", str(release), "--manifest", str(manifest)])
+    measure("decode fast", me + ["--decode-pass", "fast", "--release", str(release), "--manifest", str(manifest)])
     for variant in args.variants:
-        decode_s = decode_only(release, names)
-        build = run_measured([sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant", variant,
-                              "--manifest", str(work / "ingest" / "manifest.csv"), "--release", str(release),
-                              "--out", str(work / variant), "--quiet"])
-        row = {"variant": variant, "cases": len(names), "size_scale": args.size_scale, "decode_only_s": round(decode_s, 2),
-               **{f"build_{k}": v for k, v in build.items()}, "ratio": round(build["wall_s"] / decode_s, 2)}
-        rows.append(row)
-        print(json.dumps(row))
+        measure(f"build {variant}", [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant",
+                                     variant, "--manifest", str(manifest), "--release", str(release),
+                                     "--out", str(work / variant), "--quiet"])
         shutil.rmtree(work / variant)
+    for variant in args.researcher:
+        measure(f"researcher script {variant}", [sys.executable, str(Path(__file__).parent / "researcher_baseline.py"),
+                                                 "--release", str(release), "--manifest", str(manifest),
+                                                 "--variant", variant, "--out", str(work / "researcher")])
+        shutil.rmtree(work / "researcher")
+    floor = rows["decode pillow"]
+    for row in rows.values():
+        row["ratio_wall_vs_pillow_decode"] = round(row["wall_s"] / floor["wall_s"], 2)
+        row["ratio_cpu_vs_pillow_decode"] = round(row["cpu_s"] / floor["cpu_s"], 2)
+    for colour, grey in GREY_OF.items():
+        if f"build {colour}" in rows and f"build {grey}" in rows:
+            c, g = rows[f"build {colour}"], rows[f"build {grey}"]
+            c["ratio_wall_vs_grey"] = round(c["wall_s"] / g["wall_s"], 2)
+            c["ratio_cpu_vs_grey"] = round(c["cpu_s"] / g["cpu_s"], 2)
     shutil.rmtree(work)
+    summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(),
+               "load_average_before": [round(x, 2) for x in load_before],
+               "load_average_after": [round(x, 2) for x in os.getloadavg()],
+               "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": list(rows.values())}
+    print(f"\n{'what':40s} {'wall s':>8s} {'cpu s':>8s} {'peak MiB':>9s} {'wall x':>7s} {'cpu x':>6s} {'vs grey (cpu)':>13s}")
+    for row in rows.values():
+        print(f"{row['what']:40s} {row['wall_s']:8.1f} {row['cpu_s']:8.1f} {row['peak_rss_mib']:9.0f} "
+              f"{row['ratio_wall_vs_pillow_decode']:7.2f} {row['ratio_cpu_vs_pillow_decode']:6.2f} "
+              f"{row.get('ratio_cpu_vs_grey', ''):>13}")
+    print(f"load average before {summary['load_average_before']}, after {summary['load_average_after']}")
     target = Path(__file__).parent / "out" / f"build-{args.cases}-{args.size_scale}.json"
-    target.write_text(json.dumps(rows, indent=2))
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ nothing half-written where DVC (or a user) would take it for finished."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -19,7 +20,8 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False) -> Iterat
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}.tmp-"
+    remove_stale_temporaries(target)
+    prefix = f"{_temporary_prefix(target)}{os.getpid()}-"
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     else:
@@ -42,6 +44,55 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False) -> Iterat
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}.tmp-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Remove the temporary siblings ``.NAME.tmp-PID-*`` that a killed run left beside ``target``
+    (their process is gone); a live process's are left alone. Returns what was removed."""
+    target = Path(target)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for path in target.parent.glob(f"{glob.escape(_temporary_prefix(target))}*"):
+        owner = path.name[len(_temporary_prefix(target)):].split("-", 1)[0]
+        if owner.isascii() and owner.isdigit() and _alive(int(owner)) and int(owner) != os.getpid():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def check_writable(target: str | os.PathLike) -> None:
+    """Refuse early, with one line, if ``target`` (a file or folder to be written) cannot be created
+    or replaced: a read-only folder should not be found out only after all the work."""
+    from .errors import CsxaError
+
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}-probe-", dir=target.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CsxaError(f"cannot write the output here ({exc.strerror}); nothing was done",
+                        path=target) from None
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:

@@ -71,12 +71,18 @@ def cmd_contact_sheet(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from .ingest import IngestParams, run_ingest, validation_report, write_ingest
+    from .atomic import check_writable
+    from .ingest import IngestParams, NothingKept, run_ingest, validation_report, write_failure, write_ingest
     from .params import load_section
 
     params = IngestParams.from_dict(load_section(args.params, "ingest"))
     release = args.release or Path(params.release)
-    result = run_ingest(release, params, _release_config(args), workers=args.workers, progress=not args.quiet)
+    check_writable(args.out)
+    try:
+        result = run_ingest(release, params, _release_config(args), workers=args.workers, progress=not args.quiet)
+    except NothingKept as failure:
+        write_failure(failure, args.out)
+        raise
     write_ingest(result, args.out)
     if args.metrics:
         from .atomic import write_bytes_atomic
@@ -115,6 +121,7 @@ def _variant_specs(args: argparse.Namespace) -> dict:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from .atomic import check_writable
     from .build import BuildParams, build_variant, read_manifest
     from .ingest import IngestParams
     from .params import load_section
@@ -125,6 +132,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     params = BuildParams.from_dict(load_section(args.params, "build"))
     release = args.release or Path(IngestParams.from_dict(load_section(args.params, "ingest")).release)
     out = args.out or Path("data/variants") / args.variant
+    check_writable(out)
     report = build_variant(args.variant, specs[args.variant], read_manifest(args.manifest), release, out, params,
                            workers=args.workers, progress=not args.quiet)
     parts = [f"{split}: {t['samples']} samples of {t['cases']} cases in {t['shards']} shards {t['by_class']}"

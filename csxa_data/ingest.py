@@ -14,14 +14,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
+from .csvtext import safe_table
 from .errors import CsxaError
-from .images import ImageProblem, is_inverted, open_png, to_grey
+from .images import DEFAULT_MAX_PIXELS, ImageProblem, decode_film, is_inverted
 from .landmarks import LandmarkProblem, parse_landmarks
 from .names import parse_stem, stem_problem
 from .release import JSON_SET, PNG_SET, XLSX_NAME, FileSet, Release, ReleaseConfig, open_file_set, open_release
@@ -39,6 +40,7 @@ class IngestParams:
     max_landmark_spread: float = 2.0     # px: wider polygons are an error, not a repair
     duplicate_tolerance: float = 0.5     # px: duplicated labels closer than this are one landmark
     gender_codes: dict = field(default_factory=lambda: {0: 0, 1: 1})  # sheet value -> file-name digit
+    max_film_pixels: int = DEFAULT_MAX_PIXELS  # a film with more pixels is dropped (png_too_large), not decoded
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "IngestParams":
@@ -51,6 +53,8 @@ class IngestParams:
                 "ingest.max_landmark_spread and ingest.duplicate_tolerance must not be negative")
         require(bool(params.gender_codes) and all(v in (0, 1) for v in params.gender_codes.values()),
                 "ingest.gender_codes must map the sheet's gender values to the file-name digits 0 and 1")
+        require(isinstance(params.max_film_pixels, int) and not isinstance(params.max_film_pixels, bool)
+                and params.max_film_pixels >= 1, "ingest.max_film_pixels must be a whole number of pixels, at least 1")
         return params
 
 
@@ -85,13 +89,20 @@ def _coded(raw: pd.Series, codes: dict) -> pd.Series:
     return raw.map(lambda v: table.get(_text(v).strip().lower(), np.nan))
 
 
+def _numeric(raw: pd.Series) -> pd.Series:
+    """Cells as numbers, null where empty or not a number; an Excel TRUE/FALSE is not a number
+    (pandas would read it as 1/0, and a TRUE in Number would then collide with case 1)."""
+    return pd.to_numeric(raw.map(lambda v: None if isinstance(v, (bool, np.bool_)) else v),
+                         errors="coerce").astype(float)
+
+
 def type_sheet(columns: pd.DataFrame, config: ReleaseConfig, params: IngestParams) -> pd.DataFrame:
     """The sheet's key columns as numbers (null where a cell is empty, not a number or not a code)."""
     return pd.DataFrame({
         "excel_row": columns.excel_row.astype("int64"),
-        "number": pd.to_numeric(columns.number, errors="coerce").astype(float),
+        "number": _numeric(columns.number),
         "gender": _coded(columns.gender, params.gender_codes),
-        "age": pd.to_numeric(columns.age, errors="coerce").astype(float),
+        "age": _numeric(columns.age),
         "label": _coded(columns.label, config.label_codes),
     }, index=columns.index)
 
@@ -129,8 +140,9 @@ def sheet_problems(typed: pd.DataFrame, raw: pd.DataFrame) -> dict[int, dict[str
 def usable_files(files: FileSet, suffix: str, source: str, ledger: Ledger) -> dict[int, str]:
     """Case number -> file name for the set's well-named files; every other file is dropped."""
     by_number: dict[int, list[str]] = {}
-    for key, reason in files.skipped:
-        ledger.drop(source, key, np.nan, "not_release_file", reason)
+    for key, rule, reason in files.skipped:
+        parsed = parse_stem(PurePosixPath(key.split(" (copy ")[0]).stem) if rule == "duplicate_case_file" else None
+        ledger.drop(source, key, parsed[0] if parsed else np.nan, rule, reason)
     for member in files:
         if not member.name.lower().endswith(suffix):
             ledger.drop(source, member.name, np.nan, f"not_{suffix[1:]}",
@@ -166,11 +178,11 @@ def _open_sets(root: str) -> None:
 def examine_case(png_bytes: bytes, json_bytes: bytes, params: IngestParams) -> dict:
     """Decode the film once and check its landmarks against it; returns facts or the problem."""
     try:
-        img = open_png(png_bytes)
+        film = decode_film(png_bytes, params.max_film_pixels)
     except ImageProblem as exc:
-        return {"png_problem": str(exc)}
-    mode = img.mode
-    grey, channels_equal = to_grey(img)
+        return {"png_problem": str(exc), "png_rule": exc.rule}
+    mode = film.mode
+    grey, channels_equal = film.grey()
     height, width = grey.shape
     facts = {"width": width, "height": height, "mode": mode, "channels_equal": channels_equal,
              "inverted": is_inverted(grey)}
@@ -327,7 +339,7 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
     for number, png, jsn, _ in jobs:
         fact, row = facts[number], rows[number]
         if "png_problem" in fact:
-            _drop_case(ledger, typed, number, row, png, jsn, "png_unreadable",
+            _drop_case(ledger, typed, number, row, png, jsn, fact.get("png_rule", "png_unreadable"),
                        f"{PNG_SET}/{png}: {fact['png_problem']}", culprit="png")
             continue
         if "json_problem" in fact:
@@ -355,7 +367,7 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
                           for label, (x, y) in fact["points"].items()]
 
     if not kept:
-        raise CsxaError("no case survived validation; see the reasons above or in drops.csv", path=release.root)
+        raise NothingKept(release, ledger)
     manifest = pd.DataFrame(kept)
     manifest.insert(6, "split", split_cases(manifest.number, manifest.label, params.test_fraction, params.seed))
     landmarks = pd.DataFrame(landmark_rows, columns=["number", "label", "x", "y"])
@@ -365,6 +377,26 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
     validation = reconcile(release, manifest, drops, repairs)
     _check_contracts(manifest, landmarks, repairs, drops)
     return IngestResult(manifest, landmarks, repairs, drops, validation)
+
+
+class NothingKept(CsxaError):
+    """No case survived validation; carries the drops and repairs so that they can still be written."""
+
+    def __init__(self, release: Release, ledger: Ledger):
+        self.repairs = pd.DataFrame(ledger.repairs, columns=["number", "field", "old", "new", "rule"])
+        self.drops = pd.DataFrame(ledger.drops, columns=["source", "key", "number", "rule", "reason"])
+        self.drops["number"] = self.drops.number.astype(float)
+        self.top_reasons = top_reasons(self.drops)
+        super().__init__(f"no case survived validation; top reasons: {self.top_reasons} (every drop is in "
+                         "drops.csv beside validation.md)", path=release.root)
+
+
+def top_reasons(drops: pd.DataFrame, n: int = 5) -> str:
+    """The most frequent drop rules of the culprits (not the items dropped along), with counts."""
+    own = drops[~drops.rule.str.endswith("_dropped")]
+    counts = own.groupby(["source", "rule"]).size().sort_values(ascending=False, kind="stable")
+    text = ", ".join(f"{source} {rule} x{count}" for (source, rule), count in counts.head(n).items())
+    return text + (f", and {len(counts) - n} more rules" if len(counts) > n else "") if text else "none"
 
 
 def _drop_case(ledger: Ledger, typed: pd.DataFrame, number: int, row, png, jsn, rule: str, reason: str,
@@ -450,15 +482,30 @@ def validation_report(validation: dict) -> str:
 
 
 def write_ingest(result: IngestResult, out: str | Path) -> Path:
-    """Write the six outputs into ``out`` through a temporary folder renamed into place."""
+    """Write the six outputs into ``out`` through a temporary folder renamed into place. Text that
+    came from the release is neutralised where a spreadsheet would run it as a formula."""
     out = Path(out)
     with atomic_path(out, directory=True) as tmp:
-        result.manifest.to_csv(tmp / "manifest.csv", index=False)
-        result.landmarks.to_csv(tmp / "landmarks.csv", index=False, float_format="%.4f")
-        result.repairs.to_csv(tmp / "repairs.csv", index=False)
-        result.drops.to_csv(tmp / "drops.csv", index=False)
+        safe_table(result.manifest).to_csv(tmp / "manifest.csv", index=False)
+        safe_table(result.landmarks).to_csv(tmp / "landmarks.csv", index=False, float_format="%.4f")
+        safe_table(result.repairs).to_csv(tmp / "repairs.csv", index=False)
+        safe_table(result.drops).to_csv(tmp / "drops.csv", index=False)
         (tmp / "validation.json").write_text(json.dumps(result.validation, indent=2, default=_json_default) + "\n")
         (tmp / "validation.md").write_text(validation_report(result.validation))
+    return out
+
+
+def write_failure(failure: NothingKept, out: str | Path) -> Path:
+    """When nothing survived: write ``drops.csv``, ``repairs.csv`` and a ``validation.md`` saying so
+    into ``out`` (replacing any earlier outputs, so no stale manifest is left beside them)."""
+    out = Path(out)
+    with atomic_path(out, directory=True) as tmp:
+        safe_table(failure.repairs).to_csv(tmp / "repairs.csv", index=False)
+        safe_table(failure.drops).to_csv(tmp / "drops.csv", index=False)
+        counts = failure.drops.groupby(["source", "rule"]).size()
+        lines = ["# Ingest report: FAILED", "", f"{failure}", "", "| source | rule | items |", "|---|---|---:|"]
+        lines += [f"| {source} | `{rule}` | {n} |" for (source, rule), n in counts.items()]
+        (tmp / "validation.md").write_text("\n".join(lines) + "\n")
     return out
 
 

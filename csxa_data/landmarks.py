@@ -64,16 +64,26 @@ class LandmarkProblem(ValueError):
     """A JSON whose landmarks cannot be used; the message names the key and the rule."""
 
 
+def _numbers_only(points) -> bool:
+    """True if ``points`` is a list of lists of JSON numbers (not booleans, text or null)."""
+    return isinstance(points, list) and all(
+        isinstance(point, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)
+        for point in points)
+
+
 def _location(shape: dict, label: str, max_spread: float) -> tuple[tuple[float, float], int]:
     """One landmark's location and its vertex count; a polygon of near-equal vertices -> median."""
 
     import numpy as np
 
     raw = shape.get("points")
+    if not _numbers_only(raw):  # true/false and "12" would pass np.asarray(dtype=float) as 1/0 and 12
+        raise LandmarkProblem(f"{label!r}: points {str(raw)[:200]} are not [x, y] numbers "
+                              "(booleans and text are not coordinates)")
     try:
         points = np.asarray(raw, dtype=float).reshape(-1, 2)
     except (TypeError, ValueError, OverflowError):
-        raise LandmarkProblem(f"{label!r}: points {raw!r} are not [x, y] numbers") from None
+        raise LandmarkProblem(f"{label!r}: points {str(raw)[:200]} are not [x, y] numbers") from None
     if len(points) == 0:
         raise LandmarkProblem(f"{label!r}: no points")
     if not np.isfinite(points).all():

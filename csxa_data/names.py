@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-STEM_PATTERN = r"^\d{7}$"
-_STEM = re.compile(r"^(\d{4})(\d)(\d{2})$")
+# ASCII digits only: \d (and str.isdigit, int()) also accept Arabic-Indic or fullwidth digits, which
+# would make a renamed copy of a film collide with the real one and drop both as duplicates
+STEM_PATTERN = r"^[0-9]{7}$"
+_STEM = re.compile(r"([0-9]{4})([0-9])([0-9]{2})", re.ASCII)
 
 
 def parse_stem(stem: str) -> tuple[int, int, int] | None:
-    """(case number, gender digit, age) of a release stem, or None if it is not 7 digits."""
+    """(case number, gender digit, age) of a release stem, or None if it is not 7 ASCII digits."""
     match = _STEM.fullmatch(stem)
     if not match:
         return None
@@ -21,7 +23,7 @@ def stem_problem(stem: str) -> str | None:
     """Why ``stem`` is not a usable release stem, or None if it is."""
     parsed = parse_stem(stem)
     if parsed is None:
-        return f"file name {stem!r} is not 7 digits (case number, gender digit, age)"
+        return f"file name {stem!r} is not 7 ASCII digits (case number, gender digit, age)"
     number, gender, _ = parsed
     if number == 0:
         return "case number 0000 in the file name"

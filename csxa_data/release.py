@@ -8,6 +8,7 @@ lists every file, so that ingest can validate, repair and account for each of th
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 import zlib
 from xml.etree.ElementTree import ParseError
@@ -88,17 +89,33 @@ class Member:
     location: str   # for messages: datasets-PNG.zip:datasets-PNG/0001035.png or the file path
 
 
+# Caps on what one file of a set may claim, checked before it is read: the real films are about
+# 0.3 MB each, a LabelMe JSON with embedded imageData about as much. A member that declares more, or
+# that inflates from far fewer compressed bytes (a zip bomb), is refused and its case dropped alone.
+MAX_FILE_BYTES = 256 * 2**20
+MAX_COMPRESSION_RATIO = 100
+RATIO_CHECK_FROM_BYTES = 2**20   # tiny members may compress very well (a JSON of zeros)
+
+
 class FileSet:
     """The files of one set (PNG or JSON), from a zip or from an unpacked folder.
 
     Lists every regular file (whatever its suffix), so ingest can keep or drop each one;
-    ``skipped`` holds what is not a release file (archive-tool metadata, links to nowhere), as
-    (key, reason) pairs, so that ingest logs those too.
+    ``skipped`` holds what cannot be a release file, as (key, rule, reason): archive-tool metadata
+    (``not_release_file``), links and special files (``not_regular_file``, never followed), and every
+    copy of a base name that occurs more than once in the set (``duplicate_case_file``), so that
+    ingest logs those too and the case of a duplicated name is dropped alone.
     """
 
-    def __init__(self, set_name: str, members: list[Member], opener, skipped: list[tuple[str, str]] = ()):
+    def __init__(self, set_name: str, members: list[Member], opener,
+                 skipped: list[tuple[str, str, str]] = ()):
         self.set_name = set_name
-        self.members = sorted(members, key=lambda m: m.name)
+        counts: dict[str, int] = {}
+        for m in members:
+            counts[m.name] = counts.get(m.name, 0) + 1
+        twice = [m for m in members if counts[m.name] > 1]
+        skipped = list(skipped) + _duplicate_entries(twice)
+        self.members = sorted((m for m in members if counts[m.name] == 1), key=lambda m: m.name)
         self.skipped = sorted(skipped)
         self._by_name = {m.name: m for m in self.members}
         self._open = opener
@@ -121,18 +138,40 @@ class FileSet:
                              "size": [m.size for m in self.members]})
 
 
-def _check_unique(set_name: str, members: list[Member]) -> None:
-    seen: dict[str, Member] = {}
-    for m in members:
-        if m.name in seen:
-            raise CsxaError(f"two files named {m.name} ({seen[m.name].location} and {m.location}); "
-                            "file names must be unique within a set", path=set_name)
-        seen[m.name] = m
+def _duplicate_entries(copies: list[Member]) -> list[tuple[str, str, str]]:
+    """Skipped entries for files whose base name occurs more than once (each copy keyed apart)."""
+    out, seen = [], {}
+    for m in sorted(copies, key=lambda m: (m.name, m.location)):
+        where = [c.location for c in copies if c.name == m.name]
+        seen[m.location] = seen.get(m.location, 0) + 1
+        key = m.location.rsplit(":", 1)[-1] if ":" in m.location else m.location
+        if where.count(m.location) > 1:  # the very same path twice in one zip
+            key = f"{key} (copy {seen[m.location]})"
+        out.append((key, "duplicate_case_file",
+                    f"{m.location}: {len(where)} files named {m.name} in the set; which one is the film is "
+                    "ambiguous, so none is used"))
+    return out
 
 
 def _is_junk(parts: tuple[str, ...]) -> bool:
     # archive tool metadata, not release files
     return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db")
+
+
+def _printable(name: str) -> str:
+    """A file name as text that can be written anywhere: bytes that are not UTF-8 (kept by Python
+    as surrogates) become \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def size_problem(declared: int, compressed: int | None = None) -> str | None:
+    """Why a file of this declared (and, in a zip, compressed) size is not read, or None."""
+    if declared > MAX_FILE_BYTES:
+        return f"declares {declared:,} bytes, over the {MAX_FILE_BYTES:,} a release file may have; not read"
+    if compressed is not None and declared >= RATIO_CHECK_FROM_BYTES and declared > MAX_COMPRESSION_RATIO * max(compressed, 1):
+        return (f"declares {declared:,} bytes from {compressed:,} compressed (over {MAX_COMPRESSION_RATIO}:1, "
+                "a zip bomb?); not read")
+    return None
 
 
 def _zip_set(path: Path, set_name: str) -> FileSet:
@@ -142,55 +181,79 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CsxaError(f"cannot open as a zip archive ({exc}); expected the {set_name} zip "
                         f"or an unpacked folder {set_name}/", path=path) from None
-    members, by_name, skipped = [], {}, []
+    members, skipped = [], []
     for info in infos:
         parts = PurePosixPath(info.filename).parts
         if info.is_dir() or not parts:
             continue
         if _is_junk(parts):
-            skipped.append((info.filename, f"{path}:{info.filename}: archive-tool metadata, not a release file"))
+            skipped.append((info.filename, "not_release_file",
+                            f"{path}:{info.filename}: archive-tool metadata, not a release file"))
             continue
         name = parts[-1]
         members.append(Member(name, PurePosixPath(name).stem, info.file_size, f"{path}:{info.filename}"))
-        by_name[name] = info.filename
-    _check_unique(path.name, members)
+    files = FileSet(set_name, members, None, skipped)
+    by_name = {PurePosixPath(i.filename).name: i for i in infos if PurePosixPath(i.filename).name in files._by_name}
 
     def opener(member: Member) -> bytes:
+        info = by_name[member.name]
+        problem = size_problem(info.file_size, info.compress_size)
+        if problem:
+            raise CsxaError(problem, path=member.location)
         try:
-            return archive.read(by_name[member.name])
+            return archive.read(info)  # never more than the declared size (zipfile stops there)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
                 RuntimeError) as exc:  # damaged, Deflate64 or encrypted members
             raise CsxaError(f"cannot read from the zip ({exc})", path=member.location) from None
 
-    return FileSet(set_name, members, opener, skipped)
+    files._open = opener
+    return files
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, bool]]:
+    """(path, is a link) of every entry below ``root``, sorted, never descending into a link."""
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        base = Path(folder)
+        linked_dirs = [d for d in dirs if (base / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if d not in linked_dirs)
+        for name in sorted(names + linked_dirs):
+            yield base / name, (base / name).is_symlink()
 
 
 def _folder_set(path: Path, set_name: str) -> FileSet:
     entries = [p for p in path.iterdir() if not p.name.startswith(".")]
     # an archive unpacked into a folder of the same name: datasets-PNG/datasets-PNG/*.png
-    if len(entries) == 1 and entries[0].is_dir():
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         path = entries[0]
-    members, skipped = [], []
-    for p in sorted(path.rglob("*")):
-        relative = p.relative_to(path).as_posix()
-        if p.is_dir():
-            continue
+    members, skipped, files = [], [], {}
+    for p, is_link in sorted(_walk(path)):
+        relative = _printable(p.relative_to(path).as_posix())
+        shown = _printable(str(p))
         if _is_junk(p.relative_to(path).parts):
-            skipped.append((relative, f"{p}: archive-tool metadata, not a release file"))
+            skipped.append((relative, "not_release_file", f"{shown}: archive-tool metadata, not a release file"))
+        elif is_link:
+            skipped.append((relative, "not_regular_file", f"{shown}: a symbolic link (to {_printable(os.readlink(p))}); "
+                            "links are never followed, so nothing outside the release is read"))
         elif not p.is_file():
-            skipped.append((relative, f"{p}: not a regular file (a broken link?)"))
+            skipped.append((relative, "not_regular_file", f"{shown}: not a regular file"))
         else:
-            members.append(Member(p.name, p.stem, p.stat().st_size, str(p)))
-    _check_unique(str(path), members)
-    files = {m.name: Path(m.location) for m in members}
+            name = _printable(p.name)
+            members.append(Member(name, PurePosixPath(name).stem, p.stat().st_size, shown))
+            files[shown] = p
+    file_set = FileSet(set_name, members, None, skipped)
 
     def opener(member: Member) -> bytes:
+        problem = size_problem(member.size)
+        if problem:
+            raise CsxaError(problem, path=member.location)
         try:
-            return files[member.name].read_bytes()
+            with open(files[member.location], "rb") as handle:
+                return handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise CsxaError(f"cannot read ({exc.strerror})", path=member.location) from None
 
-    return FileSet(set_name, members, opener, skipped)
+    file_set._open = opener
+    return file_set
 
 
 def open_file_set(root: Path, set_name: str) -> FileSet:
@@ -235,19 +298,25 @@ def _sheet_rows(book, path: Path, config: ReleaseConfig) -> pd.DataFrame:
     """The header row and the data rows below it, as a frame (see ``read_sheet``)."""
     if config.sheet not in book.sheetnames:
         raise CsxaError(f"no sheet named {config.sheet!r}; the workbook has {book.sheetnames}", path=path)
-    rows = book[config.sheet].iter_rows(values_only=True)
+    sheet = book[config.sheet]
+    # The stored dimension may claim the whole grid (one formatted cell at XFD1048576 in a 9 kB
+    # file): forget it, so rows are as wide as their own cells and no filler row follows the last.
+    sheet.reset_dimensions()
     key = config.columns.number
     header, header_row = None, 0
-    for header_row, values in enumerate(rows, start=1):
+    for header_row, values in enumerate(sheet.iter_rows(min_row=1, max_row=HEADER_SEARCH_ROWS, values_only=True),
+                                        start=1):
         if key in (_cell_text(v) for v in values):
+            while values and _cell_text(values[-1]) == "":
+                values = values[:-1]  # formatted but empty cells right of the header are not columns
             header = [_cell_text(v) for v in values]
-            break
-        if header_row >= HEADER_SEARCH_ROWS:
             break
     if header is None:
         raise CsxaError(f"no header row: no cell {key!r} in the first {HEADER_SEARCH_ROWS} rows "
                         f"of sheet {config.sheet!r} (release.columns.number)", path=path)
     records, excel_rows = [], []
+    # only the header's columns are read; rows missing from the file come back as cheap empty tuples
+    rows = sheet.iter_rows(min_row=header_row + 1, max_col=len(header), values_only=True)
     for excel_row, values in enumerate(rows, start=header_row + 1):
         if all(v is None or _cell_text(v) == "" for v in values):
             continue

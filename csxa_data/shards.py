@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from PIL import Image
 
 from .errors import CsxaError
 
@@ -90,22 +89,59 @@ def check_sample(sample: dict) -> dict:
     return sample
 
 
+# A variant's images are at most 2048 px square (variants.*.out_size); anything larger in a shard is
+# refused before it is decoded (a 60000 x 60000 PNG is a few hundred kB on disk).
+MAX_SAMPLE_PIXELS = 2048 * 2048
+LABELS = (0, 1)
+
+
 def decode_sample(sample: dict) -> dict:
-    """A checked raw sample -> key, image (H x W x 3 uint8), label (int), meta (dict)."""
+    """A checked raw sample -> key, image (H x W x 3 uint8), label (0 or 1), meta (a JSON object with
+    a case ``number``). Anything else, or any decoder complaint, is a ShardError naming the sample."""
     check_sample(sample)
     url, key = sample.get("__url__", "?"), sample["__key__"]
     try:
-        img = Image.open(io.BytesIO(sample["png"]))
-        if img.format != "PNG":
-            raise ShardError(f"sample {key!r}: .png member is {img.format}, not PNG", path=url)
-        image = np.asarray(img.convert("RGB"))
-        label = int(sample["cls"].decode("ascii").strip())
-        meta = json.loads(sample["json"].decode("utf-8"))
-    except ShardError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ShardError(f"sample {key!r} does not decode ({exc})", path=url) from None
+        label = _label(sample["cls"])
+        meta = _meta(sample["json"])
+        image = _image(sample["png"])
+    except ShardError as exc:
+        raise ShardError(f"sample {key!r}: {exc}", path=url) from None
+    except Exception as exc:  # noqa: BLE001 - an untrusted shard may break a decoder in any way
+        raise ShardError(f"sample {key!r} does not decode ({type(exc).__name__}: {str(exc)[:200]})",
+                         path=url) from None
     return {"key": key, "image": image, "label": label, "meta": meta}
+
+
+def _label(data: bytes) -> int:
+    text = data.decode("ascii").strip()
+    if text not in ("0", "1"):
+        raise ShardError(f".cls is {text[:20]!r}; a class must be 0 (asymptomatic) or 1 (spondylosis)")
+    return int(text)
+
+
+def _meta(data: bytes) -> dict:
+    meta = json.loads(data.decode("utf-8"))
+    if not isinstance(meta, dict):
+        raise ShardError(f".json is a {type(meta).__name__}, not an object")
+    number = meta.get("number")
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise ShardError(f".json has no whole case 'number' (got {str(number)[:40]})")
+    return meta
+
+
+def _image(data: bytes) -> np.ndarray:
+    """The .png member as H x W x 3 uint8: grey (8- or 16-bit, scaled to its 8 high bits) repeated
+    into three channels, colour as RGB (alpha dropped)."""
+    from .images import ImageProblem, open_png, to_grey
+
+    try:
+        img = open_png(data, MAX_SAMPLE_PIXELS)
+    except ImageProblem as exc:
+        raise ShardError(f".png member: {exc}") from None
+    if img.mode in ("L", "I;16", "I;16B", "I;16L", "I", "LA"):
+        grey, _ = to_grey(img)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
 
 
 def iter_tar_samples(path: str | Path) -> Iterator[dict]:

@@ -10,6 +10,7 @@ Writes into OUT: ``checkpoint.pt`` (saved safely after every epoch, loaded with
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -132,22 +133,53 @@ def seed_everything(seed: int) -> None:
 # --- checkpoints -------------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temporary file renamed into place: never a half-written checkpoint."""
+    """torch.save to a temporary file renamed into place: never a half-written checkpoint. If the
+    write fails (a full disk, a file-size limit) the partial temporary file is removed and the
+    previous checkpoint is left as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # serialised in memory first: a failing write is then a plain OSError
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CsxaError(f"cannot write the checkpoint ({exc.strerror or exc}); the partial file was removed "
+                            "and the previous checkpoint kept", path=path) from None
+        raise
+
+
+CHECKPOINT_KEYS = ("model", "epoch", "config", "digest", "log", "counts", "normalisation")
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint loaded with ``weights_only=True`` (no code runs from the file)."""
+    """A checkpoint loaded with ``weights_only=True`` (no code runs from the file) and checked to be
+    what ``fit`` writes: a dict with the model's state dict and the run's settings."""
     path = Path(path)
     if not path.is_file():
         raise CsxaError("checkpoint not found", path=path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad or unsafe file
         raise CsxaError(f"cannot load checkpoint safely ({type(exc).__name__}: {str(exc).splitlines()[0]})",
                         path=path) from None
+    if not isinstance(state, dict):
+        raise CsxaError(f"not a csxa-train checkpoint: it holds a {type(state).__name__}, not a dict with "
+                        f"{list(CHECKPOINT_KEYS)}", path=path)
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise CsxaError(f"not a csxa-train checkpoint (no {missing})", path=path)
+    model = state["model"]
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise CsxaError("not a csxa-train checkpoint: 'model' is not a state dict of tensors", path=path)
+    if not isinstance(state["config"], dict) or not isinstance(state["epoch"], int):
+        raise CsxaError("not a csxa-train checkpoint: 'config' is not a dict or 'epoch' not a whole number",
+                        path=path)
+    return state
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -11,7 +11,7 @@ class Manifest(pa.DataFrameModel):
 
     number: Series[int] = pa.Field(ge=1, le=9999, unique=True, description="case number")
     stem: Series[str] = pa.Field(str_matches=STEM_PATTERN, unique=True, description="7-digit file stem")
-    png_name: Series[str] = pa.Field(str_matches=r"^\d{7}\.(?i:png)$", description="the PNG's name in the release")
+    png_name: Series[str] = pa.Field(str_matches=r"^[0-9]{7}\.(?i:png)$", description="the PNG's name in the release")
     gender: Series[int] = pa.Field(isin=[0, 1], description="file-name gender digit")
     age: Series[int] = pa.Field(ge=0, le=120, description="age in years (the file name's, as repaired)")
     label: Series[int] = pa.Field(isin=[0, 1], description="0 = asymptomatic, 1 = spondylosis")

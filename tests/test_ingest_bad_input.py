@@ -155,7 +155,7 @@ def test_file_name_not_7_digits(release, baseline):
     (release / "datasets-PNG" / f"{stem}.png").rename(release / "datasets-PNG" / f"{stem[:4]}-{stem[4:]}.png")
     result = ingest(release)
     bad = result.drops[result.drops.key == f"{stem[:4]}-{stem[4:]}.png"]
-    assert bad.rule.tolist() == ["bad_file_name"] and "is not 7 digits" in bad.reason.iloc[0]
+    assert bad.rule.tolist() == ["bad_file_name"] and "is not 7 ASCII digits" in bad.reason.iloc[0]
     number = int(stem[:4])
     others = result.drops[(result.drops.number == number) & (result.drops.source != "png")]
     assert sorted(others.source) == ["json", "sheet"] and set(others.rule) == {"no_image"}

@@ -16,7 +16,7 @@ from PIL import Image
 from csxa_data import transforms as T
 from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
 from csxa_data.errors import CsxaError
-from csxa_data.images import open_png, to_grey
+from csxa_data.images import grey_region, open_png, to_grey
 from csxa_data.ingest import IngestParams, run_ingest, write_ingest
 from csxa_data.release import open_release
 from csxa_data.shards import ShardError, read_shards, split_shards
@@ -208,3 +208,80 @@ def test_failed_build_leaves_nothing_behind(small_synth, ingested, tmp_path):
         build_variant("original", SPECS["original"], manifest, small_synth / "release", tmp_path / "v", PARAMS,
                       workers=2, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the fast decoder --------------------------------------------------------------------------
+
+def _png(array: np.ndarray, mode: str | None = None, **save) -> bytes:
+    buffer = io.BytesIO()
+    image = Image.fromarray(array) if mode is None else Image.fromarray(array).convert(mode)
+    image.save(buffer, format="PNG", **save)
+    return buffer.getvalue()
+
+
+def _layouts() -> dict[str, bytes]:
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    colour = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    return {
+        "L": _png(grey), "I;16": _png(rng.integers(0, 65536, (37, 53), dtype=np.uint16)),
+        "RGB equal": _png(np.repeat(grey[..., None], 3, axis=2)), "RGB": _png(colour),
+        "RGBA equal": _png(np.dstack([grey, grey, grey, np.full_like(grey, 255)])),
+        "RGBA": _png(np.dstack([colour, grey])), "LA": _png(np.dstack([grey, grey]), "LA"),
+        "P": _png(colour, "P"), "1": _png(grey, "1"), "L with tRNS": _png(grey, transparency=7),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_layouts()))
+def test_fast_decoder_gives_pillows_pixels(layout):
+    from csxa_data.images import decode_film
+
+    data = _layouts()[layout]
+    pillow = open_png(data)
+    film = decode_film(data)
+    assert (film.mode, film.width, film.height) == (pillow.mode, pillow.width, pillow.height)
+    # the layouts the fast path takes, it really takes; the others fall back to Pillow
+    assert (film.pixels is not None) == (layout in ("L", "I;16", "RGB equal", "RGB", "RGBA equal", "RGBA", "LA"))
+    if film.pixels is not None:
+        assert np.array_equal(film.pixels, np.asarray(pillow))
+    grey, equal = film.grey()
+    expected_grey, expected_equal = to_grey(pillow)
+    assert np.array_equal(grey, expected_grey) and equal == expected_equal
+    box = (-5, 3, 30, 60)
+    region, clipped = film.grey_region(box)
+    expected_region, expected_clipped = grey_region(pillow, box)
+    assert clipped == expected_clipped and np.array_equal(region, expected_region)
+
+
+def test_fast_decoder_matches_pillow_on_every_release_film(small_synth):
+    from csxa_data.images import decode_film
+
+    release = open_release(small_synth / "release")
+    fast = 0
+    for member in release.pngs:
+        data = release.pngs.read(member.name)
+        film, pillow = decode_film(data), open_png(data)
+        fast += film.pixels is not None
+        assert np.array_equal(film.grey()[0], to_grey(pillow)[0]), member.name
+    assert fast == len(release.pngs)
+
+
+def test_damaged_png_gets_pillows_verdict():
+    from csxa_data.images import ImageProblem, decode_film
+
+    data = _layouts()["RGB"]
+    for damaged in (data[: len(data) // 2], data[:60] + bytes(200) + data[260:]):
+        with pytest.raises(ImageProblem, match="PNG does not decode"):
+            decode_film(damaged)
+
+
+@pytest.mark.parametrize("shape", [(31, 17), (31, 17, 3), (1, 1), (224, 224, 3)])
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_shard_png_encoder_round_trips_through_pillow(shape, level):
+    from csxa_data.build import encode_png
+
+    image = np.random.default_rng(sum(shape) + level).integers(0, 256, shape, dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(encode_png(image, level)))
+    decoded.load()
+    assert decoded.mode == ("L" if len(shape) == 2 else "RGB")
+    assert np.array_equal(np.asarray(decoded), image)

@@ -1,0 +1,178 @@
+"""Fault injection (issue 10): `csxa-data ingest`, `csxa-data build` and `csxa-train fit` killed with
+SIGKILL (the whole process group, workers included, as a crash or an OOM kill would) at seeded random
+moments, then rerun. After each kill the output is either absent or the previous complete one, never
+half-written; the rerun's files are byte-identical to an uninterrupted run's; and no temporary
+`.NAME.tmp-*` folder is left behind. Also: two `dvc repro` at once in one repository.
+
+Which bytes may differ: none of the files compared here. Directory and file timestamps differ (they
+are not content, and DVC hashes content only).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from csxa_data.synth import SynthParams, write_synthetic_release
+
+SEED = 20261129
+KILLS = 2  # per command; each at a seeded random moment within an uninterrupted run's duration
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` by relative path, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def temporaries(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.glob(f".{out.name}.tmp-*"))
+
+
+def run(cmd: list[str], timeout: float = 300) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return time.perf_counter() - start
+
+
+def kill_at(cmd: list[str], delay: float) -> None:
+    """Start ``cmd`` in its own process group and SIGKILL the whole group after ``delay`` s."""
+    victim = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        victim.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+
+
+def dead_pid() -> int:
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def plant_stale_temporaries(out: Path) -> None:
+    """What older killed runs leave: a folder of a dead process, and one of the old unnamed kind."""
+    for name in (f".{out.name}.tmp-{dead_pid()}-x1y2", f".{out.name}.tmp-abc123"):
+        (out.parent / name).mkdir(parents=True)
+        (out.parent / name / "train-000000.tar").write_bytes(b"half a shard")
+
+
+def kill_and_rerun(cmd: list[str], out: Path, reference: dict[str, bytes], duration: float, rng) -> None:
+    for delay in rng.uniform(0.2, duration, KILLS):
+        kill_at(cmd, float(delay))
+        if out.exists():  # the previous complete output, or nothing: never a half-written one
+            assert files(out) == reference, f"half-written output after a kill at {delay:.2f} s"
+    plant_stale_temporaries(out)
+    run(cmd)
+    assert files(out) == reference
+    assert temporaries(out) == []
+
+
+@pytest.fixture(scope="module")
+def data(tiny_synth, tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    write_ingest(run_ingest(tiny_synth / "release", IngestParams(), workers=1, progress=False), root / "ingest")
+    return root
+
+
+def test_killed_ingest_reruns_to_identical_outputs(tiny_synth, data):
+    cmd = [sys.executable, "-m", "csxa_data", "ingest", "--release", str(tiny_synth / "release"), "--quiet",
+           "--workers", "2", "--out", str(data / "killed-ingest")]
+    duration = run(cmd)
+    reference = files(data / "killed-ingest")
+    assert reference == files(data / "ingest")  # the CLI writes what the library computes
+    kill_and_rerun(cmd, data / "killed-ingest", reference, duration, np.random.default_rng(SEED))
+
+
+def test_killed_build_reruns_to_identical_outputs(tiny_synth, data):
+    params = data / "params.yaml"
+    params.write_text("variants:\n  colored_wide_cropped: {crop: landmarks, grow_x: 10, grow_y: 20, "
+                      "colour: stacked, out_size: 32}\nbuild: {shard_size: 4, min_shards: 2}\n")
+    out = data / "variants" / "colored_wide_cropped"
+    cmd = [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant", "colored_wide_cropped",
+           "--manifest", str(data / "ingest" / "manifest.csv"), "--release", str(tiny_synth / "release"),
+           "--out", str(out), "--workers", "2", "--quiet"]
+    duration = run(cmd)
+    reference = files(out)
+    assert any(name.startswith("train-") for name in reference)
+    kill_and_rerun(cmd, out, reference, duration, np.random.default_rng(SEED + 1))
+
+
+@pytest.fixture(scope="module")
+def train_variant(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fault-train")
+    write_synthetic_release(root / "synth", SynthParams(seed=5, cases=40, size_scale=0.2, asymptomatic_fraction=0.25),
+                            workers=2, progress=False)
+    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
+    build_variant("cropped", VariantSpec(crop="landmarks", out_size=32), read_manifest(root / "ingest" / "manifest.csv"),
+                  root / "synth" / "release", root / "variant", BuildParams(shard_size=8, min_shards=2),
+                  workers=2, progress=False)
+    return root / "variant"
+
+
+@pytest.mark.slow
+def test_killed_fit_resumes_to_identical_weights_and_logs(train_variant, tmp_path):
+    args = [sys.executable, "-m", "csxa_train", "fit", "--variant", str(train_variant), "--model", "smallcnn",
+            "--weights", "none", "--balance", "smote", "--epochs", "2", "--batch-size", "8", "--workers", "0"]
+    # the same folder name: the experiment is titled after it in metrics.json and report.png
+    duration = run(args + ["--out", str(tmp_path / "whole" / "run")])
+    reference = files(tmp_path / "whole" / "run")
+    assert {"checkpoint.pt", "metrics.json", "predictions.csv", "train_log.csv"} <= set(reference)
+    out = tmp_path / "killed" / "run"
+    rng = np.random.default_rng(SEED + 2)
+    for delay in rng.uniform(0.5, duration, 1):  # one kill: each fit run costs seconds of torch start-up
+        kill_at(args + ["--out", str(out)], float(delay))
+        # a checkpoint, if any, is a whole one: it loads
+        if (out / "checkpoint.pt").exists():
+            from csxa_train.fit import load_checkpoint
+            load_checkpoint(out / "checkpoint.pt")
+    run(args + ["--out", str(out)])
+    # every file byte-identical to the uninterrupted run's: weights, logs, predictions, metrics, figures
+    assert files(out) == reference
+    assert not (out / ".checkpoint.pt.tmp").exists()
+
+
+@pytest.mark.slow
+def test_two_dvc_repro_at_once_second_refuses_with_the_lock_message(tmp_path):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, check=True, env=env)
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  slow:\n    cmd: python -c \"import time; time.sleep(6); open('out.txt', 'w').write('done')\"\n"
+        "    outs:\n      - out.txt\n")
+    first = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while not (repo / ".dvc" / "tmp" / "rwlock").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    second = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=120)
+    first_out, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, first_out
+    assert second.returncode != 0
+    # DVC's lock message (its wording for a locked output: "... is busy, it is being blocked by: (PID n)")
+    assert "is being blocked by" in second.stderr or "Unable to acquire lock" in second.stderr, second.stderr
+    assert (repo / "out.txt").read_text() == "done"
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert status.returncode == 0 and "up to date" in status.stdout  # nothing corrupted

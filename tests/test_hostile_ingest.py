@@ -1,0 +1,260 @@
+"""Hostile release inputs found by an audit (issue 10): each is built here, and each ends in a
+logged drop or repair of that case alone, or one clear line and exit code 2; nothing else is lost,
+nothing hangs, memory stays bounded."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import struct
+import time
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+from openpyxl.styles import Font
+from PIL import Image
+
+from conftest import run_cli, unpack_release
+from csxa_data import release as release_module
+from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from test_ingest_bad_input import (assert_only_case_lost, baseline, column, edit_json, edit_sheet,  # noqa: F401
+                                   first_stem, ingest, release)
+
+
+def png_header_only(width: int, height: int, bit_depth: int = 16, colour_type: int = 0) -> bytes:
+    """A PNG whose IHDR claims ``width`` x ``height``, with one empty IDAT: a few dozen bytes that a
+    decoder would try to turn into gigabytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+# --- hangs -------------------------------------------------------------------------------------
+
+def test_xlsx_with_a_formatted_cell_at_xfd1048576_reads_fast_and_the_same(release, baseline):
+    edit_sheet(release, lambda sheet: setattr(sheet["XFD1048576"], "font", Font(bold=True)))
+    assert (release / "datasets.xlsx").stat().st_size < 50_000
+    book = openpyxl.load_workbook(release / "datasets.xlsx", read_only=True)
+    assert book["Sheet1"].max_row == 1048576 and book["Sheet1"].max_column == 16384  # the trap is set
+    book.close()
+    start = time.perf_counter()
+    result = ingest(release)
+    assert time.perf_counter() - start < 30  # was minutes: the reader walked the whole grid
+    pd.testing.assert_frame_equal(result.manifest, baseline.manifest)
+    pd.testing.assert_frame_equal(result.drops, baseline.drops)
+
+
+# --- booleans are not numbers ------------------------------------------------------------------
+
+def test_labelme_boolean_coordinate_drops_that_case(release, baseline):
+    stem = first_stem(release)
+
+    def change(doc):
+        for shape in doc["shapes"]:
+            if " ".join(shape["label"].split()).lower() == "c4 top left":
+                shape["points"] = [[True, 10.0]]
+        return json.dumps(doc)
+
+    edit_json(release, stem, change)
+    result = ingest(release)
+    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid",
+                          "'C4 top left': points [[True, 10.0]] are not [x, y] numbers (booleans")
+
+
+def test_sheet_number_true_is_invalid_and_case_1_survives(release, baseline):
+    assert 1 in set(baseline.manifest.number)
+    victim = sorted(baseline.manifest.number)[1]
+    edit_sheet(release, lambda sheet: setattr(sheet.cell(row=victim + 2, column=column(sheet, "Number")), "value", True))
+    result = ingest(release)
+    row = result.drops[(result.drops.source == "sheet") & (result.drops.key == f"row {victim + 2}")]
+    assert row.rule.tolist() == ["sheet_number_invalid"] and "'True' is not valid" in row.reason.iloc[0]
+    assert set(result.manifest.number) == set(baseline.manifest.number) - {victim}  # case 1 kept
+
+
+# --- file names --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("digits", ["\u0660\u0661\u0662\u0663\u0664\u0665\u0666",   # Arabic-Indic
+                                    "\uff10\uff11\uff12\uff13\uff14\uff15\uff16"])  # fullwidth
+def test_copy_under_non_ascii_digits_is_a_bad_file_name_alone(release, baseline, digits):
+    stem = first_stem(release)
+    copy = "".join(digits[int(c)] for c in stem)  # the same case number, written in other digits
+    shutil.copy(release / "datasets-PNG" / f"{stem}.png", release / "datasets-PNG" / f"{copy}.png")
+    result = ingest(release)
+    bad = result.drops[result.drops.key == f"{copy}.png"]
+    assert bad.rule.tolist() == ["bad_file_name"] and "is not 7 ASCII digits" in bad.reason.iloc[0]
+    assert bad.number.isna().all()
+    pd.testing.assert_frame_equal(result.manifest, baseline.manifest)  # the good copy's case is kept
+    assert len(result.drops) == len(baseline.drops) + 1
+
+
+def test_file_name_with_a_non_utf8_byte_is_dropped_and_logged(release, baseline, tmp_path):
+    name = os.fsdecode(b"00\xff1234.png")
+    shutil.copy(release / "datasets-PNG" / f"{first_stem(release)}.png", release / "datasets-PNG" / name)
+    result = ingest(release)
+    bad = result.drops[result.drops.rule == "bad_file_name"]
+    assert bad.key.tolist() == ["00\\xff1234.png"]
+    pd.testing.assert_frame_equal(result.manifest, baseline.manifest)
+    write_ingest(result, tmp_path / "out")  # was a UnicodeEncodeError, with nothing written
+    drops = pd.read_csv(tmp_path / "out" / "drops.csv", encoding="utf-8")
+    assert "00\\xff1234.png" in set(drops.key)
+
+
+def test_symlink_to_root_inside_the_png_folder_is_not_followed(release, baseline):
+    os.symlink("/", release / "datasets-PNG" / "root")
+    os.symlink("/etc/hostname", release / "datasets-PNG" / "9999099.png")
+    start = time.perf_counter()
+    result = ingest(release)
+    assert time.perf_counter() - start < 30
+    links = result.drops[result.drops.rule == "not_regular_file"].set_index("key")
+    assert sorted(links.index) == ["9999099.png", "root"]
+    assert "a symbolic link (to /)" in links.at["root", "reason"] and "never followed" in links.at["root", "reason"]
+    pd.testing.assert_frame_equal(result.manifest, baseline.manifest)
+    assert result.validation["sources"]["png"]["in"] == len(baseline.manifest) + 2
+
+
+# --- CSV formula injection ---------------------------------------------------------------------
+
+def test_input_text_is_neutralised_in_every_csv(release, tmp_path):
+    stem = first_stem(release)
+
+    def change(doc):
+        doc["shapes"].append({**doc["shapes"][0], "label": "=HYPERLINK(\"http://x\",\"y\")"})
+        return json.dumps(doc)
+
+    edit_json(release, stem, change)
+    (release / "datasets-PNG" / "@SUM(1+1).png").write_bytes(b"x")
+    (release / "datasets-PNG" / "-3.5.png").write_bytes(b"x")
+    edit_sheet(release, lambda sheet: setattr(sheet.cell(row=3, column=column(sheet, "Age")), "value", "+cmd|' /C calc'!A0"))
+    write_ingest(ingest(release), tmp_path / "out")
+    for name in ("manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv"):
+        table = pd.read_csv(tmp_path / "out" / name, dtype=str, keep_default_na=False)
+        cells = table.to_numpy().ravel().tolist() + list(table.columns)
+        assert not [c for c in cells if c[:1] in ("=", "+", "@")], name
+    repairs = pd.read_csv(tmp_path / "out" / "repairs.csv", dtype=str)
+    assert "'=HYPERLINK(\"http://x\",\"y\")" in set(repairs.old)
+    assert "'+cmd|' /C calc'!A0" in set(repairs.old)
+    drops = pd.read_csv(tmp_path / "out" / "drops.csv", dtype=str)
+    assert {"'@SUM(1+1).png", "'-3.5.png"} <= set(drops.key)
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+def rezip_png_set(tiny_synth, tmp_path, replace: dict[str, bytes] | None = None, extra=()) -> tuple[Path, str]:
+    """A zipped copy of the tiny release whose PNG zip has members replaced or added."""
+    root = tmp_path / "zipped"
+    shutil.copytree(tiny_synth / "release", root)
+    with zipfile.ZipFile(root / "datasets-PNG.zip") as z:
+        members = [(i.filename, z.read(i)) for i in z.infolist()]
+    first = sorted(n for n, _ in members if n.endswith(".png"))[0]
+    with zipfile.ZipFile(root / "datasets-PNG.zip", "w", zipfile.ZIP_DEFLATED) as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a duplicated name is what one test wants
+        for name, data in members:
+            z.writestr(name, (replace or {}).get("first" if name == first else name, data))
+        for name, data in extra:
+            z.writestr(name.replace("FIRST", first), data)
+    return root, first.split("/")[-1][:-4]
+
+
+def test_zip_bomb_member_drops_that_case_alone_without_reading_it(tiny_synth, baseline, tmp_path):
+    root, stem = rezip_png_set(tiny_synth, tmp_path, {"first": bytes(64 * 2**20)})  # 64 MiB of zeros, 64 kB zipped
+    with zipfile.ZipFile(root / "datasets-PNG.zip") as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(f"{stem}.png"))
+        assert info.file_size / info.compress_size > 500
+    result = ingest(root)
+    assert_only_case_lost(result, baseline, int(stem[:4]), "png", "png_unreadable", "a zip bomb?); not read")
+
+
+def test_member_declaring_more_than_the_cap_is_not_read(tiny_synth, baseline, tmp_path, monkeypatch):
+    # the real cap is 256 MiB; a 3 MiB stored member over a 2 MiB cap takes the same path in a test's time
+    monkeypatch.setattr(release_module, "MAX_FILE_BYTES", 2 * 2**20)
+    noise = np.random.default_rng(0).integers(0, 256, 3 * 2**20, dtype=np.uint8).tobytes()
+    root, stem = rezip_png_set(tiny_synth, tmp_path, {"first": noise})
+    result = ingest(root)
+    assert_only_case_lost(result, baseline, int(stem[:4]), "png", "png_unreadable",
+                          "declares 3,145,728 bytes, over the 2,097,152 a release file may have; not read")
+
+
+def test_huge_16_bit_film_is_dropped_as_png_too_large_without_decoding(release, baseline):
+    import resource
+
+    stem = first_stem(release)
+    (release / "datasets-PNG" / f"{stem}.png").write_bytes(png_header_only(9400, 9400))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = ingest(release)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 300  # decoding it would take 2.35 GB
+    assert_only_case_lost(result, baseline, int(stem[:4]), "png", "png_too_large",
+                          "9400 x 9400 px = 88,360,000 pixels, over the 16,000,000 allowed per film")
+
+
+def test_pixel_cap_is_a_setting(release, baseline):
+    sizes = baseline.manifest.width * baseline.manifest.height
+    cap = int(sizes.max()) - 1
+    result = run_ingest(release, IngestParams(max_film_pixels=cap), workers=1, progress=False)
+    too_large = result.drops[result.drops.rule == "png_too_large"]
+    assert set(too_large.number) == set(baseline.manifest.number[sizes > cap])
+    assert len(result.manifest) == len(baseline.manifest) - len(too_large)
+
+
+# --- duplicated names, misleading messages -------------------------------------------------------
+
+def test_duplicated_zip_member_name_drops_that_case_not_the_release(tiny_synth, baseline, tmp_path):
+    root, stem = rezip_png_set(tiny_synth, tmp_path, extra=[("FIRST", b"another film")])
+    result = ingest(root)
+    number = int(stem[:4])
+    copies = result.drops[(result.drops.source == "png") & (result.drops.number == number)]
+    assert copies.rule.tolist() == ["duplicate_case_file", "duplicate_case_file"]
+    assert all("2 files named" in r for r in copies.reason)
+    others = result.drops[(result.drops.number == number) & (result.drops.source != "png")]
+    assert set(others.rule) == {"no_image"}
+    assert set(result.manifest.number) == set(baseline.manifest.number) - {number}
+
+
+def test_when_nothing_survives_the_logs_are_written_and_the_top_reasons_printed(release, tmp_path):
+    for png in (release / "datasets-PNG").iterdir():
+        png.write_bytes(b"")
+    result = run_cli("ingest", "--release", release, "--out", tmp_path / "out", "--quiet", "--workers", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no case survived validation; top reasons: png png_unreadable x15" in lines[0], lines
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["drops.csv", "repairs.csv", "validation.md"]
+    drops = pd.read_csv(tmp_path / "out" / "drops.csv")
+    assert (drops[drops.source == "png"].rule == "png_unreadable").all()
+    assert "FAILED" in (tmp_path / "out" / "validation.md").read_text()
+
+
+def without_root_override() -> list[str]:
+    """A command prefix under which root, too, must respect folder permissions (it drops the
+    capability to override them); nothing for other users."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: a read-only folder cannot be made")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
+
+
+def test_read_only_output_folder_is_refused_before_any_work(release, tmp_path):
+    import subprocess
+    import sys
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o555)
+    start = time.perf_counter()
+    result = subprocess.run([*without_root_override(), sys.executable, "-m", "csxa_data", "ingest", "--release",
+                             str(release), "--out", str(locked / "out"), "--quiet"],
+                            capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"csxa-data: error: {locked / 'out'}: cannot write the output here (Permission denied); nothing was done"]
+    assert elapsed < 60 and not (locked / "out").exists()
