@@ -201,32 +201,19 @@ class RegistrySource(Source):
 
 def _registry_problem(repo: str, rev: str | None, path: str, exc: Exception) -> str:
     """One line on why a registry revision cannot be opened, naming the versions that exist."""
+    from .registry import published_versions
+
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     if rev and "@" in rev:
-        name = rev.split("@", 1)[0]
-        versions = registry_versions(repo, name)
-        if rev not in {f"{name}@{v}" for v in versions}:
-            listed = ", ".join(versions) if versions else "none"
-            return f"no version {rev!r} in the registry; published versions of {name}: {listed}"
+        name, _, version = rev.partition("@")
+        try:
+            versions = [v["version"] for v in published_versions(repo, name)]
+        except CsxaError:
+            versions = []
+        if version not in versions:
+            return (f"no version {rev!r} in the registry; published versions of {name}: "
+                    f"{', '.join(versions) or 'none'}")
     return f"cannot open the registry at {rev or 'HEAD'} ({text})"
-
-
-def registry_versions(repo: str, name: str) -> list[str]:
-    """Published versions ``vX.Y.Z`` of artifact ``name`` (its ``NAME@vX.Y.Z`` tags), oldest first."""
-    import subprocess
-
-    try:
-        listing = subprocess.run(["git", "ls-remote", "--tags", repo, f"refs/tags/{name}@v*"], capture_output=True,
-                                 text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    found = set()
-    for line in listing.stdout.splitlines():
-        tag = line.rsplit("refs/tags/", 1)[-1].removesuffix("^{}")
-        match = re.fullmatch(rf"{re.escape(name)}@(v\d+\.\d+\.\d+)", tag, re.ASCII)
-        if match:
-            found.add(match.group(1))
-    return sorted(found, key=lambda v: tuple(int(p) for p in v[1:].split(".")))
 
 
 def registry_spec(repo: str, path: str, rev: str | None = None) -> str:
