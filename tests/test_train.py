@@ -24,7 +24,7 @@ from csxa_data.synth import SynthParams, write_synthetic_release
 from csxa_train.augment import AugmentConfig, augment_batch, draw_params
 from csxa_train.balance import smote_oversample
 from csxa_train.data import load_split, normalisation, shard_urls, eval_loader
-from csxa_train.fit import TrainConfig, evaluate_checkpoint, fit, load_checkpoint
+from csxa_train.fit import TrainConfig, case_stem, evaluate_checkpoint, fit, load_checkpoint
 from csxa_train.models import build_model
 
 # a quarter of the films asymptomatic, so that both classes are in both splits of a tiny atlas
@@ -58,8 +58,8 @@ def fitted(variant, tmp_path_factory):
 
 def test_fit_writes_metrics_predictions_and_checkpoint(fitted, variant):
     out, metrics = fitted
-    for name in ("checkpoint.pt", "metrics.json", "predictions.csv", "roc.csv", "confusion.csv", "train_log.csv",
-                 "report.png"):
+    for name in ("checkpoint.pt", "metrics.json", "evaluation.json", "predictions.csv", "roc.csv", "confusion.csv",
+                 "calibration.csv", "train_log.csv", "report.png"):
         assert (out / name).is_file(), name
     predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str})
     report = json.loads((variant / "shards.json").read_text())
@@ -87,7 +87,7 @@ def test_metrics_match_scikit_learn_and_report_the_baseline(fitted):
 
     out, _ = fitted
     p = pd.read_csv(out / "predictions.csv", dtype={"key": str})
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "evaluation.json").read_text())
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(p.label, p.pred))
     assert m["precision"] == pytest.approx(sk.precision_score(p.label, p.pred, zero_division=0))
     assert m["sensitivity"] == pytest.approx(sk.recall_score(p.label, p.pred))
@@ -102,14 +102,34 @@ def test_metrics_match_scikit_learn_and_report_the_baseline(fitted):
     assert baseline["rule"] == "always class 1"
     assert baseline["accuracy"] == pytest.approx((p.label == 1).mean())
     assert baseline["balanced_accuracy"] == 0.5 and baseline["specificity"] == 0 and baseline["auroc"] == 0.5
+    assert m["brier"] == pytest.approx(sk.brier_score_loss(p.label, p.score))
+    t = m["threshold"]
+    assert (p.pred_at_threshold == (p.score >= t)).all()
+    assert m["at_threshold"]["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(p.label, p.pred_at_threshold))
+    roc = pd.read_csv(out / "roc.csv")
+    fpr, tpr, _ = sk.roc_curve(p.label, p.score, drop_intermediate=False)
+    assert np.allclose(roc.fpr, fpr, atol=1e-6) and np.allclose(roc.tpr, tpr, atol=1e-6)
+
+
+def test_metrics_json_is_few_flat_numbers_and_details_go_to_evaluation_json(fitted):
+    out, _ = fitted
+    headline = json.loads((out / "metrics.json").read_text())
+    details = json.loads((out / "evaluation.json").read_text())
+    assert len(headline) <= 15 and all(v is None or isinstance(v, (int, float)) for v in headline.values())
+    assert headline["balanced_accuracy_at_threshold"] == details["at_threshold"]["balanced_accuracy"]
+    assert headline["baseline_accuracy"] == details["baseline"]["accuracy"] and "confusion" in details
 
 
 def test_smote_balances_the_train_split_and_never_touches_test(fitted, variant):
     out, metrics = fitted
-    _, labels, _ = load_split(variant, "train")
-    counts = np.bincount(labels)
+    _, labels, keys = load_split(variant, "train")
+    per_case = {case_stem(k): y for k, y in zip(keys, labels)}  # a colour variant: two orders per case
+    cases = np.bincount(list(per_case.values()))
+    held = [metrics["validation_by_class"].get(str(c), 0) for c in (0, 1)]
+    counts = cases - np.array(held)
     assert metrics["smote_synthetic"] == counts.max() - counts.min() > 0
     assert metrics["train_by_class"] == {"0": int(counts[0]), "1": int(counts[1])}
+    assert metrics["train_samples"] == metrics["train_cases"] == counts.sum()  # one sample per case per epoch
     predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str})
     test_keys = [k for batch in eval_loader(variant, 8, 0) for k in batch["key"]]
     assert sorted(predictions.key) == sorted(test_keys)
