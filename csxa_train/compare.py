@@ -213,7 +213,7 @@ def compare(experiments: list[Experiment], reference: str, config: CompareConfig
     labels = ref.frame.label.to_numpy()
     index = stats.stratified_bootstrap_indices(labels, config.resamples, config.seed)
     majority = next((e.majority_class for e in experiments if e.majority_class is not None), None)
-    majority_source = "the train split's majority class (evaluation.json)"
+    majority_source = "the train split's majority class"
     if majority is None:
         majority, majority_source = int(np.bincount(labels, minlength=2).argmax()), "the test split's majority class"
     rows, ref_correct = [], ref.frame.pred.to_numpy() == labels
@@ -245,8 +245,8 @@ def compare(experiments: list[Experiment], reference: str, config: CompareConfig
     for column in ("p_two_sided", "mcnemar_p"):
         if column in table and len(compared):
             table.loc[compared, f"{column}_holm"] = stats.holm(table.loc[compared, column].to_numpy())
-    table["beats_baseline"] = table.accuracy > baseline["accuracy"]
-    table.loc[table.index[-1], "beats_baseline"] = None
+    table["beats_baseline"] = pd.Series([bool(a > baseline["accuracy"]) for a in table.accuracy[:-1]] + [None],
+                                        dtype=object)
     facts = {"reference": reference, "operating_point": str(config.operating_point), "n": int(len(labels)),
              "test_by_class": {str(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
              "majority_class": int(majority), "majority_source": majority_source,
@@ -293,8 +293,8 @@ def markdown(table: pd.DataFrame, facts: dict) -> str:
         f"Predictions at {'threshold 0.5 (the paper’s)' if facts['operating_point'] == '0.5' else 'each experiment’s validation-chosen threshold'}. "
         f"Brackets: {level}% intervals (Wilson for accuracy, precision, recall and specificity; a stratified "
         f"bootstrap over test cases, {facts['resamples']} resamples, seed {facts['seed']}, for balanced accuracy, "
-        f"F1, AUROC and Brier). † : accuracy not above the majority baseline "
-        f"({facts['majority_source']}: always class {facts['majority_class']}).",
+        f"F1, AUROC and Brier). † : accuracy not above the majority baseline's (always class "
+        f"{facts['majority_class']}, {facts['majority_source']}).",
         "",
         "| Experiment | Variant | Model | Accuracy (%) | Precision (%) | Recall = sensitivity (%) | F1 (%) "
         "| Specificity (%) | Balanced accuracy (%) | AUROC | Brier |",
@@ -391,7 +391,7 @@ def write_report(table: pd.DataFrame, facts: dict, out: Path) -> None:
     with atomic_path(out / "table.md") as tmp:
         Path(tmp).write_text(markdown(table, facts))
     with atomic_path(out / "table.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
+        table.to_csv(tmp, index=False, float_format="%.8g")
     with atomic_path(out / "compare.json") as tmp:
         Path(tmp).write_text(json.dumps({**metrics_json(table, facts)}, indent=2) + "\n")
     with atomic_path(out / "compare.png") as tmp:
