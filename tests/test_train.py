@@ -225,7 +225,7 @@ def test_ddp_two_processes_score_every_test_sample_once(fitted, variant, tmp_pat
     ddp = pd.read_csv(tmp_path / "ddp-eval" / "predictions.csv", dtype={"key": str})
     assert ddp.key.is_unique and list(ddp.key) == list(single.key)
     assert np.allclose(ddp.score, single.score, atol=1e-5)
-    assert json.loads((tmp_path / "ddp-eval" / "metrics.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "ddp-eval" / "evaluation.json").read_text())["world_size"] == 2
     torchrun("fit", "--variant", str(variant), "--out", str(tmp_path / "ddp-fit"), "--model", "smallcnn",
              "--weights", "none", "--epochs", "1", "--batch-size", "8", "--workers", "1")
     fitted_ddp = pd.read_csv(tmp_path / "ddp-fit" / "predictions.csv", dtype={"key": str})
