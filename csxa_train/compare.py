@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,7 @@ class CompareConfig:
     """The ``compare`` section of params.yaml."""
 
     reference: str | None = None      # an experiment name; null: the first experiment on the `original` variant
-    operating_point: str = "0.5"      # 0.5 (the paper's) | chosen (each experiment's validation threshold)
+    operating_point: str | float = "0.5"  # 0.5 (the paper's) | chosen (each experiment's validation threshold)
     resamples: int = 2000             # bootstrap resamples of the test cases
     seed: int = 2024
     confidence: float = 0.95
@@ -62,6 +62,8 @@ class CompareConfig:
         from csxa_data.params import dataclass_from_section, require
 
         config = dataclass_from_section(cls, data or {}, "compare")
+        if not isinstance(config.operating_point, str):  # 0.5 written without quotes
+            config = replace(config, operating_point=f"{config.operating_point:g}")
         require(str(config.operating_point) in OPERATING_POINTS,
                 f"compare.operating_point must be one of {list(OPERATING_POINTS)}, not {config.operating_point!r}")
         require(100 <= config.resamples <= 100000, "compare.resamples must be within 100..100000")

@@ -150,3 +150,17 @@ def test_the_compare_stage_depends_on_every_experiments_predictions():
     assert deps == {f"results/{name}/predictions.csv" for name in experiments}
     paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())["experiments"]
     assert list(paper) == list(experiments)
+
+
+def test_readme_shows_the_papers_table_recomputed_and_the_demos_comparison():
+    from conftest import REPO
+
+    from csxa_train.compare import paper_markdown
+
+    readme = (REPO / "README.md").read_text()
+    paper_rows = [line for line in paper_markdown().splitlines() if line.startswith("| ")]
+    assert len(paper_rows) == 9 and all(row in readme for row in paper_rows)
+    demo = (REPO / "results" / "compare" / "table.md").read_text()
+    demo_rows = [line for line in demo.splitlines() if line.startswith("| ")]
+    assert demo_rows and all(row in readme for row in demo_rows), "README's demo table differs from results/compare"
+    assert "results/compare/compare.png" in readme
