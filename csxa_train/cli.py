@@ -12,6 +12,9 @@ from pathlib import Path
 
 from csxa_data.errors import CsxaError, run_command
 
+# the model names, without importing torch (models.py checks the same list)
+MODELS = ("resnet18", "resnet34", "resnet50", "vgg11", "vgg16", "vgg19", "smallcnn", "vggsmall")
+
 PROG = "csxa-train"
 
 
@@ -28,6 +31,7 @@ def _train_settings(args: argparse.Namespace) -> dict:
         experiment = experiments[args.experiment] or {}
         if not isinstance(experiment, dict):
             raise CsxaError(f"experiments.{args.experiment} must be a mapping of settings", path=args.params or "params.yaml")
+        _check_experiment_keys(args.experiment, experiment, args.params)
         settings.update(experiment)
         named = settings.pop("variant", None)
         if args.variant is None and named:
@@ -42,11 +46,50 @@ def _train_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
+def _check_experiment_keys(name: str, experiment: dict, params) -> None:
+    """An unknown key in experiments.NAME is named as such (not as a key of ``train``)."""
+    import dataclasses
+
+    from .fit import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(map(str, set(experiment) - known))
+    if unknown:
+        raise CsxaError(f"unknown key(s) {unknown} in experiments.{name}; expected {sorted(known)}",
+                        path=params or "params.yaml")
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import TrainConfig, fit
 
-    config = TrainConfig.from_dict(_train_settings(args))
+    settings = _train_settings(args)
+    if args.out is None:
+        if not args.experiment:
+            raise CsxaError("no output folder: give --out, or an --experiment (then results/<experiment>)")
+        args.out = Path("results") / args.experiment
+    config = TrainConfig.from_dict(settings)  # every setting checked (the model too) before any data is read
     fit(config, args.out, title=args.experiment or Path(args.out).name)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from csxa_data.params import load_section
+
+    from .compare import CompareConfig, run_compare
+
+    settings = dict(load_section(args.params, "compare"))
+    for key in ("reference", "resamples", "seed", "operating_point"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    config = CompareConfig.from_dict(settings)
+    experiments = load_section(args.params, "experiments")
+    train_model = load_section(args.params, "train").get("model", "resnet50")
+    table, facts = run_compare(args.results, args.out, experiments, train_model, config)
+    below = [e for e, beats in zip(table.experiment[:-1], table.beats_baseline[:-1]) if not beats]
+    print(f"compare: {len(table) - 1} experiments on {facts['n']} test cases against {facts['reference']}; "
+          f"{len(below)} not above the majority baseline's accuracy {table.accuracy.iloc[-1]:.3f}"
+          f"{' (' + ', '.join(below) + ')' if below else ''}; wrote {args.out}/table.md")
     return 0
 
 
@@ -74,31 +117,58 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stream the variant's train split into memory (balanced as `balance` says: smote, "
                     "weighted_sampler, class_weighted_loss or none), train with Adam and a step decay, the "
                     "paper's flips and rotations on train batches only, then score every test sample once. "
-                    "Writes OUT/checkpoint.pt (resumed if the run is interrupted), metrics.json, predictions.csv, "
-                    "roc.csv, confusion.csv, train_log.csv and report.png. Settings: the `train` section of "
+                    "Writes OUT/checkpoint.pt (resumed if the run is interrupted), metrics.json (headline numbers), "
+                    "evaluation.json (details), predictions.csv, roc.csv, confusion.csv, calibration.csv, "
+                    "train_log.csv and report.png. A colour variant takes one channel order per case per epoch "
+                    "(train.train_orders) and is scored by the mean of both orders (train.test_orders); a "
+                    "validation part of the train split (train.val_fraction) chooses the threshold (train.threshold). Settings: the `train` section of "
                     "params.yaml, then experiments.<name>, then these options.")
     fit.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
     fit.add_argument("--experiment", help="name of an experiments.<name> section")
     fit.add_argument("--variant", help="variant folder or http:// URL (default: data/variants/<the experiment's variant>)")
-    fit.add_argument("--out", type=Path, required=True, help="output folder")
-    fit.add_argument("--model", help="resnet50, vgg19, resnet18, vgg11, smallcnn, ...")
+    fit.add_argument("--out", type=Path, default=None,
+                     help="output folder (default with --experiment: results/<experiment>)")
+    fit.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default: train.model)")
     fit.add_argument("--weights", help="imagenet, none, or a path to a local torchvision state dict")
     fit.add_argument("--balance", help="smote, weighted_sampler, class_weighted_loss or none")
-    fit.add_argument("--epochs", type=int)
-    fit.add_argument("--batch-size", dest="batch_size", type=int)
+    fit.add_argument("--epochs", type=int, help="passes over the train split (default: train.epochs)")
+    fit.add_argument("--batch-size", dest="batch_size", type=int, help="train batch size (default: train.batch_size)")
     fit.add_argument("--image-size", dest="image_size", type=int, help="resize images to this side for training")
-    fit.add_argument("--seed", type=int)
+    fit.add_argument("--seed", type=int, help="seed of every random draw: split of validation cases, SMOTE, "
+                                              "shuffles, channel orders, augmentation, weights (default: train.seed)")
     fit.add_argument("--workers", type=int, help="DataLoader workers for the test stream")
     fit.set_defaults(func=cmd_fit)
 
     evaluate = sub.add_parser(
         "evaluate", help="score the test split with a saved checkpoint",
         description="Load a checkpoint (weights_only) and write the same evaluation files as fit.")
-    evaluate.add_argument("--checkpoint", type=Path, required=True)
-    evaluate.add_argument("--out", type=Path, required=True)
+    evaluate.add_argument("--checkpoint", type=Path, required=True,
+                          help="a checkpoint.pt written by csxa-train fit (loaded with weights_only)")
+    evaluate.add_argument("--out", type=Path, required=True, help="output folder for the evaluation files")
     evaluate.add_argument("--variant", help="variant folder or URL (default: the one the checkpoint was trained on)")
     evaluate.add_argument("--workers", type=int, help="DataLoader workers for the test stream")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    compare = sub.add_parser(
+        "compare", help="compare every experiment's test predictions: Table 1 with intervals and paired tests",
+        description="Read RESULTS/<experiment>/predictions.csv of every experiment in params.yaml (the same test "
+                    "cases in each) and write OUT/table.md, table.csv, compare.json and compare.png: accuracy, "
+                    "precision, recall, F1, specificity, balanced accuracy, AUROC and Brier score with 95%% "
+                    "intervals (Wilson; stratified bootstrap), the majority-class baseline as a row, and against "
+                    "the reference experiment the paper's two-proportion z-test (one- and two-sided), the exact "
+                    "McNemar test and a paired bootstrap interval of the AUROC difference, Holm-corrected; then "
+                    "the paper's Table 1 with its p-values recomputed. Settings: the `compare` section.")
+    compare.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
+    compare.add_argument("--results", type=Path, default=Path("results"),
+                         help="folder holding one folder per experiment (default: results)")
+    compare.add_argument("--out", type=Path, default=Path("results/compare"), help="output folder (default: results/compare)")
+    compare.add_argument("--reference", help="the experiment the others are tested against (default: compare.reference, "
+                                             "else the first experiment on the original variant)")
+    compare.add_argument("--operating-point", dest="operating_point", choices=("0.5", "chosen"),
+                         help="compare predictions at 0.5 (the paper's) or at each experiment's validation-chosen threshold")
+    compare.add_argument("--resamples", type=int, help="bootstrap resamples (default: compare.resamples)")
+    compare.add_argument("--seed", type=int, help="bootstrap seed (default: compare.seed)")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

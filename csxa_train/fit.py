@@ -2,9 +2,19 @@
 ``torchrun`` (DDP: NCCL on GPUs, gloo on CPUs) with the same command.
 
 Writes into OUT: ``checkpoint.pt`` (saved safely after every epoch, loaded with
-``weights_only=True``; an interrupted run resumes from it), ``metrics.json``, ``predictions.csv``
-(per test case: key, number, label, score, pred), ``roc.csv``, ``confusion.csv``,
-``train_log.csv`` (per epoch) and ``report.png`` (confusion matrices and ROC).
+``weights_only=True``; an interrupted run resumes from it), ``metrics.json`` (a few flat headline
+numbers, for ``dvc exp show``), ``evaluation.json`` (every detail: confusion matrices, baseline,
+the metrics at the chosen threshold, counts), ``predictions.csv`` (per test case: key, number,
+label, score, pred at 0.5, pred_at_threshold), ``roc.csv``, ``confusion.csv``, ``calibration.csv``
+(reliability diagram), ``train_log.csv`` (per epoch) and ``report.png``.
+
+Every variant gives one training sample per train case per epoch. A colour variant's case has
+two channel orders (a: grey, equalised, inverted; b: grey, inverted, equalised, i.e. a with
+channels 1 and 2 swapped): ``train_orders: draw`` takes one of them per case per epoch (seeded),
+``both`` is the paper's literal reading (both orders as separate samples: twice the steps and the
+SMOTE samples). At test time ``test_orders: both`` scores a case by the mean of its two orders'
+probabilities, ``a`` by order a alone. A validation part of the train split (``val_fraction``, by
+case, stratified) is held out of training and SMOTE and chooses the decision threshold.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,11 +41,14 @@ from csxa_data.sources import verify
 from .augment import AugmentConfig, augment_batch
 from .balance import BALANCE_MODES, class_weights, sample_weights, smote_oversample
 from .data import eval_loader, guarded, load_split, normalisation, preflight, prepare, read_variant_json
-from .evaluate import confusion_rows, evaluate_predictions, roc_curve
-from .models import build_model
+from .evaluate import (calibration_table, choose_threshold, confusion_rows, evaluate_predictions, headline_metrics,
+                       parse_threshold_rule, roc_curve)
+from .models import MODELS, build_model
 
 log = logging.getLogger("csxa_train")
 CHECKPOINT = "checkpoint.pt"
+TRAIN_ORDERS = ("draw", "both")
+TEST_ORDERS = ("both", "a")
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,11 @@ class TrainConfig:
     workers: int = 2                  # DataLoader workers for the streamed test split
     smote_k: int = 5
     smote_chunk: int = 256
+    val_fraction: float = 0.1         # of the train split's cases, per class: held out, chooses the threshold
+    threshold: str | float = 0.5      # a number in (0, 1) | youden | sensitivity@X (chosen on validation)
+    train_orders: str = "draw"        # colour variants: draw (one order per case per epoch) | both (paper's literal)
+    test_orders: str = "both"         # colour variants: both (mean of the two orders' probabilities) | a
+    calibration_bins: int = 10
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -66,7 +85,15 @@ class TrainConfig:
         if "variant" not in (data or {}):
             raise CsxaError("no variant given (--variant or experiments.<name>.variant)")
         config = dataclass_from_section(cls, data, "train", nested={"augment": AugmentConfig})
+        require(config.model in MODELS, f"train.model must be one of {list(MODELS)}, not {config.model!r}")
         require(config.balance in BALANCE_MODES, f"train.balance must be one of {list(BALANCE_MODES)}, not {config.balance!r}")
+        require(0 <= config.val_fraction < 0.5, "train.val_fraction must be within [0, 0.5)")
+        parse_threshold_rule(config.threshold)
+        require(config.train_orders in TRAIN_ORDERS, f"train.train_orders must be one of {list(TRAIN_ORDERS)}, "
+                                                     f"not {config.train_orders!r}")
+        require(config.test_orders in TEST_ORDERS, f"train.test_orders must be one of {list(TEST_ORDERS)}, "
+                                                   f"not {config.test_orders!r}")
+        require(2 <= config.calibration_bins <= 100, "train.calibration_bins must be within 2..100")
         require(config.epochs >= 1 and config.batch_size >= 1 and config.eval_batch_size >= 1,
                 "train.epochs, train.batch_size and train.eval_batch_size must be at least 1")
         require(config.lr > 0 and config.lr_step >= 1 and 0 < config.lr_gamma <= 1,
@@ -186,21 +213,115 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-# --- training ----------------------------------------------------------------------------------
+# --- training data -----------------------------------------------------------------------------
 
-def train_data(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """The train split in memory, balanced by SMOTE if asked; returns images, labels and counts."""
-    images, labels, _ = load_split(config.variant, "train")
-    counts = {"train_samples": int(len(labels)),
+def swap_orders(images):
+    """Channel order a <-> b of a colour batch (N x 3 x H x W): channels 1 and 2 swapped."""
+    return images[:, [0, 2, 1]]
+
+
+def is_colour_variant(source) -> bool:
+    """Whether the variant stacks grey, equalised and inverted planes (two channel orders per case)."""
+    spec = read_variant_json(source, "shards.json").get("spec") or {}
+    return spec.get("colour") == "stacked"
+
+
+def case_stem(key: str) -> str:
+    """The case of a sample key: the 7-digit stem without a channel-order suffix (``_a``/``_b``)."""
+    return re.sub(r"_[ab]$", "", key)
+
+
+def one_sample_per_case(images: np.ndarray, labels: np.ndarray, keys: list[str], colour: bool,
+                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One image per case, sorted by case: a grey variant's own, a colour variant's order a (its
+    ``STEM_a`` or ``STEM`` sample; order b is derived from it by swapping channels 1 and 2)."""
+    chosen: dict[str, int] = {}
+    only_b: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        stem = case_stem(key)
+        if stem in chosen and not key.endswith("_b") and not colour:
+            raise CsxaError(f"case {stem} has two samples in a grey variant's train split ({key})")
+        first = chosen.get(stem, only_b.get(stem))
+        if first is not None and labels[first] != labels[i]:
+            raise CsxaError(f"case {stem}'s samples disagree on its class ({keys[first]}, {key})")
+        if key.endswith("_b") and colour:
+            only_b.setdefault(stem, i)
+        else:
+            chosen.setdefault(stem, i)
+    stems = sorted(set(chosen) | set(only_b))
+    out = np.empty((len(stems),) + images.shape[1:], dtype=images.dtype)
+    for row, stem in enumerate(stems):
+        out[row] = images[chosen[stem]] if stem in chosen else swap_orders(images[only_b[stem]][None])[0]
+    index = [chosen.get(stem, only_b.get(stem)) for stem in stems]
+    return out, labels[index], stems
+
+
+def validation_cases(labels: np.ndarray, stems: list[str], fraction: float, seed: int) -> np.ndarray:
+    """A boolean mask of the cases held out for validation: ``fraction`` of each class (rounded),
+    drawn by a seeded permutation of the cases sorted by stem."""
+    mask = np.zeros(len(labels), dtype=bool)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(np.asarray(stems), kind="mergesort")
+    for cls in np.unique(labels):
+        members = order[labels[order] == cls]
+        take = int(round(fraction * len(members)))
+        mask[rng.permutation(members)[:take]] = True
+    return mask
+
+
+@dataclass
+class TrainData:
+    """The train part (balanced, as tensors), the validation part (uint8, order a) and counts."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    colour: bool
+    counts: dict
+
+
+def train_data(config: TrainConfig) -> TrainData:
+    """The train split in memory, one image per case, its validation part held out, then the
+    colour orders laid out as ``train_orders`` says and the rest balanced by SMOTE if asked."""
+    colour = is_colour_variant(config.variant)
+    images, labels, keys = load_split(config.variant, "train")
+    images, labels, stems = one_sample_per_case(images, labels, keys, colour)
+    held = validation_cases(labels, stems, config.val_fraction, config.seed)
+    val_images, val_labels = images[held], labels[held]
+    images, labels = images[~held], labels[~held]
+    if len(np.unique(labels)) < 2 and config.balance != "none":
+        raise CsxaError(f"the train part holds one class only ({len(labels)} cases) after holding out "
+                        f"{int(held.sum())} for validation; lower train.val_fraction", path=str(config.variant))
+    counts = {"train_cases": int(len(labels)), "validation_cases": int(len(val_labels)),
               "train_by_class": {str(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
+              "validation_by_class": {str(k): int(v) for k, v in zip(*np.unique(val_labels, return_counts=True))},
               "majority_class": int(np.bincount(labels).argmax()), "smote_synthetic": 0}
+    if colour and config.train_orders == "both":
+        images, labels = np.concatenate([images, swap_orders(images)]), np.concatenate([labels, labels])
+    counts["train_samples"] = int(len(labels))
     if config.balance == "smote":
         extra, extra_labels = smote_oversample(images, labels, seed=config.seed, k_neighbors=config.smote_k,
                                                chunk=config.smote_chunk)
         images, labels = np.concatenate([images, extra]), np.concatenate([labels, extra_labels])
         counts["smote_synthetic"] = int(len(extra_labels))
-    return torch.from_numpy(images), torch.from_numpy(labels), counts
+    return TrainData(torch.from_numpy(images), torch.from_numpy(labels), val_images, val_labels, colour, counts)
 
+
+def model_normalisation(source, colour: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The variant's train-only mean and std as the model sees its inputs: for a colour variant,
+    whose model sees both channel orders, channels 1 and 2 take the statistics of the 50/50
+    mixture of the two orders (``stats.json`` pooled over both orders already has them equal)."""
+    mean, std = normalisation(source)
+    if not colour:
+        return mean, std
+    m = mean[:, 1:3].mean(dim=1, keepdim=True)
+    second = (std[:, 1:3] ** 2 + mean[:, 1:3] ** 2).mean(dim=1, keepdim=True)
+    s = torch.sqrt(torch.clamp(second - m ** 2, min=1e-12))
+    return torch.cat([mean[:, :1], m, m], dim=1), torch.cat([std[:, :1], s, s], dim=1)
+
+
+# --- training ----------------------------------------------------------------------------------
 
 def epoch_order(labels: torch.Tensor, config: TrainConfig, epoch: int, runtime: Runtime) -> torch.Tensor:
     """This rank's sample indices for an epoch: a seeded shuffle (or weighted draw with
@@ -216,9 +337,17 @@ def epoch_order(labels: torch.Tensor, config: TrainConfig, epoch: int, runtime: 
     return order[runtime.rank * share:(runtime.rank + 1) * share]
 
 
+def epoch_orders_drawn(n: int, config: TrainConfig, epoch: int) -> torch.Tensor:
+    """Per sample, whether this epoch shows it in channel order b (seeded per epoch, the same on
+    every rank): one order per case per epoch, each with probability 1/2."""
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch + 104729)
+    return torch.rand(n, generator=generator) < 0.5
+
+
 def train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config: TrainConfig,
-                    epoch: int, runtime: Runtime) -> dict:
-    """One pass over this rank's share; returns loss, accuracy, images/s."""
+                    epoch: int, runtime: Runtime, swap: torch.Tensor | None = None) -> dict:
+    """One pass over this rank's share; ``swap`` marks the samples shown in channel order b.
+    Returns loss, accuracy, images/s."""
     from tqdm import tqdm
 
     model.train()
@@ -230,7 +359,10 @@ def train_one_epoch(model, optimizer, criterion, images, labels, order, mean, st
     for begin in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not runtime.main,
                       leave=False):
         index = order[begin:begin + config.batch_size]
-        x = prepare(images[index].to(runtime.device, non_blocking=True), config.image_size)
+        batch = images[index]
+        if swap is not None:
+            batch = torch.where(swap[index].view(-1, 1, 1, 1), swap_orders(batch), batch)
+        x = prepare(batch.to(runtime.device, non_blocking=True), config.image_size)
         x = augment_batch(x, config.augment, generator)
         x = (x - mean) / std
         y = labels[index].to(runtime.device, non_blocking=True)
@@ -254,20 +386,50 @@ def train_one_epoch(model, optimizer, criterion, images, labels, order, mean, st
             "images_per_s": round(stats[2].item() / max(seconds, 1e-9), 1)}
 
 
+# --- scoring -----------------------------------------------------------------------------------
+
+def scoring_orders(colour: bool, config: TrainConfig) -> tuple[str, ...]:
+    """The channel orders a case is scored in: ``("a", "b")`` for a colour variant under
+    ``test_orders: both``, else ``("a",)``."""
+    return ("a", "b") if colour and config.test_orders == "both" else ("a",)
+
+
 @torch.no_grad()
-def predict(model, source, mean, std, config: TrainConfig, runtime: Runtime) -> pd.DataFrame:
-    """Score every test sample exactly once (shards split over ranks and workers), gathered on all
-    ranks and sorted by key; score = probability of spondylosis."""
-    model.eval()
-    cuda = runtime.device.type == "cuda"
-    rows = []
-    for batch in guarded(eval_loader(source, config.eval_batch_size, config.workers), source):
-        x = (prepare(batch["image"].to(runtime.device), config.image_size) - mean) / std
+def score_batch(model, images: torch.Tensor, mean, std, config: TrainConfig, device: torch.device,
+                orders: tuple[str, ...]) -> np.ndarray:
+    """Probability of spondylosis for a uint8 batch (N x 3 x H x W): the mean over ``orders``."""
+    cuda = device.type == "cuda"
+    base = prepare(images.to(device), config.image_size)
+    total = torch.zeros(len(images), device=device)
+    for order in orders:
+        x = ((swap_orders(base) if order == "b" else base) - mean) / std
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
             logits = model(x)
-        scores = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+        total += torch.softmax(logits.float(), dim=1)[:, 1]
+    return (total / len(orders)).cpu().numpy()
+
+
+@torch.no_grad()
+def score_in_memory(model, images: np.ndarray, mean, std, config: TrainConfig, runtime: Runtime,
+                    orders: tuple[str, ...]) -> np.ndarray:
+    """Scores of in-memory uint8 images (the validation part), in batches."""
+    model.eval()
+    parts = [score_batch(model, torch.from_numpy(images[i:i + config.eval_batch_size]), mean, std, config,
+                         runtime.device, orders) for i in range(0, len(images), config.eval_batch_size)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+@torch.no_grad()
+def predict(model, source, mean, std, config: TrainConfig, runtime: Runtime,
+            orders: tuple[str, ...] = ("a",)) -> pd.DataFrame:
+    """Score every test sample exactly once (shards split over ranks and workers), gathered on all
+    ranks and sorted by key; score = probability of spondylosis (mean over ``orders``)."""
+    model.eval()
+    rows = []
+    for batch in guarded(eval_loader(source, config.eval_batch_size, config.workers), source):
+        scores = score_batch(model, batch["image"], mean, std, config, runtime.device, orders)
         rows += [{"key": k, "number": int(n), "label": int(y), "score": float(s)}
                  for k, n, y, s in zip(batch["key"], batch["number"], batch["label"], scores)]
     if dist.is_initialized():
@@ -284,37 +446,52 @@ def predict(model, source, mean, std, config: TrainConfig, runtime: Runtime) -> 
     return frame
 
 
-def write_evaluation(out: Path, predictions: pd.DataFrame, majority_class: int, title: str, extra: dict) -> dict:
-    """metrics.json, predictions.csv, roc.csv, confusion.csv and report.png."""
+def write_evaluation(out: Path, predictions: pd.DataFrame, majority_class: int, title: str, extra: dict,
+                     threshold: float = 0.5, calibration_bins: int = 10) -> dict:
+    """metrics.json (headline), evaluation.json (details), predictions.csv, roc.csv, confusion.csv,
+    calibration.csv and report.png; returns the details."""
     from .figures import evaluation_figure
 
-    metrics = {**evaluate_predictions(predictions, majority_class), **extra}
+    details = {**evaluate_predictions(predictions, majority_class, threshold, calibration_bins), **extra}
+    predictions = predictions.assign(pred_at_threshold=(predictions.score >= threshold).astype(int))
     roc = roc_curve(predictions.label.to_numpy(), predictions.score.to_numpy())
+    calibration = calibration_table(predictions.label.to_numpy(), predictions.score.to_numpy(), calibration_bins)
     predictions.to_csv(out / "predictions.csv", index=False, float_format="%.8f")
-    roc.replace([np.inf], 1.0).to_csv(out / "roc.csv", index=False, float_format="%.6f")
+    roc.to_csv(out / "roc.csv", index=False, float_format="%.6f")
     confusion_rows(predictions).to_csv(out / "confusion.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    evaluation_figure(metrics, roc, title, out / "report.png")
-    return metrics
+    calibration.to_csv(out / "calibration.csv", index=False, float_format="%.6f")
+    (out / "metrics.json").write_text(json.dumps(headline_metrics(details), indent=2) + "\n")
+    (out / "evaluation.json").write_text(json.dumps(details, indent=2) + "\n")
+    evaluation_figure(details, roc, calibration, title, out / "report.png")
+    return details
 
 
 def fit(config: TrainConfig, out: str | Path, *, title: str | None = None) -> dict | None:
-    """Train, checkpoint every epoch, evaluate on the test split; returns metrics (on rank 0)."""
+    """Train, checkpoint every epoch, choose the threshold on the validation part, evaluate on the
+    test split; returns the evaluation details (on rank 0). A run that fails before writing
+    anything leaves no empty output folder behind."""
+    out = Path(out)
+    created = not out.exists()
     runtime = start_runtime()
     try:
-        return _fit(config, Path(out), title or Path(out).name, runtime)
+        return _fit(config, out, title or out.name, runtime)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
     finally:
         stop_runtime()
 
 
 def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict | None:
     preflight(config.variant)  # every shard verified before anything is trained or written
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
-    mean, std = (t.to(runtime.device) for t in normalisation(config.variant))
-    images, labels, counts = train_data(config)
+    data = train_data(config)
+    mean, std = (t.to(runtime.device) for t in model_normalisation(config.variant, data.colour))
+    images, labels, counts = data.images, data.labels, data.counts
     if runtime.device.type == "cuda":
         images = images.pin_memory()
+    out.mkdir(parents=True, exist_ok=True)
     log_rows, start_epoch = [], 0
     checkpoint_path = out / CHECKPOINT
     digest = config.digest()
@@ -348,11 +525,14 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
                 print(f"{checkpoint_path} already holds all {config.epochs} epochs; evaluating it")
     if runtime.world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
+    draw = data.colour and config.train_orders == "draw"
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 1000 + epoch + 7919 * runtime.rank)  # dropout: same masks after a resume
         order = epoch_order(labels, config, epoch, runtime)
+        swap = epoch_orders_drawn(len(labels), config, epoch) if draw else None
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
-               **train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config, epoch, runtime)}
+               **train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config, epoch, runtime,
+                                 swap)}
         scheduler.step()
         # timings go to the screen only: stored logs and checkpoints stay identical across reruns
         log_rows.append({k: v for k, v in row.items() if k not in ("seconds", "images_per_s")})
@@ -360,24 +540,35 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
             print(f"epoch {row['epoch']}/{config.epochs}: loss {row['loss']:.4f}, train accuracy "
                   f"{row['accuracy']:.3f}, lr {row['lr']:.2e}, {row['images_per_s']:.0f} images/s")
             state = {"model": _unwrap(model).state_dict(), "epoch": epoch, "config": config.to_dict(),
-                     "digest": digest, "log": log_rows, "counts": counts,
+                     "digest": digest, "log": log_rows, "counts": counts, "colour": data.colour,
                      "normalisation": {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}}
             if epoch + 1 < config.epochs:  # what a resumed run needs; the final checkpoint is the model alone
                 state |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
             save_checkpoint(checkpoint_path, state)
         if dist.is_initialized():
             dist.barrier()
-    predictions = predict(_unwrap(model), config.variant, mean, std, config, runtime)
+    orders = scoring_orders(data.colour, config)
+    # the threshold comes from the validation part alone, never from the test split
+    val_scores = score_in_memory(_unwrap(model), data.val_images, mean, std, config, runtime, orders)
+    threshold, note = choose_threshold(data.val_labels, val_scores, config.threshold)
+    if runtime.main and state is not None:  # evaluate_checkpoint then scores at the same threshold
+        save_checkpoint(checkpoint_path, {**state, "threshold": threshold, "threshold_note": note})
+    predictions = predict(_unwrap(model), config.variant, mean, std, config, runtime, orders)
     if not runtime.main:
         return None
     pd.DataFrame(log_rows).to_csv(out / "train_log.csv", index=False, float_format="%.6f")
-    metrics = write_evaluation(out, predictions, counts["majority_class"], title,
+    details = write_evaluation(out, predictions, counts["majority_class"], title,
                                {"experiment": title, "model": config.model, "balance": config.balance,
-                                "epochs": config.epochs, "world_size": runtime.world, **counts})
-    print(f"{title}: balanced accuracy {metrics['balanced_accuracy']:.3f}, sensitivity {metrics['sensitivity']:.3f}, "
-          f"specificity {metrics['specificity']:.3f}, AUROC {_fmt(metrics['auroc'])}, accuracy {metrics['accuracy']:.3f} "
-          f"(majority baseline {metrics['baseline']['accuracy']:.3f}); wrote {out}")
-    return metrics
+                                "epochs": config.epochs, "world_size": runtime.world, "threshold_rule": str(config.threshold),
+                                "threshold_note": note, "colour_variant": data.colour,
+                                "train_orders": config.train_orders if data.colour else None,
+                                "test_orders": list(orders), **counts},
+                               threshold, config.calibration_bins)
+    print(f"{title}: balanced accuracy {details['balanced_accuracy']:.3f}, sensitivity {details['sensitivity']:.3f}, "
+          f"specificity {details['specificity']:.3f}, AUROC {_fmt(details['auroc'])}, accuracy {details['accuracy']:.3f} "
+          f"(majority baseline {details['baseline']['accuracy']:.3f}); at threshold {threshold:.3f} ({note}): "
+          f"balanced accuracy {details['at_threshold']['balanced_accuracy']:.3f}; wrote {out}")
+    return details
 
 
 def _fmt(value) -> str:
@@ -386,7 +577,8 @@ def _fmt(value) -> str:
 
 def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str | None = None,
                         workers: int | None = None) -> dict | None:
-    """Score the test split with a saved checkpoint; writes the same evaluation files."""
+    """Score the test split with a saved checkpoint (at the threshold its run chose); writes the
+    same evaluation files as fit."""
     runtime = start_runtime()
     try:
         state = load_checkpoint(checkpoint)
@@ -406,12 +598,16 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
         mean, std = (torch.tensor(state["normalisation"][k], device=runtime.device).view(1, 3, 1, 1)
                      for k in ("mean", "std"))
         verify(config.variant, ("test",))  # the whole test split checked before any scoring
-        predictions = predict(model, config.variant, mean, std, config, runtime)
+        orders = scoring_orders(bool(state.get("colour", False)), config)
+        predictions = predict(model, config.variant, mean, std, config, runtime, orders)
         if not runtime.main:
             return None
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        threshold = float(state.get("threshold", 0.5))
         return write_evaluation(out, predictions, state["counts"]["majority_class"], out.name,
-                                {"checkpoint": str(checkpoint), "world_size": runtime.world})
+                                {"checkpoint": str(checkpoint), "world_size": runtime.world,
+                                 "threshold_note": state.get("threshold_note", "fixed at 0.5")},
+                                threshold, config.calibration_bins)
     finally:
         stop_runtime()

@@ -61,9 +61,13 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
     for experiment in yaml.safe_load((project / "params.yaml").read_text())["experiments"]:
         metrics = json.loads((project / "results" / experiment / "metrics.json").read_text())
         assert metrics["n"] == int((manifest.split == "test").sum()) and "balanced_accuracy" in metrics
+        assert all(isinstance(v, (int, float)) or v is None for v in metrics.values())  # few and flat
+    compared = json.loads((project / "results/compare/compare.json").read_text())
+    assert set(compared["experiments"]) == set(yaml.safe_load((project / "params.yaml").read_text())["experiments"])
+    assert "results/compare/compare.json" in dvc("metrics", "show", cwd=project)
     assert ran(dvc("repro", cwd=project)) == set()
     experiment = dvc("exp", "run", "-S", "variants.cropped.out_size=40", cwd=project)
-    assert ran(experiment) == {"variant@cropped", "variants_preview", "train@cropped_resnet"}, experiment
+    assert ran(experiment) == {"variant@cropped", "variants_preview", "train@cropped_resnet", "compare"}, experiment
     sample = json.loads((project / "data/variants/cropped/shards.json").read_text())
     assert sample["spec"]["out_size"] == 40
 
@@ -103,3 +107,22 @@ def test_paper_params_mirror_the_demo_params():
     assert paper["variants"]["original"]["centre_size"] == 500
     assert (paper["variants"]["wide_cropped"]["grow_x"], paper["variants"]["wide_cropped"]["grow_y"]) == (100, 200)
     assert all(v["out_size"] == 224 for v in paper["variants"].values())
+
+
+@pytest.mark.slow
+def test_readme_dvc_recipes_run_as_written(project):
+    """The README's commands for reading results with DVC, run verbatim after the pipeline."""
+    import shlex
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Reading the results with DVC"):]
+    block = section[section.index("```bash") + len("```bash"):]
+    commands = [line for line in block[:block.index("```")].splitlines() if line.strip()]
+    assert len(commands) >= 4 and all(c.startswith("dvc ") for c in commands)
+    dvc("repro", cwd=project)
+    outputs = {c: dvc(*shlex.split(c)[1:], cwd=project) for c in commands}
+    kept = outputs["dvc exp show --no-pager --drop '.*' --keep 'Experiment|.*balanced_accuracy$|.*auroc$'"]
+    assert "balanced_accuracy" in kept and "lr_step" not in kept and "loss" not in kept
+    assert "reference" in outputs["dvc metrics show results/compare/compare.json"]

@@ -24,7 +24,7 @@ from csxa_data.synth import SynthParams, write_synthetic_release
 from csxa_train.augment import AugmentConfig, augment_batch, draw_params
 from csxa_train.balance import smote_oversample
 from csxa_train.data import load_split, normalisation, shard_urls, eval_loader
-from csxa_train.fit import TrainConfig, evaluate_checkpoint, fit, load_checkpoint
+from csxa_train.fit import TrainConfig, case_stem, evaluate_checkpoint, fit, load_checkpoint
 from csxa_train.models import build_model
 
 # a quarter of the films asymptomatic, so that both classes are in both splits of a tiny atlas
@@ -52,14 +52,14 @@ def config(variant, **overrides):
 @pytest.fixture(scope="module")
 def fitted(variant, tmp_path_factory):
     out = tmp_path_factory.mktemp("fit") / "run"
-    metrics = fit(config(variant), out)
+    metrics = fit(config(variant, threshold="youden"), out)
     return out, metrics
 
 
 def test_fit_writes_metrics_predictions_and_checkpoint(fitted, variant):
     out, metrics = fitted
-    for name in ("checkpoint.pt", "metrics.json", "predictions.csv", "roc.csv", "confusion.csv", "train_log.csv",
-                 "report.png"):
+    for name in ("checkpoint.pt", "metrics.json", "evaluation.json", "predictions.csv", "roc.csv", "confusion.csv",
+                 "calibration.csv", "train_log.csv", "report.png"):
         assert (out / name).is_file(), name
     predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str})
     report = json.loads((variant / "shards.json").read_text())
@@ -87,7 +87,7 @@ def test_metrics_match_scikit_learn_and_report_the_baseline(fitted):
 
     out, _ = fitted
     p = pd.read_csv(out / "predictions.csv", dtype={"key": str})
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "evaluation.json").read_text())
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(p.label, p.pred))
     assert m["precision"] == pytest.approx(sk.precision_score(p.label, p.pred, zero_division=0))
     assert m["sensitivity"] == pytest.approx(sk.recall_score(p.label, p.pred))
@@ -102,14 +102,34 @@ def test_metrics_match_scikit_learn_and_report_the_baseline(fitted):
     assert baseline["rule"] == "always class 1"
     assert baseline["accuracy"] == pytest.approx((p.label == 1).mean())
     assert baseline["balanced_accuracy"] == 0.5 and baseline["specificity"] == 0 and baseline["auroc"] == 0.5
+    assert m["brier"] == pytest.approx(sk.brier_score_loss(p.label, p.score))
+    t = m["threshold"]
+    assert (p.pred_at_threshold == (p.score >= t)).all()
+    assert m["at_threshold"]["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(p.label, p.pred_at_threshold))
+    roc = pd.read_csv(out / "roc.csv")
+    fpr, tpr, _ = sk.roc_curve(p.label, p.score, drop_intermediate=False)
+    assert np.allclose(roc.fpr, fpr, atol=1e-6) and np.allclose(roc.tpr, tpr, atol=1e-6)
+
+
+def test_metrics_json_is_few_flat_numbers_and_details_go_to_evaluation_json(fitted):
+    out, _ = fitted
+    headline = json.loads((out / "metrics.json").read_text())
+    details = json.loads((out / "evaluation.json").read_text())
+    assert len(headline) <= 15 and all(v is None or isinstance(v, (int, float)) for v in headline.values())
+    assert headline["balanced_accuracy_at_threshold"] == details["at_threshold"]["balanced_accuracy"]
+    assert headline["baseline_accuracy"] == details["baseline"]["accuracy"] and "confusion" in details
 
 
 def test_smote_balances_the_train_split_and_never_touches_test(fitted, variant):
     out, metrics = fitted
-    _, labels, _ = load_split(variant, "train")
-    counts = np.bincount(labels)
+    _, labels, keys = load_split(variant, "train")
+    per_case = {case_stem(k): y for k, y in zip(keys, labels)}  # a colour variant: two orders per case
+    cases = np.bincount(list(per_case.values()))
+    held = [metrics["validation_by_class"].get(str(c), 0) for c in (0, 1)]
+    counts = cases - np.array(held)
     assert metrics["smote_synthetic"] == counts.max() - counts.min() > 0
     assert metrics["train_by_class"] == {"0": int(counts[0]), "1": int(counts[1])}
+    assert metrics["train_samples"] == metrics["train_cases"] == counts.sum()  # one sample per case per epoch
     predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str})
     test_keys = [k for batch in eval_loader(variant, 8, 0) for k in batch["key"]]
     assert sorted(predictions.key) == sorted(test_keys)
@@ -205,7 +225,7 @@ def test_ddp_two_processes_score_every_test_sample_once(fitted, variant, tmp_pat
     ddp = pd.read_csv(tmp_path / "ddp-eval" / "predictions.csv", dtype={"key": str})
     assert ddp.key.is_unique and list(ddp.key) == list(single.key)
     assert np.allclose(ddp.score, single.score, atol=1e-5)
-    assert json.loads((tmp_path / "ddp-eval" / "metrics.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "ddp-eval" / "evaluation.json").read_text())["world_size"] == 2
     torchrun("fit", "--variant", str(variant), "--out", str(tmp_path / "ddp-fit"), "--model", "smallcnn",
              "--weights", "none", "--epochs", "1", "--batch-size", "8", "--workers", "1")
     fitted_ddp = pd.read_csv(tmp_path / "ddp-fit" / "predictions.csv", dtype={"key": str})
@@ -258,3 +278,165 @@ def test_missing_or_damaged_shard_is_one_clear_line(fitted, variant, tmp_path):
                              "--variant", str(copy), "--out", str(tmp_path / "e")], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 2 and "sha256 differs from shards.json" in result.stderr
+
+
+# --- fair colour variants, validation part, operating points (issue 9) ----------------------------
+
+@pytest.fixture(scope="module")
+def grey_twin(variant, tmp_path_factory):
+    """The grey variant of the same cases (the tiny atlas the colour fixture was built from)."""
+    root = variant.parent
+    out = tmp_path_factory.mktemp("grey") / "variant"
+    build_variant("cropped", VariantSpec(crop="landmarks", colour="grey", out_size=32),
+                  read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release", out,
+                  BuildParams(shard_size=16, min_shards=4), workers=2, progress=False)
+    return out
+
+
+def test_order_b_is_order_a_with_channels_1_and_2_swapped(variant):
+    from csxa_train.fit import one_sample_per_case, swap_orders
+
+    images, labels, keys = load_split(variant, "train")
+    by_key = dict(zip(keys, images))
+    cases, case_labels, stems = one_sample_per_case(images, labels, keys, colour=True)
+    assert len(stems) == len(set(stems)) == len(keys) // 2 and all(f"{s}_b" in by_key for s in stems)
+    for image, stem in zip(cases, stems):
+        assert np.array_equal(image, by_key[f"{stem}_a"])
+        assert np.array_equal(swap_orders(image[None])[0], by_key[f"{stem}_b"])
+
+
+def test_colour_and_grey_variants_take_the_same_samples_and_smote_count(variant, grey_twin):
+    from csxa_train.fit import train_data
+
+    colour = train_data(config(variant))
+    grey = train_data(config(grey_twin))
+    literal = train_data(config(variant, train_orders="both"))
+    assert colour.colour and not grey.colour
+    assert colour.counts == grey.counts  # same cases, validation part, majority and SMOTE count
+    assert len(colour.labels) == len(grey.labels) == colour.counts["train_cases"] + colour.counts["smote_synthetic"]
+    # the paper's literal reading: both orders as separate samples, twice the steps and the SMOTE samples
+    assert literal.counts["train_samples"] == 2 * colour.counts["train_cases"]
+    assert literal.counts["smote_synthetic"] == 2 * colour.counts["smote_synthetic"]
+
+
+def test_validation_part_is_by_case_stratified_seeded_and_outside_training(variant):
+    from csxa_train.fit import one_sample_per_case, train_data, validation_cases
+
+    images, labels, keys = load_split(variant, "train")
+    _, case_labels, stems = one_sample_per_case(images, labels, keys, colour=True)
+    held = validation_cases(case_labels, stems, 0.25, seed=1)
+    assert np.array_equal(held, validation_cases(case_labels, stems, 0.25, seed=1))
+    for cls in (0, 1):
+        assert held[case_labels == cls].sum() == round(0.25 * (case_labels == cls).sum())
+    data = train_data(config(variant, val_fraction=0.25, balance="none"))
+    assert len(data.val_labels) == held.sum() and len(data.labels) == len(case_labels) - held.sum()
+    val_rows = {data.val_images[i].tobytes() for i in range(len(data.val_images))}
+    assert not any(data.images[i].numpy().tobytes() in val_rows for i in range(len(data.images)))
+
+
+def test_one_channel_order_per_case_per_epoch_is_drawn_seeded():
+    from csxa_train.fit import epoch_orders_drawn
+
+    cfg = TrainConfig.from_dict({"variant": "x", "seed": 3})
+    first, again, later = (epoch_orders_drawn(4000, cfg, e) for e in (0, 0, 1))
+    assert torch.equal(first, again) and not torch.equal(first, later)
+    assert 0.45 < first.double().mean() < 0.55
+
+
+def test_normalisation_is_that_of_both_orders_as_the_model_sees_them(variant, tmp_path):
+    import shutil
+
+    from csxa_train.fit import model_normalisation, swap_orders
+
+    images, _, _ = load_split(variant, "train")
+    a = images[::2].astype(np.float64) / 255  # keys sort as STEM_a, STEM_b: every other sample is order a
+    both = np.concatenate([a, swap_orders(a)])
+    copy = tmp_path / "variant"
+    shutil.copytree(variant, copy)
+    stats = {"mean": a.mean(axis=(0, 2, 3)).tolist(), "std": a.std(axis=(0, 2, 3)).tolist()}
+    (copy / "stats.json").write_text(json.dumps(stats))  # a variant whose stats cover order a only
+    mean, std = model_normalisation(copy, colour=True)
+    assert np.allclose(mean.flatten(), both.mean(axis=(0, 2, 3)), atol=1e-5)
+    assert np.allclose(std.flatten(), both.std(axis=(0, 2, 3)), atol=1e-5)
+    pooled_mean, _ = model_normalisation(variant, colour=True)  # stats.json pooled over both orders: unchanged
+    assert torch.allclose(pooled_mean, normalisation(variant)[0], atol=1e-6)
+
+
+def test_test_time_score_is_the_mean_of_both_orders(fitted, variant):
+    from csxa_train.fit import Runtime, score_batch
+
+    out, _ = fitted
+    state = load_checkpoint(out / "checkpoint.pt")
+    model = build_model("smallcnn", "none")
+    model.load_state_dict(state["model"])
+    model.eval()
+    mean, std = (torch.tensor(state["normalisation"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    batch = next(iter(eval_loader(variant, 8, 0)))
+    cfg, cpu = config(variant), torch.device("cpu")
+    a, b = (score_batch(model, batch["image"], mean, std, cfg, cpu, (o,)) for o in ("a", "b"))
+    both = score_batch(model, batch["image"], mean, std, cfg, cpu, ("a", "b"))
+    assert np.allclose(both, (a + b) / 2, atol=1e-6) and not np.allclose(a, b)
+    predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str}).set_index("key")
+    assert np.allclose(predictions.loc[batch["key"], "score"], both, atol=1e-6)
+    assert state["colour"] is True and state["threshold"] == json.loads((out / "evaluation.json").read_text())["threshold"]
+
+
+def test_calibration_csv_and_threshold_come_from_the_run(fitted):
+    out, details = fitted
+    calibration = pd.read_csv(out / "calibration.csv")
+    predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str})
+    assert len(calibration) == 10 and calibration["count"].sum() == len(predictions)
+    assert details["threshold_rule"] == "youden" and "youden" in details["threshold_note"]
+    assert 0 <= details["ece"] <= 1
+
+
+# --- the command line (issue 8, item 8) ------------------------------------------------------------
+
+def test_fit_help_names_every_model_and_explains_every_option():
+    from csxa_train import cli, models
+
+    assert cli.MODELS == models.MODELS
+    parser = cli.build_parser()
+    sub = parser._subparsers._group_actions[0].choices
+    text = sub["fit"].format_help()
+    assert all(name in text for name in models.MODELS)
+    for name in ("fit", "evaluate", "compare"):
+        for action in sub[name]._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+
+
+def _params(tmp_path, variant, **experiment):
+    path = tmp_path / "params.yaml"
+    path.write_text(json.dumps({"train": {"model": "smallcnn", "weights": "none", "epochs": 1, "batch_size": 16,
+                                          "workers": 0, "eval_batch_size": 16},
+                                "experiments": {"tiny": {"variant": str(variant), **experiment}}}))
+    return path
+
+
+def test_unknown_experiment_key_is_named_as_in_the_experiment(tmp_path, variant, capsys):
+    from csxa_train.cli import main
+
+    assert main(["fit", "--params", str(_params(tmp_path, variant, epochz=3)), "--experiment", "tiny",
+                 "--variant", str(variant), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key(s) ['epochz'] in experiments.tiny" in capsys.readouterr().err
+
+
+def test_unknown_model_refused_before_any_data_and_no_empty_output_left(tmp_path, capsys):
+    from csxa_train.cli import main
+
+    out = tmp_path / "never"
+    assert main(["fit", "--variant", str(tmp_path / "no-such-variant"), "--model", "resnet9", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "train.model must be one of" in err and "resnet9" in err and not out.exists()
+    assert main(["fit", "--variant", str(tmp_path / "no-such-variant"), "--model", "smallcnn", "--weights", "none",
+                 "--out", str(out)]) == 2  # fails reading the variant: the folder it made is removed
+    assert "not found" in capsys.readouterr().err and not out.exists()
+
+
+def test_fit_out_defaults_to_results_experiment(tmp_path, variant, monkeypatch):
+    from csxa_train.cli import main
+
+    params = _params(tmp_path, variant)
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--params", str(params), "--experiment", "tiny", "--variant", str(variant)]) == 0
+    assert (tmp_path / "results" / "tiny" / "metrics.json").is_file()

@@ -1,0 +1,166 @@
+"""`csxa-train compare`: the Table-1 report from predictions files, checked against direct computations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from csxa_train import stats
+from csxa_train.cli import main
+
+N_NEG, N_POS = 20, 80
+
+
+def write_experiment(results: Path, name: str, scores: np.ndarray, labels: np.ndarray, keys: list[str],
+                     majority: int = 1) -> None:
+    folder = results / name
+    folder.mkdir(parents=True)
+    pd.DataFrame({"key": keys, "number": range(1, len(keys) + 1), "label": labels, "score": scores,
+                  "pred": (scores >= 0.5).astype(int), "pred_at_threshold": (scores >= 0.3).astype(int)}
+                 ).to_csv(folder / "predictions.csv", index=False)
+    (folder / "evaluation.json").write_text(json.dumps({"majority_class": majority}))
+
+
+@pytest.fixture
+def project(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(N_NEG, int), np.ones(N_POS, int)]
+    keys = [f"{i:07d}" for i in range(1, len(labels) + 1)]
+    results = tmp_path / "results"
+    reference = np.clip(0.55 + 0.25 * (labels - 0.5) + rng.normal(0, 0.2, len(labels)), 0, 1)
+    better = np.clip(0.5 + 0.6 * (labels - 0.5) + rng.normal(0, 0.15, len(labels)), 0, 1)
+    write_experiment(results, "orig", reference, labels, keys)
+    write_experiment(results, "better", better, labels, keys)
+    write_experiment(results, "always_sick", np.full(len(labels), 0.9), labels, keys)
+    params = {"train": {"model": "resnet18"},
+              "experiments": {"orig": {"variant": "original"}, "better": {"variant": "cropped", "model": "vggsmall"},
+                              "always_sick": {"variant": "colored"}},
+              "compare": {"reference": None, "operating_point": "0.5", "resamples": 300, "seed": 1, "confidence": 0.95}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path, labels, {"orig": reference, "better": better}
+
+
+def run(project_dir: Path, *extra: str) -> int:
+    return main(["compare", "--params", str(project_dir / "params.yaml"), "--results", str(project_dir / "results"),
+                 "--out", str(project_dir / "out"), *extra])
+
+
+def test_compare_writes_the_table_with_intervals_baseline_and_paired_tests(project, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    root, labels, scores = project
+    assert run(root) == 0
+    assert "1 not above the majority baseline" in capsys.readouterr().out
+    for name in ("table.md", "table.csv", "compare.json", "compare.png"):
+        assert (root / "out" / name).is_file(), name
+    table = pd.read_csv(root / "out" / "table.csv")
+    assert table.experiment.tolist()[:3] == ["orig", "better", "always_sick"]  # the reference first
+    assert table.experiment.iloc[-1] == "majority baseline (always class 1)"
+    baseline = table.iloc[-1]
+    assert baseline.accuracy == pytest.approx(N_POS / (N_NEG + N_POS)) and baseline.specificity == 0
+    sick = table.set_index("experiment").loc["always_sick"]
+    assert not sick.beats_baseline and sick.accuracy == baseline.accuracy
+    better = table.set_index("experiment").loc["better"]
+    orig = table.set_index("experiment").loc["orig"]
+    correct = {name: (s >= 0.5).astype(int) == labels for name, s in scores.items()}
+    # Wilson interval of the accuracy, the paper's z-test, exact McNemar and the AUROC difference
+    assert (better.accuracy_low, better.accuracy_high) == pytest.approx(stats.wilson_interval(correct["better"].sum(), 100))
+    z, p = stats.two_proportion_ztest(correct["better"].sum(), 100, correct["orig"].sum(), 100, alternative="greater")
+    assert (better.z, better.p_one_sided) == pytest.approx((z, p), abs=1e-6)
+    mc = stats.mcnemar_exact(correct["orig"], correct["better"])
+    assert better.mcnemar_p == pytest.approx(mc["p"], abs=1e-6)
+    assert better.mcnemar_only_this_correct == mc["only_other_correct"]
+    assert better.auroc == pytest.approx(roc_auc_score(labels, scores["better"]), abs=1e-6)
+    assert better.auroc_difference == pytest.approx(roc_auc_score(labels, scores["better"])
+                                                    - roc_auc_score(labels, scores["orig"]), abs=1e-6)
+    assert better.auroc_difference_low <= better.auroc_difference <= better.auroc_difference_high
+    assert orig.balanced_accuracy_low <= orig.balanced_accuracy <= orig.balanced_accuracy_high
+    holm = stats.holm([table.set_index("experiment").loc[n].mcnemar_p for n in ("better", "always_sick")])
+    assert better.mcnemar_p_holm == pytest.approx(holm[0], abs=1e-6)
+    assert np.isnan(orig.mcnemar_p)  # the reference is not tested against itself
+    metrics = json.loads((root / "out" / "compare.json").read_text())
+    assert metrics["reference"] == "orig" and metrics["experiments"]["always_sick"]["beats_baseline"] is False
+    md = (root / "out" / "table.md").read_text()
+    assert "always_sick †" in md and "Holm" in md and "| orig (reference) | original | resnet18 |" in md
+    for printed in ("0.0732", "0.0406", "0.269", "0.213"):  # the paper's Table 1 beside the recomputed values
+        assert printed in md
+    assert "| Cropped | ResNet50 | 95.48 | 92.54 | 93.99 | 0.0732 | 0.0732 | 0.1465 |" in md
+
+
+def test_compare_is_reproducible_byte_for_byte(project):
+    root, _, _ = project
+    assert run(root) == 0
+    first = {p.name: p.read_bytes() for p in (root / "out").iterdir()}
+    assert run(root) == 0
+    assert first == {p.name: p.read_bytes() for p in (root / "out").iterdir()}
+
+
+def test_reference_and_operating_point_can_be_chosen(project):
+    root, _, _ = project
+    assert run(root, "--reference", "better", "--operating-point", "chosen") == 0
+    table = pd.read_csv(root / "out" / "table.csv")
+    assert table.experiment.iloc[0] == "better" and bool(table.reference.iloc[0])
+    assert "validation-chosen threshold" in (root / "out" / "table.md").read_text()
+    assert run(root, "--reference", "nope") == 2
+
+
+def test_compare_refuses_predictions_of_other_cases_naming_them(project, capsys):
+    root, _, _ = project
+    path = root / "results" / "better" / "predictions.csv"
+    frame = pd.read_csv(path, dtype={"key": str})
+    frame.loc[3, "key"] = "0999999"
+    frame.to_csv(path, index=False)
+    assert run(root) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("csxa-train: error: better's test cases differ from the reference orig's")
+    assert "0999999" in err and "0000004" in err
+
+
+@pytest.mark.parametrize("column,value,message", [("score", "nan", "NaN or outside"), ("score", "1.5", "NaN or outside"),
+                                                  ("label", "2", "labels must be 0")])
+def test_compare_refuses_bad_scores_and_labels(project, capsys, column, value, message):
+    root, _, _ = project
+    path = root / "results" / "always_sick" / "predictions.csv"
+    frame = pd.read_csv(path, dtype={"key": str, column: str})
+    frame.loc[5, column] = value
+    frame.to_csv(path, index=False)
+    assert run(root) == 2
+    err = capsys.readouterr().err
+    assert message in err and "always_sick" in err and "Traceback" not in err
+
+
+def test_missing_predictions_name_the_file(project, capsys):
+    root, _, _ = project
+    (root / "results" / "better" / "predictions.csv").unlink()
+    assert run(root) == 2
+    assert "better/predictions.csv" in capsys.readouterr().err
+
+
+def test_the_compare_stage_depends_on_every_experiments_predictions():
+    from conftest import REPO
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["compare"]
+    experiments = yaml.safe_load((REPO / "params.yaml").read_text())["experiments"]
+    deps = {d for d in stage["deps"] if d.endswith("predictions.csv")}
+    assert deps == {f"results/{name}/predictions.csv" for name in experiments}
+    paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())["experiments"]
+    assert list(paper) == list(experiments)
+
+
+def test_readme_shows_the_papers_table_recomputed_and_the_demos_comparison():
+    from conftest import REPO
+
+    from csxa_train.compare import paper_markdown
+
+    readme = (REPO / "README.md").read_text()
+    paper_rows = [line for line in paper_markdown().splitlines() if line.startswith("| ")]
+    assert len(paper_rows) == 8 and all(row in readme for row in paper_rows)  # the header and seven rows
+    demo = (REPO / "results" / "compare" / "table.md").read_text()
+    demo_rows = [line for line in demo.splitlines() if line.startswith("| ")]
+    assert demo_rows and all(row in readme for row in demo_rows), "README's demo table differs from results/compare"
+    assert "results/compare/compare.png" in readme
