@@ -2,7 +2,8 @@
 
 Output folder (written under a temporary name, renamed into place at the end):
 ``train-%06d.tar``, ``test-%06d.tar``, ``stats.json`` (train-only per-channel mean/std),
-``shards.json`` (per-shard counts per class and sha256, totals, skipped cases) and ``preview.png``.
+``shards.json`` (per-shard counts per class and sha256, totals, skipped cases), ``preview.png`` and
+``README.md`` (the dataset card, :mod:`csxa_data.cards`).
 The bytes do not depend on the number of worker processes.
 """
 
@@ -221,8 +222,10 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 
 
 def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release: str | Path, out: str | Path,
-                  params: BuildParams, *, workers: int | None = None, progress: bool = True) -> dict:
-    """Build the variant's shards, stats, shard manifest and preview into ``out``; returns shards.json."""
+                  params: BuildParams, *, workers: int | None = None, progress: bool = True,
+                  validation: dict | None = None) -> dict:
+    """Build the variant's shards, stats, shard manifest, preview and, given ingest's
+    ``validation`` report, its dataset card (README.md) into ``out``; returns shards.json."""
     from tqdm import tqdm
 
     from .preview import variant_preview
@@ -262,6 +265,10 @@ def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release:
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
         (tmp / "shards.json").write_text(json.dumps(report, indent=2) + "\n")
         variant_preview(tmp, name, params.preview_cases).save(tmp / "preview.png", format="PNG")
+        if validation is not None:
+            from .cards import dataset_card
+
+            (tmp / "README.md").write_text(dataset_card(name, report, stats, validation), encoding="utf-8")
     return report
 
 

@@ -148,6 +148,11 @@ def model_card(experiment: str, metrics: dict, config: dict, data: dict) -> str:
              "Spondylosis is the positive class. The majority baseline always answers the train split's "
              "majority class; a model is only useful where it beats it on balanced accuracy and AUROC.", ""]
     lines += _table(["metric", "model", "majority baseline"], rows)
+    chosen = metrics.get("at_threshold")
+    if isinstance(chosen, dict) and "threshold" in metrics:
+        lines += ["", f"At the threshold chosen on the validation part of the train split ({_fmt(metrics['threshold'])}, "
+                      f"{metrics.get('threshold_note', '')}): balanced accuracy {_fmt(chosen.get('balanced_accuracy'))}, "
+                      f"sensitivity {_fmt(chosen.get('sensitivity'))}, specificity {_fmt(chosen.get('specificity'))}."]
     lines += ["", "## Intended use", "",
               "Research on preprocessing and evaluation methods for cervical spine radiographs; comparisons "
               "between experiments of this registry on the same test split.", "",

@@ -120,6 +120,20 @@ def _variant_specs(args: argparse.Namespace) -> dict:
     return {name: VariantSpec.from_dict(name, spec) for name, spec in section.items()}
 
 
+def _ingest_validation(manifest: Path) -> dict:
+    """Ingest's validation.json beside the manifest (what the dataset card reports)."""
+    import json
+
+    path = Path(manifest).parent / "validation.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CsxaError("not found beside the manifest; the dataset card needs it (run csxa-data ingest)",
+                        path=path) from None
+    except (OSError, ValueError) as exc:
+        raise CsxaError(f"cannot read ({exc})", path=path) from None
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .atomic import check_writable
     from .build import BuildParams, build_variant, read_manifest
@@ -134,7 +148,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = args.out or Path("data/variants") / args.variant
     check_writable(out)
     report = build_variant(args.variant, specs[args.variant], read_manifest(args.manifest), release, out, params,
-                           workers=args.workers, progress=not args.quiet)
+                           workers=args.workers, progress=not args.quiet, validation=_ingest_validation(args.manifest))
     parts = [f"{split}: {t['samples']} samples of {t['cases']} cases in {t['shards']} shards {t['by_class']}"
              for split, t in report["totals"].items()]
     print(f"build {args.variant}: " + "; ".join(parts) + f"; {len(report['skipped'])} cases skipped; wrote {out}")

@@ -222,6 +222,15 @@ def registry_spec(repo: str, path: str, rev: str | None = None) -> str:
     return f"dvc://{repo}?{query}"
 
 
+def registry_variant(repo: str, variant: str, rev: str | None = None) -> str:
+    """The registry spec of a variant given by name (``wide_cropped``: ``data/variants/wide_cropped``)
+    or by path in the repository; a bare version ``vX.Y.Z`` means that variant's artifact tag."""
+    path = variant if "/" in variant else f"data/variants/{variant}"
+    if rev and re.fullmatch(r"v\d+\.\d+\.\d+", rev, re.ASCII):
+        rev = f"{path.rstrip('/').rsplit('/', 1)[-1]}@{rev}"
+    return registry_spec(repo, path, rev)
+
+
 def open_source(spec: str | os.PathLike | Source, params: SourceParams | None = None) -> Source:
     """A source from a folder path, an ``http(s)://`` URL or a ``dvc://REPO?rev=..&path=..`` spec."""
     if isinstance(spec, Source):

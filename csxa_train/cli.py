@@ -1,4 +1,4 @@
-"""``csxa-train``: train and evaluate on a published variant (local folder or http:// URL).
+"""``csxa-train``: train and evaluate on a published variant (a folder, an http(s) mirror or a registry revision).
 
 Run under ``torchrun --nproc_per_node N`` for several GPUs (or CPU processes): the same command.
 """
@@ -42,8 +42,29 @@ def _train_settings(args: argparse.Namespace) -> dict:
             settings[key] = value
     if args.variant is None:
         raise CsxaError("no variant: give --variant (a variant folder or URL) or an --experiment that names one")
-    settings["variant"] = args.variant
+    settings["variant"] = _from_registry(args, args.variant)
     return settings
+
+
+def _from_registry(args: argparse.Namespace, variant: str | None) -> str | None:
+    """With --registry, the variant (a name or a path in the registry) at --rev, read without a clone."""
+    from csxa_data.sources import registry_variant
+
+    if getattr(args, "registry", None) is None:
+        if getattr(args, "rev", None):
+            raise CsxaError("--rev needs --registry (the registry's git URL or path)")
+        return variant
+    if not variant:
+        raise CsxaError("--registry needs --variant (a variant name such as wide_cropped, or its path)")
+    return registry_variant(args.registry, variant, args.rev)
+
+
+def _add_registry(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", metavar="REPO",
+                        help="read the variant from this csxa registry (git URL or path) through DVC, without a "
+                             "clone or pull; --variant is then a variant name or its path in the registry")
+    parser.add_argument("--rev", help="with --registry: a published version (v1.0.0, meaning VARIANT@v1.0.0), a tag, "
+                                      "branch or commit (default: the registry's default branch)")
 
 
 def _check_experiment_keys(name: str, experiment: dict, params) -> None:
@@ -96,7 +117,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .fit import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.out, variant=args.variant, workers=args.workers)
+    metrics = evaluate_checkpoint(args.checkpoint, args.out, variant=_from_registry(args, args.variant),
+                                  workers=args.workers)
     if metrics is not None:
         print(f"evaluate: balanced accuracy {metrics['balanced_accuracy']:.3f}, accuracy {metrics['accuracy']:.3f} "
               f"(baseline {metrics['baseline']['accuracy']:.3f}); wrote {args.out}")
@@ -125,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "params.yaml, then experiments.<name>, then these options.")
     fit.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
     fit.add_argument("--experiment", help="name of an experiments.<name> section")
-    fit.add_argument("--variant", help="variant folder or http:// URL (default: data/variants/<the experiment's variant>)")
+    fit.add_argument("--variant", help="variant folder, http(s):// URL of a mirror of one, dvc://REPO?rev=..&path=.., or with "
+                                       "--registry a variant name (default: data/variants/<the experiment's variant>)")
     fit.add_argument("--out", type=Path, default=None,
                      help="output folder (default with --experiment: results/<experiment>)")
     fit.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default: train.model)")
@@ -137,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, help="seed of every random draw: split of validation cases, SMOTE, "
                                               "shuffles, channel orders, augmentation, weights (default: train.seed)")
     fit.add_argument("--workers", type=int, help="DataLoader workers for the test stream")
+    _add_registry(fit)
     fit.set_defaults(func=cmd_fit)
 
     evaluate = sub.add_parser(
@@ -147,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True, help="output folder for the evaluation files")
     evaluate.add_argument("--variant", help="variant folder or URL (default: the one the checkpoint was trained on)")
     evaluate.add_argument("--workers", type=int, help="DataLoader workers for the test stream")
+    _add_registry(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     compare = sub.add_parser(

@@ -564,6 +564,7 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
                                 "train_orders": config.train_orders if data.colour else None,
                                 "test_orders": list(orders), **counts},
                                threshold, config.calibration_bins)
+    write_model_card(out, title, details, config)
     print(f"{title}: balanced accuracy {details['balanced_accuracy']:.3f}, sensitivity {details['sensitivity']:.3f}, "
           f"specificity {details['specificity']:.3f}, AUROC {_fmt(details['auroc'])}, accuracy {details['accuracy']:.3f} "
           f"(majority baseline {details['baseline']['accuracy']:.3f}); at threshold {threshold:.3f} ({note}): "
@@ -573,6 +574,16 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_model_card(out: Path, title: str, details: dict, config: TrainConfig) -> None:
+    """MODEL_CARD.md: the data version, protocol and metrics beside the majority baseline."""
+    from csxa_data.cards import model_card
+
+    report = read_variant_json(config.variant, "shards.json")
+    data = {"variant": report.get("variant"), "source": str(config.variant),
+            "shards_sha256": [s["sha256"] for s in report["shards"]]}
+    (out / "MODEL_CARD.md").write_text(model_card(title, details, config.to_dict(), data), encoding="utf-8")
 
 
 def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str | None = None,

@@ -5,6 +5,7 @@ consumer tests through ``pytest_plugins``, so both share one build."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -112,19 +113,24 @@ def consumer_dir(registry: Registry, name: str) -> Path:
     return path
 
 
-@pytest.fixture
-def http_mirror(registry):
-    """A read-only HTTP server on 127.0.0.1 (a free port) over the registry's remote folder."""
+@contextlib.contextmanager
+def serve(folder: Path):
+    """A read-only static HTTP server on 127.0.0.1 (a free port) over ``folder``; yields its URL."""
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-    handler = functools.partial(Quiet, directory=str(registry.remote))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def http_mirror(registry):
+    """A read-only HTTP server over the registry's remote folder."""
+    with serve(registry.remote) as url:
+        yield url

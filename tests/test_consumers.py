@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO
 
 pytest.register_assert_rewrite("registry_fixture")
-from registry_fixture import ENV, consumer_dir, csxa_data, sh  # noqa: E402
+from registry_fixture import ENV, consumer_dir, csxa_data, serve, sh  # noqa: E402
 
 pytest_plugins = ["registry_fixture"]
 pytestmark = pytest.mark.slow   # end to end with git, dvc and gto (one shared registry)
@@ -36,10 +36,11 @@ def readme_block(name: str) -> str:
     return match.group(1).strip()
 
 
-def run_readme(name: str, cwd: Path, registry) -> subprocess.CompletedProcess:
+def run_readme(name: str, cwd: Path, registry, **env: str) -> subprocess.CompletedProcess:
     """Run a "For other teams" block verbatim in bash, with REGISTRY naming the test registry."""
-    result = subprocess.run(["bash", "-c", readme_block(name)], cwd=cwd, env={**ENV, "REGISTRY": str(registry.root)},
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(["bash", "-c", readme_block(name)], cwd=cwd,
+                            env={**ENV, "REGISTRY": str(registry.root), **env}, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, f"README block {name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -87,6 +88,16 @@ def test_for_other_teams_commands_verbatim(registry, request):
     assert "rev: wide_cropped@v1.0.0" in (project / "data/wide_cropped.dvc").read_text()
     run_readme("fit-imported", home, registry)
     assert (project / "results/check/metrics.json").is_file()
+
+    # stream a published version straight into training: no clone, no pull, no import
+    test_cases = json.loads((project / "data/wide_cropped/shards.json").read_text())["totals"]["test"]["samples"]
+    run_readme("fit-streamed", home, registry)
+    assert json.loads((home / "results/streamed/metrics.json").read_text())["n"] == test_cases
+    assert not (home / "data").exists() and not (home / ".dvc").exists()
+    # and from a static HTTP mirror of the variant folders
+    with serve(clone / "data/variants") as mirror:
+        run_readme("fit-mirror", home, registry, MIRROR=mirror)
+    assert json.loads((home / "results/mirrored/metrics.json").read_text())["n"] == test_cases
     request.getfixturevalue("second_version")   # the registry publishes wide_cropped@v1.1.0
     run_readme("update", home, registry)
     assert_intact_variant(project / "data/wide_cropped", grow_x=40)
