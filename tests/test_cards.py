@@ -22,9 +22,11 @@ def front_matter(card: str) -> tuple[dict, str]:
 def built(small_synth, tmp_path_factory):
     root = tmp_path_factory.mktemp("cards")
     write_ingest(run_ingest(small_synth / "release", IngestParams(), workers=2, progress=False), root / "ingest")
+    validation = json.loads((root / "ingest" / "validation.json").read_text())
     report = build_variant("wide_cropped", VariantSpec(crop="landmarks", grow_x=10, grow_y=20, out_size=32),
                            read_manifest(root / "ingest" / "manifest.csv"), small_synth / "release",
-                           root / "variant", BuildParams(shard_size=20, min_shards=2), workers=2, progress=False)
+                           root / "variant", BuildParams(shard_size=20, min_shards=2), workers=2, progress=False,
+                           validation=validation)
     return root, report
 
 
@@ -32,6 +34,7 @@ def test_dataset_card_states_what_the_reports_say(built):
     root, report = built
     validation = json.loads((root / "ingest" / "validation.json").read_text())
     stats = json.loads((root / "variant" / "stats.json").read_text())
+    assert (root / "variant" / "README.md").read_text() == dataset_card("wide_cropped", report, stats, validation)
     card = dataset_card("wide_cropped", report, stats, validation, registry="https://example.org/csxa")
     meta, body = front_matter(card)
     assert meta["pretty_name"] == "CSXA wide_cropped (csxa variant)"

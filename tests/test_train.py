@@ -440,3 +440,11 @@ def test_fit_out_defaults_to_results_experiment(tmp_path, variant, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["fit", "--params", str(params), "--experiment", "tiny", "--variant", str(variant)]) == 0
     assert (tmp_path / "results" / "tiny" / "metrics.json").is_file()
+
+
+def test_fit_writes_a_model_card_with_the_data_version_and_the_baseline(fitted, variant):
+    out, _ = fitted
+    card = (out / "MODEL_CARD.md").read_text()
+    shards = json.loads((variant / "shards.json").read_text())["shards"]
+    assert card.startswith("---\n") and shards[0]["sha256"] in card
+    assert "| balanced accuracy |" in card and "majority baseline" in card and "not a diagnostic device" in card
