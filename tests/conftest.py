@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from csxa_data.synth import SynthParams, write_synthetic_release
 
@@ -66,3 +67,16 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``csxa-data ARGS`` as a user would, capturing output."""
     return subprocess.run([sys.executable, "-m", "csxa_data", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
+
+
+def tiny_params(root: Path) -> None:
+    """Shrink a project copy's params.yaml for end-to-end tests: 40 cases, 32 px, smallcnn, 1 epoch."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["synth"].update(cases=40, size_scale=0.2, asymptomatic_fraction=0.25)
+    for spec in params["variants"].values():
+        spec["out_size"] = 32
+        if spec["crop"] == "centre":
+            spec["centre_size"] = 100
+    params["build"].update(shard_size=10, min_shards=2)
+    params["train"].update(model="smallcnn", epochs=1, image_size=32, workers=0)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import fresh_clone
+from conftest import fresh_clone, tiny_params
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Registry Test", "GIT_AUTHOR_EMAIL": "registry@test",
             "GIT_COMMITTER_NAME": "Registry Test", "GIT_COMMITTER_EMAIL": "registry@test"}
@@ -50,19 +50,6 @@ class Registry:
     root: Path      # the registry's git repository (a data steward's clone)
     remote: Path    # its local-folder DVC remote
     base: Path      # a scratch folder for consumers
-
-
-def tiny_params(root: Path) -> None:
-    """The project's params, shrunk as in test_dvc_pipeline: 40 cases, 32 px, smallcnn, 1 epoch."""
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["synth"].update(cases=40, size_scale=0.2, asymptomatic_fraction=0.25)
-    for spec in params["variants"].values():
-        spec["out_size"] = 32
-        if spec["crop"] == "centre":
-            spec["centre_size"] = 100
-    params["build"].update(shard_size=10, min_shards=2)
-    params["train"].update(model="smallcnn", epochs=1, image_size=32, workers=0)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import fresh_clone
+from conftest import fresh_clone, tiny_params
 
 
 def dvc(*args, cwd):
@@ -30,15 +30,7 @@ def ran(output):
 def project(tmp_path_factory):
     """A committed copy of the project with a tiny synthetic release and small images."""
     root = fresh_clone(tmp_path_factory.mktemp("project") / "p")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["synth"].update(cases=40, size_scale=0.2, asymptomatic_fraction=0.25)
-    for spec in params["variants"].values():
-        spec["out_size"] = 32
-        if spec["crop"] == "centre":
-            spec["centre_size"] = 100
-    params["build"].update(shard_size=10, min_shards=2)
-    params["train"].update(model="smallcnn", epochs=1, image_size=32, workers=0)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    tiny_params(root)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny params"], cwd=root,
                    check=True)
     return root
