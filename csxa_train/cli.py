@@ -103,6 +103,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_landmarks(args: argparse.Namespace) -> int:
+    from csxa_data.params import load_section
+
+    from .landmark_baseline import LandmarkConfig, Protocol, run_baseline, summary_line
+
+    config = LandmarkConfig.from_dict(load_section(args.params, "landmarks"))
+    protocol = Protocol.from_train_section(load_section(args.params, "train"))
+    results = run_baseline(args.manifest, args.landmarks, args.results, config, protocol,
+                           measurements_out=args.measurements)
+    for name, details in results.items():
+        print(summary_line(name, details))
+    print(f"landmarks: wrote {', '.join(str(Path(args.results) / n) for n in results)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``csxa-train`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -169,6 +184,26 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--resamples", type=int, help="bootstrap resamples (default: compare.resamples)")
     compare.add_argument("--seed", type=int, help="bootstrap seed (default: compare.seed)")
     compare.set_defaults(func=cmd_compare)
+
+    landmarks = sub.add_parser(
+        "landmarks", help="the landmark-measurement baseline: two classifiers on radiographic parameters",
+        description="Compute per case the radiographic parameters of the 23 landmarks (C2-C7 Cobb angle, disc "
+                    "heights and their ratios to the vertebral body heights, vertebral slip), then train a "
+                    "class-balanced logistic regression and a gradient-boosted tree on the manifest's train split "
+                    "(less the networks' validation part, which chooses the threshold: train.val_fraction, "
+                    "train.threshold, train.seed) and score the test split. Writes RESULTS/landmarks_logreg/ and "
+                    "RESULTS/landmarks_gbt/ with the files of a trained experiment (predictions.csv, metrics.json, "
+                    "evaluation.json, ...). Settings: the `landmarks` section.")
+    landmarks.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
+    landmarks.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"),
+                           help="the ingest manifest: cases, classes and the split (default: data/ingest/manifest.csv)")
+    landmarks.add_argument("--landmarks", type=Path, default=Path("data/ingest/landmarks.csv"),
+                           help="the 23 landmarks per case (default: data/ingest/landmarks.csv)")
+    landmarks.add_argument("--results", type=Path, default=Path("results"),
+                           help="folder to write landmarks_logreg/ and landmarks_gbt/ into (default: results)")
+    landmarks.add_argument("--measurements", type=Path, default=None,
+                           help="also write the per-case measurement table (CSV) here")
+    landmarks.set_defaults(func=cmd_landmarks)
     return parser
 
 
