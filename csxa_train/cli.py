@@ -118,6 +118,18 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    summary = explain(args.checkpoint, args.out, variant=args.variant, per_kind=args.per_kind,
+                      progress=not args.quiet)
+    share, area = summary["heat_in_box"], summary["box_area"]
+    print(f"explain {summary['experiment']}: {'n/a' if share is None else f'{share:.1%}'} of the Grad-CAM heat inside "
+          f"the landmark box, which covers {area:.1%} of the image, over {summary['n']} test cases; "
+          f"wrote {Path(args.out) if args.out else Path(args.checkpoint).parent}/gradcam.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``csxa-train`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -204,6 +216,22 @@ def build_parser() -> argparse.ArgumentParser:
     landmarks.add_argument("--measurements", type=Path, default=None,
                            help="also write the per-case measurement table (CSV) here")
     landmarks.set_defaults(func=cmd_landmarks)
+
+    explain = sub.add_parser(
+        "explain", help="where a model looks: Grad-CAM over the test split, a contact sheet and the heat in the spine",
+        description="Score the test split of the checkpoint's variant, compute a Grad-CAM map (grad-cam package) of "
+                    "the predicted class (at the threshold the run chose) for every test case, and write "
+                    "OUT/gradcam.png (the most confident true positives, false positives and false negatives, the "
+                    "landmark box drawn), gradcam.csv (per case: the share of the heat inside the landmark box and "
+                    "the share of the image the box covers) and gradcam.json (their means).")
+    explain.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt written by csxa-train fit")
+    explain.add_argument("--out", type=Path, default=None, help="output folder (default: the checkpoint's folder)")
+    explain.add_argument("--variant", help="variant folder or URL (default: the one the checkpoint was trained on)")
+    explain.add_argument("--per-kind", dest="per_kind", type=int, default=4,
+                         help="cases per row of the contact sheet: true positives, false positives, false negatives "
+                              "(default: 4)")
+    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+    explain.set_defaults(func=cmd_explain)
     return parser
 
 
