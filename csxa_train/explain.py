@@ -102,7 +102,7 @@ def target_layer(model: nn.Module, size: int, min_side: int = MIN_SIDE) -> tuple
     hooks = [layer.register_forward_hook(record(name)) for name, layer in candidate_layers(model)]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, size, size))
+            model.eval()(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
     finally:
         for hook in hooks:
             hook.remove()
@@ -192,10 +192,10 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
     out = Path(out) if out is not None else checkpoint.parent
     experiment = str(state_name(checkpoint))
     state, config = _checked_state(checkpoint, variant)
-    device = torch.device("cpu")  # maps need gradients per sample; small batches fit any device
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(config.model, "none")
     model.load_state_dict(state["model"])
-    model.eval()
+    model.to(device).eval()
     mean, std = (torch.tensor(state["normalisation"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
     threshold = float(state.get("threshold", 0.5))
     test = load_test_split(config.variant)
@@ -209,7 +209,7 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
         for start in tqdm(starts, desc=f"explain {experiment}", unit="batch", disable=not progress):
             x = (prepare(torch.from_numpy(test.images[start:start + batch_size]), config.image_size) - mean) / std
             with torch.no_grad():
-                p = torch.softmax(model(x.to(device)), dim=1)[:, 1].numpy()
+                p = torch.softmax(model(x.to(device)).float(), dim=1)[:, 1].cpu().numpy()
             targets = [ClassifierOutputTarget(int(s >= threshold)) for s in p]
             cams.append(cam(input_tensor=x, targets=targets))
             scores.append(p)
