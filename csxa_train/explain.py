@@ -26,6 +26,7 @@ is inside the box when its centre is. Colour variants are explained in channel o
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,10 @@ class TestSplit:
 def box_in_image(landmark_box, crop_box, width: int, height: int) -> tuple[float, float, float, float]:
     """The landmark box (film pixels) in the pixels of an image of ``width`` x ``height`` made by
     resizing the film's ``crop_box`` region to that size; clipped to the image."""
+    for name, box in (("landmark_box", landmark_box), ("crop_box", crop_box)):
+        if not (isinstance(box, (list, tuple)) and len(box) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+            raise CsxaError(f"{name} {box!r} is not four finite numbers")
     x0, y0, x1, y1 = (float(v) for v in landmark_box)
     cx0, cy0, cx1, cy1 = (float(v) for v in crop_box)
     if not (cx1 > cx0 and cy1 > cy0):
@@ -130,7 +135,7 @@ def load_test_split(source) -> TestSplit:
         image, meta = sample["image"], sample["meta"]
         try:
             box = box_in_image(meta["landmark_box"], meta["crop_box"], image.shape[1], image.shape[0])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, CsxaError) as exc:
             raise CsxaError(f"sample {sample['key']!r}: no usable landmark_box and crop_box in its metadata ({exc})",
                             path=str(source)) from None
         images.append(np.ascontiguousarray(image.transpose(2, 0, 1)))

@@ -44,6 +44,8 @@ def test_box_is_mapped_through_the_crop_into_the_image():
     assert box_in_image([0, 0, 60, 500], [10, 20, 110, 220], 50, 50) == (0.0, 0.0, 25.0, 50.0)
     with pytest.raises(CsxaError, match="empty"):
         box_in_image([0, 0, 1, 1], [5, 5, 5, 9], 10, 10)
+    with pytest.raises(CsxaError, match="landmark_box \\[0, True, 1, 1\\] is not four finite numbers"):
+        box_in_image([0, True, 1, 1], [0, 0, 9, 9], 10, 10)
 
 
 def test_heat_share_counts_pixel_centres_inside_the_box():
