@@ -5,7 +5,8 @@ y down; the patient faces left, so "left" corners are anterior and "right" corne
 and one table-level function from ``landmarks.csv`` (long: number, label, x, y) to one row per
 case. The synthetic atlas writes its sheet's measures with the same functions.
 
-Definitions (as the atlas measures them on these points):
+Definitions (the atlas's paper names these parameters; the exact point choices below are this
+module's, made on the 23 points the release carries, and stated so they can be checked):
 
 - **C2-C7 Cobb angle**: the angle between C2's inferior endplate and C7's inferior endplate
   (degrees; positive = lordosis, negative = kyphosis). The segmental angles between consecutive
