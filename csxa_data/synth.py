@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import datetime
 import io
-import math
 import os
 import re
 import zipfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import film
+from . import film, measurements
 from .atomic import atomic_path
 from .errors import CsxaError
 from .landmarks import LANDMARK_LABELS, dump_labelme, labelme_document, labelme_shape
@@ -216,33 +215,15 @@ def _film(case: dict, grey: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
 
 
 def radiographic_parameters(landmarks: dict, mm_per_pixel: float) -> dict:
-    """A few of the sheet's quantitative columns, measured on the landmarks as the atlas does."""
-    def point(label):
-        return np.array(landmarks[label], dtype=float)
-
-    def endplate_angle(level: int, side: str) -> float:
-        v = point(f"C{level} {side} right") - point(f"C{level} {side} left")
-        return math.degrees(math.atan2(v[1], v[0]))
-
-    c2 = math.degrees(math.atan2(*(point("C2 bottom right") - point("C2 bottom left"))[::-1]))
-    # lordosis positive: the C2 endplate tilts the other way from C7's in a lordotic neck
-    cobb = c2 - endplate_angle(7, "bottom")
-    local = [endplate_angle(n, "bottom") - endplate_angle(n + 1, "bottom") for n in range(3, 7)]
-    if cobb < -5:
-        curvature = 5
-    elif max(local) > 3 and min(local) < -3:
-        curvature = 3 if local[0] > 0 else 4
-    elif cobb > 5:
-        curvature = 1
-    else:
-        curvature = 2
-    sva = (point("C7 top right")[0] - point("C2 centroid")[0]) * mm_per_pixel
+    """A few of the sheet's quantitative columns, measured on the landmarks as the atlas does
+    (the formulas are ``csxa_data.measurements``')."""
+    cobb = measurements.cobb_angle(landmarks)
+    curvature = measurements.curvature_class(cobb, measurements.segmental_angles(landmarks))
+    sva = measurements.sva(landmarks) * mm_per_pixel
     row = {CURVATURE_COLUMN: curvature, "Pixel equivalent (mm/pixel)": round(mm_per_pixel, 4),
            "C2-7 Cobb angle (°)": round(cobb, 2), "C2-7 SVA (mm)": round(sva, 2)}
     for n in range(2, 7):
-        upper = [point(f"C{n} bottom left"), point(f"C{n} bottom right")]
-        lower = [point(f"C{n + 1} top left"), point(f"C{n + 1} top right")]
-        height = np.mean([np.linalg.norm(a - b) for a, b in zip(upper, lower)]) * mm_per_pixel
+        height = measurements.disc_height(landmarks, n) * mm_per_pixel
         row[f"C{n}-{n + 1} disc height (mm)"] = round(float(height), 2)
     return row
 

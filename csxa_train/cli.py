@@ -125,6 +125,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_landmarks(args: argparse.Namespace) -> int:
+    from csxa_data.params import load_section
+
+    from .landmark_baseline import LandmarkConfig, Protocol, run_baseline, summary_line
+
+    config = LandmarkConfig.from_dict(load_section(args.params, "landmarks"))
+    protocol = Protocol.from_train_section(load_section(args.params, "train"))
+    results = run_baseline(args.manifest, args.landmarks, args.results, config, protocol,
+                           measurements_out=args.measurements)
+    for name, details in results.items():
+        print(summary_line(name, details))
+    print(f"landmarks: wrote {', '.join(str(Path(args.results) / n) for n in results)}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    summary = explain(args.checkpoint, args.out, variant=args.variant, per_kind=args.per_kind,
+                      progress=not args.quiet)
+    share, area = summary["heat_in_box"], summary["box_area"]
+    print(f"explain {summary['experiment']}: {'n/a' if share is None else f'{share:.1%}'} of the Grad-CAM heat inside "
+          f"the landmark box, which covers {area:.1%} of the image, over {summary['n']} test cases; "
+          f"wrote {Path(args.out) if args.out else Path(args.checkpoint).parent}/gradcam.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``csxa-train`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -194,6 +221,42 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--resamples", type=int, help="bootstrap resamples (default: compare.resamples)")
     compare.add_argument("--seed", type=int, help="bootstrap seed (default: compare.seed)")
     compare.set_defaults(func=cmd_compare)
+
+    landmarks = sub.add_parser(
+        "landmarks", help="the landmark-measurement baseline: two classifiers on radiographic parameters",
+        description="Compute per case the radiographic parameters of the 23 landmarks (C2-C7 Cobb angle, disc "
+                    "heights and their ratios to the vertebral body heights, vertebral slip), then train a "
+                    "class-balanced logistic regression and a gradient-boosted tree on the manifest's train split "
+                    "(less the networks' validation part, which chooses the threshold: train.val_fraction, "
+                    "train.threshold, train.seed) and score the test split. Writes RESULTS/landmarks_logreg/ and "
+                    "RESULTS/landmarks_gbt/ with the files of a trained experiment (predictions.csv, metrics.json, "
+                    "evaluation.json, ...). Settings: the `landmarks` section.")
+    landmarks.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
+    landmarks.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"),
+                           help="the ingest manifest: cases, classes and the split (default: data/ingest/manifest.csv)")
+    landmarks.add_argument("--landmarks", type=Path, default=Path("data/ingest/landmarks.csv"),
+                           help="the 23 landmarks per case (default: data/ingest/landmarks.csv)")
+    landmarks.add_argument("--results", type=Path, default=Path("results"),
+                           help="folder to write landmarks_logreg/ and landmarks_gbt/ into (default: results)")
+    landmarks.add_argument("--measurements", type=Path, default=None,
+                           help="also write the per-case measurement table (CSV) here")
+    landmarks.set_defaults(func=cmd_landmarks)
+
+    explain = sub.add_parser(
+        "explain", help="where a model looks: Grad-CAM over the test split, a contact sheet and the heat in the spine",
+        description="Score the test split of the checkpoint's variant, compute a Grad-CAM map (grad-cam package) of "
+                    "the predicted class (at the threshold the run chose) for every test case, and write "
+                    "OUT/gradcam.png (the most confident true positives, false positives and false negatives, the "
+                    "landmark box drawn), gradcam.csv (per case: the share of the heat inside the landmark box and "
+                    "the share of the image the box covers) and gradcam.json (their means).")
+    explain.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt written by csxa-train fit")
+    explain.add_argument("--out", type=Path, default=None, help="output folder (default: the checkpoint's folder)")
+    explain.add_argument("--variant", help="variant folder or URL (default: the one the checkpoint was trained on)")
+    explain.add_argument("--per-kind", dest="per_kind", type=int, default=4,
+                         help="cases per row of the contact sheet: true positives, false positives, false negatives "
+                              "(default: 4)")
+    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+    explain.set_defaults(func=cmd_explain)
     return parser
 
 

@@ -7,6 +7,7 @@ and outputs against them (lazily: every failure is collected, then the stage dec
 - ``files.FileNames``     metadata parsed from the PNG and JSON file names
 - ``landmarks.Landmarks`` one row per kept case and landmark (``landmarks.csv``)
 - ``manifest.Manifest``   the published clean manifest (``manifest.csv``), one row per kept case
+- ``measurements.Measurements`` radiographic parameters per case, from the landmarks
 - ``logs.Repairs``, ``logs.Drops``  every repair and every drop, with its rule
 - ``shards.SampleMeta``  the JSON metadata of every sample in a variant's shards
 """
@@ -15,7 +16,8 @@ from .files import FileNames
 from .landmarks import Landmarks
 from .logs import Drops, Repairs
 from .manifest import Manifest
+from .measurements import Measurements
 from .shards import SampleMeta
 from .sheet import SheetRows
 
-__all__ = ["Drops", "FileNames", "Landmarks", "Manifest", "Repairs", "SampleMeta", "SheetRows"]
+__all__ = ["Drops", "FileNames", "Landmarks", "Manifest", "Measurements", "Repairs", "SampleMeta", "SheetRows"]

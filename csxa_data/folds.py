@@ -1,0 +1,93 @@
+"""Cross-validation folds by case, over the train split, stable under adding a case.
+
+Each case's fold is ``floor(k x h)``, where ``h`` in [0, 1) is a keyed hash of its case number
+(BLAKE2b keyed with the salt): a case's fold depends on its own number alone, so a new release
+version that adds or removes cases moves no other case between folds, as the registry's
+train/test split does. All samples of a case (a colour variant's two channel orders) share the
+case's fold. Stratification by class comes from the salt: :func:`find_fold_salt` searches, once
+for a release, the first salt whose folds hold every class in near-equal shares, and
+``cv.seed`` freezes it (a later case that joins moves the shares by one at most).
+
+The folds cover the train split alone: the test split stays the untouched hold-out that every
+cross-validated choice is finally checked on, and the registry's split does not move.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from .errors import CsxaError
+
+
+def case_draw(number: int, salt: int) -> float:
+    """A case's fixed position in [0, 1): a keyed hash of its number and the salt, nothing else."""
+    digest = hashlib.blake2b(str(int(number)).encode(), digest_size=8, key=str(int(salt)).encode()).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def check_fold_count(labels: pd.Series, folds: int) -> None:
+    """At least 2 folds, and no more than the smallest class has cases (else a fold lacks it)."""
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise CsxaError(f"cv.folds must be a whole number of at least 2, not {folds!r}", path="params.yaml")
+    counts = pd.Series(labels).value_counts()
+    if len(counts) < 2:
+        raise CsxaError(f"cross-validation needs both classes in the train split; it holds class(es) {sorted(counts.index)}")
+    if folds > int(counts.min()):
+        raise CsxaError(f"cv.folds {folds} is larger than the {int(counts.min())} train cases of class "
+                        f"{counts.idxmin()}: some fold would have none; use at most {int(counts.min())} folds",
+                        path="params.yaml")
+
+
+def assign_folds(numbers: pd.Series, labels: pd.Series, folds: int, salt: int) -> pd.Series:
+    """The fold (0 .. folds-1) of every case, indexed like ``numbers``: ``floor(folds x
+    case_draw(number, salt))``."""
+    numbers, labels = pd.Series(numbers), pd.Series(labels)
+    if numbers.duplicated().any():
+        raise CsxaError(f"case(s) listed twice: {sorted(numbers[numbers.duplicated()].tolist())[:5]}")
+    check_fold_count(labels, folds)
+    draws = numbers.map(lambda n: case_draw(n, salt)).to_numpy(dtype=float)
+    return pd.Series(np.minimum((draws * folds).astype(np.int64), folds - 1), index=numbers.index, name="fold")
+
+
+def fold_counts(folds: pd.Series, labels: pd.Series) -> pd.DataFrame:
+    """Cases per fold (rows) and class (columns)."""
+    return pd.crosstab(folds, labels).reindex(range(int(folds.max()) + 1), fill_value=0)
+
+
+def _balanced(counts: np.ndarray, tolerance: float) -> bool:
+    """counts: folds x classes; every count within max(1, tolerance x mean) of its class's mean."""
+    mean = counts.mean(axis=0)
+    return bool((np.abs(counts - mean) <= np.maximum(1.0, tolerance * mean)).all())
+
+
+def is_stratified(folds: pd.Series, labels: pd.Series, tolerance: float = 0.1) -> bool:
+    """Every class's count in every fold within ``max(1, tolerance x its mean per fold)`` of that mean."""
+    return _balanced(fold_counts(folds, labels).to_numpy(dtype=float), tolerance)
+
+
+def find_fold_salt(numbers: pd.Series, labels: pd.Series, folds: int, *, start: int = 0, tries: int = 100_000,
+                   tolerance: float = 0.1) -> int:
+    """The first salt from ``start`` whose folds are stratified (:func:`is_stratified`): searched
+    once for a release, then frozen in ``cv.seed``."""
+    check_fold_count(labels, folds)
+    numbers = [int(n) for n in numbers]
+    codes, _ = pd.factorize(pd.Series(labels), sort=True)
+    classes = int(codes.max()) + 1
+    for salt in range(start, start + tries):
+        fold = np.minimum((np.array([case_draw(n, salt) for n in numbers]) * folds).astype(np.int64), folds - 1)
+        counts = np.bincount(fold * classes + codes, minlength=folds * classes).reshape(folds, classes)
+        if _balanced(counts.astype(float), tolerance):
+            return salt
+    raise CsxaError(f"no salt in {start}..{start + tries - 1} gives stratified folds; raise the tolerance")
+
+
+def train_folds(manifest: pd.DataFrame, folds: int, salt: int) -> pd.DataFrame:
+    """``number, label, fold`` for every case of the manifest's train split, sorted by number."""
+    train = manifest[manifest.split == "train"].sort_values("number", ignore_index=True)
+    if train.empty:
+        raise CsxaError("the manifest has no train cases to fold")
+    return pd.DataFrame({"number": train.number.astype("int64"), "label": train.label.astype("int64"),
+                         "fold": assign_folds(train.number, train.label, folds, salt)})

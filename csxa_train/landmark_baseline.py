@@ -1,0 +1,216 @@
+"""A landmark-measurement baseline: do a handful of radiographic measurements classify as well as
+the pixels?
+
+From ``landmarks.csv`` (the atlas's 23 points per case) the radiographic parameters of
+``csxa_data.measurements`` are computed per case; the scale-free ones (C2-C7 Cobb angle, the five
+disc-to-body height ratios, the five slip fractions) feed two scikit-learn classifiers, both
+class-balanced (``class_weight="balanced"``):
+
+- ``landmarks_logreg``: standardised features, L2 logistic regression;
+- ``landmarks_gbt``: a histogram gradient-boosted tree (no early stopping, seeded).
+
+They train on the ingest manifest's train split (the networks' train cases) less a validation
+part drawn exactly as the networks draw theirs (``csxa_train.fit.validation_cases`` with
+``train.val_fraction`` and ``train.seed``: the same held-out cases), choose the threshold on that
+part (``train.threshold``, ``csxa_train.evaluate.choose_threshold``), and score the test split.
+Each writes ``OUT/EXPERIMENT/`` with the files a trained experiment writes
+(``csxa_train.fit.write_evaluation``: predictions.csv, metrics.json, evaluation.json, roc.csv,
+confusion.csv, calibration.csv, report.png), so ``compare`` reads them like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from csxa_data.errors import CsxaError
+
+# experiment name -> classifier kind
+EXPERIMENTS = {"landmarks_logreg": "logreg", "landmarks_gbt": "gbt"}
+MODEL_NAMES = {"logreg": "logistic_regression", "gbt": "hist_gradient_boosting"}
+
+
+@dataclass(frozen=True)
+class LandmarkConfig:
+    """The ``landmarks`` section of params.yaml: the two classifiers' settings."""
+
+    logreg_c: float = 1.0              # inverse L2 strength (features standardised on the train part)
+    logreg_max_iter: int = 1000
+    gbt_max_iter: int = 200            # boosting iterations
+    gbt_learning_rate: float = 0.05
+    gbt_max_depth: int = 3
+    gbt_min_samples_leaf: int = 10
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "LandmarkConfig":
+        from csxa_data.params import dataclass_from_section, require
+
+        config = dataclass_from_section(cls, data or {}, "landmarks")
+        require(config.logreg_c > 0 and config.logreg_max_iter >= 1,
+                "landmarks.logreg_c must be positive and landmarks.logreg_max_iter at least 1")
+        require(config.gbt_max_iter >= 1 and 0 < config.gbt_learning_rate <= 1 and config.gbt_max_depth >= 1
+                and config.gbt_min_samples_leaf >= 1,
+                "landmarks.gbt_max_iter, gbt_max_depth and gbt_min_samples_leaf must be at least 1 and "
+                "landmarks.gbt_learning_rate within (0, 1]")
+        return config
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What the baseline shares with the networks (the ``train`` section): the seed, the
+    validation fraction, the threshold rule and the calibration bins."""
+
+    seed: int
+    val_fraction: float
+    threshold: str | float
+    calibration_bins: int
+
+    @classmethod
+    def from_train_section(cls, train: dict) -> "Protocol":
+        """Checked exactly as ``csxa-train fit`` checks them (its TrainConfig)."""
+        from .fit import TrainConfig
+
+        config = TrainConfig.from_dict({**(train or {}), "variant": "(landmarks)"})
+        return cls(config.seed, config.val_fraction, config.threshold, config.calibration_bins)
+
+
+def classifier(kind: str, config: LandmarkConfig, seed: int):
+    """An unfitted, class-balanced scikit-learn classifier: ``logreg`` or ``gbt``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if kind == "logreg":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=config.logreg_c, max_iter=config.logreg_max_iter,
+                                                                  class_weight="balanced", random_state=seed))
+    if kind == "gbt":
+        return HistGradientBoostingClassifier(max_iter=config.gbt_max_iter, learning_rate=config.gbt_learning_rate,
+                                              max_depth=config.gbt_max_depth,
+                                              min_samples_leaf=config.gbt_min_samples_leaf,
+                                              class_weight="balanced", early_stopping=False, random_state=seed)
+    raise CsxaError(f"unknown landmark classifier {kind!r}; known: {sorted(MODEL_NAMES)}")
+
+
+def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.DataFrame:
+    """One row per manifest case: number, stem, label, split and the measurements. Every case of
+    the manifest needs its 23 landmarks (a missing case is an error naming it)."""
+    from csxa_data.build import read_manifest
+    from csxa_data.measurements import measurement_table
+
+    manifest = read_manifest(manifest_path)
+    try:
+        landmarks = pd.read_csv(landmarks_path)
+    except FileNotFoundError:
+        raise CsxaError("landmarks table not found (run the ingest stage)", path=landmarks_path) from None
+    except (OSError, ValueError) as exc:
+        raise CsxaError(f"cannot read as CSV ({exc})", path=landmarks_path) from None
+    if "number" in landmarks.columns:
+        numbers = pd.to_numeric(landmarks.number, errors="coerce")
+        if numbers.isna().any():
+            raise CsxaError(f"row {int(np.flatnonzero(numbers.isna())[0]) + 2}: case number "
+                            f"{landmarks.number[numbers.isna()].iloc[0]!r} is not a number", path=landmarks_path)
+        landmarks["number"] = numbers.astype("int64")
+        absent = sorted(set(manifest.number) - set(landmarks.number))
+        if absent:
+            raise CsxaError(f"case {absent[0]} of the manifest has no landmarks "
+                            f"({len(absent)} case(s) without: {absent[:5]}{' ...' if len(absent) > 5 else ''})",
+                            path=landmarks_path)
+        landmarks = landmarks[landmarks.number.isin(manifest.number)]
+    measurements = measurement_table(landmarks, source=str(landmarks_path))
+    cases = manifest[["number", "stem", "label", "split"]].merge(measurements, on="number", how="left",
+                                                                  validate="one_to_one")
+    return cases.sort_values("stem", ignore_index=True)
+
+
+def split_train(cases: pd.DataFrame, protocol: Protocol) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train split's cases as (train part, validation part), drawn exactly as the networks'
+    (``fit.validation_cases`` over the train cases sorted by stem)."""
+    from .fit import validation_cases
+
+    train = cases[cases.split == "train"].sort_values("stem", ignore_index=True)
+    held = validation_cases(train.label.to_numpy(), train.stem.tolist(), protocol.val_fraction, protocol.seed)
+    part, validation = train[~held].reset_index(drop=True), train[held].reset_index(drop=True)
+    if part.label.nunique() < 2:
+        raise CsxaError(f"the train part holds one class only ({len(part)} cases) after holding out "
+                        f"{int(held.sum())} for validation; a classifier needs both (lower train.val_fraction)")
+    return part, validation
+
+
+def _counts(part: pd.DataFrame, validation: pd.DataFrame) -> dict:
+    by_class = lambda frame: {str(k): int(v) for k, v in frame.label.value_counts().sort_index().items()}  # noqa: E731
+    return {"train_cases": int(len(part)), "validation_cases": int(len(validation)),
+            "train_by_class": by_class(part), "validation_by_class": by_class(validation),
+            "majority_class": int(np.bincount(part.label.to_numpy(), minlength=2).argmax()),
+            "train_samples": int(len(part))}
+
+
+def fit_and_predict(cases: pd.DataFrame, kind: str, config: LandmarkConfig, protocol: Protocol,
+                    features: tuple[str, ...]) -> tuple[pd.DataFrame, float, str, dict]:
+    """Fit one classifier on the train part, choose the threshold on the validation part, score
+    the test split; returns (predictions as ``fit.predict`` writes them, threshold, note, counts)."""
+    from .evaluate import choose_threshold
+
+    part, validation = split_train(cases, protocol)
+    test = cases[cases.split == "test"].sort_values("stem", ignore_index=True)
+    if test.empty:
+        raise CsxaError("the manifest has no test cases to score")
+    model = classifier(kind, config, protocol.seed)
+    model.fit(part[list(features)].to_numpy(float), part.label.to_numpy())
+    positive = list(model.classes_).index(1)
+    val_scores = model.predict_proba(validation[list(features)].to_numpy(float))[:, positive] \
+        if len(validation) else np.zeros(0)
+    threshold, note = choose_threshold(validation.label.to_numpy(), val_scores, protocol.threshold)
+    scores = model.predict_proba(test[list(features)].to_numpy(float))[:, positive]
+    predictions = pd.DataFrame({"key": test.stem.astype(str), "number": test.number.astype(int),
+                                "label": test.label.astype(int), "score": scores.astype(float)})
+    predictions["pred"] = (predictions.score >= 0.5).astype(int)
+    return predictions, threshold, note, _counts(part, validation)
+
+
+def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Path, config: LandmarkConfig,
+                 protocol: Protocol, *, measurements_out: str | Path | None = None) -> dict[str, dict]:
+    """Both classifiers: ``RESULTS/landmarks_logreg/`` and ``RESULTS/landmarks_gbt/`` (each written
+    to a temporary folder, then renamed into place file by file), and the measurement table if asked; returns
+    each experiment's evaluation details."""
+    from csxa_data.atomic import atomic_path
+    from csxa_data.measurements import SCALE_FREE_FEATURES
+
+    from .fit import write_evaluation
+
+    cases = read_inputs(manifest, landmarks)
+    if measurements_out is not None:
+        with atomic_path(measurements_out) as tmp:
+            cases.drop(columns=["stem", "label", "split"]).sort_values("number").to_csv(
+                tmp, index=False, float_format="%.6f")
+    out = {}
+    for name, kind in EXPERIMENTS.items():
+        predictions, threshold, note, counts = fit_and_predict(cases, kind, config, protocol, SCALE_FREE_FEATURES)
+        extra = {"experiment": name, "variant": "landmarks", "model": MODEL_NAMES[kind],
+                 "balance": "class_weight_balanced", "features": list(SCALE_FREE_FEATURES),
+                 "settings": asdict(config), "threshold_rule": str(protocol.threshold), "threshold_note": note,
+                 **counts}
+        target = Path(results) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{name}.tmp-", dir=target.parent) as tmp:
+            out[name] = write_evaluation(Path(tmp), predictions, counts["majority_class"], name, extra, threshold,
+                                         protocol.calibration_bins)
+            # file by file into place: other files there (DVC's .gitignore) stay
+            target.mkdir(exist_ok=True)
+            for file in sorted(Path(tmp).iterdir()):
+                os.replace(file, target / file.name)
+    return out
+
+
+def summary_line(name: str, details: dict) -> str:
+    """One line per experiment for the command's output."""
+    auc = "n/a" if details["auroc"] is None else f"{details['auroc']:.3f}"
+    return (f"{name}: balanced accuracy {details['balanced_accuracy']:.3f}, sensitivity {details['sensitivity']:.3f}, "
+            f"specificity {details['specificity']:.3f}, AUROC {auc}, accuracy {details['accuracy']:.3f} (majority "
+            f"baseline {details['baseline']['accuracy']:.3f}); at threshold {details['threshold']:.3f}: balanced "
+            f"accuracy {details['at_threshold']['balanced_accuracy']:.3f}")

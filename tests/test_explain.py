@@ -1,0 +1,149 @@
+"""Grad-CAM (the grad-cam package) on a tiny smallcnn trained here, and the heat-in-box arithmetic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from csxa_data.errors import CsxaError
+from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_train.explain import box_in_image, box_mask, explain, heat_share, pick_cases, target_layer
+from csxa_train.fit import TrainConfig, fit, save_checkpoint, load_checkpoint
+
+TINY = SynthParams(seed=5, cases=48, size_scale=0.15, asymptomatic_fraction=0.3)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A cropped grey variant at 32 px and a smallcnn trained on it for one epoch."""
+    root = tmp_path_factory.mktemp("explain")
+    write_synthetic_release(root / "synth", TINY, workers=2, progress=False)
+    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
+    build_variant("cropped", VariantSpec(crop="landmarks", colour="grey", out_size=32),
+                  read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release", root / "variant",
+                  BuildParams(shard_size=16, min_shards=2), workers=2, progress=False)
+    config = TrainConfig.from_dict(dict(variant=str(root / "variant"), model="smallcnn", weights="none", epochs=1,
+                                        batch_size=16, workers=0, eval_batch_size=16, image_size=32, val_fraction=0.2))
+    fit(config, root / "results" / "tiny_cnn")
+    return root
+
+
+def test_box_is_mapped_through_the_crop_into_the_image():
+    # crop 100 x 200 film pixels from (10, 20), resized to 50 x 50: x scale 0.5, y scale 0.25
+    assert box_in_image([35, 70, 85, 170], [10, 20, 110, 220], 50, 50) == (12.5, 12.5, 37.5, 37.5)
+    # a box reaching outside the crop is clipped to the image
+    assert box_in_image([0, 0, 60, 500], [10, 20, 110, 220], 50, 50) == (0.0, 0.0, 25.0, 50.0)
+    with pytest.raises(CsxaError, match="empty"):
+        box_in_image([0, 0, 1, 1], [5, 5, 5, 9], 10, 10)
+    with pytest.raises(CsxaError, match="landmark_box \\[0, True, 1, 1\\] is not four finite numbers"):
+        box_in_image([0, True, 1, 1], [0, 0, 9, 9], 10, 10)
+
+
+def test_heat_share_counts_pixel_centres_inside_the_box():
+    cam = np.zeros((8, 8))
+    cam[2, 3] = 3.0
+    cam[7, 7] = 1.0
+    assert heat_share(cam, (3, 2, 4, 3)) == pytest.approx(0.75)  # pixel (x 3, y 2), centre (3.5, 2.5)
+    assert heat_share(cam, (0, 0, 3.4, 8)) == 0.0                  # centre 3.5 is outside x < 3.4
+    assert heat_share(np.ones((8, 8)), (0, 0, 4, 2)) == pytest.approx(box_mask((0, 0, 4, 2), 8, 8).mean()) == 0.125
+    assert heat_share(np.zeros((4, 4)), (0, 0, 2, 2)) is None
+
+
+class Bright(nn.Module):
+    """Class 1's logit is the mean brightness after a 1x1 conv and a ReLU: Grad-CAM of class 1
+    must put all the heat where the image is bright."""
+
+    def __init__(self):
+        super().__init__()
+        conv = nn.Conv2d(3, 1, 1, bias=False)
+        nn.init.constant_(conv.weight, 1.0)
+        self.features = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(1))
+
+    def forward(self, x):
+        s = self.features(x).mean(dim=(1, 2, 3))
+        return torch.stack([-s, s], dim=1)
+
+
+def test_gradcam_heat_lies_where_the_evidence_is():
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = Bright()
+    x = torch.zeros(1, 3, 32, 32)
+    x[:, :, 8:16, 4:12] = 1.0  # rows 8-15, columns 4-11
+    name, layer, side = target_layer(model, 32)
+    assert (name, side) == ("features.1", 32)
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(1)])[0]
+    assert heat_share(heat, (4, 8, 12, 16)) == pytest.approx(1.0)
+    assert heat_share(heat, (16, 16, 32, 32)) == pytest.approx(0.0)
+
+
+def test_target_layer_keeps_a_map_that_can_say_where():
+    from csxa_train.models import build_model
+
+    resnet = build_model("resnet18", "none")
+    assert target_layer(resnet, 224)[0::2] == ("layer4", 7)   # the usual layer at the paper's size
+    assert target_layer(resnet, 32)[0::2] == ("layer2", 4)    # layer4 is 1 x 1 at 32 px
+    assert target_layer(build_model("smallcnn"), 32)[0::2] == ("features.14", 4)
+
+
+def test_pick_cases_most_confident_of_each_kind():
+    frame = pd.DataFrame({"key": list("abcdefg"), "label": [1, 1, 0, 0, 1, 1, 0],
+                          "score": [0.9, 0.95, 0.8, 0.6, 0.1, 0.3, 0.2]})
+    frame["pred"] = (frame.score >= 0.5).astype(int)
+    picks = pick_cases(frame, 2)
+    assert picks["tp"].key.tolist() == ["b", "a"] and picks["fp"].key.tolist() == ["c", "d"]
+    assert picks["fn"].key.tolist() == ["e", "f"]
+
+
+def test_explain_writes_the_sheet_and_the_heat_in_the_spine(trained, tmp_path):
+    run = trained / "results" / "tiny_cnn"
+    summary = explain(run / "checkpoint.pt", tmp_path, per_kind=3, progress=False)
+    assert (tmp_path / "gradcam.png").is_file()
+    from PIL import Image
+    assert Image.open(tmp_path / "gradcam.png").format == "PNG"
+    cases = pd.read_csv(tmp_path / "gradcam.csv", dtype={"key": str})
+    predictions = pd.read_csv(run / "predictions.csv", dtype={"key": str})
+    # every test case, scored as the trained run scored it, at its chosen threshold
+    assert cases.key.tolist() == predictions.key.tolist()
+    assert np.allclose(cases.score, predictions.score, atol=1e-6)
+    assert (cases.pred == predictions.pred_at_threshold).all()
+    shares = cases.heat_in_box.dropna()
+    assert len(shares) > 0 and shares.between(0, 1).all() and cases.box_area.between(0, 1).all()
+    assert summary == json.loads((tmp_path / "gradcam.json").read_text())
+    assert summary["experiment"] == "tiny_cnn" and summary["n"] == len(cases)
+    assert summary["heat_in_box"] == pytest.approx(shares.mean())
+    for kind, (label, pred) in {"tp": (1, 1), "fp": (0, 1), "fn": (1, 0)}.items():
+        chosen = cases.set_index("key").loc[summary["by_kind"][kind]["cases"]]
+        assert len(chosen) <= 3 and ((chosen.label == label) & (chosen.pred == pred)).all()
+
+
+def test_explain_defaults_to_the_checkpoints_folder_and_is_reproducible(trained, tmp_path):
+    run = trained / "results" / "tiny_cnn"
+    explain(run / "checkpoint.pt", progress=False)
+    explain(run / "checkpoint.pt", tmp_path, progress=False)
+    for name in ("gradcam.png", "gradcam.csv"):
+        assert (run / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
+
+def test_a_checkpoint_whose_variant_is_missing_is_one_clear_line(trained, tmp_path):
+    state = load_checkpoint(trained / "results" / "tiny_cnn" / "checkpoint.pt")
+    state["config"]["variant"] = str(tmp_path / "gone")
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    result = subprocess.run([sys.executable, "-m", "csxa_train", "explain", "--checkpoint", str(tmp_path / "checkpoint.pt"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"csxa-train: error: {tmp_path / 'checkpoint.pt'}: its variant {tmp_path / 'gone'} is not here "
+        "(no shards.json): build or pull it (dvc repro / dvc pull), or give --variant"]
+    assert not (tmp_path / "out").exists()
