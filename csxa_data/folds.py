@@ -14,18 +14,11 @@ cross-validated choice is finally checked on, and the registry's split does not 
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 
 from .errors import CsxaError
-
-
-def case_draw(number: int, salt: int) -> float:
-    """A case's fixed position in [0, 1): a keyed hash of its number and the salt, nothing else."""
-    digest = hashlib.blake2b(str(int(number)).encode(), digest_size=8, key=str(int(salt)).encode()).digest()
-    return int.from_bytes(digest, "big") / 2**64
+from .ingest import case_draw
 
 
 def check_fold_count(labels: pd.Series, folds: int) -> None:

@@ -96,7 +96,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from csxa_data.params import load_section
 
-    from .compare import CompareConfig, run_compare
+    from .compare import CompareConfig, run_compare, with_landmark_baselines
 
     settings = dict(load_section(args.params, "compare"))
     for key in ("reference", "resamples", "seed", "operating_point"):
@@ -105,6 +105,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             settings[key] = value
     config = CompareConfig.from_dict(settings)
     experiments = load_section(args.params, "experiments")
+    if config.landmarks:
+        experiments = with_landmark_baselines(experiments)
     train_model = load_section(args.params, "train").get("model", "resnet50")
     table, facts = run_compare(args.results, args.out, experiments, train_model, config)
     below = [e for e, beats in zip(table.experiment[:-1], table.beats_baseline[:-1]) if not beats]

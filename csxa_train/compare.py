@@ -56,6 +56,7 @@ class CompareConfig:
     resamples: int = 2000             # bootstrap resamples of the test cases
     seed: int = 2024
     confidence: float = 0.95
+    landmarks: bool = False           # add the landmark-measurement baseline's rows (landmark_baseline stage)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "CompareConfig":
@@ -144,6 +145,14 @@ def align(reference: pd.DataFrame, other: pd.DataFrame, name: str, reference_nam
         raise CsxaError(f"{name} and {reference_name} disagree on the class of case(s) "
                         f"{reference.key[differ].tolist()[:5]}")
     return other
+
+
+def with_landmark_baselines(experiments: dict) -> dict:
+    """The experiments plus the landmark-measurement baseline's, which compare reads like any other."""
+    from .landmark_baseline import EXPERIMENTS, MODEL_NAMES
+
+    return {**experiments, **{name: {"variant": "landmarks", "model": MODEL_NAMES[kind]}
+                              for name, kind in EXPERIMENTS.items()}}
 
 
 def load_experiments(results: Path, experiments: dict, train_model: str, config: CompareConfig

@@ -147,7 +147,8 @@ def test_the_compare_stage_depends_on_every_experiments_predictions():
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["compare"]
     experiments = yaml.safe_load((REPO / "params.yaml").read_text())["experiments"]
     deps = {d for d in stage["deps"] if d.endswith("predictions.csv")}
-    assert deps == {f"results/{name}/predictions.csv" for name in experiments}
+    landmarks = {"landmarks_logreg", "landmarks_gbt"}
+    assert deps == {f"results/{name}/predictions.csv" for name in [*experiments, *landmarks]}
     paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())["experiments"]
     assert list(paper) == list(experiments)
 
@@ -164,3 +165,20 @@ def test_readme_shows_the_papers_table_recomputed_and_the_demos_comparison():
     demo_rows = [line for line in demo.splitlines() if line.startswith("| ")]
     assert demo_rows and all(row in readme for row in demo_rows), "README's demo table differs from results/compare"
     assert "results/compare/compare.png" in readme
+
+
+def test_compare_adds_the_landmark_baselines_rows_when_asked(project):
+    root, labels, scores = project
+    keys = [f"{i:07d}" for i in range(1, len(labels) + 1)]
+    for name in ("landmarks_logreg", "landmarks_gbt"):
+        write_experiment(root / "results", name, scores["better"][::-1].copy(), labels, keys)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert run(root) == 0
+    table = pd.read_csv(root / "out" / "table.csv")
+    assert "landmarks_logreg" not in set(table.experiment)
+    params["compare"]["landmarks"] = True
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert run(root) == 0
+    table = pd.read_csv(root / "out" / "table.csv")
+    rows = table[table.experiment.isin(["landmarks_logreg", "landmarks_gbt"])]
+    assert len(rows) == 2 and set(rows.variant) == {"landmarks"}
