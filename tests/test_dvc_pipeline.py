@@ -55,7 +55,12 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
         assert metrics["n"] == int((manifest.split == "test").sum()) and "balanced_accuracy" in metrics
         assert all(isinstance(v, (int, float)) or v is None for v in metrics.values())  # few and flat
     compared = json.loads((project / "results/compare/compare.json").read_text())
-    assert set(compared["experiments"]) == set(yaml.safe_load((project / "params.yaml").read_text())["experiments"])
+    trained = set(yaml.safe_load((project / "params.yaml").read_text())["experiments"])
+    assert set(compared["experiments"]) == trained | {"landmarks_logreg", "landmarks_gbt"}
+    card = (project / "data/variants/cropped/README.md").read_text()
+    assert card.startswith("---\n") and all(s["sha256"] in card for s in json.loads(
+        (project / "data/variants/cropped/shards.json").read_text())["shards"])
+    assert all((project / "results" / name / "MODEL_CARD.md").is_file() for name in trained)
     assert "results/compare/compare.json" in dvc("metrics", "show", cwd=project)
     assert ran(dvc("repro", cwd=project)) == set()
     experiment = dvc("exp", "run", "-S", "variants.cropped.out_size=40", cwd=project)
