@@ -235,25 +235,21 @@ def one_sample_per_case(images: np.ndarray, labels: np.ndarray, keys: list[str],
                         ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One image per case, sorted by case: a grey variant's own, a colour variant's order a (its
     ``STEM_a`` or ``STEM`` sample; order b is derived from it by swapping channels 1 and 2)."""
-    chosen: dict[str, int] = {}
-    only_b: dict[str, int] = {}
+    first: dict[str, int] = {}      # the first sample of each case
+    order_a: dict[str, int] = {}    # its order-a sample, where the shards hold one
     for i, key in enumerate(keys):
         stem = case_stem(key)
-        if stem in chosen and not key.endswith("_b") and not colour:
-            raise CsxaError(f"case {stem} has two samples in a grey variant's train split ({key})")
-        first = chosen.get(stem, only_b.get(stem))
-        if first is not None and labels[first] != labels[i]:
-            raise CsxaError(f"case {stem}'s samples disagree on its class ({keys[first]}, {key})")
-        if key.endswith("_b") and colour:
-            only_b.setdefault(stem, i)
-        else:
-            chosen.setdefault(stem, i)
-    stems = sorted(set(chosen) | set(only_b))
-    out = np.empty((len(stems),) + images.shape[1:], dtype=images.dtype)
-    for row, stem in enumerate(stems):
-        out[row] = images[chosen[stem]] if stem in chosen else swap_orders(images[only_b[stem]][None])[0]
-    index = [chosen.get(stem, only_b.get(stem)) for stem in stems]
-    return out, labels[index], stems
+        if stem in first:
+            if not colour:
+                raise CsxaError(f"case {stem} has two samples in a grey variant's train split ({key})")
+            if labels[first[stem]] != labels[i]:
+                raise CsxaError(f"case {stem}'s samples disagree on its class ({keys[first[stem]]}, {key})")
+        first.setdefault(stem, i)
+        if not key.endswith("_b"):
+            order_a.setdefault(stem, i)
+    stems = sorted(first)
+    out = np.stack([images[order_a[s]] if s in order_a else swap_orders(images[first[s]][None])[0] for s in stems])
+    return out, labels[[first[s] for s in stems]], stems
 
 
 def validation_cases(labels: np.ndarray, stems: list[str], fraction: float, seed: int) -> np.ndarray:

@@ -120,6 +120,6 @@ def test_readme_dvc_recipes_run_as_written(project):
     assert len(commands) >= 4 and all(c.startswith("dvc ") for c in commands)
     dvc("repro", cwd=project)
     outputs = {c: dvc(*shlex.split(c)[1:], cwd=project) for c in commands}
-    kept = outputs["dvc exp show --no-pager --drop '.*' --keep 'Experiment|.*balanced_accuracy$|.*auroc$'"]
+    kept = outputs["dvc exp show --no-pager --md --drop '.*' --keep 'Experiment|.*balanced_accuracy$|.*auroc$'"]
     assert "balanced_accuracy" in kept and "lr_step" not in kept and "loss" not in kept
     assert "reference" in outputs["dvc metrics show results/compare/compare.json"]

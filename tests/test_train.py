@@ -448,3 +448,17 @@ def test_fit_writes_a_model_card_with_the_data_version_and_the_baseline(fitted, 
     shards = json.loads((variant / "shards.json").read_text())["shards"]
     assert card.startswith("---\n") and shards[0]["sha256"] in card
     assert "| balanced accuracy |" in card and "majority baseline" in card and "not a diagnostic device" in card
+
+
+def test_one_sample_per_case_takes_order_a_derives_it_from_b_and_refuses_contradictions():
+    from csxa_train.fit import one_sample_per_case, swap_orders
+
+    images = np.arange(5 * 3 * 2 * 2, dtype=np.uint8).reshape(5, 3, 2, 2)
+    keys = ["0000002_a", "0000002_b", "0000001_b", "0000003", "0000004_a"]
+    out, labels, stems = one_sample_per_case(images, np.array([1, 1, 0, 1, 0]), keys, colour=True)
+    assert stems == ["0000001", "0000002", "0000003", "0000004"] and labels.tolist() == [0, 1, 1, 0]
+    assert np.array_equal(out[0], swap_orders(images[2:3])[0]) and np.array_equal(out[1], images[0])
+    with pytest.raises(CsxaError, match="disagree on its class"):
+        one_sample_per_case(images[:2], np.array([1, 0]), keys[:2], colour=True)
+    with pytest.raises(CsxaError, match="two samples in a grey variant"):
+        one_sample_per_case(images[:2], np.array([1, 1]), ["0000002", "0000002"], colour=False)
