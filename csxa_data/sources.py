@@ -38,6 +38,7 @@ from .shards import MEMBER_KINDS, ShardError, decode_sample
 SPLITS = ("train", "test")
 SHARD_NAME = re.compile(r"(train|test)-[0-9]{6}\.tar", re.ASCII)
 SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+SAMPLE_KEY = re.compile(r"[0-9]{7}(_[ab])?", re.ASCII)  # the stem, plus the colour order (schemas.SampleMeta)
 
 
 class SourceError(CsxaError):
@@ -471,6 +472,8 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
         reader = _HashingReader(raw, source.params.max_shard_bytes, where)
         stream = io.BufferedReader(reader, buffer_size=1 << 20)
         for sample in _raw_samples(stream, where, source.params.max_member_bytes):
+            if not SAMPLE_KEY.fullmatch(sample["__key__"]):
+                raise ShardError(f"sample key {sample['__key__']!r} is not a 7-digit stem (plus _a or _b)", path=where)
             size = _png_size(sample.get("png", b""))
             if size is None and all(k in sample for k in MEMBER_KINDS):
                 raise ShardError(f"sample {sample['__key__']!r}: the .png member is not a PNG", path=where)

@@ -202,6 +202,14 @@ def test_test_samples_in_a_train_shard_never_reach_training(copy):
         load_split(copy, "train")
 
 
+def test_a_sample_key_that_is_not_a_stem_is_refused(copy):
+    members = [(name.replace(name.split(".")[0], "=HYPERLINK(1)") if i < 3 else name, data)
+               for i, (name, data) in enumerate(members_of(copy / "test-000000.tar"))]
+    rewrite_shard(copy, "test-000000.tar", members, recount=False)
+    with pytest.raises(CsxaError, match=r"sample key '=HYPERLINK\(1\)' is not a 7-digit stem"):
+        verify(copy)
+
+
 def test_an_image_of_another_size_is_named(copy):
     from PIL import Image
 
