@@ -7,7 +7,7 @@ revision ``dvc://REPO?rev=..&path=..``), never the raw release, and verifies eve
 - The test split streams through a WebDataset pipeline, split across DDP ranks and DataLoader
   workers at shard level, so an evaluation epoch scores every sample exactly once.
 - Each shard is checked as it streams (sha256, per-class counts, every sample in its own split,
-  every image the variant's size) in both cases; :func:`preflight` checks the whole variant before
+  every image the variant's size) in both cases; :func:`preflight` checks the test split before
   training starts.
 """
 
@@ -42,9 +42,11 @@ def shard_urls(source: str | Path | Source, split: str) -> list[str]:
 
 
 def preflight(source: str | Path | Source) -> dict:
-    """Verify the whole variant (both JSON files, every shard's bytes, counts, splits and image
-    headers) before any training; returns shards.json. Costs one read of the shards, no decoding."""
-    return verify(source_of(source))
+    """Verify both JSON files and the test split (every shard's bytes, counts, splits and image
+    headers, no decoding) before any training or scoring, so a bad test shard stops the run before
+    hours of work rather than after; returns shards.json. The train split needs no such pass: it
+    is verified as :func:`load_split` reads it, before training starts."""
+    return verify(source_of(source), ("test",))
 
 
 def normalisation(source: str | Path | Source) -> tuple[torch.Tensor, torch.Tensor]:

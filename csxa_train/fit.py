@@ -36,7 +36,6 @@ import torch.distributed as dist
 from torch import nn
 
 from csxa_data.errors import CsxaError
-from csxa_data.sources import verify
 
 from .augment import AugmentConfig, augment_batch
 from .balance import BALANCE_MODES, class_weights, sample_weights, smote_oversample
@@ -480,7 +479,7 @@ def fit(config: TrainConfig, out: str | Path, *, title: str | None = None) -> di
 
 
 def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict | None:
-    preflight(config.variant)  # every shard verified before anything is trained or written
+    preflight(config.variant)  # the test split verified before anything is trained or written
     seed_everything(config.seed)
     data = train_data(config)
     mean, std = (t.to(runtime.device) for t in model_normalisation(config.variant, data.colour))
@@ -604,7 +603,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
             model = model.to(memory_format=torch.channels_last)
         mean, std = (torch.tensor(state["normalisation"][k], device=runtime.device).view(1, 3, 1, 1)
                      for k in ("mean", "std"))
-        verify(config.variant, ("test",))  # the whole test split checked before any scoring
+        preflight(config.variant)  # the whole test split checked before any scoring
         orders = scoring_orders(bool(state.get("colour", False)), config)
         predictions = predict(model, config.variant, mean, std, config, runtime, orders)
         if not runtime.main:

@@ -80,3 +80,16 @@ def tiny_params(root: Path) -> None:
     params["build"].update(shard_size=10, min_shards=2)
     params["train"].update(model="smallcnn", epochs=1, image_size=32, workers=0)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def tiny_variant(root: Path, synth: SynthParams, name: str, spec, build) -> Path:
+    """Synthesise a release into ROOT/synth, ingest it into ROOT/ingest and build one variant into
+    ROOT/variant (the path returned): the small real data the training and source tests read."""
+    from csxa_data.build import build_variant, read_manifest
+    from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+
+    write_synthetic_release(root / "synth", synth, workers=2, progress=False)
+    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
+    build_variant(name, spec, read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release",
+                  root / "variant", build, workers=2, progress=False)
+    return root / "variant"

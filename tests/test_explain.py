@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from conftest import tiny_variant
+from csxa_data.build import BuildParams, VariantSpec
 from csxa_data.errors import CsxaError
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
-from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_data.synth import SynthParams
 from csxa_train.explain import box_in_image, box_mask, explain, heat_share, pick_cases, target_layer
 from csxa_train.fit import TrainConfig, fit, save_checkpoint, load_checkpoint
 
@@ -26,11 +26,8 @@ TINY = SynthParams(seed=5, cases=48, size_scale=0.15, asymptomatic_fraction=0.3)
 def trained(tmp_path_factory):
     """A cropped grey variant at 32 px and a smallcnn trained on it for one epoch."""
     root = tmp_path_factory.mktemp("explain")
-    write_synthetic_release(root / "synth", TINY, workers=2, progress=False)
-    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
-    build_variant("cropped", VariantSpec(crop="landmarks", colour="grey", out_size=32),
-                  read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release", root / "variant",
-                  BuildParams(shard_size=16, min_shards=2), workers=2, progress=False)
+    tiny_variant(root, TINY, "cropped", VariantSpec(crop="landmarks", colour="grey", out_size=32),
+                 BuildParams(shard_size=16, min_shards=2))
     config = TrainConfig.from_dict(dict(variant=str(root / "variant"), model="smallcnn", weights="none", epochs=1,
                                         batch_size=16, workers=0, eval_batch_size=16, image_size=32, val_fraction=0.2))
     fit(config, root / "results" / "tiny_cnn")

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from conftest import tiny_variant
+from csxa_data.build import BuildParams, VariantSpec
 from csxa_data.errors import CsxaError
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
 from csxa_data.sources import SourceParams, open_source, registry_spec, verify
-from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_data.synth import SynthParams
 from csxa_train.data import eval_loader, load_split
 
 TINY = SynthParams(seed=5, cases=48, size_scale=0.2, asymptomatic_fraction=0.25)
@@ -32,13 +32,8 @@ FAST = SourceParams(timeout=1.5, retries=1)
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sources")
-    write_synthetic_release(root / "synth", TINY, workers=2, progress=False)
-    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
-    build_variant("cropped", VariantSpec(crop="landmarks", out_size=32), read_manifest(root / "ingest" / "manifest.csv"),
-                  root / "synth" / "release", root / "variant", BuildParams(shard_size=12, min_shards=2), workers=2,
-                  progress=False)
-    return root / "variant"
+    return tiny_variant(tmp_path_factory.mktemp("sources"), TINY, "cropped", VariantSpec(crop="landmarks", out_size=32),
+                        BuildParams(shard_size=12, min_shards=2))
 
 
 # --- a static mirror that misbehaves on demand -------------------------------------------------

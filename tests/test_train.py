@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import tiny_variant
 from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
 from csxa_data.errors import CsxaError
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
-from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_data.synth import SynthParams
 from csxa_train.augment import AugmentConfig, augment_batch, draw_params
 from csxa_train.balance import smote_oversample
 from csxa_train.data import load_split, normalisation, shard_urls, eval_loader
@@ -33,13 +33,9 @@ TINY = SynthParams(seed=5, cases=64, size_scale=0.2, asymptomatic_fraction=0.25)
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train-data")
-    write_synthetic_release(root / "synth", TINY, workers=2, progress=False)
-    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
-    build_variant("colored_cropped", VariantSpec(crop="landmarks", colour="stacked", out_size=32),
-                  read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release", root / "variant",
-                  BuildParams(shard_size=16, min_shards=4), workers=2, progress=False)
-    return root / "variant"
+    return tiny_variant(tmp_path_factory.mktemp("train-data"), TINY, "colored_cropped",
+                        VariantSpec(crop="landmarks", colour="stacked", out_size=32),
+                        BuildParams(shard_size=16, min_shards=4))
 
 
 def config(variant, **overrides):
