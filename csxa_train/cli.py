@@ -143,8 +143,19 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain
+    from .explain import explain, explain_all
 
+    if args.all == (args.checkpoint is not None):
+        raise CsxaError("give either --checkpoint (one experiment) or --all (every experiment of params.yaml)")
+    if args.all:
+        from csxa_data.params import load_section
+
+        if args.out is not None or args.variant is not None:
+            raise CsxaError("--all writes into RESULTS/EXPERIMENT/ for each experiment: --out and --variant do not apply")
+        table = explain_all(list(load_section(args.params, "experiments")), args.results, per_kind=args.per_kind,
+                            progress=not args.quiet)
+        print(f"explain: wrote gradcam.png, gradcam.csv and gradcam.json for each experiment, and {table}")
+        return 0
     summary = explain(args.checkpoint, args.out, variant=args.variant, per_kind=args.per_kind,
                       progress=not args.quiet)
     share, area = summary["heat_in_box"], summary["box_area"]
@@ -251,7 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/gradcam.png (the most confident true positives, false positives and false negatives, the "
                     "landmark box drawn), gradcam.csv (per case: the share of the heat inside the landmark box and "
                     "the share of the image the box covers) and gradcam.json (their means).")
-    explain.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt written by csxa-train fit")
+    explain.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint.pt written by csxa-train fit")
+    explain.add_argument("--all", action="store_true",
+                         help="every experiment of params.yaml (RESULTS/EXPERIMENT/checkpoint.pt) in one process, "
+                              "plus the summary table RESULTS/gradcam.md: the `explain` DVC stage")
+    explain.add_argument("--params", type=Path, default=None, help="with --all: params file (default: ./params.yaml)")
+    explain.add_argument("--results", type=Path, default=Path("results"), help="with --all: results folder (default: results)")
     explain.add_argument("--out", type=Path, default=None, help="output folder (default: the checkpoint's folder)")
     explain.add_argument("--variant", help="variant folder or URL (default: the one the checkpoint was trained on)")
     explain.add_argument("--per-kind", dest="per_kind", type=int, default=4,

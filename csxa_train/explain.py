@@ -13,6 +13,9 @@ the predicted class for each, and writes into OUT (default: the checkpoint's fol
 - ``gradcam.json``: the experiment's numbers: the mean share of the heat inside the box, beside
   the mean share of the image the box covers, overall and per kind.
 
+``csxa-train explain --all`` (the ``explain`` DVC stage) does this for every experiment of
+params.yaml in one process and writes the summary table ``results/gradcam.md``.
+
 The map is read at a ResNet's last stage (layer4), or at the last convolutional block of a VGG
 or a small net; at small input sizes, where that stage is only a pixel or two wide, at the
 deepest stage whose map is at least ``MIN_SIDE`` pixels wide (``gradcam.json`` names it).
@@ -149,6 +152,18 @@ def load_test_split(source) -> TestSplit:
                      np.asarray(boxes, dtype=float)[order])
 
 
+class PredictedClass:
+    """Grad-CAM target: the logit of the class a sample is predicted (class 1 where its softmax
+    score reaches ``threshold``), decided from the same forward pass that Grad-CAM reads."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        score = torch.softmax(output.detach().float(), dim=-1)[1]
+        return output[int(score >= self.threshold)]
+
+
 def pick_cases(frame: pd.DataFrame, per_kind: int) -> dict[str, pd.DataFrame]:
     """The most confident true positives and false positives (highest scores) and false negatives
     (lowest scores), ``per_kind`` of each at most; ties broken by key."""
@@ -183,7 +198,6 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
     """Grad-CAM over the test split of a checkpoint's variant; writes gradcam.png, gradcam.csv and
     gradcam.json into OUT (default: the checkpoint's folder) and returns the json's content."""
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from tqdm import tqdm
 
     from csxa_data.atomic import atomic_path
@@ -213,11 +227,9 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
         starts = range(0, len(test.labels), batch_size)
         for start in tqdm(starts, desc=f"explain {experiment}", unit="batch", disable=not progress):
             x = (prepare(torch.from_numpy(test.images[start:start + batch_size]), config.image_size) - mean) / std
-            with torch.no_grad():
-                p = torch.softmax(model(x.to(device)).float(), dim=1)[:, 1].cpu().numpy()
-            targets = [ClassifierOutputTarget(int(s >= threshold)) for s in p]
-            cams.append(cam(input_tensor=x, targets=targets))
-            scores.append(p)
+            # one forward pass scores the batch and gives Grad-CAM its activations
+            cams.append(cam(input_tensor=x, targets=[PredictedClass(threshold)] * len(x)))
+            scores.append(torch.softmax(cam.outputs.detach().float(), dim=1)[:, 1].cpu().numpy())
     scores, cams = np.concatenate(scores), np.concatenate(cams)
     boxes = test.boxes * np.array([scale[0], scale[1], scale[0], scale[1]])
     frame = pd.DataFrame({"key": test.keys, "label": test.labels, "score": scores.astype(float),
@@ -240,6 +252,37 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
     with atomic_path(out / "gradcam.png") as tmp:
         contact_sheet(test, cams, boxes, index, picks, summary, tmp)
     return summary
+
+
+def explain_all(experiments: list[str], results: str | Path, *, per_kind: int = 4, progress: bool = True) -> Path:
+    """:func:`explain` for each experiment's ``RESULTS/EXP/checkpoint.pt`` in one process (the
+    ``explain`` stage: one start-up of torch instead of one per experiment), then the summary table
+    ``RESULTS/gradcam.md``; returns its path."""
+    from csxa_data.atomic import atomic_path
+
+    if not experiments:
+        raise CsxaError("no experiments to explain (params.yaml: experiments)")
+    results = Path(results)
+    summaries = [explain(results / name / "checkpoint.pt", results / name, per_kind=per_kind, progress=progress)
+                 for name in experiments]
+    table = results / "gradcam.md"
+    with atomic_path(table) as tmp:
+        tmp.write_text(summary_markdown(summaries))
+    return table
+
+
+def summary_markdown(summaries: list[dict]) -> str:
+    """One row per experiment: the mean share of the Grad-CAM heat inside the landmark box beside
+    the mean share of the image the box covers (what a map spread evenly would score)."""
+    lines = ["| experiment | variant | model | Grad-CAM layer (map px) | test cases | heat inside the landmark box "
+             "| box's share of the image | heat / box share |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
+    for s in summaries:
+        share, area = s["heat_in_box"], s["box_area"]
+        ratio = f"{share / area:.2f}" if share is not None and area else "n/a"
+        lines.append(f"| {s['experiment']} | {Path(s['variant']).name} | {s['model']} | {s['layer']} ({s['map_side']}) "
+                     f"| {s['n']} | {_pct(share, 1)} | {_pct(area, 1)} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 def state_name(checkpoint: Path) -> str:
@@ -298,5 +341,5 @@ def contact_sheet(test: TestSplit, cams: np.ndarray, boxes: np.ndarray, index: d
     sheet.save(path, format="PNG")
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.0%}"
+def _pct(value, digits: int = 0) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.{digits}%}"

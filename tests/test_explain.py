@@ -129,7 +129,7 @@ def test_explain_defaults_to_the_checkpoints_folder_and_is_reproducible(trained,
     run = trained / "results" / "tiny_cnn"
     explain(run / "checkpoint.pt", progress=False)
     explain(run / "checkpoint.pt", tmp_path, progress=False)
-    for name in ("gradcam.png", "gradcam.csv"):
+    for name in ("gradcam.png", "gradcam.csv", "gradcam.json"):
         assert (run / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
@@ -144,3 +144,50 @@ def test_a_checkpoint_whose_variant_is_missing_is_one_clear_line(trained, tmp_pa
         f"csxa-train: error: {tmp_path / 'checkpoint.pt'}: its variant {tmp_path / 'gone'} is not here "
         "(no shards.json): build or pull it (dvc repro / dvc pull), or give --variant"]
     assert not (tmp_path / "out").exists()
+
+
+def test_explain_all_runs_every_experiment_and_writes_the_summary_table(trained, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    from csxa_train.cli import main
+
+    results = tmp_path / "results"
+    for name in ("one", "two"):
+        (results / name).mkdir(parents=True)
+        shutil.copy(trained / "results" / "tiny_cnn" / "checkpoint.pt", results / name)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"experiments": {"one": {}, "two": {}}}))
+    assert main(["explain", "--all", "--params", str(tmp_path / "params.yaml"), "--results", str(results),
+                 "--per-kind", "1", "--quiet"]) == 0
+    table = (results / "gradcam.md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| one", "| two"]
+    one = json.loads((results / "one" / "gradcam.json").read_text())
+    assert f"| {one['heat_in_box']:.1%} | {one['box_area']:.1%} | {one['heat_in_box'] / one['box_area']:.2f} |" in table[2]
+    assert (results / "one" / "gradcam.csv").read_bytes() == (results / "two" / "gradcam.csv").read_bytes() != b""
+    assert (results / "two" / "gradcam.png").is_file()  # titled with its own experiment
+    # one of --checkpoint and --all, and --all takes no --out
+    for argv in (["explain"], ["explain", "--all", "--checkpoint", "x.pt"], ["explain", "--all", "--out", "o"]):
+        assert main(argv + ["--params", str(tmp_path / "params.yaml")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 3
+
+
+def test_the_explain_stage_covers_every_experiment_and_the_readme_shows_its_table():
+    from conftest import REPO
+
+    stage = yaml_load(REPO / "dvc.yaml")["stages"]["explain"]
+    experiments = list(yaml_load(REPO / "params.yaml")["experiments"])
+    assert [d for d in stage["deps"] if d.endswith("checkpoint.pt")] == [f"results/{e}/checkpoint.pt" for e in experiments]
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+    assert outs == [f"results/{e}/gradcam.{ext}" for e in experiments for ext in ("png", "csv", "json")] + ["results/gradcam.md"]
+    readme = (REPO / "README.md").read_text()
+    rows = [line for line in (REPO / "results" / "gradcam.md").read_text().splitlines() if line.startswith("| ")]
+    assert len(rows) == len(experiments) + 1 and all(row in readme for row in rows), "README's Grad-CAM table differs"
+    shown = [o for o in stage["outs"] if isinstance(o, dict) and next(iter(o)).endswith(".png")]
+    assert shown and all(f"]({next(iter(o))})" in readme for o in shown)  # the sheets in git are the README's
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())

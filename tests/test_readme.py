@@ -54,7 +54,7 @@ def test_readme_pipeline_command_in_a_fresh_clone(tmp_path):
         committed = yaml.safe_load(subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=clone, capture_output=True,
                                                   text=True, check=True).stdout)["stages"]
         rebuilt = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
-        data_stages = [name for name in committed if not name.startswith("train@")]
+        data_stages = [name for name in committed if not name.startswith(("train@", "explain"))]  # explain reads the weights
         assert data_stages and all(rebuilt[name] == committed[name] for name in data_stages)
         status = bash(". .venv/bin/activate && DVC_NO_ANALYTICS=1 dvc status", clone)
         assert status.returncode == 0 and "Data and pipelines are up to date." in status.stdout, status.stdout
