@@ -60,3 +60,81 @@ def test_train_params(tmp_path, params, expected):
                              "--experiment", "e2" if "e1" in params else "", "--variant", str(tmp_path),
                              "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert expected in one_line(result)
+
+
+def _keys(value, prefix=""):
+    """Every key path of a nested mapping ('train.augment.hflip'), except under experiments' entries."""
+    if not isinstance(value, dict) or prefix.startswith("experiments."):
+        return set()
+    out = set()
+    for key, item in value.items():
+        out |= {f"{prefix}{key}"} | _keys(item, f"{prefix}{key}.")
+    return out
+
+
+def test_the_papers_params_have_the_demos_keys_and_pass_every_stages_checks():
+    import yaml
+
+    from conftest import REPO
+    from csxa_data.build import BuildParams, VariantSpec
+    from csxa_data.ingest import IngestParams
+    from csxa_data.release import ReleaseConfig
+    from csxa_data.sources import SourceParams
+    from csxa_data.synth import SynthParams
+    from csxa_train.compare import CompareConfig
+    from csxa_train.fit import TrainConfig
+    from csxa_train.landmark_baseline import LandmarkConfig, Protocol
+
+    demo = yaml.safe_load((REPO / "params.yaml").read_text())
+    paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())
+    expected = _keys(demo)
+    if "cv" not in demo:  # until the cross-validation branch adds the section to params.yaml
+        expected |= {"cv", "cv.folds", "cv.repeats", "cv.seed"}
+    assert _keys(paper) == expected
+    assert list(paper["experiments"]) == list(demo["experiments"])
+    SynthParams.from_dict(paper["synth"])
+    ReleaseConfig.from_dict(paper["release"])
+    IngestParams.from_dict(paper["ingest"])
+    for name, spec in paper["variants"].items():
+        assert VariantSpec.from_dict(name, spec).out_size == 224
+    BuildParams.from_dict(paper["build"])
+    SourceParams.from_dict(paper["sources"])
+    CompareConfig.from_dict(paper["compare"])
+    LandmarkConfig.from_dict(paper["landmarks"])
+    Protocol.from_train_section(paper["train"])
+    models = set()
+    for name, experiment in paper["experiments"].items():
+        settings = {**paper["train"], **(experiment or {})}
+        variant = settings.pop("variant")
+        assert variant in paper["variants"]
+        config = TrainConfig.from_dict({**settings, "variant": f"data/variants/{variant}"})
+        assert (config.image_size, config.epochs, config.weights) == (224, 30, "imagenet")
+        models.add(config.model)
+    assert models == {"resnet50", "vgg19"}
+    cv = paper["cv"]
+    assert all(isinstance(cv[k], int) and not isinstance(cv[k], bool) for k in ("folds", "repeats", "seed"))
+    assert cv["folds"] >= 2 and cv["repeats"] >= 1
+
+
+def test_the_papers_protocol_is_one_command(tmp_path):
+    import shutil
+
+    import yaml
+
+    from conftest import REPO
+
+    shutil.copy(REPO / "params.paper.yaml", tmp_path)
+    release = tmp_path / "csxa release"
+    release.mkdir()
+    command = [sys.executable, "-m", "csxa_train.paper", "--release", str(release), "--dry-run"]
+    missing = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "not a CSXA release folder (no datasets.xlsx)" in one_line(missing)
+    assert not (tmp_path / "params.yaml").exists()
+    (release / "datasets.xlsx").write_bytes(b"")
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "would run: dvc repro" in result.stdout
+    written, paper = (yaml.safe_load((tmp_path / name).read_text()) for name in ("params.yaml", "params.paper.yaml"))
+    assert written["ingest"]["release"] == str(release)
+    written["ingest"]["release"] = paper["ingest"]["release"]
+    assert written == paper
