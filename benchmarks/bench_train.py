@@ -161,4 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from csxa_data.errors import CsxaError
+
+    try:
+        sys.exit(main())
+    except CsxaError as exc:  # a missing or damaged variant: one line, not a traceback
+        sys.exit(f"bench_train: error: {exc}")
