@@ -166,4 +166,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except CsxaError as exc:  # a missing or damaged variant: one line, not a traceback
-        sys.exit(f"bench_train: error: {exc}")
+        print(f"bench_train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
