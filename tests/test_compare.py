@@ -272,3 +272,18 @@ def test_readme_shows_the_demos_cross_validation_table():
     demo = (REPO / "results" / "compare" / "cv_table.md").read_text()
     rows = [line for line in demo.splitlines() if line.startswith("| ")]
     assert rows and all(row in readme for row in rows), "README's cross-validation table differs from results/compare"
+
+
+def test_the_readme_block_is_refreshed_from_cv_table(tmp_path):
+    from csxa_data.errors import CsxaError
+    from csxa_train.cv_compare import refresh_readme
+
+    (tmp_path / "cv_table.md").write_text("# Title\n\nText.\n\n## Part\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- cv_table: begin -->\nstale\n<!-- cv_table: end -->\nafter\n")
+    refresh_readme(readme, tmp_path / "cv_table.md")
+    assert readme.read_text() == ("before\n<!-- cv_table: begin -->\nText.\n\n#### Part\n\n| a | b |\n|---|---|\n"
+                                  "| 1 | 2 |\n<!-- cv_table: end -->\nafter\n")
+    readme.write_text("no block\n")
+    with pytest.raises(CsxaError, match="no <!-- cv_table: begin -->"):
+        refresh_readme(readme, tmp_path / "cv_table.md")
