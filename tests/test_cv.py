@@ -33,7 +33,8 @@ def project(tmp_path_factory):
     params = {"train": {"model": "smallcnn", "weights": "none", "epochs": 1, "batch_size": 16, "eval_batch_size": 16,
                         "workers": 0, "threshold": "youden", "val_fraction": 0.2},
               "experiments": {"tiny": {"variant": "colored_cropped"}},
-              "cv": {"folds": 2, "repeats": 2, "seed": salts}}
+              "cv": {"folds": 2, "repeats": 2, "seed": salts},
+              "landmarks": {"gbt_max_iter": 10}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     folds = run_cli("folds", "--params", root / "params.yaml", "--manifest", root / "ingest" / "manifest.csv",
                     "--out", root / "folds.csv")
