@@ -110,6 +110,44 @@ def cmd_split_salt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_folds(args: argparse.Namespace) -> int:
+    from .atomic import atomic_path
+    from .build import read_manifest
+    from .folds import CvParams, fold_counts, repeated_train_folds, validate_folds
+    from .params import load_section
+
+    params = CvParams.from_dict(load_section(args.params, "cv"))
+    folds, warnings = repeated_train_folds(read_manifest(args.manifest), params.folds, params.seed, params.repeats)
+    validate_folds(folds, args.out)
+    for warning in warnings:
+        print(f"folds: warning: {warning}", file=sys.stderr)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        folds.to_csv(tmp, index=False)
+    first = folds[folds.repeat == 0]
+    counts = fold_counts(first.fold, first.label)
+    shares = ", ".join(f"{int(counts.loc[k].get(0, 0))}/{int(counts.loc[k].get(1, 0))}" for k in counts.index)
+    print(f"folds: {first.number.nunique()} train cases in {params.folds} folds x {params.repeats} repeat(s), by case; "
+          f"asymptomatic/spondylosis per fold (repeat 0): {shares}; wrote {args.out}")
+    return 0
+
+
+def cmd_fold_salt(args: argparse.Namespace) -> int:
+    from .build import read_manifest
+    from .folds import CvParams, find_fold_salts
+    from .params import load_section
+
+    params = CvParams.from_dict(load_section(args.params, "cv"))
+    manifest = read_manifest(args.manifest)
+    train = manifest[manifest.split == "train"]
+    repeats = args.repeats or params.repeats
+    salts = find_fold_salts(train.number, train.label, params.folds, repeats, start=args.start)
+    print(f"fold-salt: cv.seed {salts[0] if len(salts) == 1 else salts} gives stratified {params.folds}-fold "
+          f"cross-validation ({repeats} repeat(s)) of the train split of {args.manifest}; set it in params.yaml and "
+          f"keep it, so that folds do not move when cases are added")
+    return 0
+
+
 def _variant_specs(args: argparse.Namespace) -> dict:
     from .build import VariantSpec
     from .params import load_section
@@ -299,6 +337,29 @@ def build_parser() -> argparse.ArgumentParser:
     salt.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"), help="default: %(default)s")
     salt.add_argument("--start", type=int, default=0, help="first salt to try (default: %(default)s)")
     salt.set_defaults(func=cmd_split_salt)
+
+    folds = sub.add_parser(
+        "folds", help="assign every train case to a cross-validation fold (cv section) and store it",
+        description="A case's fold is floor(cv.folds x h), h a keyed hash of its case number salted with cv.seed "
+                    "(one salt per repeat), so the folds are by case (a colour variant's two orders share one), "
+                    "and adding or removing cases moves no other case. Only the train split is folded: the test "
+                    "split stays the untouched hold-out. Writes OUT (number, label, repeat, fold), checked against "
+                    "schemas.Folds. More folds than the smallest class has train cases is an error.")
+    _add_params(folds)
+    folds.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"), help="default: %(default)s")
+    folds.add_argument("--out", type=Path, default=Path("data/folds.csv"), help="default: %(default)s")
+    folds.set_defaults(func=cmd_folds)
+
+    fold_salt = sub.add_parser(
+        "fold-salt", help="find stratified fold salts (cv.seed) for a release's train split",
+        description="Search, once per registry, the first salt from --start whose cv.folds folds hold every class in "
+                    "near-equal shares (within 10%% or one case); with --repeats R, R such salts, each the first "
+                    "after the previous. Freeze the result in cv.seed.")
+    _add_params(fold_salt)
+    fold_salt.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"), help="default: %(default)s")
+    fold_salt.add_argument("--start", type=int, default=0, help="first salt to try (default: %(default)s)")
+    fold_salt.add_argument("--repeats", type=int, default=None, help="salts to find (default: cv.repeats)")
+    fold_salt.set_defaults(func=cmd_fold_salt)
 
     build = sub.add_parser(
         "build", help="build one preprocessing variant as WebDataset shards",

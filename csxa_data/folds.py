@@ -14,11 +14,32 @@ cross-validated choice is finally checked on, and the registry's split does not 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from .errors import CsxaError
 from .ingest import case_draw
+
+
+@dataclass(frozen=True)
+class CvParams:
+    """The ``cv`` section of params.yaml."""
+
+    folds: int = 5                    # the paper's protocol; the demo uses 3
+    repeats: int = 1                  # repeated cross-validation: each repeat its own salt
+    seed: int | list = 0              # the fold salt (a list: one per repeat), found once by `csxa-data fold-salt`
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "CvParams":
+        from .params import dataclass_from_section
+
+        params = dataclass_from_section(cls, data or {}, "cv")
+        if isinstance(params.folds, bool) or not isinstance(params.folds, int) or params.folds < 2:
+            raise CsxaError(f"cv.folds must be a whole number of at least 2, not {params.folds!r}", path="params.yaml")
+        repeat_salts(params.seed, params.repeats)  # checks repeats and seed
+        return params
 
 
 def check_fold_count(labels: pd.Series, folds: int) -> None:
@@ -77,6 +98,51 @@ def find_fold_salt(numbers: pd.Series, labels: pd.Series, folds: int, *, start: 
     raise CsxaError(f"no salt in {start}..{start + tries - 1} gives stratified folds; raise the tolerance")
 
 
+def find_fold_salts(numbers: pd.Series, labels: pd.Series, folds: int, repeats: int, *, start: int = 0,
+                    tolerance: float = 0.1) -> list[int]:
+    """``repeats`` stratified salts: the first from ``start``, each next one the first after the
+    previous (what ``csxa-data fold-salt --repeats R`` prints, to freeze in ``cv.seed``)."""
+    salts: list[int] = []
+    for _ in range(repeats):
+        salts.append(find_fold_salt(numbers, labels, folds, start=salts[-1] + 1 if salts else start,
+                                    tolerance=tolerance))
+    return salts
+
+
+def repeat_salts(seed: int | list[int], repeats: int) -> list[int]:
+    """The salt of each repeat from ``cv.seed``: a list gives one salt per repeat (as
+    :func:`find_fold_salts` prints them); a single number ``s`` gives ``s, s + 1, ..``. Either way
+    the salts are fixed numbers, never searched at run time, so folds stay put as cases are added."""
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise CsxaError(f"cv.repeats must be a whole number of at least 1, not {repeats!r}", path="params.yaml")
+    salts = list(seed) if isinstance(seed, (list, tuple)) else [seed + r for r in range(repeats)] \
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None
+    if salts is None or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in salts):
+        raise CsxaError(f"cv.seed must be a whole number or a list of them, not {seed!r}", path="params.yaml")
+    if len(salts) != repeats:
+        raise CsxaError(f"cv.seed lists {len(salts)} salt(s) for {repeats} repeat(s); give one per repeat",
+                        path="params.yaml")
+    if len(set(salts)) != len(salts):
+        raise CsxaError(f"cv.seed lists a salt twice ({salts}): two repeats would be the same folds", path="params.yaml")
+    return [int(s) for s in salts]
+
+
+def repeated_train_folds(manifest: pd.DataFrame, folds: int, seed: int | list[int], repeats: int = 1
+                         ) -> tuple[pd.DataFrame, list[str]]:
+    """``number, label, repeat, fold`` for every train case and repeat (sorted by repeat, number),
+    and a warning per repeat whose folds are not stratified within tolerance (a fold count too
+    large for the smallest class is an error)."""
+    parts, warnings = [], []
+    for r, salt in enumerate(repeat_salts(seed, repeats)):
+        part = train_folds(manifest, folds, salt)
+        if not is_stratified(part.fold, part.label):
+            counts = fold_counts(part.fold, part.label)
+            warnings.append(f"repeat {r} (salt {salt}): folds not stratified within 10%: cases per fold and class "
+                            f"{counts.to_dict(orient='list')}; `csxa-data fold-salt` finds stratified salts")
+        parts.append(part.assign(repeat=r)[["number", "label", "repeat", "fold"]])
+    return pd.concat(parts, ignore_index=True), warnings
+
+
 def train_folds(manifest: pd.DataFrame, folds: int, salt: int) -> pd.DataFrame:
     """``number, label, fold`` for every case of the manifest's train split, sorted by number."""
     train = manifest[manifest.split == "train"].sort_values("number", ignore_index=True)
@@ -84,3 +150,32 @@ def train_folds(manifest: pd.DataFrame, folds: int, salt: int) -> pd.DataFrame:
         raise CsxaError("the manifest has no train cases to fold")
     return pd.DataFrame({"number": train.number.astype("int64"), "label": train.label.astype("int64"),
                          "fold": assign_folds(train.number, train.label, folds, salt)})
+
+
+def validate_folds(frame: pd.DataFrame, path) -> pd.DataFrame:
+    """``frame`` checked against ``schemas.Folds``; a breach is one line naming the file and check."""
+    import pandera.pandas as pa
+
+    from schemas import Folds
+
+    try:
+        return Folds.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        first = exc.failure_cases.iloc[0]
+        raise CsxaError(f"does not satisfy schemas.Folds ({len(exc.failure_cases)} failure(s); first: column "
+                        f"{first['column']!r} check {first['check']!r} value {first['failure_case']!r})",
+                        path=path) from None
+
+
+def read_folds(path) -> pd.DataFrame:
+    """``folds.csv`` as written by ``csxa-data folds``, checked against its contract."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise CsxaError("not found; run `csxa-data folds` (or `dvc repro folds`) first", path=path)
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise CsxaError(f"cannot read as CSV ({exc})", path=path) from None
+    return validate_folds(frame, path)

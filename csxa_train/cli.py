@@ -113,6 +113,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"compare: {len(table) - 1} experiments on {facts['n']} test cases against {facts['reference']}; "
           f"{len(below)} not above the majority baseline's accuracy {table.accuracy.iloc[-1]:.3f}"
           f"{' (' + ', '.join(below) + ')' if below else ''}; wrote {args.out}/table.md")
+    if args.cv is not None:
+        from .cv_compare import run_cv_compare
+
+        summary, cv_facts = run_cv_compare(args.cv, args.out, experiments, train_model, config)
+        print(f"compare: cross-validation of {len(summary)} experiments, {cv_facts['folds']} folds x "
+              f"{cv_facts['repeats']} repeat(s) over {cv_facts['n']} train cases; wrote {args.out}/cv_table.md")
     return 0
 
 
@@ -139,6 +145,41 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
     for name, details in results.items():
         print(summary_line(name, details))
     print(f"landmarks: wrote {', '.join(str(Path(args.results) / n) for n in results)}")
+    return 0
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from csxa_data.folds import read_folds
+
+    from .cv import cross_validate, summary_line
+    from .fit import TrainConfig
+
+    settings = _train_settings(args)
+    if args.out is None:
+        if not args.experiment:
+            raise CsxaError("no output folder: give --out, or an --experiment (then results/cv/<experiment>)")
+        args.out = Path("results") / "cv" / args.experiment
+    config = TrainConfig.from_dict(settings)
+    folds = read_folds(args.folds)
+    oof = cross_validate(config, folds, args.out, title=args.experiment or Path(args.out).name,
+                         folds_path=str(args.folds))
+    print(f"{summary_line(args.experiment or Path(args.out).name, oof)}; wrote {args.out}")
+    return 0
+
+
+def cmd_cv_landmarks(args: argparse.Namespace) -> int:
+    from csxa_data.folds import read_folds
+    from csxa_data.params import load_section
+
+    from .cv import cross_validate_landmarks, summary_line
+    from .landmark_baseline import LandmarkConfig, Protocol
+
+    config = LandmarkConfig.from_dict(load_section(args.params, "landmarks"))
+    protocol = Protocol.from_train_section(load_section(args.params, "train"))
+    results = cross_validate_landmarks(args.manifest, args.landmarks, read_folds(args.folds), args.results, config,
+                                       protocol)
+    for name, oof in results.items():
+        print(f"{summary_line(name, oof)}; wrote {Path(args.results) / name}")
     return 0
 
 
@@ -233,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="compare predictions at 0.5 (the paper's) or at each experiment's validation-chosen threshold")
     compare.add_argument("--resamples", type=int, help="bootstrap resamples (default: compare.resamples)")
     compare.add_argument("--seed", type=int, help="bootstrap seed (default: compare.seed)")
+    compare.add_argument("--cv", type=Path, default=None,
+                         help="also compare the cross-validation results in this folder (results/cv: one folder per "
+                              "experiment with oof.csv): per-fold metrics, their mean and SD, pooled out-of-fold "
+                              "metrics with intervals, and the paired t-test across folds, uncorrected (the paper's) "
+                              "beside Nadeau and Bengio's corrected resampled t-test; writes OUT/cv_table.md, "
+                              "cv_table.csv, cv_folds.csv, cv.json and cv.png")
     compare.set_defaults(func=cmd_compare)
 
     landmarks = sub.add_parser(
@@ -254,6 +301,42 @@ def build_parser() -> argparse.ArgumentParser:
     landmarks.add_argument("--measurements", type=Path, default=None,
                            help="also write the per-case measurement table (CSV) here")
     landmarks.set_defaults(func=cmd_landmarks)
+
+    cv = sub.add_parser(
+        "cv", help="cross-validate one experiment by case over the train split (folds from csxa-data folds)",
+        description="For every fold of data/folds.csv (by case, over the train split; every repeat), train the "
+                    "experiment as fit does on the other folds' cases (its validation part carved from them chooses "
+                    "the threshold; normalisation from those cases) and score the fold's cases. The test split is "
+                    "not read. Writes OUT/oof.csv (every train case once per repeat: key, number, label, repeat, "
+                    "fold, score, threshold, pred, pred_at_threshold) and OUT/folds.json (per-fold counts, threshold "
+                    "and metrics). Settings as for fit.")
+    cv.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
+    cv.add_argument("--experiment", help="name of an experiments.<name> section")
+    cv.add_argument("--variant", help="variant folder or URL (default: data/variants/<the experiment's variant>)")
+    cv.add_argument("--folds", type=Path, default=Path("data/folds.csv"),
+                    help="the fold table written by csxa-data folds (default: %(default)s)")
+    cv.add_argument("--out", type=Path, default=None,
+                    help="output folder (default with --experiment: results/cv/<experiment>)")
+    for key, kind, text in (("model", str, "model name"), ("weights", str, "imagenet, none or a state dict path"),
+                            ("balance", str, "smote, weighted_sampler, class_weighted_loss or none"),
+                            ("epochs", int, "passes per fold"), ("batch_size", int, "train batch size"),
+                            ("image_size", int, "resize images to this side"), ("seed", int, "seed of every draw"),
+                            ("workers", int, "unused by cv (kept for the shared settings)")):
+        cv.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, help=f"{text} (default: train.{key})")
+    cv.set_defaults(func=cmd_cv, registry=None, rev=None)
+
+    cv_landmarks = sub.add_parser(
+        "cv-landmarks", help="cross-validate the landmark baseline's two classifiers on the same folds",
+        description="The landmarks command's two classifiers, fold by fold on data/folds.csv: trained on the other "
+                    "folds' train cases (less the validation part, which chooses the threshold), scoring the fold's. "
+                    "Writes RESULTS/landmarks_logreg/ and RESULTS/landmarks_gbt/ with oof.csv and folds.json.")
+    cv_landmarks.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
+    cv_landmarks.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"), help="default: %(default)s")
+    cv_landmarks.add_argument("--landmarks", type=Path, default=Path("data/ingest/landmarks.csv"),
+                              help="default: %(default)s")
+    cv_landmarks.add_argument("--folds", type=Path, default=Path("data/folds.csv"), help="default: %(default)s")
+    cv_landmarks.add_argument("--results", type=Path, default=Path("results/cv"), help="default: %(default)s")
+    cv_landmarks.set_defaults(func=cmd_cv_landmarks)
 
     explain = sub.add_parser(
         "explain", help="where a model looks: Grad-CAM over the test split, a contact sheet and the heat in the spine",

@@ -189,7 +189,8 @@ def _ratio(a, b):
 
 
 def bootstrap_metrics(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray, index: np.ndarray) -> dict:
-    """Balanced accuracy, F1, AUROC and Brier of every resample (rows of ``index``)."""
+    """Balanced accuracy, F1, AUROC, Brier, sensitivity, specificity and accuracy of every resample
+    (rows of ``index``)."""
     y, p, s = labels[index].astype(bool), preds[index].astype(bool), scores[index]
     tp, fp = (y & p).sum(1), (~y & p).sum(1)
     fn, tn = (y & ~p).sum(1), (~y & ~p).sum(1)
@@ -197,7 +198,8 @@ def bootstrap_metrics(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray,
     present = ((tp + fn) > 0).astype(int) + ((tn + fp) > 0).astype(int)
     balanced = (sens * ((tp + fn) > 0) + spec * ((tn + fp) > 0)) / np.maximum(present, 1)
     return {"balanced_accuracy": balanced, "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-            "auroc": stats.auroc_rows(y, s), "brier": ((s - y) ** 2).mean(1)}
+            "auroc": stats.auroc_rows(y, s), "brier": ((s - y) ** 2).mean(1), "sensitivity": sens,
+            "specificity": spec, "accuracy": (tp + tn) / np.maximum(tp + tn + fp + fn, 1)}
 
 
 def experiment_row(name: str, variant: str, model: str, labels, preds, scores, index, confidence) -> dict:

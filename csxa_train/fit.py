@@ -282,6 +282,14 @@ def train_data(config: TrainConfig) -> TrainData:
     colour = is_colour_variant(config.variant)
     images, labels, keys = load_split(config.variant, "train")
     images, labels, stems = one_sample_per_case(images, labels, keys, colour)
+    return cases_train_data(images, labels, stems, colour, config)
+
+
+def cases_train_data(images: np.ndarray, labels: np.ndarray, stems: list[str], colour: bool,
+                     config: TrainConfig) -> TrainData:
+    """:func:`train_data` from cases in memory (one image per case, sorted by stem): the
+    validation part held out, the colour orders laid out and SMOTE applied (cross-validation
+    calls it with the cases of the training folds)."""
     held = validation_cases(labels, stems, config.val_fraction, config.seed)
     val_images, val_labels = images[held], labels[held]
     images, labels = images[~held], labels[~held]
@@ -307,7 +315,12 @@ def model_normalisation(source, colour: bool) -> tuple[torch.Tensor, torch.Tenso
     """The variant's train-only mean and std as the model sees its inputs: for a colour variant,
     whose model sees both channel orders, channels 1 and 2 take the statistics of the 50/50
     mixture of the two orders (``stats.json`` pooled over both orders already has them equal)."""
-    mean, std = normalisation(source)
+    return pool_orders(*normalisation(source), colour)
+
+
+def pool_orders(mean: torch.Tensor, std: torch.Tensor, colour: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel statistics (1 x 3 x 1 x 1) as the model sees its inputs: unchanged for a grey
+    variant; for a colour variant channels 1 and 2 take the 50/50 mixture of the two orders'."""
     if not colour:
         return mean, std
     m = mean[:, 1:3].mean(dim=1, keepdim=True)
@@ -379,6 +392,28 @@ def train_one_epoch(model, optimizer, criterion, images, labels, order, mean, st
     return {"loss": stats[0].item() / max(stats[2].item(), 1), "accuracy": stats[1].item() / max(stats[2].item(), 1),
             "samples": int(stats[2].item()), "seconds": round(seconds, 3),
             "images_per_s": round(stats[2].item() / max(seconds, 1e-9), 1)}
+
+
+def training_parts(model, labels: torch.Tensor, config: TrainConfig, device: torch.device):
+    """The loss (class-weighted if ``balance`` says so), Adam and the step decay of a run."""
+    weight = class_weights(labels.numpy()).to(device) if config.balance == "class_weighted_loss" else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    return nn.CrossEntropyLoss(weight=weight), optimizer, scheduler
+
+
+def run_epoch(model, criterion, optimizer, scheduler, images, labels, colour: bool, mean, std, config: TrainConfig,
+              epoch: int, runtime: Runtime) -> dict:
+    """One seeded epoch (shuffle, drawn channel orders, dropout masks), then the scheduler's step;
+    returns the log row."""
+    torch.manual_seed(config.seed * 1000 + epoch + 7919 * runtime.rank)  # dropout: same masks after a resume
+    order = epoch_order(labels, config, epoch, runtime)
+    swap = epoch_orders_drawn(len(labels), config, epoch) if colour and config.train_orders == "draw" else None
+    row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
+           **train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config, epoch, runtime,
+                             swap)}
+    scheduler.step()
+    return row
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -501,10 +536,7 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
     model = build_model(config.model, "none" if state else config.weights).to(runtime.device)
     if runtime.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    weight = class_weights(labels.numpy()).to(runtime.device) if config.balance == "class_weighted_loss" else None
-    criterion = nn.CrossEntropyLoss(weight=weight)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    criterion, optimizer, scheduler = training_parts(model, labels, config, runtime.device)
     if state is not None:
         if state["epoch"] + 1 < config.epochs:
             model.load_state_dict(state["model"])
@@ -520,15 +552,9 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
                 print(f"{checkpoint_path} already holds all {config.epochs} epochs; evaluating it")
     if runtime.world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
-    draw = data.colour and config.train_orders == "draw"
     for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(config.seed * 1000 + epoch + 7919 * runtime.rank)  # dropout: same masks after a resume
-        order = epoch_order(labels, config, epoch, runtime)
-        swap = epoch_orders_drawn(len(labels), config, epoch) if draw else None
-        row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
-               **train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config, epoch, runtime,
-                                 swap)}
-        scheduler.step()
+        row = run_epoch(model, criterion, optimizer, scheduler, images, labels, data.colour, mean, std, config, epoch,
+                        runtime)
         # timings go to the screen only: stored logs and checkpoints stay identical across reruns
         log_rows.append({k: v for k, v in row.items() if k not in ("seconds", "images_per_s")})
         if runtime.main:

@@ -7,12 +7,14 @@ and outputs against them (lazily: every failure is collected, then the stage dec
 - ``files.FileNames``     metadata parsed from the PNG and JSON file names
 - ``landmarks.Landmarks`` one row per kept case and landmark (``landmarks.csv``)
 - ``manifest.Manifest``   the published clean manifest (``manifest.csv``), one row per kept case
+- ``folds.Folds``         the cross-validation fold of every train case, per repeat (``folds.csv``)
 - ``measurements.Measurements`` radiographic parameters per case, from the landmarks
 - ``logs.Repairs``, ``logs.Drops``  every repair and every drop, with its rule
 - ``shards.SampleMeta``  the JSON metadata of every sample in a variant's shards
 """
 
 from .files import FileNames
+from .folds import Folds
 from .landmarks import Landmarks
 from .logs import Drops, Repairs
 from .manifest import Manifest
@@ -20,4 +22,4 @@ from .measurements import Measurements
 from .shards import SampleMeta
 from .sheet import SheetRows
 
-__all__ = ["Drops", "FileNames", "Landmarks", "Manifest", "Measurements", "Repairs", "SampleMeta", "SheetRows"]
+__all__ = ["Drops", "FileNames", "Folds", "Landmarks", "Manifest", "Measurements", "Repairs", "SampleMeta", "SheetRows"]

@@ -182,3 +182,108 @@ def test_compare_adds_the_landmark_baselines_rows_when_asked(project):
     table = pd.read_csv(root / "out" / "table.csv")
     rows = table[table.experiment.isin(["landmarks_logreg", "landmarks_gbt"])]
     assert len(rows) == 2 and set(rows.variant) == {"landmarks"}
+
+
+# --- cross-validation (compare --cv) -----------------------------------------------------------
+
+def write_oof(cv: Path, name: str, labels: np.ndarray, folds: np.ndarray, scores: np.ndarray) -> None:
+    folder = cv / name
+    folder.mkdir(parents=True)
+    keys = [f"{i:07d}" for i in range(1, len(labels) + 1)]
+    pd.DataFrame({"key": keys, "number": range(1, len(keys) + 1), "label": labels, "repeat": 0, "fold": folds,
+                  "score": scores, "threshold": 0.4, "pred": (scores >= 0.5).astype(int),
+                  "pred_at_threshold": (scores >= 0.4).astype(int)}).to_csv(folder / "oof.csv", index=False)
+
+
+@pytest.fixture
+def cv_project(project):
+    """Out-of-fold predictions of the three experiments: 100 cases in 4 folds of 25 (5 + 20 each)."""
+    root, labels, _ = project
+    rng = np.random.default_rng(1)
+    folds = np.r_[np.arange(N_NEG) % 4, np.arange(N_POS) % 4]
+    scores = {"orig": np.clip(0.55 + 0.25 * (labels - 0.5) + rng.normal(0, 0.2, len(labels)), 0, 1),
+              "better": np.clip(0.5 + 0.5 * (labels - 0.5) + rng.normal(0, 0.2, len(labels)), 0, 1),
+              "always_sick": np.full(len(labels), 0.9)}
+    for name, s in scores.items():
+        write_oof(root / "cv", name, labels, folds, s)
+    return root, labels, folds, scores
+
+
+def test_compare_cv_gives_per_fold_pooled_and_both_ttests(cv_project, capsys):
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    root, labels, folds, scores = cv_project
+    assert run(root, "--cv", str(root / "cv")) == 0
+    assert "cross-validation of 3 experiments, 4 folds x 1 repeat(s) over 100 train cases" in capsys.readouterr().out
+    for name in ("cv_table.md", "cv_table.csv", "cv_folds.csv", "cv.json", "cv.png"):
+        assert (root / "out" / name).is_file(), name
+    per_fold = pd.read_csv(root / "out" / "cv_folds.csv")
+    table = pd.read_csv(root / "out" / "cv_table.csv").set_index("experiment")
+    ba = {name: np.array([balanced_accuracy_score(labels[folds == k], (s[folds == k] >= 0.5).astype(int))
+                          for k in range(4)]) for name, s in scores.items()}
+    better = per_fold[per_fold.experiment == "better"]
+    assert better.balanced_accuracy.to_numpy() == pytest.approx(ba["better"])
+    assert better.auroc.to_numpy() == pytest.approx([roc_auc_score(labels[folds == k], scores["better"][folds == k])
+                                                      for k in range(4)])
+    assert table.loc["better", "balanced_accuracy_mean"] == pytest.approx(ba["better"].mean())
+    assert table.loc["better", "balanced_accuracy_sd"] == pytest.approx(ba["better"].std(ddof=1))
+    assert table.loc["better", "auroc_pooled"] == pytest.approx(roc_auc_score(labels, scores["better"]))
+    assert table.loc["better", "auroc_pooled_low"] < table.loc["better", "auroc_pooled"] < \
+        table.loc["better", "auroc_pooled_high"]
+    # the t-tests on the per-fold differences: 4 folds of 25 cases, n_test / n_train = 25 / 75
+    d = ba["better"] - ba["orig"]
+    t0 = d.mean() / np.sqrt(d.var(ddof=1) / 4)
+    assert table.loc["better", "balanced_accuracy_t_uncorrected"] == pytest.approx(t0)
+    assert table.loc["better", "balanced_accuracy_t_corrected"] == pytest.approx(
+        d.mean() / np.sqrt((1 / 4 + 25 / 75) * d.var(ddof=1)))
+    assert table.loc["better", "balanced_accuracy_p_corrected"] > table.loc["better", "balanced_accuracy_p_uncorrected"]
+    md = (root / "out" / "cv_table.md").read_text()
+    assert "t, uncorrected (paper's)" in md and "p, corrected (Nadeau-Bengio)" in md
+    assert "n_test/n_train = 25.0/75.0 = 0.333" in md
+    # Table 1 is untouched by --cv
+    before = (root / "out" / "table.md").read_bytes()
+    assert run(root) == 0 and (root / "out" / "table.md").read_bytes() == before
+
+
+def test_compare_cv_refuses_experiments_on_other_folds(cv_project, capsys):
+    root, labels, folds, scores = cv_project
+    oof = pd.read_csv(root / "cv" / "better" / "oof.csv", dtype={"key": str})
+    oof.loc[0, "fold"] = (oof.loc[0, "fold"] + 1) % 4
+    oof.to_csv(root / "cv" / "better" / "oof.csv", index=False)
+    assert run(root, "--cv", str(root / "cv")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "better's out-of-fold folds differ from the reference orig's" in err[0]
+
+
+def test_the_compare_stage_reads_every_experiments_cross_validation():
+    from conftest import REPO
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    experiments = yaml.safe_load((REPO / "params.yaml").read_text())["experiments"]
+    deps = {d for d in stages["compare"]["deps"] if d.endswith("oof.csv")}
+    assert deps == {f"results/cv/{name}/oof.csv" for name in [*experiments, "landmarks_logreg", "landmarks_gbt"]}
+    assert "--cv results/cv" in stages["compare"]["cmd"]
+
+
+def test_readme_shows_the_demos_cross_validation_table():
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    demo = (REPO / "results" / "compare" / "cv_table.md").read_text()
+    rows = [line for line in demo.splitlines() if line.startswith("| ")]
+    assert rows and all(row in readme for row in rows), "README's cross-validation table differs from results/compare"
+
+
+def test_the_readme_block_is_refreshed_from_cv_table(tmp_path):
+    from csxa_data.errors import CsxaError
+    from csxa_train.cv_compare import refresh_readme
+
+    (tmp_path / "cv_table.md").write_text("# Title\n\nText.\n\n## Part\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- cv_table: begin -->\nstale\n<!-- cv_table: end -->\nafter\n")
+    refresh_readme(readme, tmp_path / "cv_table.md")
+    assert readme.read_text() == ("before\n<!-- cv_table: begin -->\nText.\n\n#### Part\n\n| a | b |\n|---|---|\n"
+                                  "| 1 | 2 |\n<!-- cv_table: end -->\nafter\n")
+    readme.write_text("no block\n")
+    with pytest.raises(CsxaError, match="no <!-- cv_table: begin -->"):
+        refresh_readme(readme, tmp_path / "cv_table.md")

@@ -64,7 +64,8 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
     assert "results/compare/compare.json" in dvc("metrics", "show", cwd=project)
     assert ran(dvc("repro", cwd=project)) == set()
     experiment = dvc("exp", "run", "-S", "variants.cropped.out_size=40", cwd=project)
-    assert ran(experiment) == {"variant@cropped", "variants_preview", "train@cropped_resnet", "compare"}, experiment
+    assert ran(experiment) == {"variant@cropped", "variants_preview", "train@cropped_resnet", "cv@cropped_resnet",
+                                  "compare"}, experiment
     sample = json.loads((project / "data/variants/cropped/shards.json").read_text())
     assert sample["spec"]["out_size"] == 40
 

@@ -117,3 +117,43 @@ def test_ttests_refuse_too_few_or_bad_differences():
         corrected_resampled_ttest([0.1, float("nan")], 4, 1)
     with pytest.raises(CsxaError, match="alternative must be one of"):
         paired_ttest_folds([0.1, 0.2], alternative="bigger")
+
+
+def _manifest(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"number": np.arange(1, n + 1), "label": np.where(np.arange(n) % 5 == 0, 0, 1),
+                         "split": np.where(np.arange(n) % 4 == 0, "test", "train")})
+
+
+def test_repeated_folds_have_one_stratified_salt_per_repeat_and_stay_put_when_cases_join():
+    from csxa_data.folds import find_fold_salts, repeated_train_folds, validate_folds
+
+    manifest = _manifest(300)
+    train = manifest[manifest.split == "train"]
+    salts = find_fold_salts(train.number, train.label, 3, 2, start=10)
+    assert len(salts) == 2 and 10 <= salts[0] < salts[1]
+    folds, warnings = repeated_train_folds(manifest, 3, salts, 2)
+    assert warnings == [] and list(folds.columns) == ["number", "label", "repeat", "fold"]
+    validate_folds(folds, "folds.csv")
+    for r, salt in enumerate(salts):
+        part = folds[folds.repeat == r].reset_index(drop=True)
+        assert part.fold.tolist() == assign_folds(part.number, part.label, 3, salt).tolist()
+    # a later release with 20 more cases: every earlier case keeps its fold in every repeat
+    grown, _ = repeated_train_folds(_manifest(320), 3, salts, 2)
+    merged = folds.merge(grown, on=["number", "repeat"], suffixes=("", "_grown"))
+    assert len(merged) == len(folds) and (merged.fold == merged.fold_grown).all()
+    # a single number s stands for the salts s, s + 1, ...
+    single, _ = repeated_train_folds(manifest, 3, salts[0], 2)
+    assert single[single.repeat == 1].fold.tolist() == \
+        train_folds(manifest, 3, salts[0] + 1).fold.tolist()
+
+
+def test_the_folds_contract_refuses_a_case_in_two_folds_or_a_fold_without_a_class():
+    from csxa_data.folds import validate_folds
+
+    good = pd.DataFrame({"number": [1, 2, 3, 4], "label": [0, 1, 0, 1], "repeat": 0, "fold": [0, 0, 1, 1]})
+    validate_folds(good, "folds.csv")
+    twice = pd.concat([good, pd.DataFrame({"number": [1], "label": [0], "repeat": [0], "fold": [1]})])
+    with pytest.raises(CsxaError, match="one_fold_per_case_and_repeat"):
+        validate_folds(twice, "folds.csv")
+    with pytest.raises(CsxaError, match="every_fold_holds_both_classes"):
+        validate_folds(good.assign(fold=[0, 1, 1, 1]), "folds.csv")

@@ -1,0 +1,367 @@
+"""The cross-validation report (``csxa-train compare --cv results/cv``): every experiment's
+out-of-fold predictions over the train split, fold by fold and pooled.
+
+Inputs: ``CV/EXPERIMENT/oof.csv`` of each experiment (``csxa-train cv``; the same cases in the same
+folds in each). Outputs in OUT: ``cv_table.md`` (for people), ``cv_table.csv`` (one row per
+experiment, every number), ``cv_folds.csv`` (one row per experiment and fold), ``cv.json`` (a few
+numbers, for ``dvc metrics``) and ``cv.png`` (per-fold dots).
+
+- Per fold: balanced accuracy, AUROC, sensitivity, specificity and accuracy of the fold's cases,
+  then their mean and SD (ddof 1) across the folds (and repeats).
+- Pooled: the same metrics over all out-of-fold predictions at once, with a stratified bootstrap
+  interval over cases (a resampled case brings its rows of every repeat). Pooled scores come from
+  different models (one per fold), so the pooled AUROC mixes their scales; the per-fold AUROC does not.
+- Against the reference, per metric, on the per-fold differences: the paired t-test across folds
+  as the paper's caption names it (uncorrected: too liberal, the folds share training cases), and
+  Nadeau and Bengio's corrected resampled t-test with n_test / n_train from the folds' sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from csxa_data.errors import CsxaError
+
+from . import stats
+from .compare import CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, default_reference
+
+# (key, label, shown as a percentage)
+METRICS = (("balanced_accuracy", "Balanced accuracy (%)", True), ("auroc", "AUROC", False),
+           ("sensitivity", "Sensitivity (%)", True), ("specificity", "Specificity (%)", True),
+           ("accuracy", "Accuracy (%)", True))
+TESTED = (("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"))
+
+
+@dataclass
+class CvExperiment:
+    name: str
+    variant: str
+    model: str
+    frame: pd.DataFrame     # key, label, repeat, fold, score, pred (at the operating point); sorted by repeat, key
+
+
+def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
+    """One experiment's out-of-fold predictions, checked: columns, one row per case and repeat, 0/1
+    labels, scores in [0, 1]."""
+    from .evaluate import check_labels_and_scores
+
+    if not path.is_file():
+        raise CsxaError("out-of-fold predictions not found (has the experiment been cross-validated? dvc repro)",
+                        path=path)
+    try:
+        frame = pd.read_csv(path, dtype={"key": str})
+    except (OSError, ValueError) as exc:
+        raise CsxaError(f"cannot read as CSV ({exc})", path=path) from None
+    column = "pred" if operating_point == "0.5" else "pred_at_threshold"
+    missing = [c for c in ("key", "label", "repeat", "fold", "score", column) if c not in frame.columns]
+    if missing:
+        raise CsxaError(f"missing column(s) {missing}", path=path)
+    if frame.duplicated(["repeat", "key"]).any():
+        twice = frame[frame.duplicated(["repeat", "key"])]
+        raise CsxaError(f"case(s) listed twice in one repeat: {twice.key.tolist()[:5]}", path=path)
+    try:
+        labels, scores = check_labels_and_scores(pd.to_numeric(frame.label, errors="coerce").to_numpy(),
+                                                 pd.to_numeric(frame.score, errors="coerce").to_numpy(), where=str(path))
+        preds, _ = check_labels_and_scores(pd.to_numeric(frame[column], errors="coerce").to_numpy(),
+                                           where=f"{path} column {column}")
+    except CsxaError as exc:
+        raise CsxaError(str(exc)) from None
+    out = pd.DataFrame({"key": frame.key, "label": labels, "repeat": frame.repeat.astype(int),
+                        "fold": frame.fold.astype(int), "score": scores, "pred": preds})
+    per_repeat = out.groupby("repeat").key.apply(lambda k: tuple(sorted(k)))
+    if per_repeat.nunique() != 1:
+        raise CsxaError("the repeats hold different cases", path=path)
+    return out.sort_values(["repeat", "key"], ignore_index=True)
+
+
+def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: CompareConfig
+            ) -> tuple[list[CvExperiment], str]:
+    """Every experiment's out-of-fold rows, checked to be the reference's cases, classes and folds."""
+    if not experiments:
+        raise CsxaError("no experiments to compare (params.yaml experiments:)")
+    reference = config.reference or default_reference(experiments)
+    if reference not in experiments:
+        raise CsxaError(f"compare.reference {reference!r} is not an experiment; known: {sorted(experiments)}",
+                        path="params.yaml")
+    names = [reference] + [n for n in experiments if n != reference]
+    loaded = []
+    for name in names:
+        frame = read_oof(cv_dir / name / "oof.csv", str(config.operating_point))
+        if loaded:
+            ref = loaded[0].frame
+            for column, what in (("key", "cases"), ("label", "classes"), ("fold", "folds")):
+                if not np.array_equal(frame[column].to_numpy(), ref[column].to_numpy()) or len(frame) != len(ref):
+                    raise CsxaError(f"{name}'s out-of-fold {what} differ from the reference {reference}'s "
+                                    f"(cross-validate every experiment on the same data/folds.csv: dvc repro)",
+                                    path=cv_dir / name / "oof.csv")
+        spec = experiments[name] or {}
+        loaded.append(CvExperiment(name, str(spec.get("variant", "?")), str(spec.get("model", train_model)), frame))
+    return loaded, reference
+
+
+def _metrics(labels, preds, scores) -> dict:
+    from .evaluate import classification_metrics
+
+    m = classification_metrics(labels, preds, scores)
+    return {key: (math.nan if m[key] is None else m[key]) for key, _, _ in METRICS}
+
+
+def per_fold(experiments: list[CvExperiment]) -> pd.DataFrame:
+    """One row per experiment, repeat and fold: the fold's case count and metrics."""
+    rows = []
+    for e in experiments:
+        for (r, k), part in e.frame.groupby(["repeat", "fold"], sort=True):
+            rows.append({"experiment": e.name, "repeat": int(r), "fold": int(k), "n": int(len(part)),
+                         **_metrics(part.label.to_numpy(), part.pred.to_numpy(), part.score.to_numpy())})
+    return pd.DataFrame(rows)
+
+
+def pooled_index(frame: pd.DataFrame, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap row indices of the out-of-fold rows (sorted by repeat, key): cases drawn with
+    replacement within each class, each drawn case bringing its row of every repeat."""
+    repeats = frame.repeat.nunique()
+    n = len(frame) // repeats
+    cases = stats.stratified_bootstrap_indices(frame.label.to_numpy()[:n], resamples, seed)
+    return np.concatenate([cases + r * n for r in range(repeats)], axis=1)
+
+
+def summarise(experiments: list[CvExperiment], folds: pd.DataFrame, reference: str, config: CompareConfig
+              ) -> tuple[pd.DataFrame, dict]:
+    """One row per experiment: per-fold mean and SD, pooled metrics with intervals, and against the
+    reference the uncorrected and the corrected t-test on each tested metric; and the facts."""
+    ref = experiments[0].frame
+    labels = ref.label.to_numpy()
+    index = pooled_index(ref, config.resamples, config.seed)
+    sizes = folds[folds.experiment == reference].n.to_numpy(dtype=float)
+    total = len(ref) / ref.repeat.nunique()
+    n_test, n_train = float(sizes.mean()), float(total - sizes.mean())
+    ref_folds = folds[folds.experiment == reference].reset_index(drop=True)
+    rows = []
+    for e in experiments:
+        mine = folds[folds.experiment == e.name].reset_index(drop=True)
+        row = {"experiment": e.name, "variant": e.variant, "model": e.model, "reference": e.name == reference,
+               "folds": int(len(mine))}
+        for key, _, _ in METRICS:
+            row[f"{key}_mean"] = float(mine[key].mean())
+            row[f"{key}_sd"] = float(mine[key].std(ddof=1)) if len(mine) > 1 else math.nan
+        preds, scores = e.frame.pred.to_numpy(), e.frame.score.to_numpy()
+        pooled = _metrics(labels, preds, scores)
+        boot = bootstrap_metrics(labels, preds, scores, index)
+        for key, _, _ in METRICS:
+            row[f"{key}_pooled"] = pooled[key]
+            row[f"{key}_pooled_low"], row[f"{key}_pooled_high"] = stats.bootstrap_interval(boot[key], config.confidence)
+        if e.name != reference:
+            for key, _ in TESTED:
+                d = (mine[key] - ref_folds[key]).to_numpy()
+                row[f"{key}_difference"] = float(d.mean())
+                row[f"{key}_difference_sd"] = float(d.std(ddof=1))
+                if np.isfinite(d).all() and len(d) >= 2:
+                    row[f"{key}_t_uncorrected"], row[f"{key}_p_uncorrected"] = stats.paired_ttest_folds(d)
+                    row[f"{key}_t_corrected"], row[f"{key}_p_corrected"] = stats.corrected_resampled_ttest(
+                        d, n_train=n_train, n_test=n_test)
+        rows.append(row)
+    counts = np.bincount(labels[: int(total)], minlength=2)
+    facts = {"reference": reference, "operating_point": str(config.operating_point), "n": int(total),
+             "by_class": {"0": int(counts[0]), "1": int(counts[1])}, "folds": int(ref.fold.max()) + 1,
+             "repeats": int(ref.repeat.nunique()), "differences": int(len(ref_folds)),
+             "n_test": n_test, "n_train": n_train, "resamples": config.resamples, "seed": config.seed,
+             "confidence": config.confidence}
+    return pd.DataFrame(rows), facts
+
+
+def _cell(value, sd, percent: bool) -> str:
+    if _nan(value):
+        return "n/a"
+    scale, digits = (100, 1) if percent else (1, 3)
+    return f"{scale * value:.{digits}f}" + ("" if _nan(sd) else f" ± {scale * sd:.{digits}f}")
+
+
+def _t(value) -> str:
+    return "-" if _nan(value) else f"{value:.2f}"
+
+
+def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
+    """cv_table.md: per-fold mean and SD, pooled with intervals, per-fold values, the two t-tests."""
+    g = lambda row, key: None if key not in row or _nan(row[key]) else row[key]  # noqa: E731
+    level = round(100 * facts["confidence"])
+    j, ratio = facts["differences"], facts["n_test"] / facts["n_train"]
+    header = "| Experiment | Variant | Model | " + " | ".join(label for _, label, _ in METRICS) + " |"
+    rule = "|---|---|---|" + "---|" * len(METRICS)
+    lines = [
+        "# Cross-validation by case (train split)",
+        "",
+        f"{facts['n']} train cases ({facts['by_class']['0']} asymptomatic, {facts['by_class']['1']} spondylosis) in "
+        f"{facts['folds']} folds × {facts['repeats']} repeat(s), by case (`data/folds.csv`); the test split is not "
+        f"used. Every experiment is trained on each fold's complement and scores the fold's cases. Predictions at "
+        f"{'threshold 0.5' if facts['operating_point'] == '0.5' else 'each fold’s validation-chosen threshold'}.",
+        "",
+        f"## Per fold: mean ± SD across the {j} folds",
+        "",
+        header, rule,
+    ]
+    for _, row in table.iterrows():
+        name = row.experiment + (" (reference)" if row.reference is True else "")
+        lines.append(f"| {name} | {row.variant} | {row.model} | " + " | ".join(
+            _cell(row[f"{key}_mean"], row[f"{key}_sd"], pct) for key, _, pct in METRICS) + " |")
+    lines += [
+        "",
+        "## Pooled out-of-fold predictions",
+        "",
+        f"All {facts['n']} cases' out-of-fold predictions at once; brackets: {level}% intervals, a stratified "
+        f"bootstrap over cases ({facts['resamples']} resamples, seed {facts['seed']}). The pooled AUROC mixes "
+        "scores of different models (one per fold).",
+        "",
+        header, rule,
+    ]
+    for _, row in table.iterrows():
+        cells = []
+        for key, _, pct in METRICS:
+            fmt = _pct if pct else _num
+            cells.append(fmt(g(row, f"{key}_pooled"), g(row, f"{key}_pooled_low"), g(row, f"{key}_pooled_high")))
+        lines.append(f"| {row.experiment} | {row.variant} | {row.model} | " + " | ".join(cells) + " |")
+    labels = [f"r{r} f{k}" if facts["repeats"] > 1 else f"fold {k}" for r, k in
+              folds[folds.experiment == facts["reference"]][["repeat", "fold"]].itertuples(index=False)]
+    lines += ["", "## Balanced accuracy (%) and AUROC of each fold", "",
+              "| Experiment | " + " | ".join(f"{c} BA" for c in labels) + " | " + " | ".join(f"{c} AUROC" for c in labels)
+              + " |", "|---|" + "---|" * (2 * len(labels))]
+    for name in table.experiment:
+        mine = folds[folds.experiment == name]
+        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in mine.balanced_accuracy) + " | "
+                     + " | ".join("n/a" if _nan(v) else f"{v:.3f}" for v in mine.auroc) + " |")
+    lines += [
+        "",
+        f"## Against the reference ({facts['reference']}): t-tests across the {j} folds",
+        "",
+        f"On the {j} per-fold differences d (this experiment minus the reference, same folds), {j - 1} degrees of "
+        "freedom, two-sided. **Uncorrected**: the paired t-test across folds that the seed paper's caption names, "
+        "t = mean(d) / sqrt(var(d) / J); the folds share training cases, so the differences are correlated and "
+        "this test finds differences too often. **Corrected**: Nadeau and Bengio's corrected resampled t-test "
+        f"(2003), t = mean(d) / sqrt((1/J + n_test/n_train) var(d)), here n_test/n_train = "
+        f"{facts['n_test']:.1f}/{facts['n_train']:.1f} = {ratio:.3f}; read this one.",
+        "",
+        "| Experiment | Metric | Mean difference ± SD | t, uncorrected (paper's) | p, uncorrected (paper's) "
+        "| t, corrected (Nadeau-Bengio) | p, corrected (Nadeau-Bengio) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, row in table.iterrows():
+        if row.reference is True:
+            continue
+        for key, label in TESTED:
+            pct = key != "auroc"
+            lines.append(f"| {row.experiment} | {label} | {_cell(g(row, f'{key}_difference'), g(row, f'{key}_difference_sd'), pct)} | "
+                         f"{_t(g(row, f'{key}_t_uncorrected'))} | {_p(g(row, f'{key}_p_uncorrected'))} | "
+                         f"{_t(g(row, f'{key}_t_corrected'))} | {_p(g(row, f'{key}_p_corrected'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def metrics_json(table: pd.DataFrame, facts: dict) -> dict:
+    """cv.json: per experiment the per-fold mean and SD and the pooled value of balanced accuracy and
+    AUROC, and the two p-values of balanced accuracy against the reference."""
+    def r(v):
+        return None if _nan(v) else round(float(v), 6)
+
+    out = {"reference": facts["reference"], "n": facts["n"], "folds": facts["folds"], "repeats": facts["repeats"],
+           "experiments": {}}
+    for _, row in table.iterrows():
+        entry = {f"{key}_{part}": r(row[f"{key}_{part}"]) for key, _ in TESTED for part in ("mean", "sd", "pooled")}
+        if row.reference is not True:
+            entry |= {"balanced_accuracy_p_uncorrected": r(row.get("balanced_accuracy_p_uncorrected")),
+                      "balanced_accuracy_p_corrected": r(row.get("balanced_accuracy_p_corrected"))}
+        out["experiments"][row.experiment] = entry
+    return out
+
+
+def folds_figure(folds: pd.DataFrame, table: pd.DataFrame, facts: dict, out) -> None:
+    """cv.png: per experiment, each fold's balanced accuracy and AUROC as dots and their mean as a bar."""
+    from PIL import Image, ImageDraw
+
+    from .figures import _font
+
+    names = list(table.experiment)
+    label_width, panel, gap, row_h, top = 250, 300, 30, 26, 60
+    width, height = label_width + 2 * (panel + gap), top + row_h * len(names) + 50
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    font, small = _font(16), _font(12)
+    draw.text((10, 8), f"{facts['folds']} folds x {facts['repeats']} repeat(s), {facts['n']} train cases: each fold a "
+              f"dot, the mean a bar; blue: reference {facts['reference']}", fill="black", font=font)
+    y_end = top + len(names) * row_h + 10
+    for i, name in enumerate(names):
+        draw.text((10, top + 12 + i * row_h - 7), name, fill="black", font=small)
+    for j, (key, title) in enumerate(TESTED):
+        x0 = label_width + j * (panel + gap)
+        draw.text((x0, top - 22), title, fill="black", font=font)
+        draw.rectangle([x0, top, x0 + panel, y_end], outline=(120, 120, 120))
+        for tick in (0.0, 0.5, 1.0):
+            draw.line([x0 + tick * panel, y_end, x0 + tick * panel, y_end + 4], fill="black")
+            draw.text((x0 + tick * panel - 8, y_end + 6), f"{tick:g}", fill="black", font=small)
+        for i, name in enumerate(names):
+            y = top + 12 + i * row_h
+            colour = (20, 20, 180) if name == facts["reference"] else (30, 30, 30)
+            values = folds[folds.experiment == name][key].to_numpy(dtype=float)
+            for v in values[np.isfinite(values)]:
+                draw.ellipse([x0 + v * panel - 3, y - 3, x0 + v * panel + 3, y + 3], outline=colour)
+            if np.isfinite(values).any():
+                m = float(np.nanmean(values))
+                draw.line([x0 + m * panel, y - 8, x0 + m * panel, y + 8], fill=(200, 40, 40), width=2)
+    img.save(out, format="PNG")
+
+
+def write_report(table: pd.DataFrame, folds: pd.DataFrame, facts: dict, out: Path) -> None:
+    """cv_table.md, cv_table.csv, cv_folds.csv, cv.json and cv.png, each written whole then renamed."""
+    from csxa_data.atomic import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "cv_table.md") as tmp:
+        Path(tmp).write_text(markdown(table, folds, facts))
+    with atomic_path(out / "cv_table.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.8g")
+    with atomic_path(out / "cv_folds.csv") as tmp:
+        folds.to_csv(tmp, index=False, float_format="%.8g")
+    with atomic_path(out / "cv.json") as tmp:
+        Path(tmp).write_text(json.dumps({**metrics_json(table, facts), "facts": facts}, indent=2) + "\n")
+    with atomic_path(out / "cv.png") as tmp:
+        folds_figure(folds, table, facts, tmp)
+
+
+def run_cv_compare(cv_dir: str | Path, out: str | Path, experiments: dict, train_model: str,
+                   config: CompareConfig) -> tuple[pd.DataFrame, dict]:
+    """Read, summarise, write; returns the table and facts."""
+    loaded, reference = load_cv(Path(cv_dir), experiments, train_model, config)
+    folds = per_fold(loaded)
+    table, facts = summarise(loaded, folds, reference, config)
+    write_report(table, folds, facts, Path(out))
+    return table, facts
+
+
+README_BEGIN, README_END = "<!-- cv_table: begin -->", "<!-- cv_table: end -->"
+
+
+def readme_block(table_md: str) -> str:
+    """cv_table.md as the README shows it: without its title, its sections one level down."""
+    lines = table_md.splitlines()[1:]
+    return "\n".join("##" + line if line.startswith("## ") else line for line in lines).strip() + "\n"
+
+
+def refresh_readme(readme: str | Path, table_md: str | Path = "results/compare/cv_table.md") -> None:
+    """Replace the README's block between the cv_table markers with the current cv_table.md."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise CsxaError(f"no {README_BEGIN} ... {README_END} block", path=readme)
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    block = readme_block(Path(table_md).read_text(encoding="utf-8"))
+    readme.write_text(f"{head}{README_BEGIN}\n{block}{README_END}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import sys
+
+    refresh_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
