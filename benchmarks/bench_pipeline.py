@@ -65,9 +65,9 @@ def main() -> None:
                  "--out", str(work / "results" / variant), "--model", args.model, "--weights", "none",
                  "--balance", "smote", "--epochs", str(args.epochs), "--image-size", str(args.image_size), "--batch-size", "64",
                  "--workers", "2"])
-        metrics = json.loads((work / "results" / variant / "metrics.json").read_text())
-        rows[-1]["smote_synthetic"] = metrics.get("smote_synthetic")
-        rows[-1]["train_samples"] = metrics.get("train_samples")
+        details = json.loads((work / "results" / variant / "evaluation.json").read_text())
+        for key in ("train_cases", "validation_cases", "train_samples", "smote_synthetic"):
+            rows[-1][key] = details.get(key)
         shutil.rmtree(work / variant)
     shutil.rmtree(work)
     summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(),
