@@ -26,17 +26,14 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).parent))
 from measure import cached_release, run_measured  # noqa: E402
 
-PAPER_VARIANTS = {
-    "original": "{crop: centre, centre_size: 500, colour: grey, out_size: 224}",
-    "cropped": "{crop: landmarks, colour: grey, out_size: 224}",
-    "wide_cropped": "{crop: landmarks, grow_x: 100, grow_y: 200, colour: grey, out_size: 224}",
-    "colored": "{crop: centre, centre_size: 500, colour: stacked, out_size: 224}",
-    "colored_cropped": "{crop: landmarks, colour: stacked, out_size: 224}",
-    "colored_wide_cropped": "{crop: landmarks, grow_x: 100, grow_y: 200, colour: stacked, out_size: 224}",
-}
+PAPER_PARAMS = Path(__file__).resolve().parents[1] / "params.paper.yaml"
+# the paper's six variants as params.paper.yaml defines them (224 px; colour: order a only in train)
+PAPER_VARIANTS = yaml.safe_load(PAPER_PARAMS.read_text())["variants"]
 GREY_OF = {"colored": "original", "colored_cropped": "cropped", "colored_wide_cropped": "wide_cropped"}
 
 _PNGS = None
@@ -57,6 +54,12 @@ def _decode_fast(name):
     from csxa_data.images import decode_film
     film = decode_film(_PNGS.read(name))
     return film.width, film.height
+
+
+def write_params(path: Path, variants: dict) -> None:
+    """A params file with these variants and the paper's shard layout."""
+    path.write_text(yaml.safe_dump({"variants": variants, "build": {"shard_size": 500, "min_shards": 4,
+                                                                     "png_compress_level": 1}}, sort_keys=False))
 
 
 def decode_pass(release: str, manifest: str, decoder: str) -> None:
@@ -90,8 +93,7 @@ def main() -> None:
     release = cached_release(args.cases, args.size_scale)
     work = Path(tempfile.mkdtemp(prefix="bench-build-"))
     params = work / "params.yaml"
-    params.write_text("variants:\n" + "".join(f"  {n}: {PAPER_VARIANTS[n]}\n" for n in PAPER_VARIANTS)
-                      + "build: {shard_size: 500, min_shards: 4, png_compress_level: 1}\n")
+    write_params(params, PAPER_VARIANTS)
     manifest = work / "ingest" / "manifest.csv"
     run_measured([sys.executable, "-m", "csxa_data", "ingest", "--params", str(params), "--release", str(release),
                   "--out", str(work / "ingest"), "--quiet"])
@@ -113,9 +115,11 @@ def main() -> None:
                                      "--out", str(work / variant), "--quiet"])
         shutil.rmtree(work / variant)
     for variant in args.researcher:
+        both = PAPER_VARIANTS[variant].get("colour") == "stacked" and PAPER_VARIANTS[variant].get("both_orders_in_train", True)
         measure(f"researcher script {variant}", [sys.executable, str(Path(__file__).parent / "researcher_baseline.py"),
                                                  "--release", str(release), "--manifest", str(manifest),
-                                                 "--variant", variant, "--out", str(work / "researcher")])
+                                                 "--variant", variant, "--out", str(work / "researcher"),
+                                                 "--train-orders", "both" if both else "a"])
         shutil.rmtree(work / "researcher")
     floor = rows["decode pillow"]
     for row in rows.values():

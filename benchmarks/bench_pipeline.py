@@ -2,9 +2,10 @@
 
     python benchmarks/bench_pipeline.py                       # 5,000 cases at the real film size
     python benchmarks/bench_pipeline.py --cases 1000
+    python benchmarks/bench_pipeline.py --variants colored_wide_cropped --image-size 64   # affordable on CPUs
 
 Stages, each a subprocess measured for wall time, CPU time and peak resident memory of its whole
-tree: ingest; build of the paper's `wide_cropped` and `colored_wide_cropped` (224 px); and
+tree: ingest; build of the paper's `wide_cropped` and `colored_wide_cropped` (224 px, as params.paper.yaml); and
 `csxa-train fit` on each with the paper's train settings (params.paper.yaml) and SMOTE balancing, one epoch of the small CPU model
 (`smallcnn`, no pretrained weights) - the SMOTE step and the in-memory train split are what the
 paper's protocol costs in memory whatever the model. The synthetic release is written once by
@@ -25,10 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_build import PAPER_VARIANTS  # noqa: E402
+from bench_build import PAPER_PARAMS, PAPER_VARIANTS, write_params  # noqa: E402
 from measure import cached_release, run_measured  # noqa: E402
-
-PAPER_PARAMS = Path(__file__).resolve().parents[1] / "params.paper.yaml"  # the paper's train section
 
 
 def main() -> None:
@@ -39,12 +38,14 @@ def main() -> None:
                         choices=list(PAPER_VARIANTS))
     parser.add_argument("--model", default="smallcnn")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--image-size", type=int, default=224,
+                        help="px the fit stage trains at (the split is read and SMOTE-balanced at the variant's 224 px "
+                             "whatever this is; 64 makes one CPU epoch affordable)")
     args = parser.parse_args()
     release = cached_release(args.cases, args.size_scale)
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     params = work / "params.yaml"
-    params.write_text("variants:\n" + "".join(f"  {n}: {PAPER_VARIANTS[n]}\n" for n in args.variants)
-                      + "build: {shard_size: 500, min_shards: 4, png_compress_level: 1}\n")
+    write_params(params, {n: PAPER_VARIANTS[n] for n in args.variants})
     rows = []
 
     def measure(stage: str, cmd: list[str]) -> None:
@@ -59,14 +60,14 @@ def main() -> None:
         measure(f"build {variant}", [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant",
                                      variant, "--manifest", str(work / "ingest" / "manifest.csv"), "--release",
                                      str(release), "--out", str(work / variant), "--quiet"])
-        measure(f"fit {variant} (smote, {args.model}, {args.epochs} epoch)",
+        measure(f"fit {variant} (smote, {args.model}, {args.epochs} epoch at {args.image_size} px)",
                 [sys.executable, "-m", "csxa_train", "fit", "--params", str(PAPER_PARAMS), "--variant", str(work / variant),
                  "--out", str(work / "results" / variant), "--model", args.model, "--weights", "none",
-                 "--balance", "smote", "--epochs", str(args.epochs), "--image-size", "224", "--batch-size", "64",
+                 "--balance", "smote", "--epochs", str(args.epochs), "--image-size", str(args.image_size), "--batch-size", "64",
                  "--workers", "2"])
-        metrics = json.loads((work / "results" / variant / "metrics.json").read_text())
-        rows[-1]["smote_synthetic"] = metrics.get("smote_synthetic")
-        rows[-1]["train_samples"] = metrics.get("train_samples")
+        details = json.loads((work / "results" / variant / "evaluation.json").read_text())
+        for key in ("train_cases", "validation_cases", "train_samples", "smote_synthetic"):
+            rows[-1][key] = details.get(key)
         shutil.rmtree(work / variant)
     shutil.rmtree(work)
     summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(),

@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--variant", choices=list(VARIANTS), required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--train-orders", choices=["both", "a"], default="both",
+                        help="colour: write both channel orders of a train case, or order a only (as the build)")
     args = parser.parse_args()
     crop, grow_x, grow_y, colour = VARIANTS[args.variant]
     folder = args.out / args.variant
@@ -48,7 +50,7 @@ def main() -> None:
             continue
         equalised, inverted = ImageOps.equalize(grey), ImageOps.invert(grey)
         orders = [("_a", (grey, equalised, inverted)), ("_b", (grey, inverted, equalised))]
-        for suffix, planes in orders if case.split == "train" else orders[:1]:
+        for suffix, planes in orders if case.split == "train" and args.train_orders == "both" else orders[:1]:
             image = Image.merge("RGB", planes).resize((224, 224), Image.Resampling.LANCZOS)
             image.save(folder / f"{case.stem}{suffix}.png")
 

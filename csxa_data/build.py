@@ -110,8 +110,7 @@ def render_planes(crop: np.ndarray, spec: VariantSpec) -> np.ndarray:
     crop's own resolution, as the paper, then resized together in one pass)."""
     if spec.colour == "grey":
         return T.resize_square(crop, spec.out_size)
-    planes = T.colour_planes(crop)
-    return T.resize_square(T.stack(*(planes[name] for name in T.COLOUR_PLANES)), spec.out_size)
+    return T.resize_square(T.colour_image(crop), spec.out_size)
 
 
 def render_image(planes: np.ndarray, order: str | None) -> np.ndarray:
@@ -148,14 +147,13 @@ def encode_png(image: np.ndarray, level: int) -> bytes:
 
 def channel_sums(image: np.ndarray) -> np.ndarray:
     """Per-channel (count, sum, sum of squares) as exact integers; grey counts as three channels."""
-    pixels = image.reshape(-1, image.shape[2] if image.ndim == 3 else 1)
+    from PIL import Image
+
+    # Pillow's histogram: 256 counts per channel, all channels in one C pass
+    hist = np.asarray(Image.fromarray(np.ascontiguousarray(image)).histogram(), dtype=np.int64).reshape(-1, 256)
     values = np.arange(256, dtype=np.int64)
-    rows = []
-    for channel in range(pixels.shape[1]):
-        hist = np.bincount(pixels[:, channel], minlength=256).astype(np.int64)
-        rows.append((hist.sum(), hist @ values, hist @ (values * values)))
-    sums = np.array(rows, dtype=np.int64).T
-    return np.repeat(sums, 3, axis=1) if pixels.shape[1] == 1 else sums
+    sums = np.stack([hist.sum(axis=1), hist @ values, hist @ (values * values)])
+    return np.repeat(sums, 3, axis=1) if hist.shape[0] == 1 else sums
 
 
 def case_samples(film: Film, case: dict, spec: VariantSpec, variant: str, level: int) -> list[dict]:

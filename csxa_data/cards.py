@@ -40,6 +40,21 @@ def release_kind(validation: dict) -> str:
     return "official" if len(statuses) == 3 and all(s == "match" for s in statuses) else "other"
 
 
+def _orders_note(spec: dict) -> list[str]:
+    """What a colour variant's samples hold: which channel orders, and what its statistics cover."""
+    if spec.get("colour") != "stacked":
+        return []
+    if spec.get("both_orders_in_train", True):
+        held = ("Train samples hold both channel orders (`STEM_a`, `STEM_b`), so the statistics of channels 1 and "
+                "2 are those of both orders pooled")
+    else:
+        held = ("Train samples hold order a only (key `STEM`): order b is the same pixels with channels 1 and 2 "
+                "swapped, which `csxa-train` derives; the statistics are those of order a, and a model that sees "
+                "both orders pools channels 1 and 2 (`csxa-train` does)")
+    return [f"Channel orders: a = grey, equalised, inverted; b = grey, inverted, equalised. {held}. Test samples "
+            "hold order a (key `STEM`).", ""]
+
+
 def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, registry: str = "REGISTRY_URL") -> str:
     """The card of one variant: source release (DOI, licence, citation), what ingest repaired and
     dropped (counts per rule), class balance per split, preprocessing parameters, shard checksums,
@@ -91,6 +106,7 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
               "normalisation statistics come from the train split alone.", "",
               "## Preprocessing", "", "```yaml", yaml.safe_dump({name: report.get("spec", {})}, sort_keys=False).strip(),
               "```", "",
+              *_orders_note(report.get("spec", {})),
               f"Train-split statistics (pixel / 255): mean {stats.get('mean')}, std {stats.get('std')}.", "",
               "## Shards", ""]
     lines += _table(["shard", "split", "samples", "by class", "sha256"],

@@ -51,18 +51,23 @@ def crop(grey: np.ndarray, box: Box, fill: int = 0) -> np.ndarray:
     return out
 
 
+def _equalise_lut(img: Image.Image) -> list[int] | None:
+    """The equalisation table of a uint8 (mode L) image, or None for a flat image (nothing to spread)."""
+    hist = np.asarray(img.histogram(), dtype=np.int64)
+    cdf = np.cumsum(hist)
+    cdf_min = cdf[np.flatnonzero(hist)[0]]
+    n = img.width * img.height
+    if n == cdf_min:
+        return None
+    return np.round((cdf - cdf_min) * 255.0 / (n - cdf_min)).clip(0, 255).astype(np.uint8).tolist()
+
+
 def equalise(grey: np.ndarray) -> np.ndarray:
     """Histogram equalisation of a uint8 image: v -> round(255 (cdf(v) - cdf_min) / (n - cdf_min)).
     (The histogram and the table lookup run in Pillow's C loops: the same integers, 4x faster.)"""
     img = Image.fromarray(np.ascontiguousarray(grey))
-    hist = np.asarray(img.histogram(), dtype=np.int64)
-    cdf = np.cumsum(hist)
-    cdf_min = cdf[np.flatnonzero(hist)[0]]
-    n = grey.size
-    if n == cdf_min:  # a flat image has nothing to spread
-        return grey.copy()
-    lut = np.round((cdf - cdf_min) * 255.0 / (n - cdf_min)).clip(0, 255).astype(np.uint8)
-    return np.asarray(img.point(lut.tolist()))
+    lut = _equalise_lut(img)
+    return grey.copy() if lut is None else np.asarray(img.point(lut))
 
 
 def invert(grey: np.ndarray) -> np.ndarray:
@@ -93,15 +98,27 @@ def colour_planes(grey: np.ndarray) -> dict[str, np.ndarray]:
     return {"grey": grey, "equalised": equalise(grey), "inverted": invert(grey)}
 
 
+_INVERT = list(range(255, -1, -1))
+
+
+def colour_image(grey: np.ndarray) -> Image.Image:
+    """The three planes in ``COLOUR_PLANES`` order as one Pillow RGB image: the same pixels as
+    ``stack(*colour_planes(grey).values())``, made by Pillow's table lookups and merge without
+    the intermediate arrays (what the variant builder resizes)."""
+    img = Image.fromarray(np.ascontiguousarray(grey))
+    lut = _equalise_lut(img)
+    return Image.merge("RGB", (img, img if lut is None else img.point(lut), img.point(_INVERT)))
+
+
 def order_channels(planes: np.ndarray, order: str) -> np.ndarray:
     """An H x W x 3 image of the planes in ``COLOUR_PLANES`` order, reordered as ``order`` says."""
     index = [COLOUR_PLANES.index(name) for name in COLOUR_ORDERS[order]]
     return planes if index == [0, 1, 2] else np.ascontiguousarray(planes[..., index])
 
 
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+def resize_square(image: np.ndarray | Image.Image, size: int) -> np.ndarray:
     """Resize to ``size`` x ``size`` (as the paper, without keeping the aspect), anti-aliased:
     an integer box reduction by the whole part of the scale first, then Lanczos."""
     # a three-channel image is resized in one pass, each channel exactly as if resized alone
-    img = Image.fromarray(np.ascontiguousarray(image))
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image))
     return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=1.0))

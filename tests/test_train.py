@@ -358,6 +358,44 @@ def test_normalisation_is_that_of_both_orders_as_the_model_sees_them(variant, tm
     assert torch.allclose(pooled_mean, normalisation(variant)[0], atol=1e-6)
 
 
+@pytest.fixture(scope="module")
+def one_order_twin(variant, tmp_path_factory):
+    """The same colour variant stored with order a only (``both_orders_in_train: false``)."""
+    root = variant.parent
+    out = tmp_path_factory.mktemp("one-order") / "variant"
+    build_variant("colored_cropped", VariantSpec(crop="landmarks", colour="stacked", both_orders_in_train=False,
+                                                 out_size=32),
+                  read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release", out,
+                  BuildParams(shard_size=16, min_shards=4), workers=2, progress=False)
+    return out
+
+
+def test_one_order_shards_train_exactly_as_two_order_shards(variant, one_order_twin, fitted, tmp_path):
+    """Order b derived from order-a-only shards is the stored order b, pixel for pixel, so the train
+    data (both ``train_orders``, SMOTE, validation part), the normalisation and a whole run agree."""
+    from csxa_train.fit import model_normalisation, swap_orders, train_data
+
+    images, _, keys = load_split(one_order_twin, "train")
+    stored_images, _, stored_keys = load_split(variant, "train")
+    stored = dict(zip(stored_keys, stored_images))
+    assert len(keys) == len(stored_keys) // 2 and all(case_stem(k) == k for k in keys)
+    for key, image in zip(keys, images):
+        assert np.array_equal(image, stored[f"{key}_a"])
+        assert np.array_equal(swap_orders(image[None])[0], stored[f"{key}_b"])
+    for orders in ("draw", "both"):
+        one, two = (train_data(config(v, train_orders=orders)) for v in (one_order_twin, variant))
+        assert torch.equal(one.images, two.images) and torch.equal(one.labels, two.labels) and one.colour
+        assert np.array_equal(one.val_images, two.val_images) and one.counts == two.counts
+    for got, want in zip(model_normalisation(one_order_twin, True), model_normalisation(variant, True)):
+        assert torch.allclose(got, want, atol=1e-6)
+    metrics = fit(config(one_order_twin, threshold="youden"), tmp_path / "run")
+    scores = pd.read_csv(tmp_path / "run" / "predictions.csv", dtype={"key": str})
+    reference = pd.read_csv(fitted[0] / "predictions.csv", dtype={"key": str})
+    assert scores.key.tolist() == reference.key.tolist()
+    assert np.allclose(scores.score, reference.score, atol=1e-4)
+    assert metrics["auroc"] == pytest.approx(fitted[1]["auroc"], abs=1e-6)
+
+
 def test_test_time_score_is_the_mean_of_both_orders(fitted, variant):
     from csxa_train.fit import Runtime, score_batch
 

@@ -27,6 +27,8 @@ SPECS = {
     "wide_cropped": VariantSpec(crop="landmarks", grow_x=20, grow_y=40, out_size=48),
     "colored": VariantSpec(crop="centre", centre_size=100, colour="stacked", out_size=48),
     "colored_wide_cropped": VariantSpec(crop="landmarks", grow_x=20, grow_y=40, colour="stacked", out_size=48),
+    "colored_one_order": VariantSpec(crop="centre", centre_size=100, colour="stacked", both_orders_in_train=False,
+                                     out_size=48),
 }
 PARAMS = BuildParams(shard_size=20, min_shards=3)
 
@@ -59,7 +61,7 @@ def samples(built, name, split):
 def test_counts_reconcile_with_the_manifest(built, ingested, name):
     manifest = pd.read_csv(ingested / "manifest.csv", dtype={"stem": str})
     rep = report(built, name)
-    per_case = 2 if SPECS[name].colour == "stacked" else 1
+    per_case = 2 if SPECS[name].colour == "stacked" and SPECS[name].both_orders_in_train else 1
     for split, train_factor in (("train", per_case), ("test", 1)):
         cases = manifest[manifest.split == split]
         got = samples(built, name, split)
@@ -150,6 +152,20 @@ def test_equalised_and_inverted_channels_follow_their_definitions():
     a, b = T.colour_stack(grey, "a"), T.colour_stack(grey, "b")
     assert np.array_equal(a[..., 0], grey) and np.array_equal(a[..., 1], expected) and np.array_equal(a[..., 2], 255 - grey)
     assert np.array_equal(b[..., 1], a[..., 2]) and np.array_equal(b[..., 2], a[..., 1])
+    # the builder's route (Pillow's lookups and merge) gives the same pixels, a flat image included
+    flat = np.full((6, 9), 77, dtype=np.uint8)
+    for image in (grey, flat):
+        assert np.array_equal(np.asarray(T.colour_image(image)), T.colour_stack(image, "a"))
+
+
+@pytest.mark.parametrize("shape", [(9, 7), (9, 7, 3)])
+def test_channel_sums_are_exact(shape):
+    from csxa_data.build import channel_sums
+
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    pixels = image.reshape(-1, 1 if len(shape) == 2 else 3).astype(np.int64)
+    expected = np.stack([np.full(pixels.shape[1], len(pixels)), pixels.sum(0), (pixels ** 2).sum(0)])
+    assert np.array_equal(channel_sums(image), np.repeat(expected, 3, axis=1) if len(shape) == 2 else expected)
 
 
 def test_both_channel_orders_of_a_train_case(built):
@@ -162,7 +178,33 @@ def test_both_channel_orders_of_a_train_case(built):
         assert np.array_equal(a["image"][..., 1], b["image"][..., 2])
 
 
-@pytest.mark.parametrize("name", ["original", "colored"])
+def test_one_order_variant_holds_order_a_of_the_two_order_variant(built):
+    """``both_orders_in_train: false``: each train case once, keyed by its stem, the very pixels of
+    the two-order variant's ``STEM_a`` (order b is those with channels 1 and 2 swapped); the test
+    split and the grey channel's statistics are the same; the card says which orders it holds."""
+    two = {s["key"]: s for s in samples(built, "colored", "train")}
+    one = samples(built, "colored_one_order", "train")
+    assert sorted(f"{s['key']}_a" for s in one) == sorted(k for k in two if k.endswith("_a"))
+    for sample in one:
+        a, b = two[f"{sample['key']}_a"], two[f"{sample['key']}_b"]
+        assert np.array_equal(sample["image"], a["image"]) and sample["meta"]["channels"] == a["meta"]["channels"]
+        assert np.array_equal(sample["image"][..., [0, 2, 1]], b["image"])
+    for x, y in zip(samples(built, "colored_one_order", "test"), samples(built, "colored", "test")):
+        assert x["key"] == y["key"] and np.array_equal(x["image"], y["image"])
+    s1, s2 = (json.loads((built / n / "stats.json").read_text()) for n in ("colored_one_order", "colored"))
+    assert s1["mean"][0] == s2["mean"][0] and s1["std"][0] == s2["std"][0]
+    assert s1["mean"][1] != s1["mean"][2] and s2["mean"][1] == s2["mean"][2]
+    assert math.isclose((s1["mean"][1] + s1["mean"][2]) / 2, s2["mean"][1], abs_tol=1e-9)
+
+    from csxa_data.cards import dataset_card
+
+    one_card = dataset_card("colored_one_order", report(built, "colored_one_order"), s1, {})
+    assert "Train samples hold order a only" in one_card
+    assert "hold both channel orders" in dataset_card("colored", report(built, "colored"), s2, {})
+    assert "Channel orders" not in dataset_card("original", report(built, "original"), s2, {})
+
+
+@pytest.mark.parametrize("name", ["original", "colored", "colored_one_order"])
 def test_stats_match_numpy_over_the_train_split(built, name):
     images = np.stack([s["image"] for s in samples(built, name, "train")]).astype(np.float64) / 255
     stats = json.loads((built / name / "stats.json").read_text())
