@@ -338,30 +338,3 @@ def run_cv_compare(cv_dir: str | Path, out: str | Path, experiments: dict, train
     table, facts = summarise(loaded, folds, reference, config)
     write_report(table, folds, facts, Path(out))
     return table, facts
-
-
-README_BEGIN, README_END = "<!-- cv_table: begin -->", "<!-- cv_table: end -->"
-
-
-def readme_block(table_md: str) -> str:
-    """cv_table.md as the README shows it: without its title, its sections one level down."""
-    lines = table_md.splitlines()[1:]
-    return "\n".join("##" + line if line.startswith("## ") else line for line in lines).strip() + "\n"
-
-
-def refresh_readme(readme: str | Path, table_md: str | Path = "results/compare/cv_table.md") -> None:
-    """Replace the README's block between the cv_table markers with the current cv_table.md."""
-    readme = Path(readme)
-    text = readme.read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
-        raise CsxaError(f"no {README_BEGIN} ... {README_END} block", path=readme)
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    block = readme_block(Path(table_md).read_text(encoding="utf-8"))
-    readme.write_text(f"{head}{README_BEGIN}\n{block}{README_END}{tail}", encoding="utf-8")
-
-
-if __name__ == "__main__":
-    import sys
-
-    refresh_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")

@@ -265,25 +265,28 @@ def test_the_compare_stage_reads_every_experiments_cross_validation():
     assert "--cv results/cv" in stages["compare"]["cmd"]
 
 
-def test_readme_shows_the_demos_cross_validation_table():
+def test_the_readme_blocks_are_refreshed_from_the_reports(tmp_path):
+    from csxa_data.errors import CsxaError
+    from csxa_train.readme_blocks import refresh_block
+
+    (tmp_path / "table.md").write_text("# Title\n\nText.\n\n## Part\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Tail\n\nnot shown\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- t: begin -->\nstale\n<!-- t: end -->\nafter\n")
+    refresh_block(readme, "t", tmp_path / "table.md", stop_at="## Tail")
+    assert readme.read_text() == ("before\n<!-- t: begin -->\nText.\n\n#### Part\n\n| a | b |\n|---|---|\n"
+                                  "| 1 | 2 |\n<!-- t: end -->\nafter\n")
+    readme.write_text("no block\n")
+    with pytest.raises(CsxaError, match="no <!-- t: begin -->"):
+        refresh_block(readme, "t", tmp_path / "table.md")
+
+
+def test_the_readme_holds_every_block_current():
     from conftest import REPO
 
+    from csxa_train.readme_blocks import BLOCKS, readme_block
+
     readme = (REPO / "README.md").read_text()
-    demo = (REPO / "results" / "compare" / "cv_table.md").read_text()
-    rows = [line for line in demo.splitlines() if line.startswith("| ")]
-    assert rows and all(row in readme for row in rows), "README's cross-validation table differs from results/compare"
-
-
-def test_the_readme_block_is_refreshed_from_cv_table(tmp_path):
-    from csxa_data.errors import CsxaError
-    from csxa_train.cv_compare import refresh_readme
-
-    (tmp_path / "cv_table.md").write_text("# Title\n\nText.\n\n## Part\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
-    readme = tmp_path / "README.md"
-    readme.write_text("before\n<!-- cv_table: begin -->\nstale\n<!-- cv_table: end -->\nafter\n")
-    refresh_readme(readme, tmp_path / "cv_table.md")
-    assert readme.read_text() == ("before\n<!-- cv_table: begin -->\nText.\n\n#### Part\n\n| a | b |\n|---|---|\n"
-                                  "| 1 | 2 |\n<!-- cv_table: end -->\nafter\n")
-    readme.write_text("no block\n")
-    with pytest.raises(CsxaError, match="no <!-- cv_table: begin -->"):
-        refresh_readme(readme, tmp_path / "cv_table.md")
+    for name, (report, stop_at) in BLOCKS.items():
+        block = readme_block((REPO / report).read_text(), stop_at)
+        assert f"<!-- {name}: begin -->\n{block}<!-- {name}: end -->" in readme, f"README block {name} is stale: " \
+            "python -m csxa_train.readme_blocks README.md"
