@@ -2,6 +2,7 @@
 
     python benchmarks/bench_build.py                     # 5,000 cases, films at the real size, paper settings
     python benchmarks/bench_build.py --cases 1000        # a smaller release, same settings
+    python benchmarks/bench_build.py --repeat 3 --researcher   # medians of 3 interleaved rounds, no plain script
 
 On the same release and cores, in one run: a Pillow decode-only pass (every kept film decoded once,
 one worker per core: the yardstick), the fast decoder's decode-only pass (csxa_data.images), each
@@ -26,6 +27,7 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -82,6 +84,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=list(PAPER_VARIANTS))
     parser.add_argument("--researcher", nargs="*", default=["wide_cropped", "colored_wide_cropped"],
                         choices=list(PAPER_VARIANTS), help="variants to also make with the plain Pillow script")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of the decode passes and builds, interleaved; each row reports the median "
+                             "(on a shared or virtualised machine single runs vary by 5-10%%)")
     parser.add_argument("--decode-pass", choices=["pillow", "fast"], help=argparse.SUPPRESS)
     parser.add_argument("--release", help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
@@ -101,19 +106,23 @@ def main() -> None:
     rows = {}
 
     def measure(label: str, cmd: list[str]) -> dict:
-        row = {"what": label, **run_measured(cmd)}
-        rows[label] = row
-        print(json.dumps(row), flush=True)
-        return row
+        run = run_measured(cmd)
+        print(json.dumps({"what": label, **run}), flush=True)
+        runs = rows.setdefault(label, {"what": label, "runs": []})["runs"]
+        runs.append(run)
+        for key in ("wall_s", "cpu_s", "cores_used", "peak_rss_mib"):
+            rows[label][key] = float(np.median([r[key] for r in runs]))
+        return rows[label]
 
     me = [sys.executable, str(Path(__file__).resolve())]
-    measure("decode pillow", me + ["--decode-pass", "pillow", "--release", str(release), "--manifest", str(manifest)])
-    measure("decode fast", me + ["--decode-pass", "fast", "--release", str(release), "--manifest", str(manifest)])
-    for variant in args.variants:
-        measure(f"build {variant}", [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant",
-                                     variant, "--manifest", str(manifest), "--release", str(release),
-                                     "--out", str(work / variant), "--quiet"])
-        shutil.rmtree(work / variant)
+    for _ in range(args.repeat):
+        measure("decode pillow", me + ["--decode-pass", "pillow", "--release", str(release), "--manifest", str(manifest)])
+        measure("decode fast", me + ["--decode-pass", "fast", "--release", str(release), "--manifest", str(manifest)])
+        for variant in args.variants:
+            measure(f"build {variant}", [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant",
+                                         variant, "--manifest", str(manifest), "--release", str(release),
+                                         "--out", str(work / variant), "--quiet"])
+            shutil.rmtree(work / variant)
     for variant in args.researcher:
         both = PAPER_VARIANTS[variant].get("colour") == "stacked" and PAPER_VARIANTS[variant].get("both_orders_in_train", True)
         measure(f"researcher script {variant}", [sys.executable, str(Path(__file__).parent / "researcher_baseline.py"),
@@ -131,7 +140,7 @@ def main() -> None:
             c["ratio_wall_vs_grey"] = round(c["wall_s"] / g["wall_s"], 2)
             c["ratio_cpu_vs_grey"] = round(c["cpu_s"] / g["cpu_s"], 2)
     shutil.rmtree(work)
-    summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(),
+    summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(), "repeat": args.repeat,
                "load_average_before": [round(x, 2) for x in load_before],
                "load_average_after": [round(x, 2) for x in os.getloadavg()],
                "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),

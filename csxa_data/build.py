@@ -106,11 +106,10 @@ def cut(film: Film, box: T.Box, pad_value: int) -> np.ndarray:
 
 def render_planes(crop: np.ndarray, spec: VariantSpec) -> np.ndarray:
     """The resized planes a variant's images are made of: the grey crop alone (H x W), or grey,
-    equalised and inverted (H x W x 3 in ``T.COLOUR_PLANES`` order; equalised and inverted at the
-    crop's own resolution, as the paper, then resized together in one pass)."""
+    equalised and inverted (H x W x 3 in ``T.COLOUR_PLANES`` order; see ``T.colour_planes_resized``)."""
     if spec.colour == "grey":
         return T.resize_square(crop, spec.out_size)
-    return T.resize_square(T.colour_image(crop), spec.out_size)
+    return T.colour_planes_resized(crop, spec.out_size)
 
 
 def render_image(planes: np.ndarray, order: str | None) -> np.ndarray:

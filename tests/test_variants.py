@@ -152,10 +152,17 @@ def test_equalised_and_inverted_channels_follow_their_definitions():
     a, b = T.colour_stack(grey, "a"), T.colour_stack(grey, "b")
     assert np.array_equal(a[..., 0], grey) and np.array_equal(a[..., 1], expected) and np.array_equal(a[..., 2], 255 - grey)
     assert np.array_equal(b[..., 1], a[..., 2]) and np.array_equal(b[..., 2], a[..., 1])
-    # the builder's route (Pillow's lookups and merge) gives the same pixels, a flat image included
+    # the builder's planes at out_size: grey and equalised resized from the crop's own resolution,
+    # inverted as the negative of the resized grey (inverting first differs by rounding and clamping)
     flat = np.full((6, 9), 77, dtype=np.uint8)
     for image in (grey, flat):
-        assert np.array_equal(np.asarray(T.colour_image(image)), T.colour_stack(image, "a"))
+        planes = T.colour_planes_resized(image, 16)
+        assert planes.shape == (16, 16, 3) and planes.dtype == np.uint8
+        assert np.array_equal(planes[..., 0], T.resize_square(image, 16))
+        assert np.array_equal(planes[..., 1], T.resize_square(T.equalise(image), 16))
+        assert np.array_equal(planes[..., 2], 255 - planes[..., 0])
+        inverted_first = T.resize_square(T.invert(image), 16).astype(int)
+        assert np.abs(inverted_first - planes[..., 2]).max() <= 3
 
 
 @pytest.mark.parametrize("shape", [(9, 7), (9, 7, 3)])
@@ -176,6 +183,17 @@ def test_both_channel_orders_of_a_train_case(built):
         assert b["meta"]["channels"] == ["grey", "inverted", "equalised"]
         assert np.array_equal(a["image"][..., 0], b["image"][..., 0])
         assert np.array_equal(a["image"][..., 1], b["image"][..., 2])
+
+
+def test_a_colour_variants_grey_channel_is_the_grey_variant_and_its_inverse_is_exact(built):
+    grey = {s["key"]: s["image"] for s in samples(built, "original", "test")}
+    coloured = samples(built, "colored", "test")
+    assert coloured and {s["key"] for s in coloured} == set(grey)
+    for sample in coloured:
+        image = sample["image"]
+        assert np.array_equal(image[..., 0], grey[sample["key"]][..., 0])  # readers give a grey image as three equal channels
+        assert np.array_equal(image[..., 2], 255 - image[..., 0])
+        assert not np.array_equal(image[..., 1], image[..., 0])  # equalised
 
 
 def test_one_order_variant_holds_order_a_of_the_two_order_variant(built):
