@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import transforms as T
 from .atomic import atomic_path
-from .errors import CsxaError
+from .errors import CsxaError, conform
 from .images import Film, ImageProblem, decode_film
 from .release import PNG_SET, FileSet, open_file_set
 from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
@@ -201,21 +201,12 @@ def _build_job(job: tuple[dict, VariantSpec, str, int]) -> tuple[int, list[dict]
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """The ingest manifest, checked against its contract."""
-    import pandera.pandas as pa
-
     from schemas import Manifest
 
     path = Path(path)
     if not path.is_file():
         raise CsxaError("not found; run `csxa-data ingest` (or `dvc repro ingest`) first", path=path)
-    manifest = pd.read_csv(path, dtype={"stem": str})
-    try:
-        return Manifest.validate(manifest, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        first = exc.failure_cases.iloc[0]
-        raise CsxaError(f"does not satisfy schemas.Manifest ({len(exc.failure_cases)} failure(s); first: column "
-                        f"{first['column']!r} check {first['check']!r} value {first['failure_case']!r})",
-                        path=path) from None
+    return conform(Manifest, pd.read_csv(path, dtype={"stem": str}), path)
 
 
 def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release: str | Path, out: str | Path,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import CsxaError
+from .errors import CsxaError, conform
 from .ingest import case_draw
 
 
@@ -154,17 +154,9 @@ def train_folds(manifest: pd.DataFrame, folds: int, salt: int) -> pd.DataFrame:
 
 def validate_folds(frame: pd.DataFrame, path) -> pd.DataFrame:
     """``frame`` checked against ``schemas.Folds``; a breach is one line naming the file and check."""
-    import pandera.pandas as pa
-
     from schemas import Folds
 
-    try:
-        return Folds.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        first = exc.failure_cases.iloc[0]
-        raise CsxaError(f"does not satisfy schemas.Folds ({len(exc.failure_cases)} failure(s); first: column "
-                        f"{first['column']!r} check {first['check']!r} value {first['failure_case']!r})",
-                        path=path) from None
+    return conform(Folds, frame, path)
 
 
 def read_folds(path) -> pd.DataFrame:

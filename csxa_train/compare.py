@@ -155,17 +155,22 @@ def with_landmark_baselines(experiments: dict) -> dict:
                               for name, kind in EXPERIMENTS.items()}}
 
 
-def load_experiments(results: Path, experiments: dict, train_model: str, config: CompareConfig
-                     ) -> tuple[list[Experiment], str]:
-    """Every experiment's predictions aligned to the reference's cases; returns them (reference first)
-    and the reference's name."""
+def reference_first(experiments: dict, config: CompareConfig) -> tuple[str, list[str]]:
+    """The reference's name (``compare.reference``, or the paper's) and every experiment's, reference first."""
     if not experiments:
         raise CsxaError("no experiments to compare (params.yaml experiments:)")
     reference = config.reference or default_reference(experiments)
     if reference not in experiments:
         raise CsxaError(f"compare.reference {reference!r} is not an experiment; known: {sorted(experiments)}",
                         path="params.yaml")
-    names = [reference] + [n for n in experiments if n != reference]
+    return reference, [reference] + [n for n in experiments if n != reference]
+
+
+def load_experiments(results: Path, experiments: dict, train_model: str, config: CompareConfig
+                     ) -> tuple[list[Experiment], str]:
+    """Every experiment's predictions aligned to the reference's cases; returns them (reference first)
+    and the reference's name."""
+    reference, names = reference_first(experiments, config)
     frames = {n: read_predictions(results / n / "predictions.csv", str(config.operating_point)) for n in names}
     loaded = []
     for name in names:

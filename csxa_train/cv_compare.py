@@ -29,7 +29,7 @@ import pandas as pd
 from csxa_data.errors import CsxaError
 
 from . import stats
-from .compare import CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, default_reference
+from .compare import CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, reference_first
 
 # (key, label, shown as a percentage)
 METRICS = (("balanced_accuracy", "Balanced accuracy (%)", True), ("auroc", "AUROC", False),
@@ -83,13 +83,7 @@ def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
 def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: CompareConfig
             ) -> tuple[list[CvExperiment], str]:
     """Every experiment's out-of-fold rows, checked to be the reference's cases, classes and folds."""
-    if not experiments:
-        raise CsxaError("no experiments to compare (params.yaml experiments:)")
-    reference = config.reference or default_reference(experiments)
-    if reference not in experiments:
-        raise CsxaError(f"compare.reference {reference!r} is not an experiment; known: {sorted(experiments)}",
-                        path="params.yaml")
-    names = [reference] + [n for n in experiments if n != reference]
+    reference, names = reference_first(experiments, config)
     loaded = []
     for name in names:
         frame = read_oof(cv_dir / name / "oof.csv", str(config.operating_point))

@@ -43,11 +43,13 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
     assert {f"variant@{v}" for v in variants} <= ran(first)
     manifest = pd.read_csv(project / "data/ingest/manifest.csv")
     for name in variants:
-        totals = json.loads((project / "data/variants" / name / "shards.json").read_text())["totals"]
+        report = json.loads((project / "data/variants" / name / "shards.json").read_text())
+        totals, spec = report["totals"], report["spec"]
+        assert spec["both_orders_in_train"] is False or spec["colour"] == "grey"  # params.yaml: order a alone
         for split in ("train", "test"):
             cases = manifest[manifest.split == split]
             assert totals[split]["cases"] == len(cases)
-            per_case = 2 if name.startswith("colored") and split == "train" else 1
+            per_case = 2 if spec["colour"] == "stacked" and spec["both_orders_in_train"] and split == "train" else 1
             assert totals[split]["by_class"] == {str(k): int(v) * per_case
                                                 for k, v in cases.label.value_counts().items()}
     for experiment in yaml.safe_load((project / "params.yaml").read_text())["experiments"]:
@@ -65,7 +67,7 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
     assert ran(dvc("repro", cwd=project)) == set()
     experiment = dvc("exp", "run", "-S", "variants.cropped.out_size=40", cwd=project)
     assert ran(experiment) == {"variant@cropped", "variants_preview", "train@cropped_resnet", "cv@cropped_resnet",
-                                  "compare"}, experiment
+                                  "compare", "explain"}, experiment
     sample = json.loads((project / "data/variants/cropped/shards.json").read_text())
     assert sample["spec"]["out_size"] == 40
 
