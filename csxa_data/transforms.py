@@ -106,12 +106,9 @@ def colour_planes_resized(grey: np.ndarray, size: int) -> np.ndarray:
     clamping, a few grey levels at most, and costs a third resize.)"""
     img = Image.fromarray(np.ascontiguousarray(grey))
     lut = _equalise_lut(img)
-    if lut is None:  # a flat crop: equalisation leaves it as it is
-        small = resize_square(img, size)
-        return np.stack([small, small, 255 - small], axis=-1)
     # grey and equalised resized as the two bands of one "La" image: Pillow resamples each band as it
     # would alone (La is already premultiplied, so nothing is multiplied), in one pass, 15% faster
-    pair = Image.merge("La", (img, img.point(lut))).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=1.0)
+    pair = _resized(Image.merge("La", (img, img if lut is None else img.point(lut))), size)
     small, equalised = (np.asarray(band) for band in pair.split())
     return np.stack([small, equalised, 255 - small], axis=-1)
 
@@ -122,9 +119,12 @@ def order_channels(planes: np.ndarray, order: str) -> np.ndarray:
     return planes if index == [0, 1, 2] else np.ascontiguousarray(planes[..., index])
 
 
-def resize_square(image: np.ndarray | Image.Image, size: int) -> np.ndarray:
+def _resized(img: Image.Image, size: int) -> Image.Image:
+    return img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=1.0)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize to ``size`` x ``size`` (as the paper, without keeping the aspect), anti-aliased:
     an integer box reduction by the whole part of the scale first, then Lanczos."""
     # a three-channel image is resized in one pass, each channel exactly as if resized alone
-    img = image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image))
-    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=1.0))
+    return np.asarray(_resized(Image.fromarray(np.ascontiguousarray(image)), size))
