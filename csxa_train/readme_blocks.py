@@ -41,6 +41,8 @@ def refresh_block(readme: str | Path, name: str, report: str | Path, stop_at: st
         raise CsxaError(f"no {begin} ... {end} block", path=readme)
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
+    if not Path(report).is_file():
+        raise CsxaError("report not found: run `dvc repro` first", path=report)
     block = readme_block(Path(report).read_text(encoding="utf-8"), stop_at)
     readme.write_text(f"{head}{begin}\n{block}{end}{tail}", encoding="utf-8")
 
@@ -52,4 +54,7 @@ def refresh_readme(readme: str | Path = "README.md", root: str | Path = ".") -> 
 
 
 if __name__ == "__main__":
-    refresh_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    from csxa_data.errors import run_command
+
+    sys.exit(run_command("readme_blocks", lambda readme: refresh_readme(readme) or 0,
+                         sys.argv[1] if len(sys.argv) > 1 else "README.md", "README.md may be half refreshed"))

@@ -275,6 +275,8 @@ def test_the_readme_blocks_are_refreshed_from_the_reports(tmp_path):
     refresh_block(readme, "t", tmp_path / "table.md", stop_at="## Tail")
     assert readme.read_text() == ("before\n<!-- t: begin -->\nText.\n\n#### Part\n\n| a | b |\n|---|---|\n"
                                   "| 1 | 2 |\n<!-- t: end -->\nafter\n")
+    with pytest.raises(CsxaError, match="report not found"):
+        refresh_block(readme, "t", tmp_path / "missing.md")
     readme.write_text("no block\n")
     with pytest.raises(CsxaError, match="no <!-- t: begin -->"):
         refresh_block(readme, "t", tmp_path / "table.md")
