@@ -13,7 +13,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 
@@ -95,21 +95,23 @@ MAX_SAMPLE_PIXELS = 2048 * 2048
 LABELS = (0, 1)
 
 
-def decode_sample(sample: dict) -> dict:
+def decode_sample(sample: dict, *, image: bool = True) -> dict:
     """A checked raw sample -> key, image (H x W x 3 uint8), label (0 or 1), meta (a JSON object with
-    a case ``number``). Anything else, or any decoder complaint, is a ShardError naming the sample."""
+    a case ``number``). Anything else, or any decoder complaint, is a ShardError naming the sample.
+    With ``image=False`` the .png member is left undecoded (checks before training) and the result
+    has no image."""
     check_sample(sample)
     url, key = sample.get("__url__", "?"), sample["__key__"]
     try:
-        label = _label(sample["cls"])
-        meta = _meta(sample["json"])
-        image = _image(sample["png"])
+        decoded = {"key": key, "label": _label(sample["cls"]), "meta": _meta(sample["json"])}
+        if image:
+            decoded["image"] = _image(sample["png"])
     except ShardError as exc:
         raise ShardError(f"sample {key!r}: {exc}", path=url) from None
     except Exception as exc:  # noqa: BLE001 - an untrusted shard may break a decoder in any way
         raise ShardError(f"sample {key!r} does not decode ({type(exc).__name__}: {str(exc)[:200]})",
                          path=url) from None
-    return {"key": key, "image": image, "label": label, "meta": meta}
+    return decoded
 
 
 def _label(data: bytes) -> int:
@@ -144,24 +146,45 @@ def _image(data: bytes) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def iter_tar_samples(path: str | Path) -> Iterator[dict]:
-    """Raw samples of one local shard, in stored order, grouped by key as WebDataset does."""
+# One member larger than this is refused before it is read (sources.max_member_bytes sets it for
+# a source); a 224 px sample's members are about 100 kB.
+MAX_MEMBER_BYTES = 256 << 20
+
+
+def iter_tar_stream(stream: IO[bytes], where: str, member_cap: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
+    """Raw samples (member kind -> bytes) of a tar read front to back as a stream, grouped by key
+    as WebDataset does. The one tar reader of both packages: a member that is not a regular file,
+    not named KEY.KIND, larger than ``member_cap`` or a second member of a kind in one sample is a
+    ShardError naming ``where``; nothing is followed, extracted to disk or read past the cap."""
     current: dict | None = None
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
             for info in tar:
                 if not info.isfile():
-                    continue
-                key, _, kind = info.name.partition(".")
+                    raise ShardError(f"member {info.name!r} is not a regular file", path=where)
+                if info.size > member_cap:
+                    raise ShardError(f"member {info.name!r} is {info.size:,} bytes, more than "
+                                     f"sources.max_member_bytes", path=where)
+                key, dot, kind = info.name.partition(".")
+                if not dot or "/" in info.name:
+                    raise ShardError(f"member {info.name!r} is not KEY.KIND", path=where)
                 if current is None or current["__key__"] != key:
                     if current is not None:
                         yield current
-                    current = {"__key__": key, "__url__": str(path)}
+                    current = {"__key__": key, "__url__": where}
+                if kind in current:
+                    raise ShardError(f"sample {key!r} has two .{kind} members", path=where)
                 current[kind] = tar.extractfile(info).read()
     except tarfile.TarError as exc:
-        raise ShardError(f"not a readable tar ({exc})", path=path) from None
+        raise ShardError(f"not a readable tar ({exc})", path=where) from None
     if current is not None:
         yield current
+
+
+def iter_tar_samples(path: str | Path, member_cap: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
+    """Raw samples of one local shard, in stored order (:func:`iter_tar_stream` on the file)."""
+    with open(path, "rb") as handle:
+        yield from iter_tar_stream(handle, str(path), member_cap)
 
 
 def read_shards(paths: Iterable[str | Path]) -> Iterator[dict]:

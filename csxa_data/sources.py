@@ -24,7 +24,6 @@ import math
 import os
 import re
 import socket
-import tarfile
 import time
 import urllib.error
 import urllib.parse
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from typing import IO, Iterator
 
 from .errors import CsxaError
-from .shards import MEMBER_KINDS, ShardError, decode_sample
+from .shards import MAX_MEMBER_BYTES, MEMBER_KINDS, ShardError, decode_sample, iter_tar_stream
 
 SPLITS = ("train", "test")
 SHARD_NAME = re.compile(r"(train|test)-[0-9]{6}\.tar", re.ASCII)
@@ -53,7 +52,7 @@ class SourceParams:
     retries: int = 2                   # further tries of a failed request (connection errors, 5xx)
     max_json_bytes: int = 16 << 20     # shards.json / stats.json larger than this are refused
     max_shard_bytes: int = 8 << 30     # one shard tar
-    max_member_bytes: int = 256 << 20  # one member of a shard (a PNG, its JSON, its class)
+    max_member_bytes: int = MAX_MEMBER_BYTES  # one member of a shard (a PNG, its JSON, its class)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "SourceParams":
@@ -426,33 +425,6 @@ def read_json(source: Source, name: str) -> dict:
 
 # --- shards ------------------------------------------------------------------------------------
 
-def _raw_samples(tar_stream: IO[bytes], where: str, member_cap: int) -> Iterator[dict]:
-    """Raw samples (member kind -> bytes) of a tar read as a stream, grouped by key."""
-    current: dict | None = None
-    try:
-        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
-            for info in tar:
-                if not info.isfile():
-                    raise ShardError(f"member {info.name!r} is not a regular file", path=where)
-                if info.size > member_cap:
-                    raise ShardError(f"member {info.name!r} is {info.size:,} bytes, more than "
-                                     f"sources.max_member_bytes", path=where)
-                key, dot, kind = info.name.partition(".")
-                if not dot or "/" in info.name:
-                    raise ShardError(f"member {info.name!r} is not KEY.KIND", path=where)
-                if current is None or current["__key__"] != key:
-                    if current is not None:
-                        yield current
-                    current = {"__key__": key, "__url__": where}
-                if kind in current:
-                    raise ShardError(f"sample {key!r} has two .{kind} members", path=where)
-                current[kind] = tar.extractfile(info).read()
-    except tarfile.TarError as exc:
-        raise ShardError(f"not a readable tar ({exc})", path=where) from None
-    if current is not None:
-        yield current
-
-
 def _png_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from a PNG's IHDR, without decoding it."""
     if len(data) >= 24 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
@@ -471,7 +443,7 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
     with source.open(name) as raw:
         reader = _HashingReader(raw, source.params.max_shard_bytes, where)
         stream = io.BufferedReader(reader, buffer_size=1 << 20)
-        for sample in _raw_samples(stream, where, source.params.max_member_bytes):
+        for sample in iter_tar_stream(stream, where, source.params.max_member_bytes):
             if not SAMPLE_KEY.fullmatch(sample["__key__"]):
                 raise ShardError(f"sample key {sample['__key__']!r} is not a 7-digit stem (plus _a or _b)", path=where)
             size = _png_size(sample.get("png", b""))
@@ -480,15 +452,11 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
             if size is not None and size != (out_size, out_size):
                 raise ShardError(f"sample {sample['__key__']!r} is {size[0]}x{size[1]} px; every image of this "
                                  f"variant is {out_size}x{out_size} (spec.out_size)", path=where)
-            decoded = decode_sample(sample) if decode else _decode_labels(sample)
-            meta = decoded["meta"]
-            if not isinstance(meta, dict) or meta.get("split") != split:
-                raise ShardError(f"sample {decoded['key']!r} belongs to the "
-                                 f"{meta.get('split') if isinstance(meta, dict) else '?'!r} split but is in a "
+            decoded = decode_sample(sample, image=decode)
+            split_of_sample = decoded["meta"].get("split")  # decode_sample: a JSON object, a class 0 or 1
+            if split_of_sample != split:
+                raise ShardError(f"sample {decoded['key']!r} belongs to the {split_of_sample!r} split but is in a "
                                  f"{split} shard: refused, so that no test case reaches training", path=where)
-            if decoded["label"] not in (0, 1):
-                raise ShardError(f"sample {decoded['key']!r} has class {decoded['label']!r}; only 0 and 1 exist",
-                                 path=where)
             by_class[str(decoded["label"])] += 1
             yield decoded
         stream.read()  # the tar's end-of-archive padding: every byte counts towards the sha256
@@ -500,20 +468,6 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
     if sum(by_class.values()) != shard["samples"] or counted != {c: n for c, n in shard["by_class"].items() if n}:
         raise SourceError(f"holds {sum(by_class.values())} samples {counted}; shards.json lists {shard['samples']} "
                           f"{shard['by_class']}", path=where)
-
-
-def _decode_labels(sample: dict) -> dict:
-    """Class and metadata of a raw sample, leaving the image encoded (for checks before training)."""
-    from .shards import check_sample
-
-    check_sample(sample)
-    key = sample["__key__"]
-    try:
-        label = int(sample["cls"].decode("ascii").strip())
-        meta = json.loads(sample["json"].decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ShardError(f"sample {key!r} does not decode ({exc})", path=sample.get("__url__")) from None
-    return {"key": key, "label": label, "meta": meta}
 
 
 def split_shards_of(report: dict, split: str) -> list[dict]:

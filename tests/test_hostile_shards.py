@@ -85,3 +85,28 @@ def test_json_member_not_an_object_with_a_number_is_refused(tmp_path, meta, text
 def test_garbage_png_member_is_a_shard_error(tmp_path):
     with pytest.raises(ShardError, match=r"sample '0001035': \.png member: not an image"):
         decode_sample(through_a_shard(tmp_path, members(b"GIF89a not really")))
+
+
+def test_local_reader_refuses_what_a_source_refuses(tmp_path):
+    """Local shards (previews, checks) go through the same tar reader as every source: a link, a
+    member over the cap or a second .png of one sample is refused, not skipped or read whole."""
+    import tarfile
+
+    from csxa_data.shards import read_shards
+
+    linked = tmp_path / "test-000000.tar"
+    with tarfile.open(linked, "w") as tar:
+        link = tarfile.TarInfo("0001035.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(ShardError, match=r"test-000000.tar.*'0001035.png' is not a regular file"):
+        list(read_shards([linked]))
+
+    write_shard(tmp_path / "big.tar", [members()])
+    with pytest.raises(ShardError, match=r"big.tar.*'0001035.(cls|json|png)' is [0-9,]+ bytes, more than"):
+        list(iter_tar_samples(tmp_path / "big.tar", member_cap=10))
+
+    twice = members() + [members()[2]]
+    write_shard(tmp_path / "twice.tar", [twice])
+    with pytest.raises(ShardError, match=r"sample '0001035' has two \.png members"):
+        list(read_shards([tmp_path / "twice.tar"]))
