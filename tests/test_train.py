@@ -496,3 +496,17 @@ def test_one_sample_per_case_takes_order_a_derives_it_from_b_and_refuses_contrad
         one_sample_per_case(images[:2], np.array([1, 0]), keys[:2], colour=True)
     with pytest.raises(CsxaError, match="two samples in a grey variant"):
         one_sample_per_case(images[:2], np.array([1, 1]), ["0000002", "0000002"], colour=False)
+
+
+def test_checkpoint_identity_covers_exactly_the_train_stages_code():
+    """The checkpoint digest hashes the modules the train stage depends on in dvc.yaml, no more and
+    no fewer: a new unrelated module changes no retrained checkpoint, an edit to training code
+    stops a resume."""
+    import yaml
+
+    from conftest import REPO
+    from csxa_train.fit import TRAINING_CODE
+
+    deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["deps"]
+    assert sorted(d for d in deps if d.endswith(".py")) == sorted(TRAINING_CODE)
+    assert all((REPO / name).is_file() for name in TRAINING_CODE)
