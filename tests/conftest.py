@@ -69,9 +69,24 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def tiny_params(root: Path) -> None:
-    """Shrink a project copy's params.yaml for end-to-end tests: 40 cases, 32 px, smallcnn, 1 epoch, 3 folds."""
+def tiny_params(root: Path, experiments: tuple[str, ...] | None = None) -> None:
+    """Shrink a project copy's params.yaml for end-to-end tests: 40 cases, 32 px, smallcnn, 1 epoch,
+    3 folds; with ``experiments``, only those experiments (every variant is still built)."""
     params = yaml.safe_load((root / "params.yaml").read_text())
+    if experiments is not None:
+        dropped = set(params["experiments"]) - set(experiments)
+        params["experiments"] = {name: params["experiments"][name] for name in experiments}
+        # compare and explain list each experiment's files (deps, outs) one by one: drop the others'
+        def kept(entry) -> bool:
+            path = entry if isinstance(entry, str) else next(iter(entry))
+            return not any(path.startswith((f"results/{name}/", f"results/cv/{name}/")) for name in dropped)
+
+        pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
+        for stage in pipeline["stages"].values():
+            for field in ("deps", "outs", "metrics", "plots"):
+                if isinstance(stage.get(field), list):
+                    stage[field] = [entry for entry in stage[field] if kept(entry)]
+        (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params["synth"].update(cases=40, size_scale=0.2, asymptomatic_fraction=0.25)
     for spec in params["variants"].values():
         spec["out_size"] = 32

@@ -28,9 +28,11 @@ def ran(output):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A committed copy of the project with a tiny synthetic release and small images."""
+    """A committed copy of the project with a tiny synthetic release and small images, and three of
+    the experiments (the reference, a grey and a colour one: each model stage runs in its own
+    process, so seven would double the time without testing anything more)."""
     root = fresh_clone(tmp_path_factory.mktemp("project") / "p")
-    tiny_params(root)
+    tiny_params(root, experiments=("original_resnet", "cropped_resnet", "colored_cropped_resnet"))
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny params"], cwd=root,
                    check=True)
     return root
