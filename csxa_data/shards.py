@@ -163,8 +163,8 @@ def iter_tar_stream(stream: IO[bytes], where: str, member_cap: int = MAX_MEMBER_
                 if not info.isfile():
                     raise ShardError(f"member {info.name!r} is not a regular file", path=where)
                 if info.size > member_cap:
-                    raise ShardError(f"member {info.name!r} is {info.size:,} bytes, more than "
-                                     f"sources.max_member_bytes", path=where)
+                    raise ShardError(f"member {info.name!r} is {info.size:,} bytes, more than the "
+                                     f"{member_cap:,}-byte member cap (sources.max_member_bytes)", path=where)
                 key, dot, kind = info.name.partition(".")
                 if not dot or "/" in info.name:
                     raise ShardError(f"member {info.name!r} is not KEY.KIND", path=where)

@@ -123,18 +123,15 @@ def target_layer(model: nn.Module, size: int, min_side: int = MIN_SIDE) -> tuple
 
 
 def load_test_split(source) -> TestSplit:
-    """Every test sample of a variant with its landmark box in the stored image's pixels."""
-    import webdataset as wds
+    """Every test sample of a variant with its landmark box in the stored image's pixels, read and
+    verified as training reads it (sha256, counts, split and image size of every shard)."""
+    from csxa_data.sources import split_samples
 
-    from csxa_data.shards import decode_sample
+    from .data import read_variant_json, source_of
 
-    from .data import guarded, shard_urls
-
+    src = source_of(source)
     images, labels, keys, boxes = [], [], [], []
-    dataset = wds.WebDataset(shard_urls(source, "test"), shardshuffle=False, nodesplitter=None,
-                             workersplitter=None, empty_check=False)
-    for raw in guarded(dataset, source):
-        sample = decode_sample(raw)
+    for sample in split_samples(src, read_variant_json(src, "shards.json"), "test"):
         image, meta = sample["image"], sample["meta"]
         try:
             box = box_in_image(meta["landmark_box"], meta["crop_box"], image.shape[1], image.shape[0])

@@ -53,7 +53,7 @@ TEST_ORDERS = ("both", "a")
 # the bytes of a retrained checkpoint.
 TRAINING_CODE = ("csxa_train/data.py", "csxa_train/balance.py", "csxa_train/augment.py", "csxa_train/models.py",
                  "csxa_train/fit.py", "csxa_train/evaluate.py", "csxa_train/figures.py", "csxa_train/cli.py",
-                 "csxa_data/shards.py", "csxa_data/sources.py", "csxa_data/cards.py")
+                 "csxa_data/shards.py", "csxa_data/sources.py", "csxa_data/images.py", "csxa_data/cards.py")
 
 
 @dataclass(frozen=True)

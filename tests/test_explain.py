@@ -146,6 +146,24 @@ def test_a_checkpoint_whose_variant_is_missing_is_one_clear_line(trained, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_tampered_test_shard_is_refused_as_training_refuses_it(trained, tmp_path):
+    """explain reads the test split through the same verified reader as fit: a shard swapped for
+    another (readable, but not the bytes shards.json lists) is one line naming it, nothing written."""
+    import shutil
+
+    variant = tmp_path / "variant"
+    shutil.copytree(trained / "variant", variant)
+    shard, other = sorted(variant.glob("test-*.tar"))[:2]
+    shard.write_bytes(other.read_bytes())  # a well-formed shard, but not the one shards.json lists
+    result = subprocess.run([sys.executable, "-m", "csxa_train", "explain", "--checkpoint",
+                             str(trained / "results" / "tiny_cnn" / "checkpoint.pt"), "--variant", str(variant),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("csxa-train: error: ") and shard.name in line and "sha256 differs" in line, line
+    assert not (tmp_path / "out").exists()
+
+
 def test_explain_all_runs_every_experiment_and_writes_the_summary_table(trained, tmp_path, capsys):
     import shutil
 
