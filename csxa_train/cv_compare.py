@@ -49,7 +49,7 @@ class CvExperiment:
 def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
     """One experiment's out-of-fold predictions, checked: columns, one row per case and repeat, 0/1
     labels, scores in [0, 1]."""
-    from .evaluate import check_labels_and_scores
+    from .evaluate import check_labels_and_scores, check_whole_numbers
 
     if not path.is_file():
         raise CsxaError("out-of-fold predictions not found (has the experiment been cross-validated? dvc repro)",
@@ -72,8 +72,8 @@ def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
                                            where=f"{path} column {column}")
     except CsxaError as exc:
         raise CsxaError(str(exc)) from None
-    out = pd.DataFrame({"key": frame.key, "label": labels, "repeat": frame.repeat.astype(int),
-                        "fold": frame.fold.astype(int), "score": scores, "pred": preds})
+    out = pd.DataFrame({"key": frame.key, "label": labels, "repeat": check_whole_numbers(frame.repeat, "repeat", path),
+                        "fold": check_whole_numbers(frame.fold, "fold", path), "score": scores, "pred": preds})
     per_repeat = out.groupby("repeat").key.apply(lambda k: tuple(sorted(k)))
     if per_repeat.nunique() != 1:
         raise CsxaError("the repeats hold different cases", path=path)

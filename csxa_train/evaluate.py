@@ -38,6 +38,23 @@ def check_labels_and_scores(labels, scores=None, *, where: str = "predictions") 
     return labels, scores
 
 
+def check_whole_numbers(column, name: str, path, minimum: int = 0) -> np.ndarray:
+    """A CSV column of whole numbers >= ``minimum`` (a case number, a repeat, a fold) as int64;
+    anything else (text, a boolean, a blank, 1.5) is one error naming the file, the column and the
+    first bad line, never truncated (1.5 is not 1)."""
+    import pandas as pd
+
+    column = pd.Series(column)
+    # through text, so that a boolean column is not taken for 1 and 0
+    values = pd.to_numeric(column.astype(str), errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(values) & (values >= minimum) & (values == np.floor(values)))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise CsxaError(f"column {name}: {str(column.iloc[row])[:20]!r} on line {row + 2} is not a whole number "
+                        f">= {minimum}", path=path)
+    return values.astype(np.int64)
+
+
 def confusion(labels: np.ndarray, preds: np.ndarray) -> dict[str, int]:
     """tn, fp, fn, tp with 1 (spondylosis) as the positive class."""
     from sklearn.metrics import confusion_matrix

@@ -30,6 +30,8 @@ import pandas as pd
 
 from csxa_data.errors import CsxaError
 
+from .evaluate import check_whole_numbers
+
 # experiment name -> classifier kind
 EXPERIMENTS = {"landmarks_logreg": "logreg", "landmarks_gbt": "gbt"}
 MODEL_NAMES = {"logreg": "logistic_regression", "gbt": "hist_gradient_boosting"}
@@ -111,11 +113,7 @@ def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.Dat
     except (OSError, ValueError) as exc:
         raise CsxaError(f"cannot read as CSV ({exc})", path=landmarks_path) from None
     if "number" in landmarks.columns:
-        numbers = pd.to_numeric(landmarks.number, errors="coerce")
-        if numbers.isna().any():
-            raise CsxaError(f"row {int(np.flatnonzero(numbers.isna())[0]) + 2}: case number "
-                            f"{landmarks.number[numbers.isna()].iloc[0]!r} is not a number", path=landmarks_path)
-        landmarks["number"] = numbers.astype("int64")
+        landmarks["number"] = check_whole_numbers(landmarks.number, "number", landmarks_path, minimum=1)
         absent = sorted(set(manifest.number) - set(landmarks.number))
         if absent:
             raise CsxaError(f"case {absent[0]} of the manifest has no landmarks "

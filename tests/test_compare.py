@@ -255,6 +255,21 @@ def test_compare_cv_refuses_experiments_on_other_folds(cv_project, capsys):
     assert len(err) == 1 and "better's out-of-fold folds differ from the reference orig's" in err[0]
 
 
+@pytest.mark.parametrize("column,value", [("repeat", "x"), ("repeat", ""), ("fold", "1.5"), ("fold", "-1"),
+                                          ("fold", "True")])
+def test_compare_cv_refuses_a_repeat_or_fold_that_is_not_a_whole_number(cv_project, capsys, column, value):
+    """oof.csv is a DVC output a team may pull: a repeat or fold that is not a whole number >= 0 is one
+    line naming the file and the column, not a traceback or a fold silently truncated (1.5 -> 1)."""
+    root, *_ = cv_project
+    path = root / "cv" / "better" / "oof.csv"
+    oof = pd.read_csv(path, dtype={"key": str, column: str})
+    oof.loc[3, column] = value
+    oof.to_csv(path, index=False)
+    assert run(root, "--cv", str(root / "cv")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and f"column {column}" in err[0], err
+
+
 def test_the_compare_stage_reads_every_experiments_cross_validation():
     from conftest import REPO
 
