@@ -35,8 +35,7 @@ def bash(cmd: str, cwd: Path, timeout: int = 1500) -> subprocess.CompletedProces
                           timeout=timeout)
 
 
-@pytest.mark.slow
-@pytest.mark.readme  # not in the default run: `python -m pytest -m readme`, which CI runs after the suite
+@pytest.mark.readme  # not in the default run (nor in `-m slow`): `python -m pytest -m readme`, which CI runs after the suite
 def test_readme_pipeline_command_in_a_fresh_clone(tmp_path):
     clone = fresh_clone(tmp_path / "clone")
     try:
