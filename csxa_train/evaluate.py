@@ -38,20 +38,21 @@ def check_labels_and_scores(labels, scores=None, *, where: str = "predictions") 
     return labels, scores
 
 
-def check_whole_numbers(column, name: str, path, minimum: int = 0) -> np.ndarray:
-    """A CSV column of whole numbers >= ``minimum`` (a case number, a repeat, a fold) as int64;
-    anything else (text, a boolean, a blank, 1.5) is one error naming the file, the column and the
-    first bad line, never truncated (1.5 is not 1)."""
+def check_whole_numbers(column, name: str, path, minimum: int = 0, maximum: int = 10**9) -> np.ndarray:
+    """A CSV column of whole numbers within ``minimum``..``maximum`` (a case number, a repeat, a
+    fold) as int64; anything else (text, a boolean, a blank, 1.5, 1e300) is one error naming the
+    file, the column and the first bad line, never truncated (1.5 is not 1) or overflowed."""
     import pandas as pd
 
     column = pd.Series(column)
     # through text, so that a boolean column is not taken for 1 and 0
     values = pd.to_numeric(column.astype(str), errors="coerce").to_numpy(dtype=float)
-    bad = ~(np.isfinite(values) & (values >= minimum) & (values == np.floor(values)))
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(values) & (values >= minimum) & (values <= maximum) & (values == np.floor(values)))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise CsxaError(f"column {name}: {str(column.iloc[row])[:20]!r} on line {row + 2} is not a whole number "
-                        f">= {minimum}", path=path)
+                        f">= {minimum} (and at most {maximum:,})", path=path)
     return values.astype(np.int64)
 
 

@@ -256,7 +256,7 @@ def test_compare_cv_refuses_experiments_on_other_folds(cv_project, capsys):
 
 
 @pytest.mark.parametrize("column,value", [("repeat", "x"), ("repeat", ""), ("fold", "1.5"), ("fold", "-1"),
-                                          ("fold", "True")])
+                                          ("fold", "True"), ("fold", "1e300"), ("repeat", "\u0661")])
 def test_compare_cv_refuses_a_repeat_or_fold_that_is_not_a_whole_number(cv_project, capsys, column, value):
     """oof.csv is a DVC output a team may pull: a repeat or fold that is not a whole number >= 0 is one
     line naming the file and the column, not a traceback or a fold silently truncated (1.5 -> 1)."""

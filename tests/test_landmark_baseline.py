@@ -136,13 +136,13 @@ def test_a_case_without_landmarks_is_one_clear_line(ingest, tmp_path):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
-@pytest.mark.parametrize("value", ["2.5", "x", "True", "0"])
+@pytest.mark.parametrize("value", ["2.5", "x", "True", "0", "1e300", "\uff12"])
 def test_a_case_number_that_is_not_a_whole_number_is_one_clear_line(ingest, tmp_path, value):
     """landmarks.csv is a DVC output a team may pull: a case number of 2.5 is refused, not read as 2."""
     landmarks = pd.read_csv(ingest / "landmarks.csv", dtype={"number": str})
     landmarks.loc[7, "number"] = value
     landmarks.to_csv(tmp_path / "landmarks.csv", index=False)
-    with pytest.raises(CsxaError, match=rf"column number: '{value}' on line 9 is not a whole number >= 1"):
+    with pytest.raises(CsxaError, match=r"column number: '.+' on line 9 is not a whole number >= 1"):
         read_inputs(ingest / "manifest.csv", tmp_path / "landmarks.csv")
 
 
