@@ -106,29 +106,39 @@ def default_reference(experiments: dict) -> str:
     return next(iter(experiments))
 
 
-def read_predictions(path: Path, operating_point: str) -> pd.DataFrame:
-    """One experiment's predictions, checked: columns, unique keys, 0/1 labels, scores in [0, 1]."""
+def read_scored_csv(path: Path, operating_point: str, *, columns: tuple[str, ...] = (), unique: tuple[str, ...],
+                    not_found: str, twice: str) -> pd.DataFrame:
+    """A predictions table (a test split's or out-of-fold), checked: present, readable, with key,
+    label, ``columns``, score and the operating point's prediction column, no two rows alike in
+    ``unique``; returns it with ``label``, ``score`` and ``pred`` (the operating point's) as checked
+    0/1 labels and predictions and scores in [0, 1]."""
     if not path.is_file():
-        raise CsxaError("predictions not found (has the experiment been trained? dvc repro)", path=path)
+        raise CsxaError(not_found, path=path)
     try:
         frame = pd.read_csv(path, dtype={"key": str})
     except (OSError, ValueError) as exc:
         raise CsxaError(f"cannot read as CSV ({exc})", path=path) from None
     column = "pred" if operating_point == "0.5" else "pred_at_threshold"
-    missing = [c for c in ("key", "label", "score", column) if c not in frame.columns]
+    missing = [c for c in ("key", "label", *columns, "score", column) if c not in frame.columns]
     if missing:
         raise CsxaError(f"missing column(s) {missing}", path=path)
-    if frame.key.duplicated().any():
-        raise CsxaError(f"case(s) listed twice: {frame.key[frame.key.duplicated()].tolist()[:5]}", path=path)
-    labels = pd.to_numeric(frame.label, errors="coerce").to_numpy()
-    scores = pd.to_numeric(frame.score, errors="coerce").to_numpy()
-    preds = pd.to_numeric(frame[column], errors="coerce").to_numpy()
+    if frame.duplicated(list(unique)).any():
+        raise CsxaError(f"{twice}: {frame.key[frame.duplicated(list(unique))].tolist()[:5]}", path=path)
     try:
-        labels, scores = check_labels_and_scores(labels, scores, where=str(path))
-        preds, _ = check_labels_and_scores(preds, where=f"{path} column {column}")
+        labels, scores = check_labels_and_scores(pd.to_numeric(frame.label, errors="coerce").to_numpy(),
+                                                 pd.to_numeric(frame.score, errors="coerce").to_numpy(), where=str(path))
+        preds, _ = check_labels_and_scores(pd.to_numeric(frame[column], errors="coerce").to_numpy(),
+                                           where=f"{path} column {column}")
     except CsxaError as exc:
         raise CsxaError(str(exc)) from None
-    return pd.DataFrame({"key": frame.key, "label": labels, "score": scores, "pred": preds})
+    return frame.assign(label=labels, score=scores, pred=preds)
+
+
+def read_predictions(path: Path, operating_point: str) -> pd.DataFrame:
+    """One experiment's predictions, checked: columns, unique keys, 0/1 labels, scores in [0, 1]."""
+    frame = read_scored_csv(path, operating_point, unique=("key",), twice="case(s) listed twice",
+                            not_found="predictions not found (has the experiment been trained? dvc repro)")
+    return frame[["key", "label", "score", "pred"]]
 
 
 def align(reference: pd.DataFrame, other: pd.DataFrame, name: str, reference_name: str) -> pd.DataFrame:

@@ -29,7 +29,8 @@ import pandas as pd
 from csxa_data.errors import CsxaError
 
 from . import stats
-from .compare import CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, reference_first
+from .compare import CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, read_scored_csv, reference_first
+from .evaluate import check_whole_numbers
 
 # (key, label, shown as a percentage)
 METRICS = (("balanced_accuracy", "Balanced accuracy (%)", True), ("auroc", "AUROC", False),
@@ -48,32 +49,13 @@ class CvExperiment:
 
 def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
     """One experiment's out-of-fold predictions, checked: columns, one row per case and repeat, 0/1
-    labels, scores in [0, 1]."""
-    from .evaluate import check_labels_and_scores, check_whole_numbers
-
-    if not path.is_file():
-        raise CsxaError("out-of-fold predictions not found (has the experiment been cross-validated? dvc repro)",
-                        path=path)
-    try:
-        frame = pd.read_csv(path, dtype={"key": str})
-    except (OSError, ValueError) as exc:
-        raise CsxaError(f"cannot read as CSV ({exc})", path=path) from None
-    column = "pred" if operating_point == "0.5" else "pred_at_threshold"
-    missing = [c for c in ("key", "label", "repeat", "fold", "score", column) if c not in frame.columns]
-    if missing:
-        raise CsxaError(f"missing column(s) {missing}", path=path)
-    if frame.duplicated(["repeat", "key"]).any():
-        twice = frame[frame.duplicated(["repeat", "key"])]
-        raise CsxaError(f"case(s) listed twice in one repeat: {twice.key.tolist()[:5]}", path=path)
-    try:
-        labels, scores = check_labels_and_scores(pd.to_numeric(frame.label, errors="coerce").to_numpy(),
-                                                 pd.to_numeric(frame.score, errors="coerce").to_numpy(), where=str(path))
-        preds, _ = check_labels_and_scores(pd.to_numeric(frame[column], errors="coerce").to_numpy(),
-                                           where=f"{path} column {column}")
-    except CsxaError as exc:
-        raise CsxaError(str(exc)) from None
-    out = pd.DataFrame({"key": frame.key, "label": labels, "repeat": check_whole_numbers(frame.repeat, "repeat", path),
-                        "fold": check_whole_numbers(frame.fold, "fold", path), "score": scores, "pred": preds})
+    labels, scores in [0, 1], whole-number repeats and folds."""
+    frame = read_scored_csv(path, operating_point, columns=("repeat", "fold"), unique=("repeat", "key"),
+                            twice="case(s) listed twice in one repeat",
+                            not_found="out-of-fold predictions not found (has the experiment been cross-validated? "
+                                      "dvc repro)")
+    out = pd.DataFrame({"key": frame.key, "label": frame.label, "repeat": check_whole_numbers(frame.repeat, "repeat", path),
+                        "fold": check_whole_numbers(frame.fold, "fold", path), "score": frame.score, "pred": frame.pred})
     per_repeat = out.groupby("repeat").key.apply(lambda k: tuple(sorted(k)))
     if per_repeat.nunique() != 1:
         raise CsxaError("the repeats hold different cases", path=path)
