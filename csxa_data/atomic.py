@@ -4,21 +4,27 @@ nothing half-written where DVC (or a user) would take it for finished."""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, *, directory: bool = False,
+                owns: Iterable[str] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it onto ``target``.
 
-    On any exception the temporary path is removed and ``target`` is left as it was.
+    On any exception the temporary path is removed and ``target`` is left as it was. A folder
+    ``target`` given ``owns`` (see :func:`check_replaceable`) is only ever replaced if it holds
+    nothing else.
     """
     target = Path(target)
+    if owns is not None:
+        check_replaceable(target, owns)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     prefix = f"{_temporary_prefix(target)}{os.getpid()}-"
@@ -79,12 +85,36 @@ def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def check_writable(target: str | os.PathLike) -> None:
-    """Refuse early, with one line, if ``target`` (a file or folder to be written) cannot be created
-    or replaced: a read-only folder should not be found out only after all the work."""
+def check_replaceable(target: str | os.PathLike, owns: Iterable[str]) -> None:
+    """Refuse, with one line, to replace an existing ``target`` folder that holds anything but what
+    the command writes into it (``owns``: glob patterns of entry names): the folder is replaced
+    whole, and an ``--out`` mistyped as the release, a home folder or ``.`` must not be wiped."""
     from .errors import CsxaError
 
     target = Path(target)
+    if not os.path.lexists(target):
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise CsxaError("exists and is not a folder; the output is a folder written whole in its place, "
+                        "so it is left alone; nothing was done", path=target)
+    owns = tuple(owns)
+    foreign = sorted(entry.name for entry in target.iterdir()
+                     if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in owns))
+    if foreign:
+        shown = ", ".join(repr(name) for name in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise CsxaError(f"holds {shown}, which this command does not write; the output folder is replaced whole, "
+                        f"so it is left alone: give an empty or new folder; nothing was done", path=target)
+
+
+def check_writable(target: str | os.PathLike, owns: Iterable[str] | None = None) -> None:
+    """Refuse early, with one line, if ``target`` (a file or folder to be written) cannot be created
+    or replaced: a read-only folder should not be found out only after all the work. With ``owns``,
+    ``target`` is a folder replaced whole: see :func:`check_replaceable`."""
+    from .errors import CsxaError
+
+    target = Path(target)
+    if owns is not None:
+        check_replaceable(target, owns)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}-probe-", dir=target.parent)

@@ -27,6 +27,9 @@ from .release import PNG_SET, FileSet, open_file_set
 from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
 
 SPLITS = ("train", "test")
+# what a variant folder holds (a folder holding anything else is never replaced by a build)
+VARIANT_FILES = tuple(SHARD_PATTERN.format(split=split, index=0).replace("000000", "*") for split in SPLITS) + (
+    "stats.json", "shards.json", "preview.png", "README.md")
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release:
     workers = max(1, workers or os.cpu_count() or 1)
     jobs = [(case, spec, name, params.png_compress_level) for split in SPLITS for case in plan[split]]
 
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(out, directory=True, owns=VARIANT_FILES) as tmp:
         if workers == 1:
             _open_pngs(str(release))
             results = map(_build_job, jobs)

@@ -72,12 +72,12 @@ def cmd_contact_sheet(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from .atomic import check_writable
-    from .ingest import IngestParams, NothingKept, run_ingest, validation_report, write_failure, write_ingest
+    from .ingest import OUTPUTS, IngestParams, NothingKept, run_ingest, validation_report, write_failure, write_ingest
     from .params import load_section
 
     params = IngestParams.from_dict(load_section(args.params, "ingest"))
     release = args.release or Path(params.release)
-    check_writable(args.out)
+    check_writable(args.out, owns=OUTPUTS)
     try:
         result = run_ingest(release, params, _release_config(args), workers=args.workers, progress=not args.quiet)
     except NothingKept as failure:
@@ -174,7 +174,7 @@ def _ingest_validation(manifest: Path) -> dict:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .atomic import check_writable
-    from .build import BuildParams, build_variant, read_manifest
+    from .build import VARIANT_FILES, BuildParams, build_variant, read_manifest
     from .ingest import IngestParams
     from .params import load_section
 
@@ -184,7 +184,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     params = BuildParams.from_dict(load_section(args.params, "build"))
     release = args.release or Path(IngestParams.from_dict(load_section(args.params, "ingest")).release)
     out = args.out or Path("data/variants") / args.variant
-    check_writable(out)
+    check_writable(out, owns=VARIANT_FILES)
     report = build_variant(args.variant, specs[args.variant], read_manifest(args.manifest), release, out, params,
                            workers=args.workers, progress=not args.quiet, validation=_ingest_validation(args.manifest))
     parts = [f"{split}: {t['samples']} samples of {t['cases']} cases in {t['shards']} shards {t['by_class']}"

@@ -485,7 +485,7 @@ def write_ingest(result: IngestResult, out: str | Path) -> Path:
     """Write the six outputs into ``out`` through a temporary folder renamed into place. Text that
     came from the release is neutralised where a spreadsheet would run it as a formula."""
     out = Path(out)
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(out, directory=True, owns=OUTPUTS) as tmp:
         safe_table(result.manifest).to_csv(tmp / "manifest.csv", index=False)
         safe_table(result.landmarks).to_csv(tmp / "landmarks.csv", index=False, float_format="%.4f")
         safe_table(result.repairs).to_csv(tmp / "repairs.csv", index=False)
@@ -499,7 +499,7 @@ def write_failure(failure: NothingKept, out: str | Path) -> Path:
     """When nothing survived: write ``drops.csv``, ``repairs.csv`` and a ``validation.md`` saying so
     into ``out`` (replacing any earlier outputs, so no stale manifest is left beside them)."""
     out = Path(out)
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(out, directory=True, owns=OUTPUTS) as tmp:
         safe_table(failure.repairs).to_csv(tmp / "repairs.csv", index=False)
         safe_table(failure.drops).to_csv(tmp / "drops.csv", index=False)
         counts = failure.drops.groupby(["source", "rule"]).size()

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import film, measurements
-from .atomic import atomic_path
+from .atomic import atomic_path, check_replaceable
 from .errors import CsxaError
 from .landmarks import LANDMARK_LABELS, dump_labelme, labelme_document, labelme_shape
 from .radiograph import draw_radiograph
@@ -286,6 +286,20 @@ def sheet_bytes(rows: pd.DataFrame) -> bytes:
     return normalise_zip(buffer.getvalue(), {"docProps/core.xml": core.encode("utf-8")})
 
 
+RELEASE_FILES = (XLSX_NAME, f"{PNG_SET}.zip", f"{JSON_SET}.zip")
+
+
+def check_synthetic_release_replaceable(out: Path) -> None:
+    """Refuse, before any work, to replace an ``out/release`` that synth did not write (no
+    ``faults.csv`` beside it): a real release has the same file names."""
+    release = out / "release"
+    empty = release.is_dir() and not release.is_symlink() and not any(release.iterdir())
+    if os.path.lexists(release) and not empty and not (out / "faults.csv").is_file():
+        raise CsxaError("holds a release that `csxa-data synth` did not write (no faults.csv beside it); synth "
+                        "replaces its release folder whole, so it is left alone; nothing was done", path=release)
+    check_replaceable(release, RELEASE_FILES)
+
+
 def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, workers: int | None = None,
                             progress: bool = True) -> dict:
     """Write ``out/release``, ``out/faults.csv`` and ``out/truth.csv``; returns counts.
@@ -296,6 +310,7 @@ def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, work
 
     params.check()
     out = Path(out)
+    check_synthetic_release_replaceable(out)
     plan = plan_cases(params)
     workers = max(1, workers or os.cpu_count() or 1)
     cases = plan.to_dict("records")
@@ -324,7 +339,7 @@ def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, work
                 for label, (x, y) in result["landmarks"].items():
                     landmark_rows.append({"number": case["number"], "label": label, "x": x, "y": y})
 
-    with atomic_path(out / "release", directory=True) as release:
+    with atomic_path(out / "release", directory=True, owns=RELEASE_FILES) as release:
         png_path, json_path = release / f"{PNG_SET}.zip", release / f"{JSON_SET}.zip"
         if workers == 1:
             consume(map(_render_star, jobs))
