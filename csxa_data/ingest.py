@@ -27,6 +27,8 @@ from .landmarks import LandmarkProblem, parse_landmarks
 from .names import parse_stem, stem_problem
 from .release import JSON_SET, PNG_SET, XLSX_NAME, FileSet, Release, ReleaseConfig, open_file_set, open_release
 
+MAX_JSON_BYTES = 64 * 2**20   # a LabelMe file, its base64 imageData included
+MAX_JSON_VALUES = 100_000     # objects, lists and comma-separated items in one LabelMe file
 OUTPUTS = ("manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv", "validation.json", "validation.md")
 
 
@@ -186,6 +188,15 @@ def examine_case(png_bytes: bytes, json_bytes: bytes, params: IngestParams) -> d
     height, width = grey.shape
     facts = {"width": width, "height": height, "mode": mode, "channels_equal": channels_equal,
              "inverted": is_inverted(grey)}
+    if len(json_bytes) > MAX_JSON_BYTES:
+        return {**facts, "json_problem": f"{len(json_bytes):,} bytes, over the {MAX_JSON_BYTES:,} a LabelMe file "
+                                         "may have (the release's are under 1 MB); not parsed"}
+    # parsing builds an object per value: a few MB of "{}," would take gigabytes; count them first
+    # (",", "[" and "{" never occur in base64 imageData, so this is one cheap pass over the bytes)
+    values = json_bytes.count(b",") + json_bytes.count(b"[") + json_bytes.count(b"{")
+    if values > MAX_JSON_VALUES:
+        return {**facts, "json_problem": f"holds over {MAX_JSON_VALUES:,} JSON values (a LabelMe file of the "
+                                         "release has a few hundred); not parsed"}
     try:
         document = json.loads(json_bytes.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError covers JSONDecodeError

@@ -181,10 +181,16 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CsxaError(f"cannot open as a zip archive ({exc}); expected the {set_name} zip "
                         f"or an unpacked folder {set_name}/", path=path) from None
-    members, skipped = [], []
+    members, skipped, info_of = [], [], {}
     for info in infos:
-        parts = PurePosixPath(info.filename).parts
-        if info.is_dir() or not parts:
+        # some Windows tools write "\\" between folders; a file name cannot hold one there
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        if not parts:
+            continue
+        if info.is_dir():
+            if info.file_size:  # a folder entry with data: not a file of the release, but not silently
+                skipped.append((info.filename, "not_regular_file", f"{path}:{info.filename}: a folder entry "
+                                f"holding {info.file_size:,} bytes, not a file; not read"))
             continue
         if _is_junk(parts):
             skipped.append((info.filename, "not_release_file",
@@ -192,11 +198,11 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
             continue
         name = parts[-1]
         members.append(Member(name, PurePosixPath(name).stem, info.file_size, f"{path}:{info.filename}"))
+        info_of[members[-1].location] = info  # only the entries kept as members are ever opened
     files = FileSet(set_name, members, None, skipped)
-    by_name = {PurePosixPath(i.filename).name: i for i in infos if PurePosixPath(i.filename).name in files._by_name}
 
     def opener(member: Member) -> bytes:
-        info = by_name[member.name]
+        info = info_of[member.location]
         problem = size_problem(info.file_size, info.compress_size)
         if problem:
             raise CsxaError(problem, path=member.location)
@@ -223,9 +229,12 @@ def _walk(root: Path) -> Iterator[tuple[Path, bool]]:
 def _folder_set(path: Path, set_name: str) -> FileSet:
     entries = [p for p in path.iterdir() if not p.name.startswith(".")]
     # an archive unpacked into a folder of the same name: datasets-PNG/datasets-PNG/*.png
-    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
-        path = entries[0]
     members, skipped, files = [], [], {}
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        for hidden in sorted(p for p in path.iterdir() if p.name.startswith(".")):  # logged, not lost
+            skipped.append((_printable(hidden.name), "not_release_file", f"{_printable(str(hidden))}: a hidden entry "
+                            f"beside the folder {_printable(entries[0].name)}/ that the files are read from; not read"))
+        path = entries[0]
     for p, is_link in sorted(_walk(path)):
         relative = _printable(p.relative_to(path).as_posix())
         shown = _printable(str(p))
@@ -257,10 +266,15 @@ def _folder_set(path: Path, set_name: str) -> FileSet:
 
 
 def open_file_set(root: Path, set_name: str) -> FileSet:
-    """The PNG or JSON set under ``root``: ``<set>.zip`` if present, else the folder ``<set>/``."""
+    """The PNG or JSON set under ``root``: ``<set>.zip`` if present, else the folder ``<set>/``.
+    A folder beside the zip (unpacked in place) is not read, and is logged as skipped."""
     archive, folder = root / f"{set_name}.zip", root / set_name
     if archive.is_file():
-        return _zip_set(archive, set_name)
+        files = _zip_set(archive, set_name)
+        if folder.is_dir():
+            files.skipped = sorted(files.skipped + [(f"{set_name}/", "not_release_file", f"{_printable(str(folder))}: "
+                                   f"a folder beside {archive.name}; the zip is read, the folder is not")])
+        return files
     if folder.is_dir():
         return _folder_set(folder, set_name)
     raise CsxaError(f"missing {set_name}.zip and {set_name}/; expected one of them "
@@ -282,10 +296,13 @@ def read_sheet(path: Path, config: ReleaseConfig) -> pd.DataFrame:
 
     if not path.is_file():
         raise CsxaError(f"not found; expected the release's Excel sheet {XLSX_NAME}", path=path)
+    _check_workbook_parts(path)
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise CsxaError(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {exc})", path=path) from None
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, SyntaxError, zlib.error,
+            EOFError, TypeError, AttributeError) as exc:  # a damaged part of the workbook, whichever
+        raise CsxaError(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {str(exc)[:200]})",
+                        path=path) from None
     try:
         return _sheet_rows(book, path, config)
     except (ParseError, zipfile.BadZipFile, zlib.error, KeyError, ValueError, TypeError, EOFError) as exc:
@@ -294,11 +311,33 @@ def read_sheet(path: Path, config: ReleaseConfig) -> pd.DataFrame:
         book.close()
 
 
+MAX_SHEET_PART_BYTES = 64 * 2**20  # one XML part of the workbook; the release's sheet is well under 1 MB
+
+
+def _check_workbook_parts(path: Path) -> None:
+    """Refuse a workbook with a part (sheet, shared strings, ...) declaring more than
+    ``MAX_SHEET_PART_BYTES`` or inflating over 100:1, before any of it is parsed."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CsxaError(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {exc})", path=path) from None
+    for info in infos:
+        problem = (f"declares {info.file_size:,} bytes, over the {MAX_SHEET_PART_BYTES:,} a part of the release's "
+                   f"workbook may have; not read" if info.file_size > MAX_SHEET_PART_BYTES
+                   else size_problem(info.file_size, info.compress_size))
+        if problem:
+            raise CsxaError(f"part {_printable(info.filename)!r} {problem}", path=path)
+
+
 def _sheet_rows(book, path: Path, config: ReleaseConfig) -> pd.DataFrame:
     """The header row and the data rows below it, as a frame (see ``read_sheet``)."""
     if config.sheet not in book.sheetnames:
         raise CsxaError(f"no sheet named {config.sheet!r}; the workbook has {book.sheetnames}", path=path)
     sheet = book[config.sheet]
+    if not hasattr(sheet, "iter_rows"):
+        raise CsxaError(f"sheet {config.sheet!r} is a chart, not a worksheet (release.sheet names the sheet "
+                        "holding the table)", path=path)
     # The stored dimension may claim the whole grid (one formatted cell at XFD1048576 in a 9 kB
     # file): forget it, so rows are as wide as their own cells and no filler row follows the last.
     sheet.reset_dimensions()

@@ -258,3 +258,131 @@ def test_read_only_output_folder_is_refused_before_any_work(release, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {locked / 'out'}: cannot write the output here (Permission denied); nothing was done"]
     assert elapsed < 60 and not (locked / "out").exists()
+
+
+# --- the second audit: entries that are not the film must never stand in for it ----------------
+
+def test_a_macosx_copy_or_a_folder_entry_named_like_a_film_never_replaces_it(tiny_synth, baseline, tmp_path):
+    with zipfile.ZipFile(tiny_synth / "release" / "datasets-PNG.zip") as z:
+        names = sorted(n for n in z.namelist() if n.endswith(".png"))
+        other_film = z.read(names[1])
+    # listed after the real member, so a lookup by base name alone would take them instead
+    root, stem = rezip_png_set(tiny_synth, tmp_path, extra=[("__MACOSX/FIRST", other_film),
+                                                            ("other/FIRST/", b"x" * 4680)])
+    result = ingest(root)
+    pd.testing.assert_frame_equal(result.manifest, baseline.manifest)
+    logged = result.drops[result.drops.source == "png"].set_index("key").rule.to_dict()
+    assert logged == {f"__MACOSX/datasets-PNG/{stem}.png": "not_release_file",
+                      f"other/datasets-PNG/{stem}.png/": "not_regular_file"}
+
+
+def test_backslashes_between_folders_in_a_zip_are_folder_separators(tiny_synth, baseline, tmp_path):
+    root = tmp_path / "zipped"
+    shutil.copytree(tiny_synth / "release", root)
+    with zipfile.ZipFile(root / "datasets-PNG.zip") as z:
+        members = [(i.filename, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(root / "datasets-PNG.zip", "w") as z:
+        for name, data in members:
+            z.writestr(name.replace("/", "\\"), data)  # as some Windows archivers write them
+    result = ingest(root)
+    pd.testing.assert_frame_equal(result.manifest, baseline.manifest)
+    assert not (result.drops.source == "png").any()
+
+
+def test_an_unpacked_folder_beside_its_zip_is_logged_as_not_read(tiny_synth, baseline, tmp_path):
+    root = tmp_path / "zipped"
+    shutil.copytree(tiny_synth / "release", root)
+    with zipfile.ZipFile(root / "datasets-PNG.zip") as z:
+        z.extractall(root)  # unpacked in place: datasets-PNG/*.png beside datasets-PNG.zip
+    (root / "datasets-PNG" / "9999999.png").write_bytes(b"only in the folder")
+    result = ingest(root)
+    pd.testing.assert_frame_equal(result.manifest, baseline.manifest)
+    drops = result.drops[result.drops.source == "png"]
+    assert drops.key.tolist() == ["datasets-PNG/"] and drops.rule.tolist() == ["not_release_file"]
+    assert "the zip is read, the folder is not" in drops.reason.iloc[0]
+
+
+def test_a_hidden_file_beside_the_single_unpacked_folder_is_logged(tiny_synth, baseline, tmp_path):
+    root = tmp_path / "nested"
+    unpack_release(tiny_synth / "release", root)
+    outer = root / "datasets-PNG"
+    outer.rename(root / "inner")
+    outer.mkdir()
+    (root / "inner").rename(outer / "datasets-PNG")  # datasets-PNG/datasets-PNG/*.png
+    (outer / ".0003036.png").write_bytes(b"hidden")
+    result = ingest(root)
+    pd.testing.assert_frame_equal(result.manifest, baseline.manifest)
+    drops = result.drops[result.drops.source == "png"]
+    assert drops.key.tolist() == [".0003036.png"] and drops.rule.tolist() == ["not_release_file"]
+
+
+# --- the second audit: the workbook's own parts ------------------------------------------------
+
+def rewrite_parts(xlsx: Path, change: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> None:
+    with zipfile.ZipFile(xlsx) as z:
+        parts = [(i.filename, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(xlsx, "w", compression) as z:
+        for name, data in parts:
+            z.writestr(name, change.get(name, data))
+
+
+@pytest.mark.parametrize("part", ["xl/workbook.xml", "xl/styles.xml", "[Content_Types].xml"])
+def test_a_workbook_part_that_is_not_xml_is_one_clear_line(release, part):
+    rewrite_parts(release / "datasets.xlsx", {part: b"<<<not xml"})
+    result = run_cli("check-release", "--release", release)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"csxa-data: error: {release / 'datasets.xlsx'}: cannot read as an "
+                                                   ".xlsx workbook"), lines
+
+
+def test_a_sheet_that_is_a_chart_is_one_clear_line(release):
+    from openpyxl.chart import BarChart, Reference
+
+    book = openpyxl.load_workbook(release / "datasets.xlsx")
+    book["Sheet1"].title = "Data"
+    chart = BarChart()
+    chart.add_data(Reference(book["Data"], min_col=3, min_row=2, max_row=10))
+    book.create_chartsheet("Sheet1").add_chart(chart)
+    book.save(release / "datasets.xlsx")
+    result = run_cli("check-release", "--release", release)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"csxa-data: error: {release / 'datasets.xlsx'}: sheet 'Sheet1' is a chart, not a worksheet (release.sheet "
+        "names the sheet holding the table)"]
+
+
+def test_a_workbook_part_inflating_to_a_huge_size_is_refused_unread(release):
+    xlsx, part = release / "datasets.xlsx", "xl/worksheets/sheet1.xml"
+    with zipfile.ZipFile(xlsx) as z:
+        sheet = z.read(part)
+    # 96 MiB of one comment (under a megabyte zipped): parsed, it would take hundreds of MB
+    head, _, rest = sheet.partition(b"?>")
+    rewrite_parts(xlsx, {part: head + b"?><!--" + b"A" * (96 * 2**20) + b"-->" + rest})
+    assert xlsx.stat().st_size < 2**20
+    result = run_cli("check-release", "--release", release)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"part '{part}' declares 100,6" in lines[0] and "not read" in lines[0], lines
+
+
+def test_a_json_of_millions_of_tiny_values_drops_that_case_without_parsing_it(release, baseline):
+    stem = first_stem(release)
+    edit_json(release, stem, lambda doc: json.dumps({**doc, "x": [{}] * 2_000_000}))  # 8 MB: parsed, about 150 MB
+    result = ingest(release)
+    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid",
+                          "holds over 100,000 JSON values (a LabelMe file of the release has a few hundred); not parsed")
+
+
+def test_a_label_with_a_lone_surrogate_is_logged_escaped_and_nothing_is_lost(release, baseline, tmp_path):
+    stem = first_stem(release)
+    path = release / "datasets-JSON" / f"{stem}.json"
+    document = json.loads(path.read_text())
+    document["shapes"].append({**document["shapes"][0], "label": "\ud800"})
+    path.write_text(json.dumps(document))  # plain ASCII: "\ud800" is valid JSON, but not UTF-8 once read
+    result = run_cli("ingest", "--release", release, "--out", tmp_path / "out", "--quiet", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    repairs = pd.read_csv(tmp_path / "out" / "repairs.csv", dtype=str, keep_default_na=False)
+    assert "\\ud800" in repairs[repairs.number == str(int(stem[:4]))].old.tolist()
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv", dtype={"stem": str})
+    assert set(manifest.number) == set(baseline.manifest.number)
