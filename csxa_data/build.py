@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import transforms as T
 from .atomic import atomic_path
+from .csvtext import read_csv_file
 from .errors import CsxaError, conform
 from .images import Film, ImageProblem, decode_film
 from .release import PNG_SET, FileSet, open_file_set
@@ -206,10 +207,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     """The ingest manifest, checked against its contract."""
     from schemas import Manifest
 
-    path = Path(path)
-    if not path.is_file():
-        raise CsxaError("not found; run `csxa-data ingest` (or `dvc repro ingest`) first", path=path)
-    return conform(Manifest, pd.read_csv(path, dtype={"stem": str}), path)
+    frame = read_csv_file(path, "not found; run `csxa-data ingest` (or `dvc repro ingest`) first", dtype={"stem": str})
+    return conform(Manifest, frame, path)
 
 
 def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release: str | Path, out: str | Path,

@@ -15,6 +15,25 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
+def read_csv_file(path, not_found: str, **options) -> pd.DataFrame:
+    """A CSV table that a stage reads back (``pd.read_csv`` with ``options``), every way it can fail
+    to read as one line naming the file: absent (``not_found`` says what writes it), a folder, empty,
+    not UTF-8, badly quoted."""
+    from pathlib import Path
+
+    from .errors import CsxaError
+
+    path = Path(path)
+    if path.is_dir():
+        raise CsxaError("is a folder, not a CSV file", path=path)
+    if not path.is_file():
+        raise CsxaError(not_found, path=path)
+    try:
+        return pd.read_csv(path, **options)
+    except (OSError, ValueError) as exc:  # pandas' EmptyDataError and ParserError, UnicodeDecodeError
+        raise CsxaError(f"cannot read as CSV ({type(exc).__name__}: {str(exc).strip()[:200]})", path=path) from None
+
+
 def neutralise(value):
     """``value`` with a leading apostrophe if it is text a spreadsheet would run as a formula, and
     with any lone surrogate (valid JSON, ``"\\ud800"``, but not UTF-8) written as its escape."""

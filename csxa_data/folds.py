@@ -161,13 +161,6 @@ def validate_folds(frame: pd.DataFrame, path) -> pd.DataFrame:
 
 def read_folds(path) -> pd.DataFrame:
     """``folds.csv`` as written by ``csxa-data folds``, checked against its contract."""
-    from pathlib import Path
+    from .csvtext import read_csv_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise CsxaError("not found; run `csxa-data folds` (or `dvc repro folds`) first", path=path)
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise CsxaError(f"cannot read as CSV ({exc})", path=path) from None
-    return validate_folds(frame, path)
+    return validate_folds(read_csv_file(path, "not found; run `csxa-data folds` (or `dvc repro folds`) first"), path)

@@ -98,6 +98,33 @@ def _numeric(raw: pd.Series) -> pd.Series:
                          errors="coerce").astype(float)
 
 
+def _sheet_number(value) -> float | None:
+    """A sheet cell as a finite number, or None (empty, text, a date, an error cell, TRUE/FALSE)."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def curvature_code(value) -> int | None:
+    """The sheet's curvature code (1 lordotic .. 5 kyphotic), or None if the cell holds none."""
+    number = _sheet_number(value)
+    return int(number) if number is not None and number.is_integer() and 1 <= number <= 5 else None
+
+
+def mm_per_pixel(value) -> float | None:
+    """The sheet's pixel equivalent (mm per pixel, positive and under 10), or None."""
+    number = _sheet_number(value)
+    return number if number is not None and 0 < number < 10 else None
+
+
+# optional sheet columns carried into the manifest, each blanked (and the repair logged) when invalid
+SHEET_MEASURES = {"curvature": curvature_code, "pixel_equivalent": mm_per_pixel}
+
+
 def type_sheet(columns: pd.DataFrame, config: ReleaseConfig, params: IngestParams) -> pd.DataFrame:
     """The sheet's key columns as numbers (null where a cell is empty, not a number or not a code)."""
     return pd.DataFrame({
@@ -370,9 +397,12 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
                   "width": fact["width"], "height": fact["height"], "box_x0": x0, "box_y0": y0, "box_x1": x1,
                   "box_y1": y1, "inverted": fact["inverted"], "mode": fact["mode"],
                   "channels_equal": fact["channels_equal"]}
-        for extra in ("curvature", "pixel_equivalent"):
+        for extra, check in SHEET_MEASURES.items():
             if extra in raw.columns:
-                record[extra] = raw.at[row, extra]
+                value = raw.at[row, extra]
+                record[extra] = check(value)
+                if record[extra] is None and _text(value).strip() != "":  # an error cell, a date, text
+                    ledger.repair(number, extra, value, "", f"{extra}_invalid_blanked")
         kept.append(record)
         landmark_rows += [{"number": number, "label": label, "x": x, "y": y}
                           for label, (x, y) in fact["points"].items()]

@@ -59,7 +59,8 @@ def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Pa
     picked: dict[int, list] = {0: [], 1: []}
     for row in release.columns.itertuples():
         label = codes.get(str(row.label).strip().lower())
-        key = f"{int(row.number):04d}" if str(row.number).strip().isdigit() else None
+        number = str(row.number).strip()
+        key = f"{int(number):04d}" if number.isascii() and number.isdigit() else None  # not "²" or "٣"
         if label is None or key not in by_case or len(picked[label]) >= per_class:
             continue
         member = by_case[key]
@@ -72,7 +73,7 @@ def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Pa
         if landmarks and member.stem in json_names:
             try:
                 img = _mark(img, shape_locations(json.loads(release.jsons.read(json_names[member.stem]))))
-            except (ValueError, RecursionError, CsxaError, AttributeError, TypeError) as exc:
+            except (ValueError, RecursionError, CsxaError, AttributeError, TypeError, OverflowError) as exc:
                 print(f"contact sheet: no landmarks for {member.stem}: {exc}", file=sys.stderr)
         picked[label].append((img, caption))
     if not any(picked.values()):

@@ -81,6 +81,8 @@ class SynthParams:
         """Reject values the generator cannot honour, naming the key."""
         if not 1 <= self.cases <= 9999:
             raise CsxaError(f"synth.cases must be 1..9999 (case numbers have 4 digits), not {self.cases}")
+        if not 0 <= self.seed < 2**63:  # numpy seeds are non-negative
+            raise CsxaError(f"synth.seed must be a whole number within 0..2**63-1, not {self.seed}")
         if not 0.05 <= self.size_scale <= 2:
             raise CsxaError(f"synth.size_scale must be within 0.05..2, not {self.size_scale}")
         for f in fields(self):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from csxa_data.csvtext import read_csv_file
 from csxa_data.errors import CsxaError
 
 from . import stats
@@ -112,12 +113,7 @@ def read_scored_csv(path: Path, operating_point: str, *, columns: tuple[str, ...
     label, ``columns``, score and the operating point's prediction column, no two rows alike in
     ``unique``; returns it with ``label``, ``score`` and ``pred`` (the operating point's) as checked
     0/1 labels and predictions and scores in [0, 1]."""
-    if not path.is_file():
-        raise CsxaError(not_found, path=path)
-    try:
-        frame = pd.read_csv(path, dtype={"key": str})
-    except (OSError, ValueError) as exc:
-        raise CsxaError(f"cannot read as CSV ({exc})", path=path) from None
+    frame = read_csv_file(path, not_found, dtype={"key": str})
     column = "pred" if operating_point == "0.5" else "pred_at_threshold"
     missing = [c for c in ("key", "label", *columns, "score", column) if c not in frame.columns]
     if missing:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from csxa_data.csvtext import read_csv_file
 from csxa_data.errors import CsxaError
 
 from .evaluate import check_whole_numbers
@@ -106,12 +107,7 @@ def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.Dat
     from csxa_data.measurements import measurement_table
 
     manifest = read_manifest(manifest_path)
-    try:
-        landmarks = pd.read_csv(landmarks_path)
-    except FileNotFoundError:
-        raise CsxaError("landmarks table not found (run the ingest stage)", path=landmarks_path) from None
-    except (OSError, ValueError) as exc:
-        raise CsxaError(f"cannot read as CSV ({exc})", path=landmarks_path) from None
+    landmarks = read_csv_file(landmarks_path, "landmarks table not found (run the ingest stage)")
     if "number" in landmarks.columns:
         landmarks["number"] = check_whole_numbers(landmarks.number, "number", landmarks_path, minimum=1)
         absent = sorted(set(manifest.number) - set(landmarks.number))

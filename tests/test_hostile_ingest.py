@@ -386,3 +386,71 @@ def test_a_label_with_a_lone_surrogate_is_logged_escaped_and_nothing_is_lost(rel
     assert "\\ud800" in repairs[repairs.number == str(int(stem[:4]))].old.tolist()
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv", dtype={"stem": str})
     assert set(manifest.number) == set(baseline.manifest.number)
+
+
+def test_an_invalid_curvature_or_pixel_equivalent_is_blanked_and_logged(release, baseline):
+    import datetime
+
+    from csxa_data.release import CURVATURE_COLUMN
+
+    first, second = sorted(baseline.manifest.number)[:2]  # row = number + 2
+
+    def change(sheet):
+        sheet.cell(row=first + 2, column=column(sheet, CURVATURE_COLUMN), value="#DIV/0!")
+        sheet.cell(row=second + 2, column=column(sheet, "Pixel equivalent (mm/pixel)"), value=datetime.date(2024, 1, 2))
+        sheet.cell(row=second + 2, column=column(sheet, CURVATURE_COLUMN), value=7)
+
+    edit_sheet(release, change)
+    result = ingest(release)
+    assert set(result.manifest.number) == set(baseline.manifest.number)
+    got = result.manifest.set_index("number")
+    assert got.curvature.isna().tolist().count(True) == 2 and got.pixel_equivalent.isna().sum() == 1
+    assert pd.isna(got.at[first, "curvature"]) and pd.isna(got.at[second, "curvature"])
+    assert pd.isna(got.at[second, "pixel_equivalent"])
+    logged = result.repairs[result.repairs.rule.str.endswith("_invalid_blanked")]
+    assert sorted(zip(logged.number, logged.field, logged.old)) == [
+        (first, "curvature", "#DIV/0!"), (second, "curvature", "7"), (second, "pixel_equivalent", "2024-01-02 00:00:00")]
+    others = got.drop(index=[first, second])
+    expected = baseline.manifest.set_index("number").drop(index=[first, second])
+    assert (others.curvature == expected.curvature).all() and (others.pixel_equivalent == expected.pixel_equivalent).all()
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "cannot read as CSV (EmptyDataError: No columns to parse from file)"),
+    (b"\xff\xfe\x00n\x00u\x00m", "cannot read as CSV (UnicodeDecodeError: "),
+    (b'number,stem\n1,"0001054\n', "cannot read as CSV (ParserError: "),
+    (None, "is a folder, not a CSV file"),
+])
+def test_a_manifest_that_does_not_read_as_csv_is_one_line(tmp_path, content, says):
+    manifest = tmp_path / "manifest.csv"
+    manifest.mkdir() if content is None else manifest.write_bytes(content)
+    result = run_cli("split-salt", "--manifest", manifest)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"csxa-data: error: {manifest}: {says}"), lines
+
+
+def test_a_negative_synth_seed_is_one_line(tmp_path):
+    result = run_cli("synth", "--out", tmp_path / "s", "--seed", "-1", "--cases", "5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "csxa-data: error: synth.seed must be a whole number within 0..2**63-1, not -1"]
+
+
+def test_contact_sheet_skips_a_superscript_number_and_a_huge_coordinate(release, tmp_path):
+    stem = first_stem(release)
+    edit_sheet(release, lambda sheet: setattr(sheet.cell(row=int(stem[:4]) + 2, column=column(sheet, "Number")),
+                                              "value", "\u00b2"))  # "²".isdigit() is True; int("²") fails
+    second = sorted(p.stem for p in (release / "datasets-JSON").iterdir())[1]
+    path = release / "datasets-JSON" / f"{second}.json"
+    path.write_text(set_first_point(path.read_text(), 10 ** 400))
+    out = tmp_path / "sheet.png"
+    result = run_cli("contact-sheet", "--release", release, "--out", out, "--landmarks")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"no landmarks for {second}" in result.stderr and Image.open(out).size[0] > 0
+
+
+def set_first_point(text: str, value: int) -> str:
+    document = json.loads(text)
+    document["shapes"][0]["points"][0][0] = value
+    return json.dumps(document)  # a valid JSON integer of 401 digits: float() of it overflows
