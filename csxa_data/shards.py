@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import stat
 import tarfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -151,39 +153,116 @@ def _image(data: bytes) -> np.ndarray:
 MAX_MEMBER_BYTES = 256 << 20
 
 
+_BLOCK = 512
+_TYPES = {b"1": "a hard link", b"2": "a symbolic link", b"3": "a character device", b"4": "a block device",
+          b"5": "a folder", b"6": "a FIFO", b"7": "a contiguous file", b"x": "a pax extended header",
+          b"g": "a pax global header", b"L": "a GNU long name", b"K": "a GNU long link name",
+          b"S": "a GNU sparse file", b"M": "a GNU multi-volume part", b"V": "a GNU volume label"}
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _octal(field: bytes) -> int | None:
+    """A tar header's number: octal digits (NUL or space terminated), or base-256; None if neither."""
+    if field[:1] == b"\x80":
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    return int(text, 8) if text and all(48 <= c <= 55 for c in text) else None
+
+
+def _member_header(block: bytes, offset: int, where: str) -> tuple[str, int]:
+    """(name, size) of a regular file's 512-byte USTAR header, or a ShardError saying why not."""
+    checksum = _octal(block[148:156])
+    if checksum is None or checksum != sum(block[:148]) + 8 * 32 + sum(block[156:]):
+        raise ShardError(f"not a readable tar (the header at byte {offset:,} has a bad checksum)", path=where)
+    try:
+        name = block[:100].split(b"\0", 1)[0].decode("utf-8")
+        prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8") if block[257:262] == b"ustar" else ""
+    except UnicodeDecodeError:
+        raise ShardError(f"the member name at byte {offset:,} is not UTF-8", path=where) from None
+    name = f"{prefix}/{name}" if prefix else name
+    kind = block[156:157]
+    if kind not in (b"0", b"\0"):
+        what = _TYPES.get(kind, f"of tar type {kind!r}")
+        raise ShardError(f"member {name!r} is not a regular file ({what}); a csxa shard holds plain USTAR "
+                         "files only", path=where)
+    size = _octal(block[124:136])
+    if size is None:
+        raise ShardError(f"member {name!r} has no readable size", path=where)
+    return name, size
+
+
 def iter_tar_stream(stream: IO[bytes], where: str, member_cap: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
     """Raw samples (member kind -> bytes) of a tar read front to back as a stream, grouped by key
-    as WebDataset does. The one tar reader of both packages: a member that is not a regular file,
-    not named KEY.KIND, larger than ``member_cap`` or a second member of a kind in one sample is a
-    ShardError naming ``where``; nothing is followed, extracted to disk or read past the cap."""
+    as WebDataset does. The one tar reader of both packages, and deliberately not ``tarfile``: a
+    shard is plain USTAR (``write_shard``), so every header is checked here before anything it
+    declares is read. A member that is not a regular file (links, folders, pax and GNU extension
+    headers, sparse files), not named KEY.KIND with a known kind, larger than ``member_cap``, or a
+    second member of a kind in one sample is a ShardError naming ``where``; nothing is followed,
+    extracted to disk or read past the cap."""
     current: dict | None = None
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for info in tar:
-                if not info.isfile():
-                    raise ShardError(f"member {info.name!r} is not a regular file", path=where)
-                if info.size > member_cap:
-                    raise ShardError(f"member {info.name!r} is {info.size:,} bytes, more than the "
-                                     f"{member_cap:,}-byte member cap (sources.max_member_bytes)", path=where)
-                key, dot, kind = info.name.partition(".")
-                if not dot or "/" in info.name:
-                    raise ShardError(f"member {info.name!r} is not KEY.KIND", path=where)
-                if current is None or current["__key__"] != key:
-                    if current is not None:
-                        yield current
-                    current = {"__key__": key, "__url__": where}
-                if kind in current:
-                    raise ShardError(f"sample {key!r} has two .{kind} members", path=where)
-                current[kind] = tar.extractfile(info).read()
-    except tarfile.TarError as exc:
-        raise ShardError(f"not a readable tar ({exc})", path=where) from None
+    offset = 0
+    while True:
+        block = _read_exactly(stream, _BLOCK)
+        if not block or block == bytes(_BLOCK):  # the end (two zero blocks; what follows is not read)
+            break
+        if len(block) < _BLOCK:
+            raise ShardError(f"not a readable tar (it ends inside the header at byte {offset:,})", path=where)
+        name, size = _member_header(block, offset, where)
+        if size > member_cap:
+            raise ShardError(f"member {name!r} is {size:,} bytes, more than the {member_cap:,}-byte member cap "
+                             "(sources.max_member_bytes)", path=where)
+        key, dot, kind = name.partition(".")
+        if not dot or "/" in name:
+            raise ShardError(f"member {name!r} is not KEY.KIND", path=where)
+        if kind not in MEMBER_KINDS:
+            raise ShardError(f"sample {key!r} has member(s) {['.' + kind]}; a csxa shard holds only .png, .cls "
+                             "and .json, and nothing else is decoded (untrusted input)", path=where)
+        if current is None or current["__key__"] != key:
+            if current is not None:
+                yield current
+            current = {"__key__": key, "__url__": where}
+        if kind in current:
+            raise ShardError(f"sample {key!r} has two .{kind} members", path=where)
+        data = _read_exactly(stream, size)
+        padding = -size % _BLOCK
+        if len(data) < size or len(_read_exactly(stream, padding)) < padding:
+            raise ShardError(f"not a readable tar (it ends inside member {name!r})", path=where)
+        current[kind] = data
+        offset += _BLOCK + size + padding
     if current is not None:
         yield current
 
 
+def open_regular_file(path: str | Path, error: type[CsxaError] = CsxaError) -> IO[bytes]:
+    """``path`` opened for reading only if it is a regular file: a FIFO would block the reader for
+    ever and a device never ends, so those (and folders) are ``error`` naming the path."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise error(f"cannot read ({exc.strerror or exc})", path=path) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise error("is not a regular file (a FIFO, a device or a folder); not read", path=path)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def iter_tar_samples(path: str | Path, member_cap: int = MAX_MEMBER_BYTES) -> Iterator[dict]:
     """Raw samples of one local shard, in stored order (:func:`iter_tar_stream` on the file)."""
-    with open(path, "rb") as handle:
+    with open_regular_file(path, ShardError) as handle:
         yield from iter_tar_stream(handle, str(path), member_cap)
 
 

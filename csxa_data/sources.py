@@ -18,12 +18,14 @@ the shard, raised before a caller writes any result.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import math
 import os
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -32,7 +34,8 @@ from dataclasses import dataclass
 from typing import IO, Iterator
 
 from .errors import CsxaError
-from .shards import MAX_MEMBER_BYTES, MEMBER_KINDS, ShardError, decode_sample, iter_tar_stream
+from .shards import (MAX_MEMBER_BYTES, MEMBER_KINDS, ShardError, decode_sample, iter_tar_stream,
+                     open_regular_file)
 
 SPLITS = ("train", "test")
 SHARD_NAME = re.compile(r"(train|test)-[0-9]{6}\.tar", re.ASCII)
@@ -48,7 +51,8 @@ class SourceError(CsxaError):
 class SourceParams:
     """Limits for reading a source (the ``sources`` section of params.yaml)."""
 
-    timeout: float = 60.0              # seconds: connect, and each read, of a network source
+    timeout: float = 60.0              # seconds: connect, each read, and a response's status and headers
+    min_rate: int = 10_000             # bytes per second a network transfer must average over each timeout
     retries: int = 2                   # further tries of a failed request (connection errors, 5xx)
     max_json_bytes: int = 16 << 20     # shards.json / stats.json larger than this are refused
     max_shard_bytes: int = 8 << 30     # one shard tar
@@ -61,6 +65,7 @@ class SourceParams:
         params = dataclass_from_section(cls, data, "sources")
         require(params.timeout > 0 and params.retries >= 0, "sources.timeout must be positive and sources.retries "
                                                             "not negative")
+        require(params.min_rate >= 0, "sources.min_rate must not be negative (0: no minimum)")
         require(min(params.max_json_bytes, params.max_shard_bytes, params.max_member_bytes) > 0,
                 "sources.max_json_bytes, max_shard_bytes and max_member_bytes must be positive")
         return params
@@ -122,7 +127,7 @@ class FolderSource(Source):
     def open(self, name: str) -> IO[bytes]:
         path = os.path.join(self.location, name)
         try:
-            return open(path, "rb")
+            return open_regular_file(path, SourceError)
         except FileNotFoundError:
             hint = ("listed in shards.json but missing (an incomplete dvc pull?)" if name.endswith(".tar")
                     else "not found; is this a built variant (csxa-data build, dvc pull)?")
@@ -139,20 +144,29 @@ class HttpSource(Source):
         deadline = time.monotonic() + self.params.timeout * (self.params.retries + 1)
         last = ""
         for attempt in range(self.params.retries + 1):
+            watch = _HeaderWatch(self.params.timeout)
             try:
-                response = urllib.request.urlopen(url, timeout=self.params.timeout)
-                return _TimeoutReader(response, self, name)
+                response = watch.open(url)
+                return _PacedReader(response, self, name)
             except urllib.error.HTTPError as exc:
                 exc.close()
-                last = f"HTTP {exc.code} {exc.reason}"
+                last = f"HTTP {exc.code} {_one_line(exc.reason)}"
                 if exc.code < 500:
                     raise SourceError(f"{last}; is this a published csxa variant?", path=url) from None
-            except (urllib.error.URLError, OSError) as exc:
+            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
                 reason = getattr(exc, "reason", exc)
-                if isinstance(reason, (socket.timeout, TimeoutError)):
+                if watch.fired:
+                    last = f"no status and headers within {self.params.timeout:g} s (sources.timeout)"
+                elif isinstance(reason, (socket.timeout, TimeoutError)):
                     last = f"no answer within {self.params.timeout:g} s (sources.timeout)"
+                elif isinstance(exc, (http.client.HTTPException, ValueError)) and not isinstance(exc, OSError):
+                    # a malformed answer (status line, header, redirect address) will not mend on retry
+                    raise SourceError(f"not a usable HTTP answer ({type(exc).__name__}: {_one_line(str(exc))})",
+                                      path=url) from None
                 else:
-                    last = f"cannot connect ({reason})"
+                    last = f"cannot connect ({_one_line(str(reason))})"
+            finally:
+                watch.cancel()
             pause = min(0.5 * 2 ** attempt, max(0.0, deadline - time.monotonic()))
             if attempt < self.params.retries and pause > 0:
                 time.sleep(pause)
@@ -187,15 +201,17 @@ class RegistrySource(Source):
     def open(self, name: str) -> IO[bytes]:
         fs = self.filesystem()
         try:
-            return fs.open(f"{self.path}/{name}", mode="rb")
+            return _PacedReader(fs.open(f"{self.path}/{name}", mode="rb"), self, name)
         except FileNotFoundError:
             raise SourceError(f"not in the registry at {self.rev or 'HEAD'}; is {self.path} a published variant?",
                               path=self.where(name)) from None
         except Exception as exc:  # an unknown revision, a remote that cannot be reached, ...
             if type(exc).__name__ == "RevError":
                 raise SourceError(_registry_problem(self.repo, self.rev, self.path, exc), path=self.repo) from None
-            raise SourceError(f"cannot fetch from the registry's remote ({type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''})",
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else (
+                "no answer in time (the registry's remote settings set its timeouts)" if isinstance(exc, TimeoutError)
+                else "no reason given")
+            raise SourceError(f"cannot fetch from the registry's remote ({type(exc).__name__}: {_one_line(reason)})",
                               path=self.where(name)) from None
 
 
@@ -250,24 +266,100 @@ def open_source(spec: str | os.PathLike | Source, params: SourceParams | None = 
 
 # --- streams -----------------------------------------------------------------------------------
 
-class _TimeoutReader(io.RawIOBase):
-    """A network response whose read timeouts become a clear :class:`SourceError`."""
+def _one_line(text) -> str:
+    return " ".join(str(text).split())[:300]
+
+
+class _HeaderWatch:
+    """Open a URL with urllib, shutting its socket down if the status line and headers have not all
+    arrived within ``timeout`` seconds: a per-read timeout alone lets a server trickle them, a byte
+    at a time, for ever."""
+
+    def __init__(self, timeout: float):
+        self.timeout, self.fired, self.sockets = timeout, False, []
+        self.timer = threading.Timer(timeout, self._fire)
+        self.timer.daemon = True
+
+    def open(self, url: str):
+        watch = self
+
+        class Watched(http.client.HTTPConnection):
+            def connect(self):
+                super().connect()
+                watch.sockets.append(self.sock)
+
+        class WatchedTLS(http.client.HTTPSConnection):
+            def connect(self):
+                super().connect()
+                watch.sockets.append(self.sock)
+
+        class Handler(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(Watched, req)
+
+        class TLSHandler(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                return self.do_open(WatchedTLS, req, context=self._context)
+
+        self.timer.start()
+        response = urllib.request.build_opener(Handler, TLSHandler).open(url, timeout=self.timeout)
+        self.cancel()
+        if self.fired:
+            response.close()
+            raise TimeoutError("status and headers too slow")
+        return response
+
+    def _fire(self) -> None:
+        self.fired = True
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
+class _PacedReader(io.RawIOBase):
+    """A network stream whose stalls become a clear :class:`SourceError`: no byte for
+    ``sources.timeout`` seconds (each read's timeout), or fewer than ``sources.min_rate`` bytes a
+    second over each ``sources.timeout`` seconds spent waiting for the server (a server trickling a
+    byte at a time). Only time inside reads counts: a consumer that pauses (a slow model between
+    batches) is not the server being slow."""
 
     def __init__(self, response, source: Source, name: str):
         self.response, self.source, self.name = response, source, name
+        self.waited, self.window_bytes = 0.0, 0
+        # read1: what one receive brings; read(n) would wait, for ever if trickled, until n bytes came
+        self._read = getattr(response, "read1", response.read)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
+        params, where = self.source.params, self.source.where(self.name)
+        started = time.monotonic()
         try:
-            data = self.response.read(len(buffer))
+            data = self._read(len(buffer))
         except (socket.timeout, TimeoutError):
-            raise SourceError(f"the server stopped sending for {self.source.params.timeout:g} s (sources.timeout)",
-                              path=self.source.where(self.name)) from None
-        except (OSError, ValueError) as exc:  # reset connection, truncated chunked body, ...
-            raise SourceError(f"the transfer broke off ({type(exc).__name__}: {exc})",
-                              path=self.source.where(self.name)) from None
+            raise SourceError(f"the server stopped sending for {params.timeout:g} s (sources.timeout)",
+                              path=where) from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, truncated chunked body, ...
+            raise SourceError(f"the transfer broke off ({type(exc).__name__}: {_one_line(str(exc))})",
+                              path=where) from None
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a registry's file system raises its own kinds
+            raise SourceError(f"the transfer broke off ({type(exc).__name__}: {_one_line(str(exc)) or 'no reason given'})",
+                              path=where) from None
+        self.waited += time.monotonic() - started
+        self.window_bytes += len(data)
+        if data and self.waited >= params.timeout:
+            if self.window_bytes < params.min_rate * self.waited:
+                raise SourceError(f"the server sent {self.window_bytes:,} bytes in {self.waited:.0f} s, under "
+                                  f"sources.min_rate ({params.min_rate:,} bytes/s)", path=where)
+            self.waited, self.window_bytes = 0.0, 0
         buffer[:len(data)] = data
         return len(data)
 
@@ -322,8 +414,9 @@ def _json(source: Source, name: str) -> dict:
     data = source.read_bytes(name, source.params.max_json_bytes)
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SourceError(f"not valid JSON ({exc})", path=source.where(name)) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SourceError(f"not valid JSON ({type(exc).__name__}: {_one_line(str(exc))[:200]})",
+                          path=source.where(name)) from None
     if not isinstance(value, dict):
         raise SourceError("must be a JSON object", path=source.where(name))
     return value
@@ -443,31 +536,50 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
     with source.open(name) as raw:
         reader = _HashingReader(raw, source.params.max_shard_bytes, where)
         stream = io.BufferedReader(reader, buffer_size=1 << 20)
-        for sample in iter_tar_stream(stream, where, source.params.max_member_bytes):
-            if not SAMPLE_KEY.fullmatch(sample["__key__"]):
-                raise ShardError(f"sample key {sample['__key__']!r} is not a 7-digit stem (plus _a or _b)", path=where)
-            size = _png_size(sample.get("png", b""))
-            if size is None and all(k in sample for k in MEMBER_KINDS):
-                raise ShardError(f"sample {sample['__key__']!r}: the .png member is not a PNG", path=where)
-            if size is not None and size != (out_size, out_size):
-                raise ShardError(f"sample {sample['__key__']!r} is {size[0]}x{size[1]} px; every image of this "
-                                 f"variant is {out_size}x{out_size} (spec.out_size)", path=where)
-            decoded = decode_sample(sample, image=decode)
-            split_of_sample = decoded["meta"].get("split")  # decode_sample: a JSON object, a class 0 or 1
-            if split_of_sample != split:
-                raise ShardError(f"sample {decoded['key']!r} belongs to the {split_of_sample!r} split but is in a "
-                                 f"{split} shard: refused, so that no test case reaches training", path=where)
-            by_class[str(decoded["label"])] += 1
-            yield decoded
+        try:
+            yield from _checked_samples(iter_tar_stream(stream, where, source.params.max_member_bytes), split,
+                                        out_size, where, by_class, decode)
+        except ShardError:
+            # a damaged download breaks the tar anywhere; its sha256 names the cause better
+            stream.read()
+            reader.drain()
+            if reader.digest.hexdigest() != shard["sha256"]:
+                raise _sha256_differs(reader, where) from None
+            raise
         stream.read()  # the tar's end-of-archive padding: every byte counts towards the sha256
         reader.drain()
     if reader.digest.hexdigest() != shard["sha256"]:
-        raise SourceError(f"sha256 differs from shards.json ({reader.size:,} bytes read): a truncated, damaged or "
-                          f"swapped shard", path=where)
+        raise _sha256_differs(reader, where)
     counted = {c: n for c, n in by_class.items() if n}
     if sum(by_class.values()) != shard["samples"] or counted != {c: n for c, n in shard["by_class"].items() if n}:
         raise SourceError(f"holds {sum(by_class.values())} samples {counted}; shards.json lists {shard['samples']} "
                           f"{shard['by_class']}", path=where)
+
+
+def _sha256_differs(reader: _HashingReader, where: str) -> SourceError:
+    return SourceError(f"sha256 differs from shards.json ({reader.size:,} bytes read): a truncated, damaged or "
+                       f"swapped shard", path=where)
+
+
+def _checked_samples(samples: Iterator[dict], split: str, out_size: int, where: str, by_class: dict,
+                     decode: bool) -> Iterator[dict]:
+    """The raw samples of one shard checked (key, image size, split) and decoded; counts by class."""
+    for sample in samples:
+        if not SAMPLE_KEY.fullmatch(sample["__key__"]):
+            raise ShardError(f"sample key {sample['__key__']!r} is not a 7-digit stem (plus _a or _b)", path=where)
+        size = _png_size(sample.get("png", b""))
+        if size is None and all(k in sample for k in MEMBER_KINDS):
+            raise ShardError(f"sample {sample['__key__']!r}: the .png member is not a PNG", path=where)
+        if size is not None and size != (out_size, out_size):
+            raise ShardError(f"sample {sample['__key__']!r} is {size[0]}x{size[1]} px; every image of this "
+                             f"variant is {out_size}x{out_size} (spec.out_size)", path=where)
+        decoded = decode_sample(sample, image=decode)
+        split_of_sample = decoded["meta"].get("split")  # decode_sample: a JSON object, a class 0 or 1
+        if split_of_sample != split:
+            raise ShardError(f"sample {decoded['key']!r} belongs to the {split_of_sample!r} split but is in a "
+                             f"{split} shard: refused, so that no test case reaches training", path=where)
+        by_class[str(decoded["label"])] += 1
+        yield decoded
 
 
 def split_shards_of(report: dict, split: str) -> list[dict]:

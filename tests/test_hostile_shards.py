@@ -110,3 +110,78 @@ def test_local_reader_refuses_what_a_source_refuses(tmp_path):
     write_shard(tmp_path / "twice.tar", [twice])
     with pytest.raises(ShardError, match=r"sample '0001035' has two \.png members"):
         list(read_shards([tmp_path / "twice.tar"]))
+
+
+# --- the second audit: the tar headers themselves ----------------------------------------------
+# A shard is plain USTAR; the reader parses each 512-byte header itself, so tarfile's extensions
+# (pax records, whose parsing is quadratic in Python 3.11.7, GNU long names and sparse maps, read
+# whole before any cap) never reach a parser.
+
+def tar_with(tmp_path, build) -> "Path":
+    import tarfile
+
+    path = tmp_path / "test-000000.tar"
+    with tarfile.open(path, "w", format=build.format) as tar:
+        build(tar)
+    return path
+
+
+def add(tar, name: str, data: bytes, **fields) -> None:
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for field, value in fields.items():
+        setattr(info, field, value)
+    tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("kind, build, expected", [
+    ("pax record", lambda tar: add(tar, "0001035.cls", b"1", pax_headers={"comment": "9" * 100_000}),
+     r"'././@PaxHeader' is not a regular file \(a pax extended header\)"),
+    ("GNU long name", lambda tar: add(tar, "0001035." + "p" * 200, b"1"),
+     r"'././@LongLink' is not a regular file \(a GNU long name\)"),
+])
+def test_tar_extension_headers_are_refused_before_they_are_parsed(tmp_path, kind, build, expected):
+    import tarfile
+
+    build.format = tarfile.PAX_FORMAT if kind == "pax record" else tarfile.GNU_FORMAT
+    path = tar_with(tmp_path, build)
+    with pytest.raises(ShardError, match=rf"test-000000.tar: member {expected}; a csxa shard holds plain USTAR"):
+        list(iter_tar_samples(path))
+
+
+def test_a_gnu_sparse_member_and_a_bad_checksum_are_refused(tmp_path):
+    import tarfile
+
+    def sparse(tar):
+        add(tar, "0001035.png", b"x" * 10, type=tarfile.GNUTYPE_SPARSE)
+    sparse.format = tarfile.GNU_FORMAT
+    with pytest.raises(ShardError, match=r"member '0001035.png' is not a regular file \(a GNU sparse file\)"):
+        list(iter_tar_samples(tar_with(tmp_path, sparse)))
+
+    path = tmp_path / "test-000000.tar"
+    write_shard(path, [members()])
+    data = bytearray(path.read_bytes())
+    data[124:136] = b"77777777777\0"  # a size of 8 GiB, the checksum left as it was
+    path.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match=r"not a readable tar \(the header at byte 0 has a bad checksum\)"):
+        list(iter_tar_samples(path))
+    path.write_bytes(bytes(data[:300]))
+    with pytest.raises(ShardError, match=r"ends inside the header at byte 0"):
+        list(iter_tar_samples(path))
+
+
+def test_a_member_of_an_unknown_kind_is_refused_before_its_bytes_are_read(tmp_path):
+    class Counting(io.BytesIO):
+        def read(self, size=-1):
+            self.served = getattr(self, "served", 0) + size
+            return super().read(size)
+
+    from csxa_data.shards import iter_tar_stream
+
+    write_shard(tmp_path / "t.tar", [[("0001035.a0", b"\0" * (4 << 20))] + members()])
+    stream = Counting((tmp_path / "t.tar").read_bytes())
+    with pytest.raises(ShardError, match=r"sample '0001035' has member\(s\) \['\.a0'\]; a csxa shard holds only"):
+        list(iter_tar_stream(stream, "t.tar"))
+    assert stream.served <= 512  # its header only, not its 4 MiB

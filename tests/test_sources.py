@@ -57,6 +57,9 @@ class Mirror:
                 if fault in ("404", "503"):
                     self.send_error(int(fault))
                     return
+                if fault in ("trickle", "trickle_headers", "long_header", "redirect_loop"):
+                    self.misbehave(fault)
+                    return
                 if fault == "huge":  # a gigabyte announced, zeros streamed until the client gives up
                     self.send_response(200)
                     self.send_header("Content-Length", str(1 << 30))
@@ -84,6 +87,28 @@ class Mirror:
                     mirror.stop.wait(60)
                     return
                 self.wfile.write(data)
+
+            def misbehave(self, fault):
+                head = b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n"
+                if fault == "redirect_loop":
+                    self.send_response(302)
+                    self.send_header("Location", self.path)
+                    self.end_headers()
+                    return
+                if fault == "long_header":  # longer than any line http.client accepts (64 KiB)
+                    self.wfile.write(b"HTTP/1.0 200 OK\r\nX-Pad: " + b"a" * 70000 + b"\r\n\r\n")
+                    return
+                if fault == "trickle":
+                    self.wfile.write(head)
+                    head = b""
+                try:  # a byte at a time, each well within the read timeout, until the client gives up
+                    for byte in (head or b"{" * 100000)[:200]:
+                        if mirror.stop.wait(0.25):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except OSError:
+                    pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -146,6 +171,39 @@ def test_a_server_that_stalls_after_its_headers_ends_training_within_the_timeout
     assert "train-000001.tar: the server stopped sending for 2 s (sources.timeout)" in last
     assert elapsed < 60
     assert not out.exists(), "nothing may be written when the source is bad"
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ("trickle", "shards.json: the server sent "),
+    ("trickle_headers", "shards.json: no status and headers within 1.5 s (sources.timeout), after 2 tries"),
+    ("long_header", "shards.json: not a usable HTTP answer (LineTooLong: "),
+    ("redirect_loop", "shards.json: HTTP 302 The HTTP server returned a redirect error that would lead to an "
+                      "infinite loop. The last 30x error message was: Found; is this a published csxa variant?"),
+])
+def test_a_trickling_or_malformed_server_is_one_line_within_the_limits(mirror, fault, expected):
+    """A byte every quarter second never trips a 1.5 s read timeout; the minimum rate over the time
+    spent waiting (body) and the deadline on the status and headers do."""
+    mirror.faults["shards.json"] = fault
+    start = time.monotonic()
+    with pytest.raises(CsxaError) as error:
+        verify(open_source(mirror.url, FAST))
+    assert time.monotonic() - start < 15
+    assert expected in str(error.value) and len(str(error.value).splitlines()) == 1, str(error.value)
+    if fault == "trickle":
+        assert "under sources.min_rate (10,000 bytes/s)" in str(error.value)
+
+
+def test_a_fifo_or_a_deeply_nested_json_in_a_variant_folder_is_one_line(variant, tmp_path):
+    copy = Path(shutil.copytree(variant, tmp_path / "variant"))
+    (copy / "test-000000.tar").unlink()
+    os.mkfifo(copy / "test-000000.tar")  # opening it would wait for a writer for ever
+    start = time.monotonic()
+    with pytest.raises(CsxaError, match=r"test-000000.tar: is not a regular file \(a FIFO, a device or a folder\)"):
+        verify(copy)
+    assert time.monotonic() - start < 10
+    (copy / "stats.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(CsxaError, match=r"stats.json: not valid JSON \(RecursionError: "):
+        verify(copy)
 
 
 # --- hostile local variants: the bytes match shards.json but the contents lie ------------------
