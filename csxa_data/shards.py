@@ -93,7 +93,8 @@ def check_sample(sample: dict) -> dict:
 
 # A variant's images are at most 2048 px square (variants.*.out_size); anything larger in a shard is
 # refused before it is decoded (a 60000 x 60000 PNG is a few hundred kB on disk).
-MAX_SAMPLE_PIXELS = 2048 * 2048
+MAX_SAMPLE_SIDE = 2048
+MAX_SAMPLE_PIXELS = MAX_SAMPLE_SIDE * MAX_SAMPLE_SIDE
 LABELS = (0, 1)
 
 
@@ -136,12 +137,20 @@ def _meta(data: bytes) -> dict:
 def _image(data: bytes) -> np.ndarray:
     """The .png member as H x W x 3 uint8: grey (8- or 16-bit, scaled to its 8 high bits) repeated
     into three channels, colour as RGB (alpha dropped)."""
-    from .images import ImageProblem, open_png, to_grey
+    from .images import ImageProblem, open_png, png_header, to_grey
 
+    header = png_header(data)
+    # 262144 x 16 px is within the pixel cap (checked first, by open_png), but no variant's image
+    if header is not None and header[0] * header[1] <= MAX_SAMPLE_PIXELS and max(header[:2]) > MAX_SAMPLE_SIDE:
+        raise ShardError(f".png member is {header[0]}x{header[1]} px; a shard image has at most "
+                         f"{MAX_SAMPLE_SIDE} px a side")
     try:
         img = open_png(data, MAX_SAMPLE_PIXELS)
     except ImageProblem as exc:
         raise ShardError(f".png member: {exc}") from None
+    if max(img.size) > MAX_SAMPLE_SIDE:
+        raise ShardError(f".png member is {img.width}x{img.height} px; a shard image has at most "
+                         f"{MAX_SAMPLE_SIDE} px a side")
     if img.mode in ("L", "I;16", "I;16B", "I;16L", "I", "LA"):
         grey, _ = to_grey(img)
         return np.repeat(grey[:, :, None], 3, axis=2)

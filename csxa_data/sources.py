@@ -587,20 +587,61 @@ def split_shards_of(report: dict, split: str) -> list[dict]:
     return [s for s in report["shards"] if s["split"] == split]
 
 
-def split_samples(source: Source, report: dict, split: str, *, decode: bool = True) -> Iterator[dict]:
-    """Every verified sample of a split, shard after shard."""
+class CaseLedger:
+    """The case behind every sample key read so far, over shards and splits: a key twice, a case in
+    two splits (its test label would leak into training), or a case twice in one split (scored or
+    trained twice) is a ShardError naming the shard. A case may have two samples only in train, as
+    the two channel orders ``STEM_a`` and ``STEM_b`` of a colour variant."""
+
+    def __init__(self):
+        self.where_key: dict[str, str] = {}
+        self.cases: dict[int, tuple[str, str, str]] = {}  # number -> (a key, split, where)
+
+    def add(self, decoded: dict, split: str, where: str) -> None:
+        key, number = decoded["key"], decoded["meta"]["number"]
+        if not 1 <= number <= 9999 or int(key[:4]) != number:
+            raise ShardError(f"sample {key!r}: its .json says case {number}, its key case {int(key[:4])}", path=where)
+        other, other_split, other_where = self.cases.get(number, (None, split, None))
+        if other_split != split:
+            raise ShardError(f"case {number} is in the {other_split} split ({other_where}, {other!r}) and in the "
+                             f"{split} split ({key!r}): refused, so that no test case reaches training", path=where)
+        if key in self.where_key:
+            raise ShardError(f"sample {key!r} appears twice (first in {self.where_key[key]})", path=where)
+        self.where_key[key] = where
+        if other is None:
+            self.cases[number] = (key, split, where)
+            return
+        if split != "train" or {other[-2:], key[-2:]} != {"_a", "_b"} or other[:-2] != key[:-2]:
+            raise ShardError(f"case {number} has two samples in the {split} split ({other!r} in {other_where}, and "
+                             f"{key!r}); a case has one (two in train only as the channel orders _a and _b)",
+                             path=where)
+
+
+def split_samples(source: Source, report: dict, split: str, *, decode: bool = True,
+                  cases: CaseLedger | None = None) -> Iterator[dict]:
+    """Every verified sample of a split, shard after shard, each case checked in ``cases`` (a new
+    ledger if None: no case twice within the split)."""
+    cases = cases if cases is not None else CaseLedger()
     for shard in split_shards_of(report, split):
-        yield from shard_samples(source, shard, report["spec"]["out_size"], decode=decode)
+        seen = []
+        for decoded in shard_samples(source, shard, report["spec"]["out_size"], decode=decode):
+            seen.append({"key": decoded["key"], "meta": {"number": decoded["meta"]["number"]}})
+            yield decoded
+        for decoded in seen:  # once the shard's own bytes are verified: a swapped shard is named as one
+            cases.add(decoded, split, source.where(shard["name"]))
 
 
-def verify(source: Source | str, splits: tuple[str, ...] = SPLITS) -> dict:
-    """Stream every shard of ``splits`` once without decoding images (sha256, counts, splits,
-    image headers) and check both JSON files; returns shards.json. Run before training so that a
-    bad test shard stops the run before hours of work, not after."""
+def verify(source: Source | str, splits: tuple[str, ...] = SPLITS, *, decode: bool = False,
+           cases: CaseLedger | None = None) -> dict:
+    """Stream every shard of ``splits`` once (sha256, counts, splits, image headers, or with
+    ``decode`` the whole images; no case twice, none in two splits, in ``cases``) and check both
+    JSON files; returns shards.json. Run before training so that a bad test shard stops the run
+    before hours of work, not after."""
     source = open_source(source)
     report = shard_report(source)
     stats_report(source)
+    cases = cases if cases is not None else CaseLedger()
     for split in splits:
-        for _ in split_samples(source, report, split, decode=False):
+        for _ in split_samples(source, report, split, decode=decode, cases=cases):
             pass
     return report

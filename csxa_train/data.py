@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from csxa_data.errors import CsxaError
-from csxa_data.sources import Source, open_source, read_json, split_samples, split_shards_of, shard_samples, verify
+from csxa_data.sources import (CaseLedger, Source, open_source, read_json, split_samples, split_shards_of,
+                               shard_samples, verify)
 
 
 def source_of(source: str | Path | Source) -> Source:
@@ -41,12 +42,15 @@ def shard_urls(source: str | Path | Source, split: str) -> list[str]:
     return [src.where(s["name"]) for s in split_shards_of(read_variant_json(src, "shards.json"), split)]
 
 
-def preflight(source: str | Path | Source) -> dict:
-    """Verify both JSON files and the test split (every shard's bytes, counts, splits and image
-    headers, no decoding) before any training or scoring, so a bad test shard stops the run before
-    hours of work rather than after; returns shards.json. The train split needs no such pass: it
-    is verified as :func:`load_split` reads it, before training starts."""
-    return verify(source_of(source), ("test",))
+def preflight(source: str | Path | Source) -> CaseLedger:
+    """Verify both JSON files and the test split (every shard's bytes, counts, splits, cases and
+    decoded images) before any training or scoring, so a bad test shard stops the run before
+    hours of work rather than after; returns the test cases, for :func:`load_split` to refuse any
+    of them in train. The train split needs no such pass: it is verified as :func:`load_split`
+    reads it, before training starts."""
+    cases = CaseLedger()
+    verify(source_of(source), ("test",), decode=True, cases=cases)
+    return cases
 
 
 def normalisation(source: str | Path | Source) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +92,11 @@ def guarded(iterable, source):
 
     try:
         yield from iterable
-    except CsxaError as exc:  # raised in a DataLoader worker, it arrives wrapped in its traceback
+    except CsxaError as exc:
+        if "Original Traceback" not in str(exc):  # raised here: already one line naming the file
+            raise
+        # raised in a DataLoader worker, it arrives wrapped in its traceback: keep its last line,
+        # less the exception's class name ("csxa_data.shards.ShardError: FILE: what is wrong")
         raise CsxaError(str(exc).strip().splitlines()[-1].split(": ", 1)[-1]) from None
     except (OSError, tarfile.TarError, ValueError, RuntimeError) as exc:
         raise CsxaError(f"cannot stream the shards ({type(exc).__name__}: {str(exc).strip().splitlines()[-1]})",
@@ -108,13 +116,15 @@ def eval_loader(source: str | Path | Source, batch_size: int, workers: int, spli
                                        num_workers=min(workers, len(shards)))
 
 
-def load_split(source: str | Path | Source, split: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_split(source: str | Path | Source, split: str = "train",
+               cases: CaseLedger | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The whole split in memory: images (N x 3 x H x W uint8), labels, keys; read and verified in
-    one pass (a bad shard stops here, before any training)."""
+    one pass (a bad shard stops here, before any training), no case in it twice or among
+    ``cases`` (:func:`preflight`'s test cases)."""
     src = source_of(source)
     report = read_variant_json(src, "shards.json")
     images, labels, keys = [], [], []
-    for decoded in split_samples(src, report, split):
+    for decoded in split_samples(src, report, split, cases=cases):
         images.append(np.ascontiguousarray(decoded["image"].transpose(2, 0, 1)))
         labels.append(decoded["label"])
         keys.append(decoded["key"])

@@ -29,7 +29,6 @@ is inside the box when its centre is. Colour variants are explained in channel o
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +57,8 @@ def box_in_image(landmark_box, crop_box, width: int, height: int) -> tuple[float
     resizing the film's ``crop_box`` region to that size; clipped to the image."""
     for name, box in (("landmark_box", landmark_box), ("crop_box", crop_box)):
         if not (isinstance(box, (list, tuple)) and len(box) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
-            raise CsxaError(f"{name} {box!r} is not four finite numbers")
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e9 for v in box)):
+            raise CsxaError(f"{name} {str(box)[:80]} is not four finite numbers of film pixels")
     x0, y0, x1, y1 = (float(v) for v in landmark_box)
     cx0, cy0, cx1, cy1 = (float(v) for v in crop_box)
     if not (cx1 > cx0 and cy1 > cy0):

@@ -285,11 +285,12 @@ class TrainData:
     counts: dict
 
 
-def train_data(config: TrainConfig) -> TrainData:
+def train_data(config: TrainConfig, test_cases=None) -> TrainData:
     """The train split in memory, one image per case, its validation part held out, then the
-    colour orders laid out as ``train_orders`` says and the rest balanced by SMOTE if asked."""
+    colour orders laid out as ``train_orders`` says and the rest balanced by SMOTE if asked; none of
+    ``test_cases`` (:func:`data.preflight`'s) may be among them."""
     colour = is_colour_variant(config.variant)
-    images, labels, keys = load_split(config.variant, "train")
+    images, labels, keys = load_split(config.variant, "train", test_cases)
     images, labels, stems = one_sample_per_case(images, labels, keys, colour)
     return cases_train_data(images, labels, stems, colour, config)
 
@@ -523,9 +524,9 @@ def fit(config: TrainConfig, out: str | Path, *, title: str | None = None) -> di
 
 
 def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict | None:
-    preflight(config.variant)  # the test split verified before anything is trained or written
+    test_cases = preflight(config.variant)  # the test split verified before anything is trained or written
     seed_everything(config.seed)
-    data = train_data(config)
+    data = train_data(config, test_cases)
     mean, std = (t.to(runtime.device) for t in model_normalisation(config.variant, data.colour))
     images, labels, counts = data.images, data.labels, data.counts
     if runtime.device.type == "cuda":

@@ -1,5 +1,6 @@
 """Contract of ``manifest.csv``: the published clean manifest, one row per kept case."""
 
+import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -25,6 +26,11 @@ class Manifest(pa.DataFrameModel):
     inverted: Series[bool] = pa.Field(description="white background, dark bone")
     mode: Series[str] = pa.Field(description="PNG colour mode as stored (L, RGB, RGBA, ...)")
     channels_equal: Series[bool] = pa.Field(description="colour channels identical (grey stored as colour)")
+
+    @pa.dataframe_check(name="stem_png_name_and_number_agree")
+    def stem_png_name_and_number_agree(cls, df):
+        # one case, one film: a row naming another case's PNG would put that film under this label
+        return (df.png_name.str[:7] == df.stem) & (pd.to_numeric(df.stem.str[:4], errors="coerce") == df.number)
 
     @pa.dataframe_check(name="box_inside_film")
     def box_inside_film(cls, df):

@@ -43,6 +43,9 @@ def test_box_is_mapped_through_the_crop_into_the_image():
         box_in_image([0, 0, 1, 1], [5, 5, 5, 9], 10, 10)
     with pytest.raises(CsxaError, match="landmark_box \\[0, True, 1, 1\\] is not four finite numbers"):
         box_in_image([0, True, 1, 1], [0, 0, 9, 9], 10, 10)
+    for huge in (10 ** 400, float("inf"), float("nan")):  # 10**400 made math.isfinite overflow (a traceback)
+        with pytest.raises(CsxaError, match="landmark_box .* is not four finite numbers of film pixels"):
+            box_in_image([huge, 0, 1, 1], [0, 0, 9, 9], 10, 10)
 
 
 def test_heat_share_counts_pixel_centres_inside_the_box():

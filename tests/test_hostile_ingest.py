@@ -454,3 +454,16 @@ def set_first_point(text: str, value: int) -> str:
     document = json.loads(text)
     document["shapes"][0]["points"][0][0] = value
     return json.dumps(document)  # a valid JSON integer of 401 digits: float() of it overflows
+
+
+def test_a_manifest_row_naming_another_cases_film_is_refused(baseline, tmp_path):
+    """A hand-edited manifest whose png_name is a test case's film would put that film into the
+    train shards under this case's key and label."""
+    frame = baseline.manifest.copy()
+    train, test = frame[frame.split == "train"].index[0], frame[frame.split == "test"].index[0]
+    frame.loc[train, "png_name"] = frame.loc[test, "png_name"]
+    frame.to_csv(tmp_path / "manifest.csv", index=False)
+    result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "stem_png_name_and_number_agree" in lines[0], lines

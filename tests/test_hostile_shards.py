@@ -185,3 +185,11 @@ def test_a_member_of_an_unknown_kind_is_refused_before_its_bytes_are_read(tmp_pa
     with pytest.raises(ShardError, match=r"sample '0001035' has member\(s\) \['\.a0'\]; a csxa shard holds only"):
         list(iter_tar_stream(stream, "t.tar"))
     assert stream.served <= 512  # its header only, not its 4 MiB
+
+
+def test_a_long_thin_png_member_is_refused_from_its_header(tmp_path):
+    """262144 x 16 px is within the pixel cap, but no variant's image: previews would resize it into
+    gigabytes."""
+    with pytest.raises(ShardError, match=r"sample '0001035': \.png member is 262144x16 px; a shard image has at "
+                                         r"most 2048 px a side"):
+        decode_sample(through_a_shard(tmp_path, members(png_header_only(262144, 16, 8))))

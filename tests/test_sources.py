@@ -357,3 +357,69 @@ def test_a_version_that_does_not_exist_names_those_that_do(registry):
     with pytest.raises(CsxaError, match=r"no version 'cropped@v9.9.9' in the registry; published versions of "
                                         r"cropped: v1.0.0"):
         load_split(source, "train")
+
+
+# --- the second audit: cases across shards and splits, checked before training ----------------
+
+def with_meta(members: list[tuple[str, bytes]], key: str, new_key: str | None = None, **meta) -> list:
+    """One sample's members (``key``), renamed to ``new_key`` and its JSON fields changed."""
+    out = []
+    for name, data in members:
+        stem, kind = name.split(".", 1)
+        if stem != key:
+            continue
+        if kind == "json":
+            data = json.dumps({**json.loads(data), **meta}).encode()
+        out.append((f"{new_key or key}.{kind}", data))
+    return out
+
+
+def test_a_test_case_relabelled_train_in_a_train_shard_is_refused_before_training(copy):
+    from csxa_train.data import preflight
+
+    test = members_of(copy / "test-000000.tar")
+    key = test[0][0].split(".")[0]
+    train = members_of(copy / "train-000000.tar")
+    rewrite_shard(copy, "train-000000.tar", train + with_meta(test, key, split="train"), recount=True)
+    test_cases = preflight(copy)
+    with pytest.raises(CsxaError, match=rf"train-000000.tar: case {int(key[:4])} is in the test split .* and in the "
+                                        r"train split .*: refused, so that no test case reaches training"):
+        load_split(copy, "train", test_cases)
+
+
+def test_a_test_case_twice_under_another_key_is_refused_before_scoring(copy):
+    from csxa_train.data import preflight
+
+    test = members_of(copy / "test-000000.tar")
+    key = test[0][0].split(".")[0]
+    other = members_of(copy / "test-000001.tar")
+    rewrite_shard(copy, "test-000001.tar", other + with_meta(test, key, f"{key}_a"), recount=True)
+    with pytest.raises(CsxaError, match=rf"test-000001.tar: case {int(key[:4])} has two samples in the test split"):
+        preflight(copy)
+
+
+def test_a_case_number_that_disagrees_with_its_key_is_refused(copy):
+    from csxa_train.data import preflight
+
+    test = members_of(copy / "test-000000.tar")
+    key = test[0][0].split(".")[0]
+    rewrite_shard(copy, "test-000000.tar", with_meta(test, key, number=10**30) + test[3:], recount=False)
+    with pytest.raises(CsxaError, match=rf"sample '{key}': its .json says case 10{{30}}"):
+        preflight(copy)
+
+
+def test_a_test_image_that_does_not_decode_stops_fit_before_training_naming_the_shard(copy, tmp_path):
+    test = members_of(copy / "test-000000.tar")
+    png = next(i for i, (name, _) in enumerate(test) if name.endswith(".png"))
+    name, data = test[png]
+    test[png] = (name, data[:41] + bytes(len(data) - 53) + data[-12:])  # header kept, pixels zeroed
+    rewrite_shard(copy, "test-000000.tar", test, recount=False)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--variant", str(copy), "--out", str(out),
+                             "--model", "smallcnn", "--weights", "none", "--epochs", "1", "--workers", "0"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        f"csxa-train: error: {copy / 'test-000000.tar'}: sample {name.split('.')[0]!r}: .png member: PNG does not "
+        + result.stderr.split("PNG does not ", 1)[1].strip()]
+    assert not out.exists(), "nothing may be trained or written"
