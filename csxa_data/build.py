@@ -10,7 +10,6 @@ The bytes do not depend on the number of worker processes.
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -24,6 +23,7 @@ from .atomic import atomic_path
 from .csvtext import read_csv_file
 from .errors import CsxaError, conform
 from .images import Film, ImageProblem, decode_film
+from .params import worker_count
 from .release import PNG_SET, FileSet, open_file_set
 from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
 
@@ -232,8 +232,8 @@ def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release:
             todo.append(case)
     plan = {split: [c for c in todo if c["split"] == split] for split in SPLITS}
     expected = {split: sum(len(sample_orders(spec, split)) for _ in plan[split]) for split in SPLITS}
-    workers = max(1, workers or os.cpu_count() or 1)
     jobs = [(case, spec, name, params.png_compress_level) for split in SPLITS for case in plan[split]]
+    workers = worker_count(workers, len(jobs))
 
     with atomic_path(out, directory=True, owns=VARIANT_FILES) as tmp:
         if workers == 1:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import CsxaError, run_command
+from .params import whole_number
 
 PROG = "csxa-data"
 
@@ -296,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--cases", type=int, help="number of sheet rows (overrides synth.cases)")
     synth.add_argument("--seed", type=int, help="random seed (overrides synth.seed)")
     synth.add_argument("--size-scale", type=float, help="image size relative to the real films' (overrides synth.size_scale)")
-    synth.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    synth.add_argument("--workers", type=whole_number(1, 256), default=None, help="worker processes (default: one per core)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth)
 
@@ -320,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(ingest)
     ingest.add_argument("--release", type=Path, help="folder holding the release (default: ingest.release)")
     ingest.add_argument("--out", type=Path, default=Path("data/ingest"), help="output folder (default: %(default)s)")
-    ingest.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    ingest.add_argument("--workers", type=whole_number(1, 256), default=None, help="worker processes (default: one per core)")
     ingest.add_argument("--metrics", type=Path, default=None,
                         help="also write a copy of validation.json here, for a git-tracked metrics file that "
                              "`dvc metrics show/diff` compares (the pipeline uses metrics/ingest.json)")
@@ -335,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "round(n x test_fraction) cases of each class in test for the given manifest.")
     _add_params(salt)
     salt.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"), help="default: %(default)s")
-    salt.add_argument("--start", type=int, default=0, help="first salt to try (default: %(default)s)")
+    salt.add_argument("--start", type=whole_number(0, 2**62), default=0, help="first salt to try (default: %(default)s)")
     salt.set_defaults(func=cmd_split_salt)
 
     folds = sub.add_parser(
@@ -357,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "after the previous. Freeze the result in cv.seed.")
     _add_params(fold_salt)
     fold_salt.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"), help="default: %(default)s")
-    fold_salt.add_argument("--start", type=int, default=0, help="first salt to try (default: %(default)s)")
-    fold_salt.add_argument("--repeats", type=int, default=None, help="salts to find (default: cv.repeats)")
+    fold_salt.add_argument("--start", type=whole_number(0, 2**62), default=0, help="first salt to try (default: %(default)s)")
+    fold_salt.add_argument("--repeats", type=whole_number(1, 100), default=None, help="salts to find (default: cv.repeats)")
     fold_salt.set_defaults(func=cmd_fold_salt)
 
     build = sub.add_parser(
@@ -374,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ingest manifest (default: %(default)s)")
     build.add_argument("--release", type=Path, help="release folder with the PNGs (default: ingest.release)")
     build.add_argument("--out", type=Path, help="output folder (default: data/variants/<variant>)")
-    build.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    build.add_argument("--workers", type=whole_number(1, 256), default=None, help="worker processes (default: one per core)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=cmd_build)
 
@@ -385,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(compare)
     compare.add_argument("--variants-dir", type=Path, default=Path("data/variants"), help="default: %(default)s")
     compare.add_argument("--out", type=Path, required=True, help="PNG to write")
-    compare.add_argument("--per-class", type=int, default=2, help="cases per class (default: %(default)s)")
+    compare.add_argument("--per-class", type=whole_number(1, 100), default=2, help="cases per class (default: %(default)s)")
     compare.set_defaults(func=cmd_compare_variants)
 
     sheet = sub.add_parser(
@@ -395,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(sheet)
     sheet.add_argument("--release", type=Path, help="folder holding the release (default: ingest.release)")
     sheet.add_argument("--out", type=Path, required=True, help="PNG to write")
-    sheet.add_argument("--per-class", type=int, default=4, help="films per class (default: %(default)s)")
-    sheet.add_argument("--tile", type=int, default=260, help="tile height in pixels (default: %(default)s)")
+    sheet.add_argument("--per-class", type=whole_number(1, 100), default=4, help="films per class (default: %(default)s)")
+    sheet.add_argument("--tile", type=whole_number(16, 2048), default=260, help="tile height in pixels (default: %(default)s)")
     sheet.add_argument("--landmarks", action="store_true", help="mark the 23 landmarks from the JSON files")
     sheet.set_defaults(func=cmd_contact_sheet)
     _add_registry_commands(sub)

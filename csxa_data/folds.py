@@ -113,8 +113,8 @@ def repeat_salts(seed: int | list[int], repeats: int) -> list[int]:
     """The salt of each repeat from ``cv.seed``: a list gives one salt per repeat (as
     :func:`find_fold_salts` prints them); a single number ``s`` gives ``s, s + 1, ..``. Either way
     the salts are fixed numbers, never searched at run time, so folds stay put as cases are added."""
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-        raise CsxaError(f"cv.repeats must be a whole number of at least 1, not {repeats!r}", path="params.yaml")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or not 1 <= repeats <= 100:
+        raise CsxaError(f"cv.repeats must be a whole number within 1..100, not {str(repeats)[:40]}", path="params.yaml")
     salts = list(seed) if isinstance(seed, (list, tuple)) else [seed + r for r in range(repeats)] \
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None
     if salts is None or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in salts):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 
 import json
-import os
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
@@ -25,6 +24,7 @@ from .errors import CsxaError
 from .images import DEFAULT_MAX_PIXELS, ImageProblem, decode_film, is_inverted
 from .landmarks import LandmarkProblem, parse_landmarks
 from .names import parse_stem, stem_problem
+from .params import worker_count
 from .release import JSON_SET, PNG_SET, XLSX_NAME, FileSet, Release, ReleaseConfig, open_file_set, open_release
 
 MAX_JSON_BYTES = 64 * 2**20   # a LabelMe file, its base64 imageData included
@@ -53,7 +53,8 @@ class IngestParams:
         require(0 < params.test_fraction < 1, f"ingest.test_fraction must be within (0, 1), not {params.test_fraction}")
         require(params.max_landmark_spread >= 0 and params.duplicate_tolerance >= 0,
                 "ingest.max_landmark_spread and ingest.duplicate_tolerance must not be negative")
-        require(bool(params.gender_codes) and all(v in (0, 1) for v in params.gender_codes.values()),
+        require(bool(params.gender_codes) and all(v in (0, 1) and not isinstance(v, bool)
+                                                  for v in params.gender_codes.values()),
                 "ingest.gender_codes must map the sheet's gender values to the file-name digits 0 and 1")
         require(isinstance(params.max_film_pixels, int) and not isinstance(params.max_film_pixels, bool)
                 and params.max_film_pixels >= 1, "ingest.max_film_pixels must be a whole number of pixels, at least 1")
@@ -370,7 +371,7 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
             continue
         jobs.append((number, png, jsn, params))
 
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = worker_count(workers, len(jobs))
     facts = _examine_all(release, jobs, workers, progress)
 
     kept, landmark_rows = [], []
@@ -411,6 +412,10 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
         raise NothingKept(release, ledger)
     manifest = pd.DataFrame(kept)
     manifest.insert(6, "split", split_cases(manifest.number, manifest.label, params.test_fraction, params.seed))
+    for split in ("train", "test"):
+        if not (manifest.split == split).any():
+            raise CsxaError(f"ingest.test_fraction {params.test_fraction:g} leaves the {split} split of these "
+                            f"{len(manifest)} cases empty; nothing was written", path=release_root)
     landmarks = pd.DataFrame(landmark_rows, columns=["number", "label", "x", "y"])
     repairs = pd.DataFrame(ledger.repairs, columns=["number", "field", "old", "new", "rule"])
     drops = pd.DataFrame(ledger.drops, columns=["source", "key", "number", "rule", "reason"])

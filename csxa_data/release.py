@@ -74,8 +74,12 @@ class ReleaseConfig:
         for key in SheetColumns.REQUIRED:
             require(bool(getattr(config.columns, key)), f"release.columns.{key} must name a column")
         require(config.md5 in MD5_POLICIES, f"release.md5 must be one of {MD5_POLICIES}, not {config.md5!r}")
-        require(bool(config.label_codes) and all(v in (0, 1) for v in config.label_codes.values()),
-                "release.label_codes must map the class column's values to 0 (asymptomatic) or 1 (spondylosis)")
+        codes = list(config.label_codes.values())
+        require(all(v in (0, 1) and not isinstance(v, bool) for v in codes) and set(codes) == {0, 1},
+                "release.label_codes must map the class column's values to 0 (asymptomatic) and 1 (spondylosis), "
+                "each class at least once")
+        named = [name for name in vars(config.columns).values() if name]
+        require(len(named) == len(set(named)), f"release.columns name a sheet column twice: {named}")
         return config
 
 

@@ -27,6 +27,7 @@ from . import film, measurements
 from .atomic import atomic_path, check_replaceable
 from .errors import CsxaError
 from .landmarks import LANDMARK_LABELS, dump_labelme, labelme_document, labelme_shape
+from .params import worker_count
 from .radiograph import draw_radiograph
 from .release import CURVATURE_COLUMN, JSON_SET, PNG_SET, XLSX_NAME
 from .zips import normalise_zip, zip_member
@@ -314,8 +315,8 @@ def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, work
     out = Path(out)
     check_synthetic_release_replaceable(out)
     plan = plan_cases(params)
-    workers = max(1, workers or os.cpu_count() or 1)
     cases = plan.to_dict("records")
+    workers = worker_count(workers, len(cases))
     jobs = [(case, params.seed) for case in cases]
     rendered: dict[int, dict] = {}
     fault_rows: list[dict] = []

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from csxa_data.errors import CsxaError, run_command
+from csxa_data.params import whole_number
 
 # the model names, without importing torch (models.py checks the same list)
 MODELS = ("resnet18", "resnet34", "resnet50", "vgg11", "vgg16", "vgg19", "smallcnn", "vggsmall")
@@ -108,6 +109,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if config.landmarks:
         experiments = with_landmark_baselines(experiments)
     train_model = load_section(args.params, "train").get("model", "resnet50")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CsxaError("exists and is not a folder; the report is a folder of files; nothing was done", path=args.out)
     table, facts = run_compare(args.results, args.out, experiments, train_model, config)
     below = [e for e, beats in zip(table.experiment[:-1], table.beats_baseline[:-1]) if not beats]
     print(f"compare: {len(table) - 1} experiments on {facts['n']} test cases against {facts['reference']}; "
@@ -353,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--results", type=Path, default=Path("results"), help="with --all: results folder (default: results)")
     explain.add_argument("--out", type=Path, default=None, help="output folder (default: the checkpoint's folder)")
     explain.add_argument("--variant", help="variant folder or URL (default: the one the checkpoint was trained on)")
-    explain.add_argument("--per-kind", dest="per_kind", type=int, default=4,
+    explain.add_argument("--per-kind", dest="per_kind", type=whole_number(1, 100), default=4,
                          help="cases per row of the contact sheet: true positives, false positives, false negatives "
                               "(default: 4)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -70,6 +70,7 @@ class CompareConfig:
                 f"compare.operating_point must be one of {list(OPERATING_POINTS)}, not {config.operating_point!r}")
         require(100 <= config.resamples <= 100000, "compare.resamples must be within 100..100000")
         require(0.5 < config.confidence < 1, "compare.confidence must be within (0.5, 1)")
+        require(0 <= config.seed < 2**32, f"compare.seed must be within 0..2**32-1, not {config.seed}")
         return config
 
 
@@ -127,7 +128,28 @@ def read_scored_csv(path: Path, operating_point: str, *, columns: tuple[str, ...
                                            where=f"{path} column {column}")
     except CsxaError as exc:
         raise CsxaError(str(exc)) from None
+    _check_predictions_follow_scores(frame.assign(score=scores, pred=preds), column, [c for c in columns if c != "key"],
+                                     path)
     return frame.assign(label=labels, score=scores, pred=preds)
+
+
+def _check_predictions_follow_scores(frame: pd.DataFrame, column: str, groups: list[str], path: Path) -> None:
+    """``pred`` must be ``score >= 0.5``; ``pred_at_threshold`` one threshold on the score (per fold
+    of ``groups``): a hand-edited prediction column would change every count the table reports. Scores
+    are written to 8 decimals, so a score that rounds onto the threshold may fall either side."""
+    rounding = 1e-8
+    if column == "pred":
+        scores = frame.score.to_numpy()
+        wrong = (frame.pred.to_numpy() != (scores >= 0.5)) & (np.abs(scores - 0.5) > rounding)
+        if wrong.any():
+            raise CsxaError(f"column pred disagrees with score >= 0.5 in {int(wrong.sum())} row(s) (first: key "
+                            f"{frame.key[wrong].iloc[0]!r})", path=path)
+        return
+    for _, part in (frame.groupby(groups) if groups else [(None, frame)]):
+        positive, negative = part.score[part.pred == 1], part.score[part.pred == 0]
+        if len(positive) and len(negative) and positive.min() < negative.max() - rounding:
+            raise CsxaError(f"column {column} is not one threshold on the score: a case scored {negative.max():.4g} "
+                            f"is predicted 0 and one scored {positive.min():.4g} is predicted 1", path=path)
 
 
 def read_predictions(path: Path, operating_point: str) -> pd.DataFrame:
@@ -186,9 +208,12 @@ def load_experiments(results: Path, experiments: dict, train_model: str, config:
         details = results / name / "evaluation.json"
         if details.is_file():
             try:
-                majority = json.loads(details.read_text()).get("majority_class")
+                evaluation = json.loads(details.read_text())
             except ValueError:
                 raise CsxaError("not valid JSON", path=details) from None
+            majority = evaluation.get("majority_class") if isinstance(evaluation, dict) else "not an object"
+            if majority not in (0, 1) or isinstance(majority, bool):
+                raise CsxaError(f"majority_class must be 0 or 1, not {str(majority)[:40]}", path=details)
         loaded.append(Experiment(name, str(spec.get("variant", "?")), str(spec.get("model", train_model)), frame,
                                  majority))
     return loaded, reference
@@ -236,7 +261,11 @@ def compare(experiments: list[Experiment], reference: str, config: CompareConfig
     ref = experiments[0]
     labels = ref.frame.label.to_numpy()
     index = stats.stratified_bootstrap_indices(labels, config.resamples, config.seed)
-    majority = next((e.majority_class for e in experiments if e.majority_class is not None), None)
+    named = {e.majority_class for e in experiments if e.majority_class is not None}
+    if len(named) > 1:
+        raise CsxaError("the experiments' evaluation.json name different train majority classes "
+                        f"({', '.join(f'{e.name}: {e.majority_class}' for e in experiments)}); one train split has one")
+    majority = next(iter(named), None)
     majority_source = "the train split's majority class"
     if majority is None:
         majority, majority_source = int(np.bincount(labels, minlength=2).argmax()), "the test split's majority class"

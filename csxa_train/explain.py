@@ -199,7 +199,7 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
     from csxa_data.atomic import atomic_path
 
     from .data import prepare
-    from .models import build_model
+    from .fit import restore_model
 
     if per_kind < 1:
         raise CsxaError(f"--per-kind must be at least 1, not {per_kind}")
@@ -208,11 +208,8 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
     experiment = str(state_name(checkpoint))
     state, config = _checked_state(checkpoint, variant)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model(config.model, "none")
-    model.load_state_dict(state["model"])
+    model, mean, std, threshold = restore_model(state, config, checkpoint, torch.device("cpu"))
     model.to(device).eval()
-    mean, std = (torch.tensor(state["normalisation"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
-    threshold = float(state.get("threshold", 0.5))
     test = load_test_split(config.variant)
     size = config.image_size or test.images.shape[-1]
     scale = size / test.images.shape[-1], size / test.images.shape[-2]

@@ -104,8 +104,11 @@ class TrainConfig:
         require(config.lr > 0 and config.lr_step >= 1 and 0 < config.lr_gamma <= 1,
                 "train.lr must be positive, train.lr_step at least 1 and train.lr_gamma within (0, 1]")
         require(config.image_size is None or 8 <= config.image_size <= 2048, "train.image_size must be null or 8..2048")
-        require(config.workers >= 0 and config.smote_k >= 1 and config.smote_chunk >= 1,
-                "train.workers must not be negative; train.smote_k and train.smote_chunk must be at least 1")
+        require(0 <= config.workers <= 64 and config.smote_k >= 1 and config.smote_chunk >= 1,
+                "train.workers must be within 0..64; train.smote_k and train.smote_chunk must be at least 1")
+        require(config.batch_size <= 65536 and config.eval_batch_size <= 65536,
+                "train.batch_size and train.eval_batch_size must be at most 65536")
+        require(0 <= config.seed < 2**32, f"train.seed must be within 0..2**32-1, not {config.seed}")
         a = config.augment
         require(0 <= a.hflip <= 1 and 0 <= a.vflip <= 1 and 0 <= a.rotate_first <= 180 and 0 <= a.rotate_second <= 180,
                 "train.augment: flip probabilities must be within 0..1 and rotation ranges within 0..180 degrees")
@@ -215,6 +218,35 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CsxaError("not a csxa-train checkpoint: 'config' is not a dict or 'epoch' not a whole number",
                         path=path)
     return state
+
+
+def restore_model(state: dict, config: "TrainConfig", checkpoint: str | Path, device) -> tuple:
+    """(model, mean, std, threshold) of a loaded checkpoint on ``device``, each checked: weights that
+    fit its model, three finite means and positive stds, a threshold within [0, 1], and a colour
+    or grey training that matches the variant it will score. Anything else names the checkpoint."""
+    import math
+
+    model = build_model(config.model, "none")
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise CsxaError(f"its weights do not fit a {config.model} ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:160]})", path=checkpoint) from None
+    norm = state.get("normalisation")
+    pair = [norm.get(k) if isinstance(norm, dict) else None for k in ("mean", "std")]
+    if not all(isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                          and math.isfinite(x) for x in v) for v in pair) \
+            or min(pair[1]) <= 0:
+        raise CsxaError("its normalisation is not three finite means and three positive stds", path=checkpoint)
+    threshold = state.get("threshold", 0.5)
+    if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 <= threshold <= 1):
+        raise CsxaError(f"its threshold {str(threshold)[:40]} is not a number within [0, 1]", path=checkpoint)
+    colour = state.get("colour")
+    if isinstance(colour, bool) and colour != is_colour_variant(config.variant):
+        kinds = ("a grey", "a colour") if not colour else ("a colour", "a grey")
+        raise CsxaError(f"it was trained on {kinds[0]} variant; {config.variant} is {kinds[1]} one", path=checkpoint)
+    mean, std = (torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1) for v in pair)
+    return model.to(device), mean, std, float(threshold)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -633,12 +665,11 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
         if workers is not None:
             saved["workers"] = workers
         config = TrainConfig.from_dict(saved)
-        model = build_model(config.model, "none").to(runtime.device)
-        model.load_state_dict(state["model"])
+        model, mean, std, threshold = restore_model(state, config, checkpoint, runtime.device)
+        if state["counts"].get("majority_class") not in (0, 1) if isinstance(state["counts"], dict) else True:
+            raise CsxaError("its counts name no majority class 0 or 1", path=checkpoint)
         if runtime.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        mean, std = (torch.tensor(state["normalisation"][k], device=runtime.device).view(1, 3, 1, 1)
-                     for k in ("mean", "std"))
         preflight(config.variant)  # the whole test split checked before any scoring
         orders = scoring_orders(bool(state.get("colour", False)), config)
         predictions = predict(model, config.variant, mean, std, config, runtime, orders)
@@ -646,7 +677,6 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
             return None
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        threshold = float(state.get("threshold", 0.5))
         return write_evaluation(out, predictions, state["counts"]["majority_class"], out.name,
                                 {"checkpoint": str(checkpoint), "world_size": runtime.world,
                                  "threshold_note": state.get("threshold_note", "fixed at 0.5")},

@@ -134,6 +134,37 @@ def test_compare_refuses_bad_scores_and_labels(project, capsys, column, value, m
     assert message in err and "always_sick" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("operating_point, column, message", [
+    ("0.5", "pred", "column pred disagrees with score >= 0.5 in "),
+    ("chosen", "pred_at_threshold", "column pred_at_threshold is not one threshold on the score"),
+])
+def test_compare_refuses_predictions_that_do_not_follow_the_scores(project, capsys, operating_point, column, message):
+    """Second audit: every score under 0.5 with pred flipped to 1 reported 100% sensitivity."""
+    root, _, _ = project
+    path = root / "results" / "better" / "predictions.csv"
+    frame = pd.read_csv(path, dtype={"key": str})
+    low = frame.score.idxmin()
+    frame.loc[low, column] = 1 - frame.loc[low, column]
+    frame.to_csv(path, index=False)
+    assert run(root, "--operating-point", operating_point) == 2
+    err = capsys.readouterr().err
+    assert message in err and "better/predictions.csv" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "majority_class must be 0 or 1, not not an object"),
+    ('{"majority_class": "x"}', "majority_class must be 0 or 1, not x"),
+    ('{"majority_class": 7}', "majority_class must be 0 or 1, not 7"),
+    ('{"majority_class": 0}', "the experiments' evaluation.json name different train majority classes"),
+])
+def test_compare_refuses_a_hand_edited_evaluation_json(project, capsys, content, message):
+    root, _, _ = project
+    (root / "results" / "better" / "evaluation.json").write_text(content)
+    assert run(root) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def test_missing_predictions_name_the_file(project, capsys):
     root, _, _ = project
     (root / "results" / "better" / "predictions.csv").unlink()
@@ -307,3 +338,10 @@ def test_the_readme_holds_every_block_current():
         block = readme_block((REPO / report).read_text(), stop_at)
         assert f"<!-- {name}: begin -->\n{block}<!-- {name}: end -->" in readme, f"README block {name} is stale: " \
             "python -m csxa_train.readme_blocks README.md"
+
+def test_compare_out_that_is_a_file_is_one_line_before_any_work(project, capsys):
+    root, _, _ = project
+    (root / "out").write_text("a file")
+    assert run(root) == 2
+    err = capsys.readouterr().err
+    assert f"{root / 'out'}: exists and is not a folder" in err and "Traceback" not in err

@@ -131,7 +131,7 @@ def test_more_folds_than_the_minority_class_has_cases_is_one_line(project, tmp_p
 @pytest.mark.parametrize("cv, message", [
     ({"folds": 2, "repeats": 2, "seed": [1]}, "cv.seed lists 1 salt(s) for 2 repeat(s); give one per repeat"),
     ({"folds": 2, "repeats": 2, "seed": [3, 3]}, "cv.seed lists a salt twice"),
-    ({"folds": 2, "repeats": 0, "seed": 1}, "cv.repeats must be a whole number of at least 1, not 0"),
+    ({"folds": 2, "repeats": 0, "seed": 1}, "cv.repeats must be a whole number within 1..100, not 0"),
     ({"folds": 2, "seed": "x"}, "cv.seed must be a whole number or a list of them, not 'x'"),
 ])
 def test_bad_cv_settings_are_one_line(project, tmp_path, capsys, cv, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -138,3 +139,67 @@ def test_the_papers_protocol_is_one_command(tmp_path):
     assert written["ingest"]["release"] == str(release)
     written["ingest"]["release"] = paper["ingest"]["release"]
     assert written == paper
+
+
+# --- the second audit: settings that were tracebacks, hangs or silently wrong ------------------
+
+BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+               for prev, name in zip("abcdef", "bcdefg"))  # 9**6 strings once expanded
+
+
+@pytest.mark.parametrize("params, args, says", [
+    ("variants:\n  ../../escaped: {crop: centre, colour: grey, out_size: 32}\n", ("build", "--variant", "../../escaped"),
+     "variants: the name '../../escaped' is not a plain name"),
+    ("ingest:\n  test_fraction: " + "9" * 400 + "\n", ("split-salt",), "ingest.test_fraction must be float, not "),
+    ("ingest:\n  test_fraction: .inf\n", ("split-salt",), "ingest.test_fraction must be float, not inf"),
+    ("unused:\n  x: " + "9" * 5000 + "\n", ("check-release",), "not valid YAML (Exceeds the limit (4300 digits)"),
+    ("synth:\n  cases: 10\n  cases: 30\n", ("synth",), "not valid YAML (key 'cases' given twice"),
+    ("release:\n  label_codes: {asymptomatic: 1, symptomatic: 1}\n", ("check-release",),
+     "release.label_codes must map the class column's"),
+    ("release:\n  columns: {gender: Age}\n", ("check-release",), "release.columns name a sheet column twice"),
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + BOMB + "synth:\n  cases: *g\n", ("synth",),
+     "synth.cases must be int, not [["),
+])
+def test_a_hostile_setting_is_one_line_naming_the_file_given(tmp_path, params, args, says):
+    """Second audit: a name that became ../../ (written outside), a 400-digit float, .inf, an int
+    of 5,000 digits, a key given twice (last won), classes coded alike, a YAML alias bomb whose
+    error message expanded it (a MemoryError)."""
+    from conftest import run_cli
+
+    path = tmp_path / "other.yaml"
+    path.write_text(params)
+    extra = {"synth": ("--out", tmp_path / "s", "--cases", "5"), "split-salt": ("--manifest", tmp_path / "none.csv"),
+             "check-release": ("--release", tmp_path)}.get(args[0], ())
+    if "cases: *g" in params or "cases: 10" in params:
+        extra = ("--out", tmp_path / "s")
+    result = run_cli(*args, *extra, "--params", path, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"csxa-data: error: {path}: {says}"), lines
+    assert len(lines[0]) < 600 and not (tmp_path.parent / "escaped").exists()
+
+
+@pytest.mark.parametrize("args, says", [
+    (("synth", "--workers", "0"), "argument --workers: 0 is not within 1..256"),
+    (("contact-sheet", "--tile", "0"), "argument --tile: 0 is not within 16..2048"),
+    (("ingest", "--workers", "-1"), "argument --workers: -1 is not within 1..256"),
+])
+def test_out_of_range_command_line_numbers_are_usage_errors(args, says):
+    from conftest import run_cli
+
+    result = run_cli(*args)
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_and_compare_seeds_and_batch_sizes_are_bounded():
+    from csxa_data.errors import CsxaError
+    from csxa_train.compare import CompareConfig
+    from csxa_train.fit import TrainConfig
+
+    for bad, says in (({"seed": -1}, "train.seed must be within 0..2**32-1"),
+                      ({"seed": 2**64}, "train.seed must be within 0..2**32-1"),
+                      ({"eval_batch_size": 10**9}, "at most 65536"), ({"workers": 2000}, "train.workers must be within")):
+        with pytest.raises(CsxaError, match=re.escape(says)):
+            TrainConfig.from_dict({"variant": "v", **bad})
+    with pytest.raises(CsxaError, match=re.escape("compare.seed must be within 0..2**32-1")):
+        CompareConfig.from_dict({"seed": -3})

@@ -510,3 +510,24 @@ def test_checkpoint_identity_covers_exactly_the_train_stages_code():
     deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["deps"]
     assert sorted(d for d in deps if d.endswith(".py")) == sorted(TRAINING_CODE)
     assert all((REPO / name).is_file() for name in TRAINING_CODE)
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda s: s["config"].update(model="vggsmall"), "its weights do not fit a vggsmall (RuntimeError: "),
+    (lambda s: s.update(normalisation="oops"), "its normalisation is not three finite means and three positive stds"),
+    (lambda s: s.update(threshold=float("nan")), "its threshold nan is not a number within [0, 1]"),
+    (lambda s: s.update(colour=False), "it was trained on a grey variant; "),
+])
+def test_a_tampered_checkpoint_is_one_line_naming_it_before_scoring(fitted, tmp_path, change, says):
+    """Second audit: these were tracebacks, or (a NaN threshold, a grey model on a colour variant)
+    silently wrong metrics."""
+    from csxa_train.fit import evaluate_checkpoint, load_checkpoint, save_checkpoint
+
+    out, _ = fitted
+    state = load_checkpoint(out / "checkpoint.pt")
+    change(state)
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    with pytest.raises(CsxaError) as error:
+        evaluate_checkpoint(tmp_path / "checkpoint.pt", tmp_path / "eval")
+    assert str(error.value).startswith(f"{tmp_path / 'checkpoint.pt'}: {says}"), str(error.value)
+    assert not (tmp_path / "eval").exists()
