@@ -38,6 +38,8 @@ def atomic_path(target: str | os.PathLike, *, directory: bool = False,
         yield tmp
         if directory:
             os.chmod(tmp, 0o755)
+            if owns is not None:  # again: something may have been put there while the work ran
+                check_replaceable(target, owns)
             if target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
             os.replace(tmp, target)

@@ -25,6 +25,8 @@ def _unique_key_loader():
     def mapping(loader, node, deep=False):
         keys = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: expanded by the base constructor
+                continue
             key = loader.construct_object(key_node, deep=deep)
             try:
                 if key in keys:
@@ -35,7 +37,15 @@ def _unique_key_loader():
                 break
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
+    def whole(loader, node):
+        value = yaml.SafeLoader.construct_yaml_int(loader, node)
+        if abs(value).bit_length() > 64:  # 0xFFF... and 1:59:59:... are built without Python's digit limit
+            raise yaml.constructor.ConstructorError(None, None, f"a whole number of {abs(value).bit_length()} bits "
+                                                    "is no setting", node.start_mark)
+        return value
+
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    Loader.add_constructor("tag:yaml.org,2002:int", whole)
     return Loader
 
 
@@ -46,7 +56,10 @@ def shown(value) -> str:
     bounded = reprlib.Repr()
     bounded.maxlevel, bounded.maxstring, bounded.maxother, bounded.maxlist, bounded.maxdict = 2, 60, 60, 4, 4
     bounded.maxlong = 40
-    return bounded.repr(value)
+    try:
+        return bounded.repr(value)
+    except ValueError:  # an int too long to write in decimal
+        return f"<a number of {abs(value).bit_length()} bits>" if isinstance(value, int) else "<unprintable>"
 
 
 def load_section(path: str | Path | None, section: str) -> dict:

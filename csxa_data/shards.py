@@ -188,23 +188,56 @@ def _octal(field: bytes) -> int | None:
     return int(text, 8) if text and all(48 <= c <= 55 for c in text) else None
 
 
-def _member_header(block: bytes, offset: int, where: str) -> tuple[str, int]:
-    """(name, size) of a regular file's 512-byte USTAR header, or a ShardError saying why not."""
+_PAX_CAP = 64 << 10  # a pax record block of a few names and times; tarfile's parser is quadratic in it
+_PAX_KEPT = ("path", "size")
+_PAX_IGNORED = ("mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment", "hdrcharset")
+
+
+def _pax_records(data: bytes, offset: int, where: str) -> dict[str, str]:
+    """The ``path`` and ``size`` records of a pax extended header (``LEN key=value\\n`` each, in one
+    linear pass); times and owners are ignored, any other key (sparse maps, link names) refused."""
+    records, pos = {}, 0
+    while pos < len(data) and data[pos:pos + 1] != b"\0":
+        space = data.find(b" ", pos, pos + 21)
+        length = int(data[pos:space]) if space > pos and data[pos:space].isdigit() else 0
+        record = data[pos:pos + length]
+        if length <= space - pos + 1 or len(record) < length or not record.endswith(b"\n") or b"=" not in record:
+            raise ShardError(f"not a readable tar (a malformed pax record at byte {offset:,})", path=where)
+        key, _, value = record[space - pos + 1:-1].partition(b"=")
+        key = key.decode("ascii", "replace")
+        if key in _PAX_KEPT:
+            records[key] = value.decode("utf-8", "replace")
+        elif key not in _PAX_IGNORED:
+            raise ShardError(f"a pax record {key[:40]!r} at byte {offset:,}: a csxa shard holds plain files only",
+                             path=where)
+        pos += length
+    return records
+
+
+def _check_checksum(block: bytes, offset: int, where: str) -> None:
     checksum = _octal(block[148:156])
     if checksum is None or checksum != sum(block[:148]) + 8 * 32 + sum(block[156:]):
         raise ShardError(f"not a readable tar (the header at byte {offset:,} has a bad checksum)", path=where)
+
+
+def _member_header(block: bytes, offset: int, where: str, pax: dict | None = None) -> tuple[str, int]:
+    """(name, size) of a regular file's 512-byte USTAR header (``pax`` records applied), or a
+    ShardError saying why not."""
+    _check_checksum(block, offset, where)
     try:
         name = block[:100].split(b"\0", 1)[0].decode("utf-8")
         prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8") if block[257:262] == b"ustar" else ""
     except UnicodeDecodeError:
         raise ShardError(f"the member name at byte {offset:,} is not UTF-8", path=where) from None
     name = f"{prefix}/{name}" if prefix else name
+    pax = pax or {}
+    name = pax.get("path", name)
     kind = block[156:157]
     if kind not in (b"0", b"\0"):
         what = _TYPES.get(kind, f"of tar type {kind!r}")
         raise ShardError(f"member {name!r} is not a regular file ({what}); a csxa shard holds plain USTAR "
                          "files only", path=where)
-    size = _octal(block[124:136])
+    size = int(pax["size"]) if pax.get("size", "").isascii() and pax.get("size", "").isdigit() else _octal(block[124:136])
     if size is None:
         raise ShardError(f"member {name!r} has no readable size", path=where)
     return name, size
@@ -219,14 +252,27 @@ def iter_tar_stream(stream: IO[bytes], where: str, member_cap: int = MAX_MEMBER_
     second member of a kind in one sample is a ShardError naming ``where``; nothing is followed,
     extracted to disk or read past the cap."""
     current: dict | None = None
-    offset = 0
+    offset, pax = 0, None
     while True:
         block = _read_exactly(stream, _BLOCK)
         if not block or block == bytes(_BLOCK):  # the end (two zero blocks; what follows is not read)
             break
         if len(block) < _BLOCK:
             raise ShardError(f"not a readable tar (it ends inside the header at byte {offset:,})", path=where)
-        name, size = _member_header(block, offset, where)
+        if block[156:157] == b"x" and pax is None:  # tarfile and WebDataset write one for a float mtime
+            _check_checksum(block, offset, where)
+            size = _octal(block[124:136])
+            if size is None or size > _PAX_CAP:
+                raise ShardError(f"not a readable tar (a pax header of {size or 0:,} bytes at byte {offset:,}, over "
+                                 f"the {_PAX_CAP:,} a shard's may have)", path=where)
+            data = _read_exactly(stream, size + (-size % _BLOCK))
+            if len(data) < size:
+                raise ShardError(f"not a readable tar (it ends inside the pax header at byte {offset:,})", path=where)
+            pax = _pax_records(data[:size], offset, where)
+            offset += _BLOCK + len(data)
+            continue
+        name, size = _member_header(block, offset, where, pax)
+        pax = None
         if size > member_cap:
             raise ShardError(f"member {name!r} is {size:,} bytes, more than the {member_cap:,}-byte member cap "
                              "(sources.max_member_bytes)", path=where)

@@ -63,8 +63,8 @@ class SourceParams:
         from .params import dataclass_from_section, require
 
         params = dataclass_from_section(cls, data, "sources")
-        require(params.timeout > 0 and params.retries >= 0, "sources.timeout must be positive and sources.retries "
-                                                            "not negative")
+        require(0 < params.timeout <= 86400 and 0 <= params.retries <= 100,
+                "sources.timeout must be within (0, 86400] seconds and sources.retries within 0..100")
         require(params.min_rate >= 0, "sources.min_rate must not be negative (0: no minimum)")
         require(min(params.max_json_bytes, params.max_shard_bytes, params.max_member_bytes) > 0,
                 "sources.max_json_bytes, max_shard_bytes and max_member_bytes must be positive")
@@ -276,7 +276,8 @@ class _HeaderWatch:
     at a time, for ever."""
 
     def __init__(self, timeout: float):
-        self.timeout, self.fired, self.sockets = timeout, False, []
+        self.timeout, self.fired, self.done, self.sockets = timeout, False, False, []
+        self.lock = threading.Lock()
         self.timer = threading.Timer(timeout, self._fire)
         self.timer.daemon = True
 
@@ -310,14 +311,19 @@ class _HeaderWatch:
         return response
 
     def _fire(self) -> None:
-        self.fired = True
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        with self.lock:  # never after the answer was taken: its socket now carries the body
+            if self.done:
+                return
+            self.fired = True
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def cancel(self) -> None:
+        with self.lock:
+            self.done = True
         self.timer.cancel()
 
 

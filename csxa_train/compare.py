@@ -212,7 +212,7 @@ def load_experiments(results: Path, experiments: dict, train_model: str, config:
             except ValueError:
                 raise CsxaError("not valid JSON", path=details) from None
             majority = evaluation.get("majority_class") if isinstance(evaluation, dict) else "not an object"
-            if majority not in (0, 1) or isinstance(majority, bool):
+            if majority is not None and (majority not in (0, 1) or isinstance(majority, bool)):
                 raise CsxaError(f"majority_class must be 0 or 1, not {str(majority)[:40]}", path=details)
         loaded.append(Experiment(name, str(spec.get("variant", "?")), str(spec.get("model", train_model)), frame,
                                  majority))

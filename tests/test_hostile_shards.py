@@ -138,17 +138,41 @@ def add(tar, name: str, data: bytes, **fields) -> None:
 
 @pytest.mark.parametrize("kind, build, expected", [
     ("pax record", lambda tar: add(tar, "0001035.cls", b"1", pax_headers={"comment": "9" * 100_000}),
-     r"'././@PaxHeader' is not a regular file \(a pax extended header\)"),
+     r"not a readable tar \(a pax header of 100,0[0-9][0-9] bytes at byte 0, over the 65,536 a shard's may have\)"),
+    ("pax sparse map", lambda tar: add(tar, "0001035.cls", b"1", pax_headers={"GNU.sparse.map": "0,1"}),
+     r"a pax record 'GNU.sparse.map' at byte 0: a csxa shard holds plain files only"),
     ("GNU long name", lambda tar: add(tar, "0001035." + "p" * 200, b"1"),
-     r"'././@LongLink' is not a regular file \(a GNU long name\)"),
+     r"member '././@LongLink' is not a regular file \(a GNU long name\); a csxa shard holds plain USTAR"),
 ])
 def test_tar_extension_headers_are_refused_before_they_are_parsed(tmp_path, kind, build, expected):
     import tarfile
 
-    build.format = tarfile.PAX_FORMAT if kind == "pax record" else tarfile.GNU_FORMAT
+    build.format = tarfile.GNU_FORMAT if kind == "GNU long name" else tarfile.PAX_FORMAT
     path = tar_with(tmp_path, build)
-    with pytest.raises(ShardError, match=rf"test-000000.tar: member {expected}; a csxa shard holds plain USTAR"):
+    with pytest.raises(ShardError, match=rf"test-000000.tar: {expected}"):
         list(iter_tar_samples(path))
+
+
+def test_shards_written_by_tarfile_or_webdataset_with_pax_times_are_read(tmp_path):
+    """tarfile's default format and WebDataset's TarWriter add a pax header for a float mtime: its
+    times are ignored, its path and size applied, so such shards read like ours."""
+    import tarfile
+    import time
+
+    import webdataset as wds
+
+    def pax_times(tar):
+        for name, data in members():
+            add(tar, name, data, mtime=time.time())
+    pax_times.format = tarfile.PAX_FORMAT
+    path = tar_with(tmp_path, pax_times)
+    assert b"PaxHeader" in path.read_bytes()
+    assert decode_sample(next(iter_tar_samples(path)))["meta"]["number"] == 1
+
+    with wds.TarWriter(str(tmp_path / "wds.tar")) as sink:
+        sink.write({"__key__": "0001035", "cls": b"1", "json": json.dumps(META).encode(), "png": png(GREY)})
+    (sample,) = iter_tar_samples(tmp_path / "wds.tar")
+    assert decode_sample(sample)["label"] == 1 and decode_sample(sample)["image"].shape == (16, 16, 3)
 
 
 def test_a_gnu_sparse_member_and_a_bad_checksum_are_refused(tmp_path):

@@ -150,7 +150,8 @@ BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
 @pytest.mark.parametrize("params, args, says", [
     ("variants:\n  ../../escaped: {crop: centre, colour: grey, out_size: 32}\n", ("build", "--variant", "../../escaped"),
      "variants: the name '../../escaped' is not a plain name"),
-    ("ingest:\n  test_fraction: " + "9" * 400 + "\n", ("split-salt",), "ingest.test_fraction must be float, not "),
+    ("ingest:\n  test_fraction: " + "9" * 400 + "\n", ("split-salt",), "not valid YAML (a whole number of 1329 bits"),
+    ("ingest:\n  test_fraction: 1.0e+400\n", ("split-salt",), "ingest.test_fraction must be float, not inf"),
     ("ingest:\n  test_fraction: .inf\n", ("split-salt",), "ingest.test_fraction must be float, not inf"),
     ("unused:\n  x: " + "9" * 5000 + "\n", ("check-release",), "not valid YAML (Exceeds the limit (4300 digits)"),
     ("synth:\n  cases: 10\n  cases: 30\n", ("synth",), "not valid YAML (key 'cases' given twice"),
@@ -203,3 +204,18 @@ def test_train_and_compare_seeds_and_batch_sizes_are_bounded():
             TrainConfig.from_dict({"variant": "v", **bad})
     with pytest.raises(CsxaError, match=re.escape("compare.seed must be within 0..2**32-1")):
         CompareConfig.from_dict({"seed": -3})
+
+
+def test_merge_keys_still_load_and_huge_hex_or_sexagesimal_ints_are_one_line(tmp_path):
+    from conftest import run_cli
+    from csxa_data.params import load_section
+
+    path = tmp_path / "merge.yaml"
+    path.write_text("variants:\n  base: &b {crop: centre, colour: grey, out_size: 32}\n"
+                    "  v2:\n    <<: *b\n    out_size: 64\n")
+    assert load_section(path, "variants")["v2"] == {"crop": "centre", "colour": "grey", "out_size": 64}
+    for number in ("0x" + "F" * 4000, "1" + ":59" * 3000):
+        path.write_text(f"synth:\n  cases: {number}\n")
+        result = run_cli("synth", "--params", path, "--out", tmp_path / "s")
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
+        assert "bits is no setting" in result.stderr and len(result.stderr) < 600
