@@ -99,27 +99,14 @@ def _numeric(raw: pd.Series) -> pd.Series:
                          errors="coerce").astype(float)
 
 
-def _sheet_number(value) -> float | None:
-    """A sheet cell as a finite number, or None (empty, text, a date, an error cell, TRUE/FALSE)."""
-    if isinstance(value, (bool, np.bool_)) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if np.isfinite(number) else None
+def curvature_code(number: float) -> int | None:
+    """The sheet's curvature code (1 lordotic .. 5 kyphotic) from a cell read by ``_numeric``, or None."""
+    return int(number) if np.isfinite(number) and number.is_integer() and 1 <= number <= 5 else None
 
 
-def curvature_code(value) -> int | None:
-    """The sheet's curvature code (1 lordotic .. 5 kyphotic), or None if the cell holds none."""
-    number = _sheet_number(value)
-    return int(number) if number is not None and number.is_integer() and 1 <= number <= 5 else None
-
-
-def mm_per_pixel(value) -> float | None:
-    """The sheet's pixel equivalent (mm per pixel, positive and under 10), or None."""
-    number = _sheet_number(value)
-    return number if number is not None and 0 < number < 10 else None
+def mm_per_pixel(number: float) -> float | None:
+    """The sheet's pixel equivalent (mm per pixel, positive and under 10) from ``_numeric``, or None."""
+    return float(number) if 0 < number < 10 else None
 
 
 # optional sheet columns carried into the manifest, each blanked (and the repair logged) when invalid
@@ -327,6 +314,7 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
     release = open_release(release_root, config)
     ledger = Ledger()
     raw = release.columns
+    measures = {extra: _numeric(raw[extra]) for extra in SHEET_MEASURES if extra in raw.columns}
     typed = type_sheet(raw, config, params)
     problems = sheet_problems(typed, raw)
 
@@ -399,11 +387,10 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseCo
                   "box_y1": y1, "inverted": fact["inverted"], "mode": fact["mode"],
                   "channels_equal": fact["channels_equal"]}
         for extra, check in SHEET_MEASURES.items():
-            if extra in raw.columns:
-                value = raw.at[row, extra]
-                record[extra] = check(value)
-                if record[extra] is None and _text(value).strip() != "":  # an error cell, a date, text
-                    ledger.repair(number, extra, value, "", f"{extra}_invalid_blanked")
+            if extra in measures:
+                record[extra] = check(measures[extra].at[row])
+                if record[extra] is None and _text(raw.at[row, extra]).strip() != "":  # an error cell, a date, text
+                    ledger.repair(number, extra, raw.at[row, extra], "", f"{extra}_invalid_blanked")
         kept.append(record)
         landmark_rows += [{"number": number, "label": label, "x": x, "y": y}
                           for label, (x, y) in fact["points"].items()]

@@ -393,10 +393,11 @@ def test_an_invalid_curvature_or_pixel_equivalent_is_blanked_and_logged(release,
 
     from csxa_data.release import CURVATURE_COLUMN
 
-    first, second = sorted(baseline.manifest.number)[:2]  # row = number + 2
+    first, second, third = sorted(baseline.manifest.number)[:3]  # row = number + 2
 
     def change(sheet):
         sheet.cell(row=first + 2, column=column(sheet, CURVATURE_COLUMN), value="#DIV/0!")
+        sheet.cell(row=third + 2, column=column(sheet, CURVATURE_COLUMN), value="\u0663")  # Arabic-Indic 3
         sheet.cell(row=second + 2, column=column(sheet, "Pixel equivalent (mm/pixel)"), value=datetime.date(2024, 1, 2))
         sheet.cell(row=second + 2, column=column(sheet, CURVATURE_COLUMN), value=7)
 
@@ -404,14 +405,16 @@ def test_an_invalid_curvature_or_pixel_equivalent_is_blanked_and_logged(release,
     result = ingest(release)
     assert set(result.manifest.number) == set(baseline.manifest.number)
     got = result.manifest.set_index("number")
-    assert got.curvature.isna().tolist().count(True) == 2 and got.pixel_equivalent.isna().sum() == 1
+    assert got.curvature.isna().tolist().count(True) == 3 and got.pixel_equivalent.isna().sum() == 1
     assert pd.isna(got.at[first, "curvature"]) and pd.isna(got.at[second, "curvature"])
+    assert pd.isna(got.at[third, "curvature"])  # float("\u0663") is 3.0; a sheet cell of it is not a code
     assert pd.isna(got.at[second, "pixel_equivalent"])
     logged = result.repairs[result.repairs.rule.str.endswith("_invalid_blanked")]
     assert sorted(zip(logged.number, logged.field, logged.old)) == [
-        (first, "curvature", "#DIV/0!"), (second, "curvature", "7"), (second, "pixel_equivalent", "2024-01-02 00:00:00")]
-    others = got.drop(index=[first, second])
-    expected = baseline.manifest.set_index("number").drop(index=[first, second])
+        (first, "curvature", "#DIV/0!"), (second, "curvature", "7"), (second, "pixel_equivalent", "2024-01-02 00:00:00"),
+        (third, "curvature", "\u0663")]
+    others = got.drop(index=[first, second, third])
+    expected = baseline.manifest.set_index("number").drop(index=[first, second, third])
     assert (others.curvature == expected.curvature).all() and (others.pixel_equivalent == expected.pixel_equivalent).all()
 
 
