@@ -29,8 +29,7 @@ from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
 
 SPLITS = ("train", "test")
 # what a variant folder holds (a folder holding anything else is never replaced by a build)
-VARIANT_FILES = tuple(SHARD_PATTERN.format(split=split, index=0).replace("000000", "*") for split in SPLITS) + (
-    "stats.json", "shards.json", "preview.png", "README.md")
+VARIANT_FILES = ("train-*.tar", "test-*.tar", "stats.json", "shards.json", "preview.png", "README.md")
 
 
 @dataclass(frozen=True)

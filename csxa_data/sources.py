@@ -270,6 +270,44 @@ def _one_line(text) -> str:
     return " ".join(str(text).split())[:300]
 
 
+class _ListedSocket:
+    """Mixin for an http.client connection: its socket, once connected, joins ``sockets``."""
+
+    def __init__(self, *args, sockets: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sockets = sockets
+
+    def connect(self):
+        super().connect()
+        self.sockets.append(self.sock)
+
+
+class _WatchedHTTPConnection(_ListedSocket, http.client.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_ListedSocket, http.client.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, sockets: list):
+        super().__init__()
+        self.sockets = sockets
+
+    def http_open(self, req):
+        return self.do_open(_WatchedHTTPConnection, req, sockets=self.sockets)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, sockets: list):
+        super().__init__()
+        self.sockets = sockets
+
+    def https_open(self, req):
+        return self.do_open(_WatchedHTTPSConnection, req, context=self._context, sockets=self.sockets)
+
+
 class _HeaderWatch:
     """Open a URL with urllib, shutting its socket down if the status line and headers have not all
     arrived within ``timeout`` seconds: a per-read timeout alone lets a server trickle them, a byte
@@ -282,28 +320,9 @@ class _HeaderWatch:
         self.timer.daemon = True
 
     def open(self, url: str):
-        watch = self
-
-        class Watched(http.client.HTTPConnection):
-            def connect(self):
-                super().connect()
-                watch.sockets.append(self.sock)
-
-        class WatchedTLS(http.client.HTTPSConnection):
-            def connect(self):
-                super().connect()
-                watch.sockets.append(self.sock)
-
-        class Handler(urllib.request.HTTPHandler):
-            def http_open(self, req):
-                return self.do_open(Watched, req)
-
-        class TLSHandler(urllib.request.HTTPSHandler):
-            def https_open(self, req):
-                return self.do_open(WatchedTLS, req, context=self._context)
-
         self.timer.start()
-        response = urllib.request.build_opener(Handler, TLSHandler).open(url, timeout=self.timeout)
+        opener = urllib.request.build_opener(_WatchedHTTP(self.sockets), _WatchedHTTPS(self.sockets))
+        response = opener.open(url, timeout=self.timeout)
         self.cancel()
         if self.fired:
             response.close()
@@ -603,8 +622,8 @@ class CaseLedger:
         self.where_key: dict[str, str] = {}
         self.cases: dict[int, tuple[str, str, str]] = {}  # number -> (a key, split, where)
 
-    def add(self, decoded: dict, split: str, where: str) -> None:
-        key, number = decoded["key"], decoded["meta"]["number"]
+    def add(self, key: str, number: int, split: str, where: str) -> None:
+        """Record sample ``key`` of case ``number`` (its .json's), read from ``split`` at ``where``."""
         if not 1 <= number <= 9999 or int(key[:4]) != number:
             raise ShardError(f"sample {key!r}: its .json says case {number}, its key case {int(key[:4])}", path=where)
         other, other_split, other_where = self.cases.get(number, (None, split, None))
@@ -631,10 +650,10 @@ def split_samples(source: Source, report: dict, split: str, *, decode: bool = Tr
     for shard in split_shards_of(report, split):
         seen = []
         for decoded in shard_samples(source, shard, report["spec"]["out_size"], decode=decode):
-            seen.append({"key": decoded["key"], "meta": {"number": decoded["meta"]["number"]}})
+            seen.append((decoded["key"], decoded["meta"]["number"]))
             yield decoded
-        for decoded in seen:  # once the shard's own bytes are verified: a swapped shard is named as one
-            cases.add(decoded, split, source.where(shard["name"]))
+        for key, number in seen:  # once the shard's own bytes are verified: a swapped shard is named as one
+            cases.add(key, number, split, source.where(shard["name"]))
 
 
 def verify(source: Source | str, splits: tuple[str, ...] = SPLITS, *, decode: bool = False,

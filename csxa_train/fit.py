@@ -666,7 +666,8 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
             saved["workers"] = workers
         config = TrainConfig.from_dict(saved)
         model, mean, std, threshold = restore_model(state, config, checkpoint, runtime.device)
-        if state["counts"].get("majority_class") not in (0, 1) if isinstance(state["counts"], dict) else True:
+        counts = state["counts"]
+        if not isinstance(counts, dict) or counts.get("majority_class") not in (0, 1):
             raise CsxaError("its counts name no majority class 0 or 1", path=checkpoint)
         if runtime.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
