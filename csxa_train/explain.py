@@ -284,8 +284,9 @@ def state_name(checkpoint: Path) -> str:
 
 
 def _mean(values) -> float | None:
+    # 6 decimals, as gradcam.csv: Grad-CAM's float sums vary in the ninth digit from run to run
     values = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
-    return float(values.mean()) if len(values) else None
+    return round(float(values.mean()), 6) if len(values) else None
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, box, size: int) -> "Image.Image":
