@@ -27,7 +27,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DEFAULT_MAX_PIXELS = 16_000_000
 
 # (PNG colour type, bit depth) -> Pillow's mode, for the layouts the fast decoder gives exactly as
-# Pillow does; anything else (palette, 1-4 bit, 16-bit colour, a tRNS chunk) is decoded by Pillow.
+# Pillow does; anything else (palette, 1-4 bit, 16-bit colour, a tRNS chunk, Adam7 interlacing) is
+# decoded by Pillow.
 _FAST_LAYOUTS = {(0, 8): "L", (0, 16): "I;16", (2, 8): "RGB", (4, 8): "LA", (6, 8): "RGBA"}
 _CHANNELS = {"L": 1, "I;16": 1, "RGB": 3, "LA": 2, "RGBA": 4}
 
@@ -105,7 +106,9 @@ def _fast_decode(data: bytes, header: tuple[int, int, int, int]) -> Film | None:
     Pillow then gives the verdict)."""
     width, height, depth, colour = header
     mode = _FAST_LAYOUTS.get((colour, depth))
-    if mode is None or b"tRNS" in data[: data.find(b"IDAT")]:
+    # libpng, as imagecodecs drives it, decodes interlaced films right but prints a warning per film
+    interlaced = data[28] != 0
+    if mode is None or interlaced or b"tRNS" in data[: data.find(b"IDAT")]:
         return None
     try:
         import imagecodecs

@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import json
 import math
+import subprocess
+import sys
 import tarfile
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -324,6 +327,38 @@ def test_fast_decoder_matches_pillow_on_every_release_film(small_synth):
         fast += film.pixels is not None
         assert np.array_equal(film.grey()[0], to_grey(pillow)[0]), member.name
     assert fast == len(release.pngs)
+
+
+def _interlaced_png(pixels: np.ndarray) -> bytes:
+    """An Adam7-interlaced 8-bit PNG (Pillow cannot write one): each pass's pixels, filter None."""
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes
+                   for row in pixels[y0::dy, x0::dx].reshape(len(range(y0, height, dy)), -1) if row.size)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, 1])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_interlaced_film_decodes_without_libpng_warnings(channels, tmp_path):
+    """libpng (through imagecodecs) printed 'PNG warning: Interlace handling should be turned on'
+    on stderr for every interlaced film; Pillow decodes those now, to the same pixels."""
+    grey = np.random.default_rng(channels).integers(0, 256, (37, 53), dtype=np.uint8)
+    pixels = grey if channels == 1 else np.stack([grey] * channels, axis=-1)
+    data = _interlaced_png(pixels)
+    assert np.array_equal(np.asarray(open_png(data)), pixels)
+    (tmp_path / "film.png").write_bytes(data)
+    # libpng's warning goes through C's stdio and shows only when the process ends: decode in a child
+    script = ("import sys; from csxa_data.images import decode_film; "
+              "film = decode_film(open(sys.argv[1], 'rb').read()); sys.stdout.buffer.write(film.grey()[0].tobytes())")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "film.png")], capture_output=True, check=True)
+    assert done.stdout == grey.tobytes()
+    assert "PNG warning" not in done.stderr.decode()
 
 
 def test_damaged_png_gets_pillows_verdict():
