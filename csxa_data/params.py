@@ -63,10 +63,11 @@ def shown(value) -> str:
 
 
 def load_section(path: str | Path | None, section: str) -> dict:
-    """The ``section`` mapping of the params file, or ``{}`` if no file was given and none exists.
+    """The ``section`` mapping of the params file, or ``{}`` if no file was given and none exists
+    (or the section is absent or empty).
 
-    A file that was named but is missing, does not parse, or whose section is not a mapping is
-    an error naming the file.
+    A file that was named but is missing, does not parse, holds no YAML document at all, or whose
+    section is not a mapping is an error naming the file.
     """
     import yaml
 
@@ -78,12 +79,15 @@ def load_section(path: str | Path | None, section: str) -> dict:
             raise CsxaError("params file not found", path=path)
         return {}
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader()) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:  # ValueError: an int of over 4300 digits
         raise CsxaError(f"not valid YAML ({' '.join(str(exc).split())[:300]})", path=path) from None
+    if data is None:  # a truncated or blanked file must not quietly mean "every default"
+        raise CsxaError("holds no settings (empty, or only comments); write {} to mean every default", path=path)
     if not isinstance(data, dict):
         raise CsxaError("top level must be a mapping of sections", path=path)
-    value = data.get(section) or {}
+    value = data.get(section)
+    value = {} if value is None else value
     if not isinstance(value, dict):
         raise CsxaError(f"section {section!r} must be a mapping", path=path)
     if section in NAMED_SECTIONS:

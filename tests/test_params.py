@@ -160,18 +160,25 @@ BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
     ("release:\n  columns: {gender: Age}\n", ("check-release",), "release.columns name a sheet column twice"),
     ("a: &a [x, x, x, x, x, x, x, x, x]\n" + BOMB + "synth:\n  cases: *g\n", ("synth",),
      "synth.cases must be int, not [["),
+
+    ("", ("check-release",), "holds no settings (empty, or only comments); write {} to mean every default"),
+    ("# synth:\n#   cases: 10\n", ("synth",), "holds no settings"),
+    ("0\n", ("check-release",), "top level must be a mapping of sections"),
+    ("synth: false\n", ("synth",), "section 'synth' must be a mapping"),
+    ("release: []\n", ("check-release",), "section 'release' must be a mapping"),
 ])
 def test_a_hostile_setting_is_one_line_naming_the_file_given(tmp_path, params, args, says):
     """Second audit: a name that became ../../ (written outside), a 400-digit float, .inf, an int
     of 5,000 digits, a key given twice (last won), classes coded alike, a YAML alias bomb whose
-    error message expanded it (a MemoryError)."""
+    error message expanded it (a MemoryError). Then: an empty or comments-only file, a top level of
+    0 and a section of false or [] all meant "every default"."""
     from conftest import run_cli
 
     path = tmp_path / "other.yaml"
     path.write_text(params)
     extra = {"synth": ("--out", tmp_path / "s", "--cases", "5"), "split-salt": ("--manifest", tmp_path / "none.csv"),
              "check-release": ("--release", tmp_path)}.get(args[0], ())
-    if "cases: *g" in params or "cases: 10" in params:
+    if "cases: *g" in params or "cases: 10" in params or params.startswith("synth: false"):
         extra = ("--out", tmp_path / "s")
     result = run_cli(*args, *extra, "--params", path, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
