@@ -12,7 +12,7 @@ class CsxaError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, path: object | None = None):
-        self.path = path
+        self.path, self.message = path, message
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 

@@ -171,7 +171,7 @@ def pick_cases(frame: pd.DataFrame, per_kind: int) -> dict[str, pd.DataFrame]:
 
 
 def _checked_state(checkpoint: Path, variant: str | None):
-    from .fit import TrainConfig, load_checkpoint
+    from .fit import checkpoint_config, load_checkpoint
 
     if not Path(checkpoint).is_file():
         raise CsxaError("checkpoint not found (train the experiment first: dvc repro)", path=checkpoint)
@@ -179,14 +179,12 @@ def _checked_state(checkpoint: Path, variant: str | None):
     missing = [k for k in ("config", "model", "normalisation") if k not in state]
     if missing:
         raise CsxaError(f"not a csxa-train checkpoint (no {missing})", path=checkpoint)
-    saved = dict(state["config"])
-    if variant:
-        saved["variant"] = str(variant)
-    source = str(saved.get("variant"))
+    config = checkpoint_config(state, checkpoint, variant=str(variant) if variant else None)
+    source = str(config.variant)
     if "://" not in source and not (Path(source) / "shards.json").is_file():
         raise CsxaError(f"its variant {source} is not here (no shards.json): build or pull it "
                         f"(dvc repro / dvc pull), or give --variant", path=checkpoint)
-    return state, TrainConfig.from_dict(saved)
+    return state, config
 
 
 def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: str | None = None,

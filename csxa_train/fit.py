@@ -220,6 +220,16 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def checkpoint_config(state: dict, checkpoint: str | Path, **overrides) -> "TrainConfig":
+    """The run's settings saved in a checkpoint, with ``overrides`` (those not None) on top, checked
+    as params.yaml's are; a bad saved value is reported against the checkpoint, not params.yaml."""
+    saved = {**state["config"], **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return TrainConfig.from_dict(saved)
+    except CsxaError as exc:
+        raise CsxaError(f"its saved settings: {exc.message}", path=checkpoint) from None
+
+
 def restore_model(state: dict, config: "TrainConfig", checkpoint: str | Path, device) -> tuple:
     """(model, mean, std, threshold) of a loaded checkpoint on ``device``, each checked: weights that
     fit its model, three finite means and positive stds, a threshold within [0, 1], and a colour
@@ -659,12 +669,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
         missing = [k for k in ("config", "model", "normalisation", "counts") if k not in state]
         if missing:
             raise CsxaError(f"not a csxa-train checkpoint (no {missing})", path=checkpoint)
-        saved = dict(state["config"])
-        if variant:
-            saved["variant"] = variant
-        if workers is not None:
-            saved["workers"] = workers
-        config = TrainConfig.from_dict(saved)
+        config = checkpoint_config(state, checkpoint, variant=variant or None, workers=workers)
         model, mean, std, threshold = restore_model(state, config, checkpoint, runtime.device)
         counts = state["counts"]
         if not isinstance(counts, dict) or counts.get("majority_class") not in (0, 1):

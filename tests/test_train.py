@@ -531,3 +531,24 @@ def test_a_tampered_checkpoint_is_one_line_naming_it_before_scoring(fitted, tmp_
         evaluate_checkpoint(tmp_path / "checkpoint.pt", tmp_path / "eval")
     assert str(error.value).startswith(f"{tmp_path / 'checkpoint.pt'}: {says}"), str(error.value)
     assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "explain"])
+def test_a_bad_setting_saved_in_a_checkpoint_is_blamed_on_the_checkpoint(fitted, tmp_path, command):
+    """A bad value in a checkpoint's saved settings was reported against params.yaml, a file the
+    user never gave; it now names the checkpoint."""
+    from csxa_train.explain import explain
+    from csxa_train.fit import evaluate_checkpoint, load_checkpoint, save_checkpoint
+
+    out, _ = fitted
+    state = load_checkpoint(out / "checkpoint.pt")
+    state["config"]["batch_size"] = "lots"
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    with pytest.raises(CsxaError) as error:
+        if command == "evaluate":
+            evaluate_checkpoint(tmp_path / "checkpoint.pt", tmp_path / "eval")
+        else:
+            explain(tmp_path / "checkpoint.pt", tmp_path / "eval", progress=False)
+    assert str(error.value) == (f"{tmp_path / 'checkpoint.pt'}: its saved settings: "
+                                "train.batch_size must be int, not 'lots'"), str(error.value)
+    assert not (tmp_path / "eval").exists()
