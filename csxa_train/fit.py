@@ -315,6 +315,16 @@ def validation_cases(labels: np.ndarray, stems: list[str], fraction: float, seed
     return mask
 
 
+def require_both_classes(labels: np.ndarray, where: str | None = None) -> None:
+    """Refuse train cases of one class only. (Lowering ``val_fraction`` cannot mend that: holding out
+    under half of each class always leaves some of every class the cases hold.)"""
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        which = f"all of class {int(classes[0])}" if len(classes) else "none at all"
+        raise CsxaError(f"the train cases are {which} ({len(labels)} cases); a classifier needs both classes",
+                        path=where)
+
+
 @dataclass
 class TrainData:
     """The train part (balanced, as tensors), the validation part (uint8, order a) and counts."""
@@ -342,12 +352,11 @@ def cases_train_data(images: np.ndarray, labels: np.ndarray, stems: list[str], c
     """:func:`train_data` from cases in memory (one image per case, sorted by stem): the
     validation part held out, the colour orders laid out and SMOTE applied (cross-validation
     calls it with the cases of the training folds)."""
+    if config.balance != "none":
+        require_both_classes(labels, str(config.variant))
     held = validation_cases(labels, stems, config.val_fraction, config.seed)
     val_images, val_labels = images[held], labels[held]
     images, labels = images[~held], labels[~held]
-    if len(np.unique(labels)) < 2 and config.balance != "none":
-        raise CsxaError(f"the train part holds one class only ({len(labels)} cases) after holding out "
-                        f"{int(held.sum())} for validation; lower train.val_fraction", path=str(config.variant))
     counts = {"train_cases": int(len(labels)), "validation_cases": int(len(val_labels)),
               "train_by_class": {str(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
               "validation_by_class": {str(k): int(v) for k, v in zip(*np.unique(val_labels, return_counts=True))},

@@ -125,15 +125,12 @@ def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.Dat
 def split_train(cases: pd.DataFrame, protocol: Protocol) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The train split's cases as (train part, validation part), drawn exactly as the networks'
     (``fit.validation_cases`` over the train cases sorted by stem)."""
-    from .fit import validation_cases
+    from .fit import require_both_classes, validation_cases
 
     train = cases[cases.split == "train"].sort_values("stem", ignore_index=True)
+    require_both_classes(train.label.to_numpy())
     held = validation_cases(train.label.to_numpy(), train.stem.tolist(), protocol.val_fraction, protocol.seed)
-    part, validation = train[~held].reset_index(drop=True), train[held].reset_index(drop=True)
-    if part.label.nunique() < 2:
-        raise CsxaError(f"the train part holds one class only ({len(part)} cases) after holding out "
-                        f"{int(held.sum())} for validation; a classifier needs both (lower train.val_fraction)")
-    return part, validation
+    return train[~held].reset_index(drop=True), train[held].reset_index(drop=True)
 
 
 def _counts(part: pd.DataFrame, validation: pd.DataFrame) -> dict:

@@ -552,3 +552,27 @@ def test_a_bad_setting_saved_in_a_checkpoint_is_blamed_on_the_checkpoint(fitted,
     assert str(error.value) == (f"{tmp_path / 'checkpoint.pt'}: its saved settings: "
                                 "train.batch_size must be int, not 'lots'"), str(error.value)
     assert not (tmp_path / "eval").exists()
+
+
+def test_one_class_train_cases_are_refused_without_blaming_val_fraction():
+    """The message told the user to lower train.val_fraction, which cannot help: holding out under
+    half of each class always leaves some of every class the train cases hold."""
+    import pandas as pd
+
+    from csxa_train.fit import TrainConfig, cases_train_data, validation_cases
+    from csxa_train.landmark_baseline import Protocol, split_train
+
+    labels = np.ones(9, dtype=np.int64)
+    stems = [f"{i:07d}" for i in range(9)]
+    with pytest.raises(CsxaError, match=r"^v: the train cases are all of class 1 \(9 cases\); a classifier needs both "
+                                        r"classes$"):
+        cases_train_data(np.zeros((9, 8, 8), np.uint8), labels, stems, False,
+                         TrainConfig.from_dict({"variant": "v", "balance": "smote"}))
+    cases = pd.DataFrame({"stem": stems, "label": labels, "split": "train"})
+    with pytest.raises(CsxaError, match="all of class 1 .9 cases.; a classifier needs both classes$"):
+        split_train(cases, Protocol(seed=0, val_fraction=0.2, threshold="youden", calibration_bins=10))
+    for fraction in (0.1, 0.3, 0.49):  # the claim in the docstring, for one to twenty cases of a class
+        for n in range(1, 21):
+            two = np.array([0] * n + [1] * 20)
+            held = validation_cases(two, [f"{i:07d}" for i in range(len(two))], fraction, seed=n)
+            assert set(two[~held]) == {0, 1}
