@@ -192,20 +192,32 @@ def _open_sets(root: str) -> None:
     _SETS = (open_file_set(Path(root), PNG_SET), open_file_set(Path(root), JSON_SET))
 
 
-def examine_case(png_bytes: bytes, json_bytes: bytes, params: IngestParams) -> dict:
-    """Decode the film once and check its landmarks against it; returns facts or the problem."""
+def examine_film(png_bytes: bytes, params: IngestParams) -> dict:
+    """Decode the film once; returns its facts (size, mode, inversion) or its problem."""
     try:
         film = decode_film(png_bytes, params.max_film_pixels)
     except ImageProblem as exc:
         return {"png_problem": str(exc), "png_rule": exc.rule}
-    mode = film.mode
     grey, channels_equal = film.grey()
     height, width = grey.shape
-    facts = {"width": width, "height": height, "mode": mode, "channels_equal": channels_equal,
-             "inverted": is_inverted(grey)}
-    if len(json_bytes) > MAX_JSON_BYTES:
-        return {**facts, "json_problem": f"{len(json_bytes):,} bytes, over the {MAX_JSON_BYTES:,} a LabelMe file "
-                                         "may have (the release's are under 1 MB); not parsed"}
+    return {"width": width, "height": height, "mode": film.mode, "channels_equal": channels_equal,
+            "inverted": is_inverted(grey)}
+
+
+def json_size_problem(size: int) -> str | None:
+    """Why a LabelMe file of ``size`` bytes is not parsed, or None."""
+    if size > MAX_JSON_BYTES:
+        return f"{size:,} bytes, over the {MAX_JSON_BYTES:,} a LabelMe file may have (the release's are under 1 MB); not parsed"
+    return None
+
+
+def examine_landmarks(json_bytes: bytes, facts: dict, params: IngestParams) -> dict:
+    """Check a case's LabelMe landmarks against its film's ``facts``; returns the facts with the
+    points, box and repairs added, or with the problem."""
+    width, height = facts["width"], facts["height"]
+    too_big = json_size_problem(len(json_bytes))
+    if too_big:
+        return {**facts, "json_problem": too_big}
     # parsing builds an object per value: a few MB of "{}," would take gigabytes; count them first
     # (",", "[" and "{" never occur in base64 imageData, so this is one cheap pass over the bytes)
     values = json_bytes.count(b",") + json_bytes.count(b"[") + json_bytes.count(b"{")
@@ -236,14 +248,21 @@ def _examine_job(job: tuple[int, str, str, IngestParams]) -> tuple[int, dict]:
         png_bytes = pngs.read(png_name)
     except CsxaError as exc:
         return number, {"png_problem": f"cannot be read ({exc})"}
+    facts = {}
     try:
-        json_bytes = jsons.read(json_name)
-    except CsxaError as exc:
-        return number, {"json_problem": f"cannot be read ({exc})"}
-    try:
-        return number, examine_case(png_bytes, json_bytes, params)
+        facts = examine_film(png_bytes, params)
+        if "png_problem" in facts:
+            return number, facts
+        too_big = json_size_problem(jsons.declared_size(json_name))  # before a byte of it is read
+        if too_big:
+            return number, {**facts, "json_problem": too_big}
+        try:
+            json_bytes = jsons.read(json_name)
+        except CsxaError as exc:
+            return number, {**facts, "json_problem": f"cannot be read ({exc})"}
+        return number, examine_landmarks(json_bytes, facts, params)
     except Exception as exc:  # one hostile file must not stop the release; it is dropped with the reason
-        return number, {"json_problem": f"cannot be examined ({type(exc).__name__}: {str(exc)[:200]})"}
+        return number, {**facts, "json_problem": f"cannot be examined ({type(exc).__name__}: {str(exc)[:200]})"}
 
 
 # --- split -------------------------------------------------------------------------------------

@@ -128,6 +128,10 @@ class FileSet:
         """The bytes of member ``name`` (its base name)."""
         return self._open(self._by_name[name])
 
+    def declared_size(self, name: str) -> int:
+        """The size member ``name`` was listed with (a zip's directory, or the file's size), unread."""
+        return self._by_name[name].size
+
     def __iter__(self) -> Iterator[Member]:
         return iter(self.members)
 

@@ -183,6 +183,23 @@ def test_member_declaring_more_than_the_cap_is_not_read(tiny_synth, baseline, tm
                           "declares 3,145,728 bytes, over the 2,097,152 a release file may have; not read")
 
 
+def test_labelme_file_over_the_json_cap_is_dropped_without_reading_it(release, baseline, monkeypatch):
+    """The LabelMe cap (64 MiB) was applied after the file had been read whole (up to the 256 MiB a
+    release file may declare); it is now checked on the size the file is listed with."""
+    from csxa_data import ingest as ingest_module
+
+    # the real cap is 64 MiB; 1 MiB takes the same path in a test's time
+    monkeypatch.setattr(ingest_module, "MAX_JSON_BYTES", 2**20)
+    stem = first_stem(release)
+    (release / "datasets-JSON" / f"{stem}.json").write_bytes(b" " * (2**20 + 1))
+    read, real_read = [], release_module.FileSet.read
+    monkeypatch.setattr(release_module.FileSet, "read", lambda self, name: read.append(name) or real_read(self, name))
+    result = ingest(release)
+    assert f"{stem}.png" in read and f"{stem}.json" not in read
+    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid",
+                          "1,048,577 bytes, over the 1,048,576 a LabelMe file may have")
+
+
 def test_huge_16_bit_film_is_dropped_as_png_too_large_without_decoding(release, baseline):
     import resource
 
