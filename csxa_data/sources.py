@@ -193,7 +193,11 @@ class RegistrySource(Source):
             from dvc.api import DVCFileSystem
 
             try:
-                self._fs, self._pid = DVCFileSystem(self.repo, rev=self.rev), os.getpid()
+                fs = DVCFileSystem(self.repo, rev=self.rev)
+                timeouts = remote_timeouts(fs.repo.config, self.params.timeout)
+                if timeouts:  # opened again, with sources.timeout in place of DVC's 60 s per read
+                    fs = DVCFileSystem(self.repo, rev=self.rev, remote_config=timeouts)
+                self._fs, self._pid = fs, os.getpid()
             except Exception as exc:  # dvc and scmrepo raise many kinds for a missing repo or revision
                 raise SourceError(_registry_problem(self.repo, self.rev, self.path, exc), path=self.repo) from None
         return self._fs
@@ -208,11 +212,29 @@ class RegistrySource(Source):
         except Exception as exc:  # an unknown revision, a remote that cannot be reached, ...
             if type(exc).__name__ == "RevError":
                 raise SourceError(_registry_problem(self.repo, self.rev, self.path, exc), path=self.repo) from None
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else (
-                "no answer in time (the registry's remote settings set its timeouts)" if isinstance(exc, TimeoutError)
-                else "no reason given")
-            raise SourceError(f"cannot fetch from the registry's remote ({type(exc).__name__}: {_one_line(reason)})",
-                              path=self.where(name)) from None
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no reason given"
+            chain, cause = [], exc
+            while cause is not None and len(chain) < 20:
+                chain.append(cause)
+                cause = cause.__cause__ or cause.__context__
+            waited = (f"no answer within {self.params.timeout:g} s (sources.timeout): "
+                      if any(isinstance(e, TimeoutError) for e in chain) else "")
+            raise SourceError(f"cannot fetch from the registry's remote ({waited}{type(exc).__name__}: "
+                              f"{_one_line(reason)})", path=self.where(name)) from None
+
+
+def remote_timeouts(config, timeout: float) -> dict:
+    """The connect and read timeouts to give a registry's default remote, as DVC's settings for its
+    kind (HTTP(S) and S3; DVC waits 60 s for each read otherwise), or {} for a remote that has
+    none (a local folder)."""
+    name = config["core"].get("remote")
+    url = str(config["remote"].get(name, {}).get("url", "")) if name else ""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme in ("http", "https"):
+        return {"connect_timeout": timeout, "read_timeout": timeout}
+    if scheme == "s3":  # whole seconds in DVC's S3 settings
+        return {"connect_timeout": math.ceil(timeout), "read_timeout": math.ceil(timeout)}
+    return {}
 
 
 def _registry_problem(repo: str, rev: str | None, path: str, exc: Exception) -> str:

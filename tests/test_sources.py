@@ -22,7 +22,7 @@ import pytest
 from conftest import tiny_variant
 from csxa_data.build import BuildParams, VariantSpec
 from csxa_data.errors import CsxaError
-from csxa_data.sources import SourceParams, open_source, registry_spec, verify
+from csxa_data.sources import SourceError, SourceParams, open_source, registry_spec, verify
 from csxa_data.synth import SynthParams
 from csxa_train.data import eval_loader, load_split
 
@@ -53,7 +53,7 @@ class Mirror:
             def do_GET(self):
                 name = self.path.lstrip("/")
                 mirror.requests.append(name)
-                fault = mirror.faults.get(name, "")
+                fault = mirror.faults.get(name, mirror.faults.get("*", ""))
                 if fault in ("404", "503"):
                     self.send_error(int(fault))
                     return
@@ -350,6 +350,43 @@ def test_a_registry_revision_streams_verified_samples_without_a_clone(registry, 
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["n"] == json.loads(
         (variant / "shards.json").read_text())["totals"]["test"]["samples"]
+
+
+def test_a_registry_whose_http_remote_stalls_stops_within_the_source_timeout(registry, tmp_path):
+    """DVC's HTTP remote waits 60 s for each read, five tries; a registry source now hands its
+    remote sources.timeout as the read and connect timeouts, so a stalled remote ends in one line
+    within seconds."""
+    copy = tmp_path / "repo"
+    shutil.copytree(registry, copy)
+    server = Mirror(registry.parent / "remote")
+    server.faults["*"] = "stall"  # headers and 100 bytes of every file, then silence
+    try:
+        dvc("remote", "modify", "store", "url", server.url, cwd=copy)
+        git("commit", "-qam", "the remote behind a web server", cwd=copy)
+        source = open_source(registry_spec(str(copy), "data/variants/cropped", "HEAD"), SourceParams(timeout=1, retries=0))
+        started = time.monotonic()
+        with pytest.raises(SourceError) as error:
+            load_split(source, "train")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert elapsed < 20, (elapsed, str(error.value))
+    assert str(error.value).count("\n") == 0 and "data/variants/cropped" in str(error.value), str(error.value)
+    assert "cannot fetch from the registry's remote (no answer within 1 s (sources.timeout): " in str(error.value)
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://dvc.example.org/store", {"connect_timeout": 2.5, "read_timeout": 2.5}),
+    ("s3://bucket/store", {"connect_timeout": 3, "read_timeout": 3}),
+    ("/srv/store", {}),
+    ("../store", {}),
+    (None, {}),
+])
+def test_remote_timeouts_are_given_as_each_kind_of_remote_takes_them(url, expected):
+    from csxa_data.sources import remote_timeouts
+
+    config = {"core": {"remote": "store"} if url else {}, "remote": {"store": {"url": url}} if url else {}}
+    assert remote_timeouts(config, 2.5) == expected
 
 
 def test_a_version_that_does_not_exist_names_those_that_do(registry):
