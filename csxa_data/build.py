@@ -210,6 +210,22 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     return conform(Manifest, frame, path)
 
 
+def check_manifest_against_validation(manifest: pd.DataFrame, validation: dict, release: str | Path,
+                                      where: str | Path) -> None:
+    """The manifest must be the one ingest reported in ``validation`` (the dataset card states its
+    counts): the same cases per split and class, and the build must read the release ingest read."""
+    counted = manifest.groupby(["split", "label"]).size()
+    here = {f"{split}/{label}": int(n) for (split, label), n in counted.items()}
+    reported = validation["kept"]["by_split_and_class"]
+    if len(manifest) != validation["kept"]["cases"] or here != reported:
+        raise CsxaError(f"the manifest holds {len(manifest)} cases {dict(sorted(here.items()))}, but ingest reported "
+                        f"{validation['kept']['cases']} {dict(sorted(reported.items()))}: the manifest was edited or "
+                        "comes from another ingest; run csxa-data ingest again", path=where)
+    if Path(validation["release"]).resolve() != Path(release).resolve():
+        raise CsxaError(f"ingest read the release {validation['release']}, but the build would read {release}: "
+                        "give --release the release ingest read, or run csxa-data ingest on this one", path=where)
+
+
 def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release: str | Path, out: str | Path,
                   params: BuildParams, *, workers: int | None = None, progress: bool = True,
                   validation: dict | None = None) -> dict:

@@ -34,10 +34,38 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def release_kind(validation: dict) -> str:
-    """'official' when the md5 of all three official files matched, else 'other' (the synthetic atlas,
-    an unpacked or altered copy)."""
+    """'official' when the md5 of all three official files matched; 'synthetic' for a release that
+    ``csxa-data synth`` wrote (ingest saw its faults.csv beside it); else 'unverified' (an unpacked
+    or altered copy, or md5 not checked: it may hold real radiographs)."""
     statuses = [entry.get("status") for entry in validation.get("md5", [])]
-    return "official" if len(statuses) == 3 and all(s == "match" for s in statuses) else "other"
+    if len(statuses) == 3 and all(s == "match" for s in statuses):
+        return "official"
+    return "synthetic" if validation.get("synthetic") is True else "unverified"
+
+
+# what a card says of each kind of release: licence, source datasets, and the source in prose
+_SOURCE = {
+    "official": ("the CSXA release's own terms (Science Data Bank, CSXA V3.0); read them before use",
+                 [f"doi:{CSXA_DOI}"], "the official CSXA V3.0 release (md5 of all three files verified)"),
+    "synthetic": ("synthetic data made by csxa: no patient data", ["synthetic (csxa-data synth)"],
+                  "**not the official release**: the synthetic atlas written by `csxa-data synth`; numbers below "
+                  "say nothing about real radiographs"),
+    "unverified": ("unverified copy: if it holds CSXA radiographs, the CSXA release's own terms (Science Data Bank, "
+                   "CSXA V3.0) apply; read them before use",
+                   [f"doi:{CSXA_DOI} (unverified copy)"],
+                   "**a release not verified as the official one** (its md5 did not all match CSXA V3.0's, or was not "
+                   "checked: an unpacked or altered copy); treat it as patient data unless you know otherwise"),
+}
+
+
+def _test_share(totals: dict) -> str:
+    """'The test split is N% spondylosis', from the counts, or '' without test samples."""
+    test = totals.get("test", {})
+    samples = sum(test.get("by_class", {}).values())
+    if not samples:
+        return ""
+    share = 100 * test["by_class"].get("1", 0) / samples
+    return f"The test split is {share:.0f}% spondylosis: read balanced accuracy and AUROC, not accuracy."
 
 
 def _orders_note(spec: dict) -> list[str]:
@@ -59,24 +87,21 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
     """The card of one variant: source release (DOI, licence, citation), what ingest repaired and
     dropped (counts per rule), class balance per split, preprocessing parameters, shard checksums,
     and how to pull, import or stream it."""
-    totals, official = report["totals"], release_kind(validation) == "official"
+    totals = report["totals"]
+    licence, source_datasets, source = _SOURCE[release_kind(validation)]
     samples = sum(t["samples"] for t in totals.values())
     front = {
         "pretty_name": f"CSXA {name} (csxa variant)",
         "license": "other",
-        "license_details": "the CSXA release's own terms (Science Data Bank, CSXA V3.0); read them before use"
-                           if official else "synthetic data made by csxa: no patient data",
+        "license_details": licence,
         "task_categories": ["image-classification"],
         "tags": ["medical", "x-ray", "cervical-spine", "spondylosis", "webdataset", "csxa"],
         "size_categories": ["1K<n<10K" if samples >= 1000 else "n<1K"],
-        "source_datasets": [f"doi:{CSXA_DOI}"] if official else ["synthetic (csxa-data synth)"],
+        "source_datasets": source_datasets,
         "configs": [{"config_name": name, "data_files": [{"split": s, "path": f"{s}-*.tar"} for s in totals]}],
         "csxa": {"variant": name, "spec": report.get("spec", {}), "build": report.get("build", {}),
                  "samples": {s: t["samples"] for s, t in totals.items()}},
     }
-    source = ("the official CSXA V3.0 release (md5 of all three files verified)" if official else
-              "**not the official release** (its md5 does not match CSXA V3.0's: the embedded synthetic atlas, or "
-              "a copy that differs); numbers below say nothing about real radiographs")
     lines = [f"# CSXA variant `{name}`", "",
              f"One of the six preprocessings of the seed paper ({SEED_PAPER}), as WebDataset shards built by "
              f"`csxa-data build --variant {name}` from {source}.", "",
@@ -118,8 +143,7 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
               f"dvc artifacts get {registry} {name} --rev vX.Y.Z            # the files of one version",
               f"dvc import {registry} data/variants/{name} --rev {name}@vX.Y.Z  # tracked in your repository",
               f"csxa-train fit --registry {registry} --variant {name} --rev vX.Y.Z --out results/mine  # stream, no clone",
-              "```", "", "## Caution", "", CAUTION,
-              "The test split is about 96% spondylosis: read balanced accuracy and AUROC, not accuracy.", ""]
+              "```", "", "## Caution", "", CAUTION, _test_share(totals), ""]
     return _front_matter(front) + "\n" + "\n".join(lines)
 
 

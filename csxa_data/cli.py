@@ -159,23 +159,29 @@ def _variant_specs(args: argparse.Namespace) -> dict:
     return {name: VariantSpec.from_dict(name, spec) for name, spec in section.items()}
 
 
-def _ingest_validation(manifest: Path) -> dict:
-    """Ingest's validation.json beside the manifest (what the dataset card reports)."""
+def _ingest_validation(manifest: Path) -> tuple[dict, Path]:
+    """Ingest's validation.json beside the manifest (what the dataset card reports), checked."""
     import json
+
+    from .ingest import validation_problem
 
     path = Path(manifest).parent / "validation.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        validation = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CsxaError("not found beside the manifest; the dataset card needs it (run csxa-data ingest)",
                         path=path) from None
-    except (OSError, ValueError) as exc:
-        raise CsxaError(f"cannot read ({exc})", path=path) from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CsxaError(f"cannot read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})", path=path) from None
+    problem = validation_problem(validation)
+    if problem:
+        raise CsxaError(f"{problem}; run csxa-data ingest again", path=path)
+    return validation, path
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .atomic import check_writable
-    from .build import VARIANT_FILES, BuildParams, build_variant, read_manifest
+    from .build import VARIANT_FILES, BuildParams, build_variant, check_manifest_against_validation, read_manifest
     from .ingest import IngestParams
     from .params import load_section
 
@@ -186,8 +192,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     release = args.release or Path(IngestParams.from_dict(load_section(args.params, "ingest")).release)
     out = args.out or Path("data/variants") / args.variant
     check_writable(out, owns=VARIANT_FILES)
-    report = build_variant(args.variant, specs[args.variant], read_manifest(args.manifest), release, out, params,
-                           workers=args.workers, progress=not args.quiet, validation=_ingest_validation(args.manifest))
+    manifest = read_manifest(args.manifest)
+    validation, validation_path = _ingest_validation(args.manifest)
+    check_manifest_against_validation(manifest, validation, release, validation_path)
+    report = build_variant(args.variant, specs[args.variant], manifest, release, out, params,
+                           workers=args.workers, progress=not args.quiet, validation=validation)
     parts = [f"{split}: {t['samples']} samples of {t['cases']} cases in {t['shards']} shards {t['by_class']}"
              for split, t in report["totals"].items()]
     print(f"build {args.variant}: " + "; ".join(parts) + f"; {len(report['skipped'])} cases skipped; wrote {out}")

@@ -479,6 +479,8 @@ def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, rep
     by_split_class = manifest.groupby(["split", "label"]).size()
     return {
         "release": str(release.root),
+        # csxa-data synth writes faults.csv beside the release it makes (the dataset card says so)
+        "synthetic": (release.root.parent / "faults.csv").is_file(),
         "md5": release.checksums.to_dict("records"),
         "sources": sources,
         "drops_by_rule": {s: drops[drops.source == s].rule.value_counts().sort_index().to_dict() for s in inputs},
@@ -565,3 +567,36 @@ def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _is_counts(value, depth: int = 1) -> bool:
+    """A mapping of names to whole numbers (``depth`` 2: of names to such mappings)."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        return False
+    if depth > 1:
+        return all(_is_counts(v, depth - 1) for v in value.values())
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values())
+
+
+def validation_problem(validation) -> str | None:
+    """Why a ``validation.json`` read back is not ingest's report (the parts a dataset card and the
+    build's reconciliation read), or None."""
+    if not isinstance(validation, dict):
+        return f"is a JSON {type(validation).__name__}, not ingest's report (an object)"
+    md5 = validation.get("md5")
+    kept = validation.get("kept")
+    checks = {
+        "release": isinstance(validation.get("release"), str),
+        "synthetic": isinstance(validation.get("synthetic", False), bool),
+        "md5": isinstance(md5, list) and all(isinstance(e, dict) and isinstance(e.get("file"), str)
+                                             and isinstance(e.get("status"), str) for e in md5),
+        "sources": _is_counts(validation.get("sources"), 2),
+        "drops_by_rule": _is_counts(validation.get("drops_by_rule"), 2),
+        "repairs_by_rule": _is_counts(validation.get("repairs_by_rule")),
+        "kept": isinstance(kept, dict) and isinstance(kept.get("cases"), int)
+                and _is_counts(kept.get("by_split_and_class")),
+    }
+    wrong = [key for key, ok in checks.items() if not ok]
+    if wrong:
+        return f"{wrong[0]!r} is missing or not as ingest writes it, so this is not ingest's report"
+    return None

@@ -32,6 +32,12 @@ class Manifest(pa.DataFrameModel):
         # one case, one film: a row naming another case's PNG would put that film under this label
         return (df.png_name.str[:7] == df.stem) & (pd.to_numeric(df.stem.str[:4], errors="coerce") == df.number)
 
+    @pa.dataframe_check(name="gender_and_age_are_the_stems")
+    def gender_and_age_are_the_stems(cls, df):
+        # ingest repairs both from the file name; a hand-edited row that disagrees is not ingest's output
+        return (pd.to_numeric(df.stem.str[4], errors="coerce") == df.gender) & \
+            (pd.to_numeric(df.stem.str[5:7], errors="coerce") == df.age)
+
     @pa.dataframe_check(name="box_inside_film")
     def box_inside_film(cls, df):
         return (df.box_x0 < df.box_x1) & (df.box_y0 < df.box_y1) & (df.box_x1 <= df.width) & (df.box_y1 <= df.height)

@@ -43,7 +43,8 @@ def test_dataset_card_states_what_the_reports_say(built):
     assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "train-*.tar"},
                                                {"split": "test", "path": "test-*.tar"}]
     # the synthetic atlas is never passed off as the official release
-    assert release_kind(validation) == "other" and "synthetic" in meta["license_details"]
+    assert validation["synthetic"] is True and release_kind(validation) == "synthetic"
+    assert "no patient data" in meta["license_details"]
     assert "**not the official release**" in body and "10.57760/sciencedb.15391" in body
     for shard in report["shards"]:
         assert shard["sha256"] in body
@@ -56,12 +57,93 @@ def test_dataset_card_states_what_the_reports_say(built):
     assert f"| test | {test['cases']} | {test['samples']} | {test['by_class'].get('0', 0)} |" in body
     assert "dvc import https://example.org/csxa data/variants/wide_cropped --rev wide_cropped@vX.Y.Z" in body
     assert "not a diagnostic device" in body
+    share = round(100 * test["by_class"].get("1", 0) / sum(test["by_class"].values()))
+    assert f"The test split is {share}% spondylosis: read balanced accuracy and AUROC" in body
 
 
 def test_an_official_release_is_named_as_such():
     validation = {"md5": [{"file": f, "status": "match"} for f in ("a", "b", "c")]}
     assert release_kind(validation) == "official"
-    assert release_kind({"md5": [{"file": "a", "status": "match"}, {"file": "b", "status": "differs"}]}) == "other"
+    assert release_kind({**validation, "synthetic": True}) == "official"
+    assert release_kind({"md5": [{"file": "a", "status": "match"}, {"file": "b", "status": "differs"}]}) == "unverified"
+
+
+@pytest.mark.parametrize("md5", [[], [{"file": f, "status": s} for f, s in (("a", "match"), ("b", "match"),
+                                                                           ("c", "mismatch"))]])
+def test_a_release_neither_verified_nor_synthetic_is_never_called_patient_free(built, md5):
+    """Third audit: any release whose md5 did not all match (md5 off, an unpacked copy, a corrupt
+    download) was carded as 'synthetic data made by csxa: no patient data'."""
+    root, report = built
+    validation = {**json.loads((root / "ingest" / "validation.json").read_text()), "md5": md5, "synthetic": False}
+    meta, body = front_matter(dataset_card("wide_cropped", report, {}, validation))
+    assert release_kind(validation) == "unverified"
+    assert "no patient data" not in meta["license_details"] and "terms" in meta["license_details"]
+    assert "synthetic" not in json.dumps(meta["source_datasets"]) and "treat it as patient data" in body
+
+
+def _build_cli(root, manifest, release, out):
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump({"variants": {"v": {"crop": "centre", "centre_size": 64, "out_size": 16}},
+                                      "build": {"shard_size": 50, "min_shards": 1}}))
+    from conftest import run_cli
+
+    return run_cli("build", "--params", params, "--variant", "v", "--manifest", manifest, "--release", release,
+                   "--out", out, "--workers", "1")
+
+
+def _one_line(result) -> str:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("tamper, says", [
+    (lambda m: m.assign(label=1 - m.label), "the manifest holds 59 cases"),
+    (lambda m: m.iloc[:20], "the manifest holds 20 cases"),
+])
+def test_build_refuses_a_manifest_that_is_not_the_one_ingest_reported(built, small_synth, tmp_path, tamper, says):
+    """Third audit: a manifest cut to 20 rows with every label flipped was built, and its card
+    printed ingest's counts beside the edited ones."""
+    import pandas as pd
+
+    root, _ = built
+    ingest = tmp_path / "ingest"
+    ingest.mkdir()
+    (ingest / "validation.json").write_text((root / "ingest" / "validation.json").read_text())
+    tamper(pd.read_csv(root / "ingest" / "manifest.csv", dtype={"stem": str})).to_csv(ingest / "manifest.csv",
+                                                                                      index=False)
+    line = _one_line(_build_cli(tmp_path, ingest / "manifest.csv", small_synth / "release", tmp_path / "out"))
+    assert line.startswith(f"csxa-data: error: {ingest / 'validation.json'}: {says}") and "run csxa-data ingest" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_refuses_a_release_other_than_the_one_ingest_read(built, small_synth, tmp_path):
+    import shutil
+
+    root, _ = built
+    shutil.copytree(small_synth / "release", tmp_path / "other")
+    line = _one_line(_build_cli(tmp_path, root / "ingest" / "manifest.csv", tmp_path / "other", tmp_path / "out"))
+    assert f"ingest read the release {small_synth / 'release'}, but the build would read {tmp_path / 'other'}" in line
+
+
+@pytest.mark.parametrize("text, says", [
+    ("null", "is a JSON NoneType, not ingest's report"),
+    ("[1, 2]", "is a JSON list, not ingest's report"),
+    ("{}", "'release' is missing or not as ingest writes it"),
+    ('{"release": "r", "md5": [1]}', "'md5' is missing or not as ingest writes it"),
+    ("[" * 100_000, "cannot read (RecursionError"),
+])
+def test_build_refuses_a_validation_json_that_is_not_ingests(built, small_synth, tmp_path, text, says):
+    """Third audit: these were AttributeErrors after every shard had been built, or (null) a build
+    without its dataset card."""
+    root, _ = built
+    ingest = tmp_path / "ingest"
+    ingest.mkdir()
+    (ingest / "manifest.csv").write_text((root / "ingest" / "manifest.csv").read_text())
+    (ingest / "validation.json").write_text(text)
+    line = _one_line(_build_cli(tmp_path, ingest / "manifest.csv", small_synth / "release", tmp_path / "out"))
+    assert line.startswith(f"csxa-data: error: {ingest / 'validation.json'}: {says}"), line
 
 
 def test_model_card_puts_every_metric_beside_the_baseline():

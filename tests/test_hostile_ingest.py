@@ -487,3 +487,17 @@ def test_a_manifest_row_naming_another_cases_film_is_refused(baseline, tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "stem_png_name_and_number_agree" in lines[0], lines
+
+
+@pytest.mark.parametrize("column, value", [("age", 99), ("gender", None)])
+def test_a_manifest_row_whose_gender_or_age_is_not_its_stems_is_refused(baseline, tmp_path, column, value):
+    """Third audit: ingest repairs gender and age from the file name; a hand-edited manifest row
+    that disagrees with its stem was built into the shards' metadata as it stood."""
+    frame = baseline.manifest.copy()
+    row = frame.index[0]
+    frame.loc[row, column] = 1 - frame.loc[row, column] if value is None else value
+    frame.to_csv(tmp_path / "manifest.csv", index=False)
+    result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gender_and_age_are_the_stems" in lines[0], lines
