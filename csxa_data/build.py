@@ -77,7 +77,8 @@ class BuildParams:
         params = dataclass_from_section(cls, data, "build")
         require(params.shard_size >= 1 and params.min_shards >= 1, "build.shard_size and build.min_shards must be at least 1")
         require(0 <= params.png_compress_level <= 9, "build.png_compress_level must be within 0..9")
-        require(params.preview_cases >= 0, "build.preview_cases must not be negative")
+        require(1 <= params.preview_cases <= 50, "build.preview_cases must be within 1..50 (test cases per class "
+                "in the variant's preview.png)")
         return params
 
 

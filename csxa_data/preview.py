@@ -23,7 +23,8 @@ def tile_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], tile: int, 
     title_h, caption_h = tile // 8, tile // 12
     scaled = [[(img.resize((max(1, round(img.width * tile / img.height)), tile), Image.Resampling.LANCZOS), cap)
                for img, cap in items] for _, items in rows]
-    width = max(sum(im.width + pad for im, _ in items) + pad for items in scaled)
+    # at least two tiles wide, so that a title over an empty row still shows
+    width = max([sum(im.width + pad for im, _ in items) + pad for items in scaled] + [2 * tile])
     height = len(rows) * (title_h + tile + caption_h + pad) + pad
     page = Image.new("RGB", (width, height), (24, 24, 28))
     draw = ImageDraw.Draw(page)
@@ -85,17 +86,12 @@ def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Pa
     return out
 
 
-def _first_per_class(variant_dir: Path, per_class: int, keys: list[str] | None = None) -> dict[int, list[dict]]:
+def _first_per_class(variant_dir: Path, per_class: int) -> dict[int, list[dict]]:
     from .shards import read_shards, split_shards
 
     picked: dict[int, list[dict]] = {0: [], 1: []}
     for sample in read_shards(split_shards(variant_dir, "test")):
-        if keys is not None:
-            if sample["key"] in keys:
-                picked[sample["label"]].append(sample)
-            if sum(map(len, picked.values())) == len(keys):
-                break
-        elif len(picked[sample["label"]]) < per_class:
+        if len(picked[sample["label"]]) < per_class:
             picked[sample["label"]].append(sample)
             if all(len(v) >= per_class for v in picked.values()):
                 break
@@ -107,23 +103,39 @@ def variant_preview(variant_dir: str | Path, name: str, per_class: int = 3, tile
     picked = _first_per_class(Path(variant_dir), per_class)
     rows = [(f"{name}: {CLASS_TITLES[label]}", [(Image.fromarray(s["image"]), s["key"]) for s in samples])
             for label, samples in picked.items() if samples]
-    return tile_grid(rows, tile)
+    return tile_grid(rows or [(f"{name}: no test samples to show", [])], tile)
 
 
 def compare_variants(variants_dir: str | Path, names: list[str], out: str | Path, per_class: int = 2,
                      tile: int = 150) -> Path:
-    """One sheet: the same test cases (first of each class) in every variant, a row per variant."""
+    """One sheet: the same test cases (first of each class) in every variant, a row per variant.
+    Each variant's test split is streamed whole and verified against its shards.json (sha256,
+    counts, splits), as a trainer reads it; a variant without one of the chosen cases, or giving it
+    another label, is an error naming it."""
+    from .sources import open_source, shard_report, split_samples
+
     variants_dir = Path(variants_dir)
     missing = [n for n in names if not (variants_dir / n / "shards.json").is_file()]
     if missing:
         raise CsxaError(f"no built variant(s) {missing}; run `dvc repro` first", path=variants_dir)
-    first = _first_per_class(variants_dir / names[0], per_class)
-    keys = [s["key"] for label in (0, 1) for s in first[label]]
-    rows = []
+    rows, chosen = [], None   # chosen: key -> label, from the first variant
     for name in names:
-        samples = {s["key"]: s for group in _first_per_class(variants_dir / name, 0, keys).values() for s in group}
-        rows.append((name, [(Image.fromarray(samples[k]["image"]), f"{k} ({CLASS_TITLES[samples[k]['label']].split()[0]})")
-                            for k in keys if k in samples]))
+        source = open_source(variants_dir / name)
+        counts, picked = {0: 0, 1: 0}, {}
+        for sample in split_samples(source, shard_report(source), "test"):
+            if chosen is None and counts[sample["label"]] < per_class:
+                counts[sample["label"]] += 1
+                picked[sample["key"]] = sample
+            elif chosen is not None and sample["key"] in chosen:
+                picked[sample["key"]] = sample
+        if chosen is None:
+            chosen = {s["key"]: s["label"] for label in (0, 1) for s in picked.values() if s["label"] == label}
+        lacking = [k for k in chosen if k not in picked or picked[k]["label"] != chosen[k]]
+        if lacking:
+            raise CsxaError(f"variant {name} lacks test case(s) {lacking[:3]} of {names[0]}, or labels them otherwise: "
+                            "were they built from different manifests? Rebuild them (dvc repro)", path=variants_dir / name)
+        rows.append((name, [(Image.fromarray(picked[k]["image"]), f"{k} ({CLASS_TITLES[chosen[k]].split()[0]})")
+                            for k in chosen]))
     out = Path(out)
     with atomic_path(out) as tmp:
         tile_grid(rows, tile).save(tmp, format="PNG")

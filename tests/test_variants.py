@@ -401,3 +401,49 @@ def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, siz
     ours = (tmp_path / "ours.tar").read_bytes()
     assert ours == (tmp_path / "theirs.tar").read_bytes()
     assert sha == hashlib.sha256(ours).hexdigest() and len(ours) % tarfile.RECORDSIZE == 0
+
+
+# --- third audit: the sheets of variants ----------------------------------------------------------
+
+def test_compare_variants_draws_the_same_cases_from_verified_shards(built, tmp_path):
+    import shutil
+
+    from csxa_data.preview import compare_variants
+    from csxa_data.sources import SourceError
+
+    out = compare_variants(built, ["original", "colored"], tmp_path / "sheet.png")
+    assert Image.open(out).size[0] > 0
+    # a test shard copied in from another variant was drawn as this variant's row; now its sha256
+    # against shards.json refuses it
+    swapped = tmp_path / "swapped"
+    for name in ("original", "colored"):
+        shutil.copytree(built / name, swapped / name)
+    shutil.copy(built / "original" / "test-000000.tar", swapped / "colored" / "test-000000.tar")
+    with pytest.raises(SourceError, match="colored/test-000000.tar: sha256 differs from shards.json"):
+        compare_variants(swapped, ["original", "colored"], tmp_path / "swapped.png")
+    assert not (tmp_path / "swapped.png").exists()
+
+
+def test_compare_variants_refuses_a_variant_without_the_chosen_cases(built, small_synth, ingested, tmp_path):
+    """A variant built from another manifest lacked the chosen cases: its row was drawn short."""
+    import shutil
+
+    from csxa_data.preview import compare_variants
+
+    shutil.copytree(built / "original", tmp_path / "original")
+    manifest = read_manifest(ingested / "manifest.csv")
+    first = next(iter(read_shards(split_shards(built / "original", "test"))))
+    fewer = manifest[manifest.number != first["meta"]["number"]]
+    build_variant("cropped", SPECS["cropped"], fewer, small_synth / "release", tmp_path / "cropped", PARAMS,
+                  workers=1, progress=False)
+    with pytest.raises(CsxaError, match=rf"variant cropped lacks test case\(s\) \['{first['key']}'\] of original"):
+        compare_variants(tmp_path, ["original", "cropped"], tmp_path / "sheet.png")
+
+
+def test_preview_of_a_variant_without_test_samples_is_a_titled_page():
+    from csxa_data.preview import tile_grid
+
+    page = tile_grid([("v: no test samples to show", [])], 160)
+    assert page.size == (320, 160 // 8 + 160 + 160 // 12 + 12)
+    with pytest.raises(CsxaError, match="build.preview_cases must be within 1..50"):
+        BuildParams.from_dict({"preview_cases": 0})
