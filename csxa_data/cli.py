@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import CsxaError, run_command
-from .params import whole_number
+from .params import seconds, whole_number
 
 PROG = "csxa-data"
 
@@ -225,14 +225,19 @@ def cmd_versions(args: argparse.Namespace) -> int:
     from .registry import published_versions, read_artifacts, require_version
 
     if args.check:
-        entry = require_version(args.repo, args.name, args.check)
+        entry = require_version(args.repo, args.name, args.check, timeout=args.timeout)
         print(f"{args.name}@{entry['version']}: commit {entry['commit_hexsha']}")
         return 0
     if args.name is None:
         for artifact in read_artifacts(args.repo).values():
             print(f"{artifact.name}\t{artifact.type}\t{artifact.path}")
         return 0
-    versions = published_versions(args.repo, args.name)
+    if (Path(args.repo) / "dvc.yaml").is_file():  # a local registry says which artifacts it has
+        known = read_artifacts(args.repo)
+        if args.name not in known:
+            raise CsxaError(f"no artifact {args.name!r} in dvc.yaml; known: {sorted(known)}",
+                            path=Path(args.repo).resolve())
+    versions = published_versions(args.repo, args.name, timeout=args.timeout)
     if not versions:
         print(f"{args.name}: no published versions")
     for entry in versions:
@@ -273,6 +278,8 @@ def _add_registry_commands(sub) -> None:
     versions.add_argument("name", nargs="?", help="artifact name (default: list the artifacts)")
     versions.add_argument("--repo", default=".", help="registry: a path or git URL (default: %(default)s)")
     versions.add_argument("--check", metavar="VERSION", help="require this version (for example v1.0.0) to be published")
+    versions.add_argument("--timeout", type=seconds(86400), default=300.0,
+                          help="seconds to read the tags (a clone, for a git URL) before giving up (default: %(default)s)")
     versions.set_defaults(func=cmd_versions)
 
     pull = sub.add_parser(
@@ -282,7 +289,8 @@ def _add_registry_commands(sub) -> None:
     pull.add_argument("targets", nargs="*", help="outputs or stages to pull (default: everything)")
     pull.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: %(default)s)")
     pull.add_argument("--remote", help="DVC remote (default: the default remote)")
-    pull.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (default: %(default)s)")
+    pull.add_argument("--timeout", type=seconds(86400), default=600.0,
+                      help="seconds before giving up (default: %(default)s)")
     pull.set_defaults(func=cmd_pull)
 
 

@@ -165,6 +165,24 @@ def worker_count(requested: int | None, jobs: int) -> int:
     return max(1, min(requested or os.cpu_count() or 1, jobs))
 
 
+def seconds(maximum: float):
+    """An argparse type: a finite number of seconds above 0 and at most ``maximum`` (else a usage
+    error, exit 2)."""
+    import argparse
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
+        if not 0 < value <= maximum:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text[:40]} is not within (0, {maximum:g}] seconds")
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
 def whole_number(minimum: int, maximum: int):
     """An argparse type: a whole number within ``minimum..maximum`` (else a usage error, exit 2)."""
     import argparse

@@ -28,13 +28,16 @@ class ArtifactInfo:
 
 
 def _open_repo(root: str | Path):
-    from dvc.exceptions import NotDvcRepoError
+    from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
     try:
         return Repo(str(root))
     except NotDvcRepoError:
         raise CsxaError("not a DVC repository (no .dvc folder)", path=root) from None
+    except DvcException as exc:  # a damaged .dvc/config or config.local, above all
+        raise CsxaError(f"cannot open as a DVC repository ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]})", path=root) from None
 
 
 def read_artifacts(root: str | Path = ".") -> dict[str, ArtifactInfo]:
@@ -59,26 +62,49 @@ def _gto_error(exc: Exception) -> str:
     return str(getattr(exc, "message", None) or exc).strip().splitlines()[0]
 
 
-def published_versions(repo: str | Path, name: str) -> list[dict]:
+# reading tags may clone a git URL: a server that accepts and never answers must not hang the command
+VERSIONS_TIMEOUT = 300.0
+
+
+def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TIMEOUT) -> list[dict]:
     """Registered, active versions of artifact ``name`` in ``repo`` (a path or a git URL), oldest
-    first by semantic version; each a dict with ``version``, ``commit_hexsha``, ``created_at``."""
+    first by semantic version; each a dict with ``version``, ``commit_hexsha``, ``created_at``.
+    Reading them (a clone, for a URL) must end within ``timeout`` seconds."""
+    import threading
+
     from gto.api import show
-    from gto.exceptions import ArtifactNotFound, GTOException
+    from gto.exceptions import ArtifactNotFound
     from gto.versions import SemVer
-    from scmrepo.exceptions import SCMError
 
-    try:
-        versions = show(str(repo), name, registered_only=True)
-    except ArtifactNotFound:
-        return []   # no tag names it yet
-    except (GTOException, SCMError) as exc:   # SCMError: not a git repository, clone failed
-        raise CsxaError(f"cannot read versions of {name!r}: {_gto_error(exc)}", path=_where(repo)) from None
-    return sorted((v for v in versions if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
+    answer: dict = {}
+
+    def ask() -> None:
+        try:
+            answer["versions"] = show(str(repo), name, registered_only=True)
+        except ArtifactNotFound:
+            answer["versions"] = []   # no tag names it yet
+        except Exception as exc:  # noqa: BLE001 - gto, scmrepo and git raise many kinds for one bad tag or URL
+            answer["error"] = exc
+
+    # a daemon thread: a server that never answers must not keep this process alive at exit
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(timeout)
+    if asking.is_alive():
+        raise CsxaError(f"cannot read versions of {name!r}: no answer within {timeout:g} s", path=_where(repo))
+    if "error" in answer:
+        exc = answer["error"]
+        # gto's and scmrepo's own errors say what is wrong; anything else is a tag gto trips on
+        known = type(exc).__module__.startswith(("gto", "scmrepo"))
+        reason = _gto_error(exc) if known else (f"{type(exc).__name__}: {_gto_error(exc)}; a tag naming {name} "
+                                                 "that points at something other than a commit?")
+        raise CsxaError(f"cannot read versions of {name!r}: {reason}", path=_where(repo))
+    return sorted((v for v in answer["versions"] if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
 
 
-def require_version(repo: str | Path, name: str, version: str) -> dict:
+def require_version(repo: str | Path, name: str, version: str, timeout: float = VERSIONS_TIMEOUT) -> dict:
     """The published version ``version`` of ``name``, or one error line naming those that exist."""
-    versions = published_versions(repo, name)
+    versions = published_versions(repo, name, timeout)
     for entry in versions:
         if entry["version"] == version:
             return entry
@@ -222,6 +248,9 @@ def pull(root: str | Path, targets: list[str], *, remote: str | None = None, tim
     """``dvc pull TARGETS`` (DVC's own output passes through); on failure or after ``timeout``
     seconds, one error line saying whether the remote answers, and what to do."""
     command = ["dvc", "pull", *(["--remote", remote] if remote else []), *targets]
+    if not Path(root).is_dir():
+        raise CsxaError("not found" if not Path(root).exists() else "not a folder (give the repository's root)",
+                        path=root)
     try:
         result = subprocess.run(command, cwd=root, timeout=timeout)
         failed = f"dvc pull failed (exit {result.returncode})" if result.returncode else None

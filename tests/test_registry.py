@@ -58,6 +58,84 @@ def test_versions_of_a_registry_that_is_not_there_is_one_line(tmp_path):
     assert "cannot read versions of 'wide_cropped'" in missing.stderr
 
 
+# --- third audit: registry commands on hostile repositories ----------------------------------------
+
+def _one_line(result) -> str:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_versions_from_a_git_url_that_never_answers_ends_at_the_timeout(tmp_path):
+    """A server that accepts connections and never answers hung `versions NAME --repo URL` for ever."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+
+    def hold():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=hold, daemon=True).start()
+    try:
+        started = time.monotonic()
+        result = csxa_data("versions", "wide_cropped", "--repo", f"http://127.0.0.1:{listener.getsockname()[1]}/r.git",
+                           "--timeout", "2", cwd=tmp_path, check=False, timeout=120)
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+    assert "cannot read versions of 'wide_cropped': no answer within 2 s" in _one_line(result)
+    assert elapsed < 30
+
+
+def test_a_version_tag_on_a_tree_is_one_line(tmp_path):
+    """An annotated tag NAME@vX.Y.Z pointing at a tree was an AttributeError traceback from gto."""
+    sh("git", "init", "-q", "-b", "main", cwd=tmp_path)
+    (tmp_path / "f").write_text("x")
+    sh("git", "add", "f", cwd=tmp_path)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one", cwd=tmp_path)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "tag", "-a", "-m", "x", "ds@v4.0.0", "HEAD^{tree}",
+       cwd=tmp_path)
+    line = _one_line(csxa_data("versions", "ds", "--repo", tmp_path, cwd=tmp_path, check=False))
+    assert "cannot read versions of 'ds': AttributeError: " in line and "other than a commit" in line
+
+
+def test_a_damaged_dvc_config_and_odd_pull_arguments_are_one_line(tmp_path):
+    """A junk line in .dvc/config.local was a ConfigError traceback in versions, publish and pull;
+    pull --repo FILE a NotADirectoryError, --timeout nan a ValueError, and pull --repo MISSING
+    said that dvc was not on PATH."""
+    sh("git", "init", "-q", "-b", "main", cwd=tmp_path)
+    sh("dvc", "init", "-q", cwd=tmp_path)
+    (tmp_path / ".dvc" / "config.local").write_text("junk\n")
+    for args in (("versions",), ("publish", "ds", "v1.0.0", "--repo", tmp_path)):
+        assert "cannot open as a DVC repository (ConfigError: " in _one_line(csxa_data(*args, cwd=tmp_path,
+                                                                                       check=False))
+    (tmp_path / "file").write_text("x")
+    assert _one_line(csxa_data("pull", "--repo", tmp_path / "file", cwd=tmp_path, check=False)).endswith(
+        "file: not a folder (give the repository's root)")
+    assert _one_line(csxa_data("pull", "--repo", tmp_path / "missing", cwd=tmp_path, check=False)).endswith(
+        "missing: not found")
+    for bad in ("nan", "0", "-5", "inf"):
+        result = csxa_data("pull", "--timeout", bad, cwd=tmp_path, check=False)
+        assert result.returncode == 2 and "argument --timeout" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_versions_of_an_artifact_the_registry_does_not_name_is_an_error():
+    line = _one_line(csxa_data("versions", "no_such_artifact", "--repo", REPO, cwd=REPO, check=False))
+    assert "no artifact 'no_such_artifact' in dvc.yaml; known: [" in line and "'wide_cropped'" in line
+
+
 @pytest.mark.slow
 def test_published_version_is_an_annotated_gto_tag(registry):
     root = registry.root
