@@ -59,6 +59,11 @@ def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
     per_repeat = out.groupby("repeat").key.apply(lambda k: tuple(sorted(k)))
     if per_repeat.nunique() != 1:
         raise CsxaError("the repeats hold different cases", path=path)
+    from schemas.folds import fold_layout_problem
+
+    problem = fold_layout_problem(out)
+    if problem:
+        raise CsxaError(f"{problem}: not the folds of data/folds.csv (cross-validate again: dvc repro)", path=path)
     return out.sort_values(["repeat", "key"], ignore_index=True)
 
 

@@ -4,6 +4,28 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 
+def fold_layout_problem(df) -> str | None:
+    """Why the (key or number, repeat, fold) rows of a cross-validation do not form repeats 0..R-1,
+    each split into folds 0..k-1 (the same k), no two repeats the same partition; or None. A repeat
+    copied under another number would double the folds the t-tests count."""
+    key = "number" if "number" in df.columns else "key"
+    repeats = sorted(int(r) for r in df.repeat.unique())
+    if repeats != list(range(len(repeats))):
+        return f"the repeats are {repeats[:5]}, not 0..{len(repeats) - 1}"
+    layouts, ks = set(), set()
+    for _, part in df.groupby("repeat", sort=True):
+        folds = sorted(int(f) for f in part.fold.unique())
+        if folds != list(range(len(folds))) or len(folds) < 2:
+            return f"a repeat's folds are {folds[:6]}, not 0..k-1 with k at least 2"
+        ks.add(len(folds))
+        layouts.add(frozenset(frozenset(group[key]) for _, group in part.groupby("fold")))
+    if len(ks) > 1:
+        return f"the repeats have different numbers of folds {sorted(ks)}"
+    if len(layouts) < len(repeats):
+        return "two repeats split the cases into the same folds (one repeat copied as another)"
+    return None
+
+
 class Folds(pa.DataFrameModel):
     """One row per train case and repeat (``csxa-data folds``); a case's samples share its fold."""
 
@@ -26,6 +48,10 @@ class Folds(pa.DataFrameModel):
         k = int(df.fold.max()) + 1 if len(df) else 0
         per = df.groupby(["repeat", "label"]).fold.nunique()
         return bool((per == k).all()) and df.label.nunique() == 2
+
+    @pa.dataframe_check(name="repeats_and_folds_numbered_from_0_and_repeats_distinct")
+    def repeats_and_folds_numbered_from_0_and_repeats_distinct(cls, df) -> bool:
+        return fold_layout_problem(df) is None if len(df) else True
 
     class Config:
         strict = True

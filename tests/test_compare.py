@@ -302,6 +302,26 @@ def test_compare_cv_refuses_a_repeat_or_fold_that_is_not_a_whole_number(cv_proje
     assert len(err) == 1 and str(path) in err[0] and f"column {column}" in err[0], err
 
 
+@pytest.mark.parametrize("tamper, says", [
+    (lambda o: pd.concat([o, o.assign(repeat=1)]), "two repeats split the cases into the same folds"),
+    (lambda o: o[o.fold != 1], "a repeat's folds are [0, 2, 3], not 0..k-1"),
+    (lambda o: o.assign(fold=o.fold.replace(2, 7)), "a repeat's folds are [0, 1, 3, 7], not 0..k-1"),
+    (lambda o: o.assign(fold=0), "a repeat's folds are [0], not 0..k-1 with k at least 2"),
+    (lambda o: o.assign(repeat=1), "the repeats are [1], not 0..0"),
+])
+def test_compare_cv_refuses_folds_or_repeats_that_are_not_a_cross_validations(cv_project, capsys, tamper, says):
+    """Third audit: a repeat copied as another doubled the differences the t-tests count (p from
+    0.007 to 2.5e-05); a missing or renumbered fold was counted and described wrongly; one fold
+    was a ZeroDivisionError. Every experiment's oof.csv tampered alike, so they agree."""
+    root, *_ = cv_project
+    for name in ("orig", "better", "always_sick"):
+        path = root / "cv" / name / "oof.csv"
+        tamper(pd.read_csv(path, dtype={"key": str})).to_csv(path, index=False)
+    assert run(root, "--cv", str(root / "cv")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(root / "cv" / "orig" / "oof.csv") in err[0] and says in err[0], err
+
+
 def test_the_compare_stage_reads_every_experiments_cross_validation():
     from conftest import REPO
 

@@ -154,3 +154,16 @@ def test_cv_refuses_a_fold_table_of_other_cases(project, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"1 only in the variant [{dropped}]" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_cv_refuses_a_fold_table_with_a_repeat_copied_as_another(project, tmp_path, capsys):
+    """Third audit: repeat 0 copied as repeat 1 passed the contract and doubled the folds the
+    t-tests count."""
+    root, variant, _ = project
+    folds = pd.read_csv(root / "folds.csv")
+    first = folds[folds.repeat == 0]
+    pd.concat([first, first.assign(repeat=1)]).to_csv(tmp_path / "folds.csv", index=False)
+    assert run_cv(root, variant, tmp_path / "out", tmp_path / "folds.csv") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "repeats_and_folds_numbered_from_0_and_repeats_distinct" in err[0], err
+    assert not (tmp_path / "out").exists()
