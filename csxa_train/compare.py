@@ -224,9 +224,42 @@ def _ratio(a, b):
         return np.where(b > 0, a / np.maximum(b, 1), 0.0)
 
 
+# a resample matrix is worked through this many (resample, case) cells at a time, so that the
+# temporaries stay a few tens of MB whatever the test set's size
+CHUNK_CELLS = 2_000_000
+# resamples x cases above this would hold gigabytes of indices: refused (the real test split, 1,241 cases
+# x 2,000 resamples, is 2.5 million)
+MAX_BOOTSTRAP_CELLS = 200_000_000
+
+
+def check_bootstrap_size(cases: int, resamples: int, where) -> None:
+    """Refuse a bootstrap whose index matrix would not fit in bounded memory."""
+    if cases * resamples > MAX_BOOTSTRAP_CELLS:
+        raise CsxaError(f"{cases:,} predictions x {resamples:,} resamples is over the {MAX_BOOTSTRAP_CELLS:,} "
+                        "cells a bootstrap may hold; lower compare.resamples", path=where)
+
+
+def row_chunks(index: np.ndarray):
+    """Consecutive blocks of rows of ``index`` of about ``CHUNK_CELLS`` cells each."""
+    step = max(1, CHUNK_CELLS // max(index.shape[1], 1))
+    for start in range(0, len(index), step):
+        yield index[start:start + step]
+
+
+def bootstrap_auroc(labels: np.ndarray, scores: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The AUROC of every resample (rows of ``index``), a block of rows at a time."""
+    parts = [stats.auroc_rows(labels[block].astype(bool), scores[block]) for block in row_chunks(index)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def bootstrap_metrics(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray, index: np.ndarray) -> dict:
     """Balanced accuracy, F1, AUROC, Brier, sensitivity, specificity and accuracy of every resample
-    (rows of ``index``)."""
+    (rows of ``index``), a block of rows at a time."""
+    parts = [_bootstrap_block(labels, preds, scores, block) for block in row_chunks(index)]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} if parts else {}
+
+
+def _bootstrap_block(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray, index: np.ndarray) -> dict:
     y, p, s = labels[index].astype(bool), preds[index].astype(bool), scores[index]
     tp, fp = (y & p).sum(1), (~y & p).sum(1)
     fn, tn = (y & ~p).sum(1), (~y & ~p).sum(1)
@@ -260,6 +293,7 @@ def compare(experiments: list[Experiment], reference: str, config: CompareConfig
     """The table (one row per experiment, then the baseline) and the run's facts."""
     ref = experiments[0]
     labels = ref.frame.label.to_numpy()
+    check_bootstrap_size(len(labels), config.resamples, f"{ref.name}'s predictions")
     index = stats.stratified_bootstrap_indices(labels, config.resamples, config.seed)
     named = {e.majority_class for e in experiments if e.majority_class is not None}
     if len(named) > 1:
@@ -270,7 +304,7 @@ def compare(experiments: list[Experiment], reference: str, config: CompareConfig
     if majority is None:
         majority, majority_source = int(np.bincount(labels, minlength=2).argmax()), "the test split's majority class"
     rows, ref_correct = [], ref.frame.pred.to_numpy() == labels
-    ref_boot_auc = stats.auroc_rows(labels[index].astype(bool), ref.frame.score.to_numpy()[index])
+    ref_boot_auc = bootstrap_auroc(labels, ref.frame.score.to_numpy(), index)
     for e in experiments:
         preds, scores = e.frame.pred.to_numpy(), e.frame.score.to_numpy()
         row = experiment_row(e.name, e.variant, e.model, labels, preds, scores, index, config.confidence)
@@ -285,7 +319,7 @@ def compare(experiments: list[Experiment], reference: str, config: CompareConfig
             row["mcnemar_only_this_correct"] = mc["only_other_correct"]
             row["mcnemar_p"] = mc["p"]
             if row["auroc"] is not None and rows[0]["auroc"] is not None:
-                diff = stats.auroc_rows(labels[index].astype(bool), scores[index]) - ref_boot_auc
+                diff = bootstrap_auroc(labels, scores, index) - ref_boot_auc
                 row["auroc_difference"] = row["auroc"] - rows[0]["auroc"]
                 row["auroc_difference_low"], row["auroc_difference_high"] = stats.bootstrap_interval(diff, config.confidence)
         rows.append(row)

@@ -29,7 +29,8 @@ import pandas as pd
 from csxa_data.errors import CsxaError
 
 from . import stats
-from .compare import CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, read_scored_csv, reference_first
+from .compare import (CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, check_bootstrap_size, read_scored_csv,
+                      reference_first)
 from .evaluate import check_whole_numbers
 
 # (key, label, shown as a percentage)
@@ -118,6 +119,7 @@ def summarise(experiments: list[CvExperiment], folds: pd.DataFrame, reference: s
     reference the uncorrected and the corrected t-test on each tested metric; and the facts."""
     ref = experiments[0].frame
     labels = ref.label.to_numpy()
+    check_bootstrap_size(len(labels), config.resamples, f"{experiments[0].name}'s out-of-fold predictions")
     index = pooled_index(ref, config.resamples, config.seed)
     sizes = folds[folds.experiment == reference].n.to_numpy(dtype=float)
     total = len(ref) / ref.repeat.nunique()
