@@ -119,6 +119,10 @@ def read_scored_csv(path: Path, operating_point: str, *, columns: tuple[str, ...
     missing = [c for c in ("key", "label", *columns, "score", column) if c not in frame.columns]
     if missing:
         raise CsxaError(f"missing column(s) {missing}", path=path)
+    blank = frame.key.isna() | (frame.key.astype(str).str.strip() == "")
+    if blank.any():
+        raise CsxaError(f"row {int(blank.to_numpy().argmax()) + 2} has no key (every prediction names its sample)",
+                        path=path)
     if frame.duplicated(list(unique)).any():
         raise CsxaError(f"{twice}: {frame.key[frame.duplicated(list(unique))].tolist()[:5]}", path=path)
     try:
@@ -163,7 +167,7 @@ def align(reference: pd.DataFrame, other: pd.DataFrame, name: str, reference_nam
     """``other`` in the reference's case order; different cases or labels are refused, named."""
     ref_keys, keys = set(reference.key), set(other.key)
     if ref_keys != keys:
-        only_other, only_ref = sorted(keys - ref_keys), sorted(ref_keys - keys)
+        only_other, only_ref = sorted(keys - ref_keys, key=str), sorted(ref_keys - keys, key=str)
         raise CsxaError(f"{name}'s test cases differ from the reference {reference_name}'s: "
                         f"{len(only_other)} only in {name} {only_other[:5]}, "
                         f"{len(only_ref)} only in {reference_name} {only_ref[:5]}; paired tests need the same cases")
@@ -209,9 +213,15 @@ def load_experiments(results: Path, experiments: dict, train_model: str, config:
         if details.is_file():
             try:
                 evaluation = json.loads(details.read_text())
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise CsxaError("not valid JSON", path=details) from None
-            majority = evaluation.get("majority_class") if isinstance(evaluation, dict) else "not an object"
+            if not isinstance(evaluation, dict):
+                raise CsxaError(f"is a JSON {type(evaluation).__name__}, not an object", path=details)
+            said = evaluation.get("experiment")
+            if isinstance(said, str) and said != name:
+                raise CsxaError(f"holds the results of experiment {said!r}, not {name!r}: a copied or linked "
+                                "results folder? Train this experiment (dvc repro)", path=details)
+            majority = evaluation.get("majority_class")
             if majority is not None and (majority not in (0, 1) or isinstance(majority, bool)):
                 raise CsxaError(f"majority_class must be 0 or 1, not {str(majority)[:40]}", path=details)
         loaded.append(Experiment(name, str(spec.get("variant", "?")), str(spec.get("model", train_model)), frame,

@@ -152,7 +152,11 @@ def test_compare_refuses_predictions_that_do_not_follow_the_scores(project, caps
 
 
 @pytest.mark.parametrize("content, message", [
-    ("[1, 2]", "majority_class must be 0 or 1, not not an object"),
+    ("[1, 2]", "evaluation.json: is a JSON list, not an object"),
+    ("[" * 100_000, "evaluation.json: not valid JSON"),
+    ('{"experiment": "orig", "majority_class": 1}', "holds the results of experiment 'orig', not 'better': a copied or "
+                                                    "linked results folder?"),
+    ('{"experiment": "better", "majority_class": 1}', None),
     ('{"majority_class": "x"}', "majority_class must be 0 or 1, not x"),
     ('{"majority_class": 7}', "majority_class must be 0 or 1, not 7"),
     ('{"majority_class": 0}', "the experiments' evaluation.json name different train majority classes"),
@@ -164,6 +168,18 @@ def test_compare_refuses_a_hand_edited_evaluation_json(project, capsys, content,
     assert run(root) == (0 if message is None else 2)
     err = capsys.readouterr().err
     assert (message is None or message in err) and "Traceback" not in err
+
+
+def test_a_prediction_without_a_key_is_one_line(project, capsys):
+    """Third audit: a blank key beside an unknown one was a TypeError sorting the differences."""
+    root, _, _ = project
+    path = root / "results" / "better" / "predictions.csv"
+    frame = pd.read_csv(path, dtype={"key": str})
+    frame.loc[0, "key"], frame.loc[1, "key"] = None, "9999999"
+    frame.to_csv(path, index=False)
+    assert run(root) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"csxa-train: error: {path}: row 2 has no key (every prediction names its sample)"], err
 
 
 def test_missing_predictions_name_the_file(project, capsys):
