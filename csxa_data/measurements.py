@@ -178,7 +178,10 @@ def measurement_table(landmarks: pd.DataFrame, *, source: str = "landmarks.csv")
             raise CsxaError(f"case {number}: {len(absent)} of the 23 landmarks missing: {absent[:4]}"
                             f"{' ...' if len(absent) > 4 else ''}; every case needs all 23 for its measurements",
                             path=source)
-        coordinates = np.array([points[label] for label in LANDMARK_LABELS], dtype=float)
+        try:
+            coordinates = np.array([points[label] for label in LANDMARK_LABELS], dtype=float)
+        except (ValueError, TypeError, OverflowError):
+            raise CsxaError(f"case {number}: a landmark coordinate is not a number", path=source) from None
         if not np.isfinite(coordinates).all():
             raise CsxaError(f"case {number}: a landmark coordinate is NaN or infinite", path=source)
         try:

@@ -155,3 +155,13 @@ def test_synthetic_sheet_measures_use_the_same_formulas():
     assert sheet["C2-7 SVA (mm)"] == pytest.approx(round(0.1 * M.sva(lm), 2))
     assert sheet["C4-5 disc height (mm)"] == pytest.approx(0.4)
     assert set(LANDMARK_LABELS) == set(lm)
+
+
+@pytest.mark.parametrize("value", ["abc", "", None])
+def test_a_coordinate_that_is_not_a_number_names_the_case(value):
+    """Third audit: 'abc' in landmarks.csv was a ValueError traceback from `landmarks` and
+    `cv-landmarks` (the conversion sat outside the checks)."""
+    table = long_table({7: straight_spine()}).astype({"x": object})
+    table.loc[3, "x"] = value
+    with pytest.raises(CsxaError, match="case 7: a landmark coordinate is (not a number|NaN or infinite)"):
+        M.measurement_table(table)
