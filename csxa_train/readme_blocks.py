@@ -32,29 +32,60 @@ def readme_block(report: str, stop_at: str | None = None) -> str:
     return "\n".join("##" + line if line.startswith("## ") else line for line in lines).strip() + "\n"
 
 
-def refresh_block(readme: str | Path, name: str, report: str | Path, stop_at: str | None = None) -> None:
-    """Replace the README's block ``name`` with the current ``report``."""
-    readme = Path(readme)
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CsxaError(f"{what} not found" + (": run `dvc repro` first" if what == "report" else ""),
+                        path=path) from None
+    except UnicodeDecodeError:
+        raise CsxaError(f"{what} is not UTF-8 text", path=path) from None
+    except OSError as exc:
+        raise CsxaError(f"cannot read the {what} ({exc.strerror or exc})", path=path) from None
+
+
+def with_block(text: str, name: str, report: Path, stop_at: str | None, where: Path) -> str:
+    """``text`` (a README) with its block ``name`` replaced by ``report``; the block's markers must
+    each occur once, in order, and the report must hold a table (a report cut short is refused)."""
     begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
-    text = readme.read_text(encoding="utf-8")
-    if begin not in text or end not in text:
-        raise CsxaError(f"no {begin} ... {end} block", path=readme)
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        found = (text.count(begin), text.count(end))
+        raise CsxaError(f"no {begin} ... {end} block" if found == (0, 0) else
+                        f"{begin} and {end} must each occur once, in that order (found {found[0]} and {found[1]})",
+                        path=where)
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
-    if not Path(report).is_file():
-        raise CsxaError("report not found: run `dvc repro` first", path=report)
-    block = readme_block(Path(report).read_text(encoding="utf-8"), stop_at)
-    readme.write_text(f"{head}{begin}\n{block}{end}{tail}", encoding="utf-8")
+    block = readme_block(_read_text(report, "report"), stop_at)
+    if not any(line.startswith("|") for line in block.splitlines()):
+        raise CsxaError(f"holds no table for the README's {name} block (a report cut short?)", path=report)
+    return f"{head}{begin}\n{block}{end}{tail}"
+
+
+def refresh_block(readme: str | Path, name: str, report: str | Path, stop_at: str | None = None) -> None:
+    """Replace the README's block ``name`` with the current ``report``."""
+    refresh_blocks(readme, {name: (report, stop_at)})
+
+
+def refresh_blocks(readme: str | Path, blocks: dict) -> None:
+    """Replace each block ``name: (report, stop_at)`` of the README, all or none: every report is
+    read and checked before the README is replaced, in one rename."""
+    from csxa_data.atomic import atomic_path
+
+    readme = Path(readme)
+    text = _read_text(readme, "README")
+    for name, (report, stop_at) in blocks.items():
+        text = with_block(text, name, Path(report), stop_at, readme)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def refresh_readme(readme: str | Path = "README.md", root: str | Path = ".") -> None:
     """Refresh every block of ``BLOCKS`` from the reports under ``root``."""
-    for name, (report, stop_at) in BLOCKS.items():
-        refresh_block(readme, name, Path(root) / report, stop_at)
+    refresh_blocks(readme, {name: (Path(root) / report, stop_at) for name, (report, stop_at) in BLOCKS.items()})
 
 
 if __name__ == "__main__":
     from csxa_data.errors import run_command
 
     sys.exit(run_command("readme_blocks", lambda readme: refresh_readme(readme) or 0,
-                         sys.argv[1] if len(sys.argv) > 1 else "README.md", "README.md may be half refreshed"))
+                         sys.argv[1] if len(sys.argv) > 1 else "README.md", "README.md was left as it was"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -363,6 +364,38 @@ def test_the_readme_blocks_are_refreshed_from_the_reports(tmp_path):
     readme.write_text("no block\n")
     with pytest.raises(CsxaError, match="no <!-- t: begin -->"):
         refresh_block(readme, "t", tmp_path / "table.md")
+
+
+
+def test_readme_blocks_refuse_what_would_wipe_or_leave_stale_tables(tmp_path):
+    """Third audit: a report holding only its title wiped the README's table, a second copy of a
+    block stayed stale, markers out of order or a README that is not UTF-8 were tracebacks, and a
+    failure at the second block left the first rewritten."""
+    from csxa_data.errors import CsxaError
+    from csxa_train.readme_blocks import refresh_blocks
+
+    good, bare = tmp_path / "good.md", tmp_path / "bare.md"
+    good.write_text("# T\n\n| a |\n|---|\n| 1 |\n")
+    bare.write_text("# T\n")
+    readme = tmp_path / "README.md"
+    two = "<!-- a: begin -->\nold a\n<!-- a: end -->\n<!-- b: begin -->\nold b\n<!-- b: end -->\n"
+    cases = [
+        (two, {"a": (bare, None)}, "bare.md: holds no table for the README's a block"),
+        (two + "<!-- a: begin -->\nstale\n<!-- a: end -->\n", {"a": (good, None)},
+         "must each occur once, in that order (found 2 and 2)"),
+        ("<!-- a: end -->\n<!-- a: begin -->\n", {"a": (good, None)}, "(found 1 and 1)"),
+        (two, {"a": (good, None), "b": (tmp_path / "missing.md", None)}, "missing.md: report not found"),
+    ]
+    for text, blocks, says in cases:
+        readme.write_text(text)
+        with pytest.raises(CsxaError, match=re.escape(says)):
+            refresh_blocks(readme, blocks)
+        assert readme.read_text() == text  # all or nothing
+    readme.write_bytes(b"\xff\xfe")
+    with pytest.raises(CsxaError, match="README is not UTF-8 text"):
+        refresh_blocks(readme, {"a": (good, None)})
+    with pytest.raises(CsxaError, match="README not found"):
+        refresh_blocks(tmp_path / "none.md", {"a": (good, None)})
 
 
 def test_the_readme_holds_every_block_current():
