@@ -97,7 +97,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from csxa_data.params import load_section
 
-    from .compare import CompareConfig, run_compare, with_landmark_baselines
+    from . import compare as table_report
+    from . import cv_compare as cv_report
+    from .compare import CompareConfig, with_landmark_baselines
 
     settings = dict(load_section(args.params, "compare"))
     for key in ("reference", "resamples", "seed", "operating_point"):
@@ -111,15 +113,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     train_model = load_section(args.params, "train").get("model", "resnet50")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CsxaError("exists and is not a folder; the report is a folder of files; nothing was done", path=args.out)
-    table, facts = run_compare(args.results, args.out, experiments, train_model, config)
+    # every input read and checked before any report is replaced, so the two never disagree
+    table, facts = table_report.compare_results(args.results, experiments, train_model, config)
+    cv = cv_report.cv_results(args.cv, experiments, train_model, config) if args.cv is not None else None
+    table_report.write_report(table, facts, Path(args.out))
     below = [e for e, beats in zip(table.experiment[:-1], table.beats_baseline[:-1]) if not beats]
     print(f"compare: {len(table) - 1} experiments on {facts['n']} test cases against {facts['reference']}; "
           f"{len(below)} not above the majority baseline's accuracy {table.accuracy.iloc[-1]:.3f}"
           f"{' (' + ', '.join(below) + ')' if below else ''}; wrote {args.out}/table.md")
-    if args.cv is not None:
-        from .cv_compare import run_cv_compare
-
-        summary, cv_facts = run_cv_compare(args.cv, args.out, experiments, train_model, config)
+    if cv is not None:
+        summary, folds, cv_facts = cv
+        cv_report.write_report(summary, folds, cv_facts, Path(args.out))
         print(f"compare: cross-validation of {len(summary)} experiments, {cv_facts['folds']} folds x "
               f"{cv_facts['repeats']} repeat(s) over {cv_facts['n']} train cases; wrote {args.out}/cv_table.md")
     return 0

@@ -495,10 +495,8 @@ def write_report(table: pd.DataFrame, facts: dict, out: Path) -> None:
         comparison_figure(table, facts, tmp)
 
 
-def run_compare(results: str | Path, out: str | Path, experiments: dict, train_model: str,
-                config: CompareConfig) -> tuple[pd.DataFrame, dict]:
-    """Read, compare, write; returns the table and facts."""
+def compare_results(results: str | Path, experiments: dict, train_model: str,
+                    config: CompareConfig) -> tuple[pd.DataFrame, dict]:
+    """Read and compare every experiment's test predictions; returns the table and facts."""
     loaded, reference = load_experiments(Path(results), experiments, train_model, config)
-    table, facts = compare(loaded, reference, config)
-    write_report(table, facts, Path(out))
-    return table, facts
+    return compare(loaded, reference, config)

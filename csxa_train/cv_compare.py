@@ -313,11 +313,11 @@ def write_report(table: pd.DataFrame, folds: pd.DataFrame, facts: dict, out: Pat
         folds_figure(folds, table, facts, tmp)
 
 
-def run_cv_compare(cv_dir: str | Path, out: str | Path, experiments: dict, train_model: str,
-                   config: CompareConfig) -> tuple[pd.DataFrame, dict]:
-    """Read, summarise, write; returns the table and facts."""
+def cv_results(cv_dir: str | Path, experiments: dict, train_model: str,
+               config: CompareConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Read and summarise every experiment's out-of-fold predictions; returns the table, the
+    per-fold rows and the facts."""
     loaded, reference = load_cv(Path(cv_dir), experiments, train_model, config)
     folds = per_fold(loaded)
     table, facts = summarise(loaded, folds, reference, config)
-    write_report(table, folds, facts, Path(out))
-    return table, facts
+    return table, folds, facts

@@ -339,6 +339,17 @@ def test_compare_cv_refuses_folds_or_repeats_that_are_not_a_cross_validations(cv
     assert len(err) == 1 and str(root / "cv" / "orig" / "oof.csv") in err[0] and says in err[0], err
 
 
+def test_compare_with_cv_writes_nothing_when_an_oof_file_is_missing(cv_project, capsys):
+    """Third audit: table.md and its siblings were replaced before a missing oof.csv stopped the
+    run, so table.md and cv_table.md named different references."""
+    root, *_ = cv_project
+    (root / "cv" / "better" / "oof.csv").unlink()
+    assert not (root / "out").exists()
+    assert run(root, "--cv", str(root / "cv")) == 2
+    assert "better/oof.csv: out-of-fold predictions not found" in capsys.readouterr().err
+    assert not (root / "out").exists()
+
+
 def test_the_compare_stage_reads_every_experiments_cross_validation():
     from conftest import REPO
 
