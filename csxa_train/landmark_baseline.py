@@ -175,6 +175,10 @@ def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Pat
     from .fit import write_evaluation
 
     cases = read_inputs(manifest, landmarks)
+    for target in [Path(results), *(Path(results) / name for name in EXPERIMENTS)]:
+        if target.exists() and not target.is_dir():  # found before anything is written
+            raise CsxaError("exists and is not a folder; the results are folders of files; nothing was written",
+                            path=target)
     if measurements_out is not None:
         with atomic_path(measurements_out) as tmp:
             cases.drop(columns=["stem", "label", "split"]).sort_values("number").to_csv(

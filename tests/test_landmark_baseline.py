@@ -153,3 +153,19 @@ def test_bad_landmarks_settings_are_named():
         LandmarkConfig.from_dict({"gbt_learning_rate": 2.0})
     with pytest.raises(CsxaError, match="train.threshold"):
         Protocol.from_train_section({"threshold": "best"})
+
+
+@pytest.mark.parametrize("which", ["results", "landmarks_gbt"])
+def test_a_results_path_that_is_a_file_is_refused_before_anything_is_written(ingest, tmp_path, which):
+    """Third audit: RESULTS/landmarks_gbt as a file was a FileExistsError traceback after the
+    measurement table and landmarks_logreg/ had been written."""
+    results = tmp_path / "results"
+    if which == "results":
+        results.write_text("x")
+    else:
+        results.mkdir()
+        (results / which).write_text("x")
+    with pytest.raises(CsxaError, match="exists and is not a folder"):
+        run_baseline(ingest / "manifest.csv", ingest / "landmarks.csv", results, CONFIG, PROTOCOL,
+                     measurements_out=tmp_path / "measurements.csv")
+    assert not (tmp_path / "measurements.csv").exists() and not (tmp_path / "results" / "landmarks_logreg").exists()
