@@ -49,9 +49,13 @@ def check_fold_count(labels: pd.Series, folds: int) -> None:
     counts = pd.Series(labels).value_counts()
     if len(counts) < 2:
         raise CsxaError(f"cross-validation needs both classes in the train split; it holds class(es) {sorted(counts.index)}")
-    if folds > int(counts.min()):
-        raise CsxaError(f"cv.folds {folds} is larger than the {int(counts.min())} train cases of class "
-                        f"{counts.idxmin()}: some fold would have none; use at most {int(counts.min())} folds",
+    fewest = int(counts.min())
+    if fewest < 2:
+        raise CsxaError(f"class {counts.idxmin()} has {fewest} train case: cross-validation needs at least 2 of each "
+                        "class (one in each of at least 2 folds)")
+    if folds > fewest:
+        raise CsxaError(f"cv.folds {folds} is larger than the {fewest} train cases of class "
+                        f"{counts.idxmin()}: some fold would have none; use at most {fewest} folds",
                         path="params.yaml")
 
 

@@ -73,6 +73,12 @@ def test_bad_fold_counts_are_one_clear_line(folds, message):
         assign_folds(NUMBERS, LABELS, folds, 0)
 
 
+def test_a_class_with_one_train_case_is_not_told_to_use_one_fold():
+    """Third audit: the message said 'use at most 1 folds', against its own rule of at least 2."""
+    with pytest.raises(CsxaError, match=r"^class 0 has 1 train case: cross-validation needs at least 2 of each class"):
+        assign_folds(pd.Series([1, 2, 3, 4]), pd.Series([0, 1, 1, 1]), 2, 0)
+
+
 def test_a_case_listed_twice_is_refused():
     with pytest.raises(CsxaError, match=r"case\(s\) listed twice: \[3\]"):
         assign_folds(pd.Series([1, 3, 3, 5]), pd.Series([0, 1, 1, 0]), 2, 0)
