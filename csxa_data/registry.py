@@ -229,6 +229,8 @@ def probe_remote(root: str | Path = ".", remote: str | None = None, timeout: flo
     def ask() -> None:
         try:
             answer["exists"] = fs_remote.fs.exists(fs_remote.path)
+            local = getattr(fs_remote.fs, "protocol", None) in ("local", "file", ("file", "local"))
+            answer["file"] = bool(local and answer["exists"] and not fs_remote.fs.isdir(fs_remote.path))
         except Exception as exc:  # noqa: BLE001 - connection errors differ by file system
             answer["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
 
@@ -240,6 +242,8 @@ def probe_remote(root: str | Path = ".", remote: str | None = None, timeout: flo
         return name, url, f"no answer within {timeout:g} s"
     if "error" in answer:
         return name, url, answer["error"]
+    if answer["file"]:
+        return name, url, "it is a file, not a folder"
     exists = answer["exists"]
     return name, url, None if exists else "nothing there (the folder or bucket does not exist)"
 

@@ -154,6 +154,18 @@ def test_pull_from_an_unreachable_remote_fails_fast_with_a_hint(registry):
     assert not (clone / VARIANT).exists()
 
 
+def test_pull_from_a_remote_that_is_a_file_says_so(registry):
+    """Third audit: a remote URL naming a file got 'answers, so it lacks some of these files: ask the
+    data steward to dvc push them'."""
+    clone = consumer_dir(registry, "file-remote") / "csxa"
+    sh("git", "clone", "-q", registry.root, clone, cwd=registry.base)
+    (clone.parent / "not-a-folder").write_text("x")
+    sh("dvc", "remote", "add", "-d", "--local", "mine", clone.parent / "not-a-folder", cwd=clone)
+    failed = csxa_data("pull", VARIANT, "--timeout", "60", cwd=clone, check=False, timeout=120)
+    hint = failed.stderr.strip().splitlines()[-1]
+    assert failed.returncode == 2 and "cannot be reached: it is a file, not a folder" in hint, hint
+
+
 def test_pull_from_a_stalled_mirror_stops_at_the_timeout_with_a_hint(registry):
     """A server that accepts connections and never answers: `csxa-data pull` stops at --timeout."""
     listener = socket.socket()
