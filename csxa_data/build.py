@@ -208,6 +208,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     from schemas import Manifest
 
     frame = read_csv_file(path, "not found; run `csxa-data ingest` (or `dvc repro ingest`) first", dtype={"stem": str})
+    if frame.empty:
+        raise CsxaError("holds no cases (a header only); ingest writes one row per kept case", path=path)
     return conform(Manifest, frame, path)
 
 

@@ -501,3 +501,12 @@ def test_a_manifest_row_whose_gender_or_age_is_not_its_stems_is_refused(baseline
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "gender_and_age_are_the_stems" in lines[0], lines
+
+
+def test_a_manifest_with_a_header_only_says_so(baseline, tmp_path):
+    """Third audit: it was reported as `column 'number' check dtype('int64') value 'object'`."""
+    baseline.manifest.iloc[:0].to_csv(tmp_path / "manifest.csv", index=False)
+    result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"csxa-data: error: {tmp_path / 'manifest.csv'}: holds no cases (a header only); ingest writes one row per "
+        "kept case"]
