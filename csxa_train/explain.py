@@ -254,6 +254,15 @@ def explain_all(experiments: list[str], results: str | Path, *, per_kind: int = 
     if not experiments:
         raise CsxaError("no experiments to explain (params.yaml: experiments)")
     results = Path(results)
+    # every checkpoint present, and its own (not a link to another's), before anything is written
+    for name in experiments:
+        checkpoint = results / name / "checkpoint.pt"
+        if not checkpoint.is_file():
+            raise CsxaError("checkpoint not found (train the experiment first: dvc repro); nothing was written",
+                            path=checkpoint)
+        if state_name(checkpoint) != name:
+            raise CsxaError(f"links to {checkpoint.resolve()}, another experiment's checkpoint (a linked results "
+                            "folder?); nothing was written", path=checkpoint)
     summaries = [explain(results / name / "checkpoint.pt", results / name, per_kind=per_kind, progress=progress)
                  for name in experiments]
     table = results / "gradcam.md"

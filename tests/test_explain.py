@@ -193,6 +193,25 @@ def test_explain_all_runs_every_experiment_and_writes_the_summary_table(trained,
     assert len(capsys.readouterr().err.strip().splitlines()) == 3
 
 
+@pytest.mark.parametrize("fault", ["missing", "linked"])
+def test_explain_all_writes_nothing_when_a_checkpoint_is_missing_or_another_experiments(trained, tmp_path, fault):
+    """Third audit: the first experiment's Grad-CAM files were rewritten before a missing second
+    checkpoint stopped the run; a results folder linked to another's was explained and listed twice."""
+    import shutil
+
+    from csxa_train.explain import explain_all
+
+    results = tmp_path / "results"
+    (results / "one").mkdir(parents=True)
+    shutil.copy(trained / "results" / "tiny_cnn" / "checkpoint.pt", results / "one")
+    if fault == "linked":
+        (results / "two").symlink_to(results / "one")
+    with pytest.raises(CsxaError, match="nothing was written") as error:
+        explain_all(["one", "two"], results, per_kind=1, progress=False)
+    assert ("checkpoint not found" if fault == "missing" else "another experiment's checkpoint") in str(error.value)
+    assert sorted(p.name for p in (results / "one").iterdir()) == ["checkpoint.pt"]
+
+
 def test_the_explain_stage_covers_every_experiment_and_the_readme_shows_its_table():
     from conftest import REPO
 
