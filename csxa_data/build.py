@@ -216,7 +216,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 def check_manifest_against_validation(manifest: pd.DataFrame, validation: dict, release: str | Path,
                                       where: str | Path) -> None:
     """The manifest must be the one ingest reported in ``validation`` (the dataset card states its
-    counts): the same cases per split and class, and the build must read the release ingest read."""
+    counts): the same cases per split and class; and the build must read the release ingest read (the
+    same path, or one whose files have the sizes ingest recorded)."""
     counted = manifest.groupby(["split", "label"]).size()
     here = {f"{split}/{label}": int(n) for (split, label), n in counted.items()}
     reported = validation["kept"]["by_split_and_class"]
@@ -224,9 +225,17 @@ def check_manifest_against_validation(manifest: pd.DataFrame, validation: dict, 
         raise CsxaError(f"the manifest holds {len(manifest)} cases {dict(sorted(here.items()))}, but ingest reported "
                         f"{validation['kept']['cases']} {dict(sorted(reported.items()))}: the manifest was edited or "
                         "comes from another ingest; run csxa-data ingest again", path=where)
-    if Path(validation["release"]).resolve() != Path(release).resolve():
-        raise CsxaError(f"ingest read the release {validation['release']}, but the build would read {release}: "
-                        "give --release the release ingest read, or run csxa-data ingest on this one", path=where)
+    if Path(validation["release"]).resolve() == Path(release).resolve():
+        return
+    # another path (ingest run from another folder, or a copy moved since): the same release if every
+    # file whose size ingest recorded has that size here
+    recorded = [e for e in validation["md5"] if isinstance(e.get("bytes"), int) and not isinstance(e["bytes"], bool)]
+    if recorded and all((Path(release) / e["file"]).is_file() and (Path(release) / e["file"]).stat().st_size == e["bytes"]
+                        for e in recorded):
+        return
+    raise CsxaError(f"ingest read the release {validation['release']}, but the build would read {release}, whose "
+                    f"{'files differ in size from those' if recorded else 'files cannot be compared with what'} ingest "
+                    "recorded: give --release the release ingest read, or run csxa-data ingest on this one", path=where)
 
 
 def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release: str | Path, out: str | Path,

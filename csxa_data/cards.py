@@ -35,8 +35,9 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def release_kind(validation: dict) -> str:
     """'official' when the md5 of all three official files matched; 'synthetic' for a release that
-    ``csxa-data synth`` wrote (ingest saw its faults.csv beside it); else 'unverified' (an unpacked
-    or altered copy, or md5 not checked: it may hold real radiographs)."""
+    ingest found written by ``csxa-data synth`` (its workbook author, and its faults.csv beside the
+    release); else 'unverified' (an unpacked or altered copy, or md5 not checked: it may hold real
+    radiographs)."""
     statuses = [entry.get("status") for entry in validation.get("md5", [])]
     if len(statuses) == 3 and all(s == "match" for s in statuses):
         return "official"

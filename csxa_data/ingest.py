@@ -25,7 +25,8 @@ from .images import DEFAULT_MAX_PIXELS, ImageProblem, decode_film, is_inverted
 from .landmarks import LandmarkProblem, parse_landmarks
 from .names import parse_stem, stem_problem
 from .params import worker_count
-from .release import JSON_SET, PNG_SET, XLSX_NAME, FileSet, Release, ReleaseConfig, open_file_set, open_release
+from .release import (JSON_SET, PNG_SET, SYNTHETIC_CREATOR, XLSX_NAME, FileSet, Release, ReleaseConfig, open_file_set,
+                      open_release)
 
 MAX_JSON_BYTES = 64 * 2**20   # a LabelMe file, its base64 imageData included
 MAX_JSON_VALUES = 100_000     # objects, lists and comma-separated items in one LabelMe file
@@ -479,8 +480,10 @@ def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, rep
     by_split_class = manifest.groupby(["split", "label"]).size()
     return {
         "release": str(release.root),
-        # csxa-data synth writes faults.csv beside the release it makes (the dataset card says so)
-        "synthetic": (release.root.parent / "faults.csv").is_file(),
+        # written by csxa-data synth: its workbook author, and its faults.csv beside the release (a
+        # dataset card then says "no patient data"; anything short of both is an unverified copy)
+        "synthetic": release.sheet.attrs.get("creator") == SYNTHETIC_CREATOR
+                     and (release.root.parent / "faults.csv").is_file(),
         "md5": release.checksums.to_dict("records"),
         "sources": sources,
         "drops_by_rule": {s: drops[drops.source == s].rule.value_counts().sort_index().to_dict() for s in inputs},

@@ -312,13 +312,17 @@ def read_sheet(path: Path, config: ReleaseConfig) -> pd.DataFrame:
         raise CsxaError(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {str(exc)[:200]})",
                         path=path) from None
     try:
-        return _sheet_rows(book, path, config)
+        rows = _sheet_rows(book, path, config)
+        rows.attrs["creator"] = str(book.properties.creator or "")
+        return rows
     except (ParseError, zipfile.BadZipFile, zlib.error, KeyError, ValueError, TypeError, EOFError) as exc:
         raise CsxaError(f"the sheet does not read ({type(exc).__name__}: {str(exc)[:200]})", path=path) from None
     finally:
         book.close()
 
 
+# the workbook author `csxa-data synth` writes (with faults.csv beside the release: see ingest's "synthetic")
+SYNTHETIC_CREATOR = "csxa-data synth"
 MAX_SHEET_PART_BYTES = 64 * 2**20  # one XML part of the workbook; the release's sheet is well under 1 MB
 
 

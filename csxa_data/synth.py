@@ -29,7 +29,7 @@ from .errors import CsxaError
 from .landmarks import LANDMARK_LABELS, dump_labelme, labelme_document, labelme_shape
 from .params import worker_count
 from .radiograph import draw_radiograph
-from .release import CURVATURE_COLUMN, JSON_SET, PNG_SET, XLSX_NAME
+from .release import CURVATURE_COLUMN, JSON_SET, PNG_SET, SYNTHETIC_CREATOR, XLSX_NAME
 from .zips import normalise_zip, zip_member
 
 SHEET_TITLE = "Cervical Spine X-ray Atlas (synthetic release written by csxa-data synth)"
@@ -279,7 +279,7 @@ def sheet_bytes(rows: pd.DataFrame) -> bytes:
         sheet.append([v.item() if hasattr(v, "item") else v for v in values])
     fixed = datetime.datetime(2024, 1, 1)
     book.properties.created = fixed
-    book.properties.creator = "csxa-data synth"
+    book.properties.creator = SYNTHETIC_CREATOR
     buffer = io.BytesIO()
     book.save(buffer)
     # openpyxl stamps the save time into docProps/core.xml and the zip entries: pin both

@@ -220,7 +220,8 @@ def load_experiments(results: Path, experiments: dict, train_model: str, config:
             said = evaluation.get("experiment")
             if isinstance(said, str) and said != name:
                 raise CsxaError(f"holds the results of experiment {said!r}, not {name!r}: a copied or linked "
-                                "results folder? Train this experiment (dvc repro)", path=details)
+                                f"results folder, or a fit written there under another name? Train {name} into "
+                                f"its own folder (dvc repro)", path=details)
             majority = evaluation.get("majority_class")
             if majority is not None and (majority not in (0, 1) or isinstance(majority, bool)):
                 raise CsxaError(f"majority_class must be 0 or 1, not {str(majority)[:40]}", path=details)

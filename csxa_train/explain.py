@@ -254,14 +254,14 @@ def explain_all(experiments: list[str], results: str | Path, *, per_kind: int = 
     if not experiments:
         raise CsxaError("no experiments to explain (params.yaml: experiments)")
     results = Path(results)
-    # every checkpoint present, and its own (not a link to another's), before anything is written
+    # every checkpoint present, in its own folder (not a link to another's), before anything is written
     for name in experiments:
         checkpoint = results / name / "checkpoint.pt"
         if not checkpoint.is_file():
             raise CsxaError("checkpoint not found (train the experiment first: dvc repro); nothing was written",
                             path=checkpoint)
         if state_name(checkpoint) != name:
-            raise CsxaError(f"links to {checkpoint.resolve()}, another experiment's checkpoint (a linked results "
+            raise CsxaError(f"is in {checkpoint.parent.resolve()}, another experiment's folder (a linked results "
                             "folder?); nothing was written", path=checkpoint)
     summaries = [explain(results / name / "checkpoint.pt", results / name, per_kind=per_kind, progress=progress)
                  for name in experiments]
@@ -286,8 +286,10 @@ def summary_markdown(summaries: list[dict]) -> str:
 
 
 def state_name(checkpoint: Path) -> str:
-    """The experiment's name: the checkpoint's folder (results/EXPERIMENT/checkpoint.pt)."""
-    return checkpoint.resolve().parent.name
+    """The experiment's name: the checkpoint's folder (results/EXPERIMENT/checkpoint.pt), that folder
+    resolved (a linked results folder names its target) but not the file (DVC may check a
+    checkpoint out as a link into its cache)."""
+    return checkpoint.absolute().parent.resolve().name
 
 
 def _mean(values) -> float | None:

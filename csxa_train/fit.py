@@ -170,13 +170,30 @@ def seed_everything(seed: int) -> None:
 
 # --- checkpoints -------------------------------------------------------------------------------
 
+def _content_pickle():
+    """pickle without its memo, as the module torch.save takes: equal objects are written alike
+    whether or not they are one object, so a checkpoint's bytes depend on its content alone (a run
+    resumed from a checkpoint shares the strings it loaded; a fresh run makes new ones)."""
+    import pickle
+    import types
+
+    class Pickler(pickle.Pickler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.fast = True  # no memo (a checkpoint holds no self-references)
+
+    module = types.ModuleType("csxa_content_pickle")
+    module.Pickler = Pickler
+    return module
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temporary file renamed into place: never a half-written checkpoint. If the
     write fails (a full disk, a file-size limit) the partial temporary file is removed and the
     previous checkpoint is left as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
     buffer = io.BytesIO()
-    torch.save(state, buffer)  # serialised in memory first: a failing write is then a plain OSError
+    torch.save(state, buffer, pickle_module=_content_pickle())  # in memory first: a failing write is a plain OSError
     try:
         with open(tmp, "wb") as handle:
             handle.write(buffer.getbuffer())

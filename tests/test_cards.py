@@ -118,13 +118,44 @@ def test_build_refuses_a_manifest_that_is_not_the_one_ingest_reported(built, sma
     assert not (tmp_path / "out").exists()
 
 
-def test_build_refuses_a_release_other_than_the_one_ingest_read(built, small_synth, tmp_path):
+def test_build_refuses_a_release_other_than_the_one_ingest_read(built, small_synth, tiny_synth, tmp_path):
+    root, _ = built
+    line = _one_line(_build_cli(tmp_path, root / "ingest" / "manifest.csv", tiny_synth / "release", tmp_path / "out"))
+    assert (f"ingest read the release {small_synth / 'release'}, but the build would read {tiny_synth / 'release'}, "
+            "whose files differ in size from those ingest recorded") in line
+
+
+def test_build_takes_the_release_ingest_read_under_another_path(built, small_synth, tmp_path):
+    """Ingest run from another folder records a path relative to it; a copy moved since has another
+    path: both are the release ingest read when its files have the sizes ingest recorded."""
     import shutil
 
     root, _ = built
-    shutil.copytree(small_synth / "release", tmp_path / "other")
-    line = _one_line(_build_cli(tmp_path, root / "ingest" / "manifest.csv", tmp_path / "other", tmp_path / "out"))
-    assert f"ingest read the release {small_synth / 'release'}, but the build would read {tmp_path / 'other'}" in line
+    ingest = tmp_path / "ingest"
+    ingest.mkdir()
+    validation = json.loads((root / "ingest" / "validation.json").read_text())
+    (ingest / "validation.json").write_text(json.dumps({**validation, "release": "release"}))  # as if run in synth/
+    shutil.copy(root / "ingest" / "manifest.csv", ingest / "manifest.csv")
+    shutil.copytree(small_synth / "release", tmp_path / "moved")
+    for release in (small_synth / "release", tmp_path / "moved"):
+        result = _build_cli(tmp_path, ingest / "manifest.csv", release, tmp_path / "out")
+        assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_only_a_release_synth_wrote_is_carded_synthetic(tiny_synth, tmp_path):
+    """A faults.csv beside a release is not enough: the workbook must be the one synth wrote."""
+    import shutil
+
+    import openpyxl
+
+    copy = tmp_path / "synth"
+    shutil.copytree(tiny_synth, copy)
+    assert run_ingest(copy / "release", IngestParams(), workers=1, progress=False).validation["synthetic"] is True
+    book = openpyxl.load_workbook(copy / "release" / "datasets.xlsx")
+    book.properties.creator = "a hospital"
+    book.save(copy / "release" / "datasets.xlsx")
+    validation = run_ingest(copy / "release", IngestParams(), workers=1, progress=False).validation
+    assert validation["synthetic"] is False and release_kind(validation) == "unverified"
 
 
 @pytest.mark.parametrize("text, says", [

@@ -193,6 +193,20 @@ def test_explain_all_runs_every_experiment_and_writes_the_summary_table(trained,
     assert len(capsys.readouterr().err.strip().splitlines()) == 3
 
 
+def test_a_checkpoint_checked_out_as_a_link_into_dvcs_cache_keeps_its_experiments_name(tmp_path):
+    """DVC may check a checkpoint out as a symlink into its cache (cache.type symlink): the name is
+    the results folder's, not the cache folder's."""
+    from csxa_train.explain import state_name
+
+    (tmp_path / "cache" / "3f").mkdir(parents=True)
+    (tmp_path / "cache" / "3f" / "abcdef").write_bytes(b"x")
+    (tmp_path / "results" / "one").mkdir(parents=True)
+    (tmp_path / "results" / "one" / "checkpoint.pt").symlink_to(tmp_path / "cache" / "3f" / "abcdef")
+    (tmp_path / "results" / "two").symlink_to(tmp_path / "results" / "one")
+    assert state_name(tmp_path / "results" / "one" / "checkpoint.pt") == "one"
+    assert state_name(tmp_path / "results" / "two" / "checkpoint.pt") == "one"
+
+
 @pytest.mark.parametrize("fault", ["missing", "linked"])
 def test_explain_all_writes_nothing_when_a_checkpoint_is_missing_or_another_experiments(trained, tmp_path, fault):
     """Third audit: the first experiment's Grad-CAM files were rewritten before a missing second
@@ -208,7 +222,7 @@ def test_explain_all_writes_nothing_when_a_checkpoint_is_missing_or_another_expe
         (results / "two").symlink_to(results / "one")
     with pytest.raises(CsxaError, match="nothing was written") as error:
         explain_all(["one", "two"], results, per_kind=1, progress=False)
-    assert ("checkpoint not found" if fault == "missing" else "another experiment's checkpoint") in str(error.value)
+    assert ("checkpoint not found" if fault == "missing" else "another experiment's folder") in str(error.value)
     assert sorted(p.name for p in (results / "one").iterdir()) == ["checkpoint.pt"]
 
 

@@ -70,3 +70,20 @@ def test_full_disk_while_saving_leaves_no_temporary_and_keeps_the_old_checkpoint
     assert "cannot write the checkpoint (File too large); the partial file was removed" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no .checkpoint.pt.tmp
     assert path.read_bytes() == before
+
+
+def test_a_checkpoints_bytes_depend_on_its_content_not_on_shared_objects(tmp_path):
+    """A run resumed from a checkpoint holds the strings it loaded as shared objects, a fresh run
+    new ones; pickle's memo wrote the two differently, so a killed fit resumed to a checkpoint of
+    other bytes. save_checkpoint writes without the memo."""
+    one, zero = "".join(["1"]), "".join(["0"])
+    fresh = {"weights": torch.ones(3), "counts": {"a": {str(0): 1, str(1): 2}, "b": {str(0): 3, str(1): 4}}}
+    shared = {"weights": torch.ones(3), "counts": {"a": {zero: 1, one: 2}, "b": {zero: 3, one: 4}}}
+    save_checkpoint(tmp_path / "fresh.pt", fresh)
+    save_checkpoint(tmp_path / "shared.pt", shared)
+    assert (tmp_path / "fresh.pt").read_bytes() == (tmp_path / "shared.pt").read_bytes()
+    assert load_checkpoint_state(tmp_path / "shared.pt")["counts"] == shared["counts"]
+
+
+def load_checkpoint_state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -382,8 +382,10 @@ def test_shard_png_encoder_round_trips_through_pillow(shape, level):
     assert np.array_equal(np.asarray(decoded), image)
 
 
-@pytest.mark.parametrize("sizes", [[], [0], [1, 511, 512, 513], [10_240 - 512 * 3], [70_000, 3, 90_001, 17]])
-def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, sizes):
+@pytest.mark.parametrize("sizes, stem", [([], "0000001"), ([0], "0000001"), ([1, 511, 512, 513], "0000001"),
+                                         ([10_240 - 512 * 3], "0000001"), ([70_000, 3, 90_001, 17], "0000001"),
+                                         ([5, 600], "a/" * 60 + "0000001"), ([5], "ünïcødé-0000001")])
+def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, sizes, stem):
     """write_shard writes the tar itself, in one pass, hashing on the way; its bytes must be exactly
     what tarfile.addfile wrote (the shards of every variant depend on it)."""
     import hashlib
@@ -391,8 +393,7 @@ def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, siz
     from csxa_data.shards import _tar_info, write_shard
 
     rng = np.random.default_rng(len(sizes))
-    members = [(f"{i:07d}.{kind}", rng.integers(0, 256, size, dtype=np.uint8).tobytes())
-               for i, size in enumerate(sizes) for kind in ("png",)]
+    members = [(f"{stem}{i}.png", rng.integers(0, 256, size, dtype=np.uint8).tobytes()) for i, size in enumerate(sizes)]
     samples = [members[i:i + 2] for i in range(0, len(members), 2)]
     sha = write_shard(tmp_path / "ours.tar", samples)
     with tarfile.open(tmp_path / "theirs.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
