@@ -156,7 +156,7 @@ def test_compare_refuses_predictions_that_do_not_follow_the_scores(project, caps
     ("[1, 2]", "evaluation.json: is a JSON list, not an object"),
     ("[" * 100_000, "evaluation.json: not valid JSON"),
     ('{"experiment": "orig", "majority_class": 1}', "holds the results of experiment 'orig', not 'better': a copied or "
-                                                    "linked results folder?"),
+                                                    "linked results folder, or a fit written there under another name?"),
     ('{"experiment": "better", "majority_class": 1}', None),
     ('{"majority_class": "x"}', "majority_class must be 0 or 1, not x"),
     ('{"majority_class": 7}', "majority_class must be 0 or 1, not 7"),
