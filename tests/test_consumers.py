@@ -11,7 +11,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from conftest import REPO
 
 pytest.register_assert_rewrite("registry_fixture")
-from registry_fixture import ENV, consumer_dir, csxa_data, serve, sh  # noqa: E402
+from registry_fixture import ENV, consumer_dir, csxa_data, serve, sh, silent_server  # noqa: E402
 
 pytest_plugins = ["registry_fixture"]
 pytestmark = pytest.mark.slow   # end to end with git, dvc and gto (one shared registry)
@@ -168,31 +167,13 @@ def test_pull_from_a_remote_that_is_a_file_says_so(registry):
 
 def test_pull_from_a_stalled_mirror_stops_at_the_timeout_with_a_hint(registry):
     """A server that accepts connections and never answers: `csxa-data pull` stops at --timeout."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held = []
-
-    def hold():
-        while True:
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=hold, daemon=True).start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    try:
+    with silent_server() as url:
         clone = consumer_dir(registry, "stalled") / "csxa"
         sh("git", "clone", "-q", registry.root, clone, cwd=registry.base)
         sh("dvc", "remote", "add", "-d", "--local", "web", url, cwd=clone)
         started = time.monotonic()
         failed = csxa_data("pull", VARIANT, "--timeout", "4", cwd=clone, check=False, timeout=60)
         elapsed = time.monotonic() - started
-    finally:
-        listener.close()
-        for connection in held:
-            connection.close()
     assert failed.returncode == 2, failed.stderr
     hint = failed.stderr.strip().splitlines()[-1]
     assert "dvc pull gave no result within 4 s" in hint and "no answer within 4 s" in hint, hint

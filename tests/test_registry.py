@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO
 
 pytest.register_assert_rewrite("registry_fixture")
-from registry_fixture import csxa_data, sh  # noqa: E402
+from registry_fixture import csxa_data, sh, silent_server  # noqa: E402
 
 pytest_plugins = ["registry_fixture"]
 
@@ -69,32 +69,13 @@ def _one_line(result) -> str:
 
 def test_versions_from_a_git_url_that_never_answers_ends_at_the_timeout(tmp_path):
     """A server that accepts connections and never answers hung `versions NAME --repo URL` for ever."""
-    import socket
-    import threading
     import time
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held = []
-
-    def hold():
-        while True:
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=hold, daemon=True).start()
-    try:
+    with silent_server() as url:
         started = time.monotonic()
-        result = csxa_data("versions", "wide_cropped", "--repo", f"http://127.0.0.1:{listener.getsockname()[1]}/r.git",
-                           "--timeout", "2", cwd=tmp_path, check=False, timeout=120)
+        result = csxa_data("versions", "wide_cropped", "--repo", f"{url}/r.git", "--timeout", "2", cwd=tmp_path,
+                           check=False, timeout=120)
         elapsed = time.monotonic() - started
-    finally:
-        listener.close()
-        for connection in held:
-            connection.close()
     assert "cannot read versions of 'wide_cropped': no answer within 2 s" in _one_line(result)
     assert elapsed < 30
 
