@@ -66,40 +66,54 @@ def _gto_error(exc: Exception) -> str:
 VERSIONS_TIMEOUT = 300.0
 
 
+class _NoAnswer(Exception):
+    """``_within`` ran out of time."""
+
+
+def _within(timeout: float, ask):
+    """``ask()``'s result, or its exception raised here, or ``_NoAnswer`` after ``timeout`` seconds.
+    It runs in a daemon thread: a server that never answers must not keep this process alive at exit."""
+    import threading
+
+    answer: dict = {}
+
+    def run() -> None:
+        try:
+            answer["value"] = ask()
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, whatever its kind
+            answer["error"] = exc
+
+    asking = threading.Thread(target=run, daemon=True)
+    asking.start()
+    asking.join(timeout)
+    if asking.is_alive():
+        raise _NoAnswer
+    if "error" in answer:
+        raise answer["error"]
+    return answer["value"]
+
+
 def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TIMEOUT) -> list[dict]:
     """Registered, active versions of artifact ``name`` in ``repo`` (a path or a git URL), oldest
     first by semantic version; each a dict with ``version``, ``commit_hexsha``, ``created_at``.
     Reading them (a clone, for a URL) must end within ``timeout`` seconds."""
-    import threading
-
     from gto.api import show
     from gto.exceptions import ArtifactNotFound
     from gto.versions import SemVer
 
-    answer: dict = {}
-
-    def ask() -> None:
-        try:
-            answer["versions"] = show(str(repo), name, registered_only=True)
-        except ArtifactNotFound:
-            answer["versions"] = []   # no tag names it yet
-        except Exception as exc:  # noqa: BLE001 - gto, scmrepo and git raise many kinds for one bad tag or URL
-            answer["error"] = exc
-
-    # a daemon thread: a server that never answers must not keep this process alive at exit
-    asking = threading.Thread(target=ask, daemon=True)
-    asking.start()
-    asking.join(timeout)
-    if asking.is_alive():
-        raise CsxaError(f"cannot read versions of {name!r}: no answer within {timeout:g} s", path=_where(repo))
-    if "error" in answer:
-        exc = answer["error"]
+    try:
+        versions = _within(timeout, lambda: show(str(repo), name, registered_only=True))
+    except ArtifactNotFound:
+        versions = []   # no tag names it yet
+    except _NoAnswer:
+        raise CsxaError(f"cannot read versions of {name!r}: no answer within {timeout:g} s", path=_where(repo)) from None
+    except Exception as exc:  # noqa: BLE001 - gto, scmrepo and git raise many kinds for one bad tag or URL
         # gto's and scmrepo's own errors say what is wrong; anything else is a tag gto trips on
         known = type(exc).__module__.startswith(("gto", "scmrepo"))
         reason = _gto_error(exc) if known else (f"{type(exc).__name__}: {_gto_error(exc)}; a tag naming {name} "
                                                  "that points at something other than a commit?")
-        raise CsxaError(f"cannot read versions of {name!r}: {reason}", path=_where(repo))
-    return sorted((v for v in answer["versions"] if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
+        raise CsxaError(f"cannot read versions of {name!r}: {reason}", path=_where(repo)) from None
+    return sorted((v for v in versions if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
 
 
 def require_version(repo: str | Path, name: str, version: str, timeout: float = VERSIONS_TIMEOUT) -> dict:
@@ -216,35 +230,26 @@ def _newer(version: str, than: str) -> bool:
 def probe_remote(root: str | Path = ".", remote: str | None = None, timeout: float = 20.0) -> tuple[str, str, str | None]:
     """(name, url, problem) for ``remote`` or the default one: ``problem`` is None when the remote's
     root answers within ``timeout`` seconds, else why not (one line)."""
-    import threading
-
     with _open_repo(root) as repo:
         name, url = _default_remote(repo, remote)
         try:
             fs_remote = repo.cloud.get_remote(name)
         except Exception as exc:  # noqa: BLE001 - any config or plugin error is the answer
             return name, url, f"{type(exc).__name__}: {exc}"
-    answer: dict = {}
 
-    def ask() -> None:
-        try:
-            answer["exists"] = fs_remote.fs.exists(fs_remote.path)
-            local = getattr(fs_remote.fs, "protocol", None) in ("local", "file", ("file", "local"))
-            answer["file"] = bool(local and answer["exists"] and not fs_remote.fs.isdir(fs_remote.path))
-        except Exception as exc:  # noqa: BLE001 - connection errors differ by file system
-            answer["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    def ask() -> tuple[bool, bool]:
+        exists = fs_remote.fs.exists(fs_remote.path)
+        local = getattr(fs_remote.fs, "protocol", None) in ("local", "file", ("file", "local"))
+        return exists, bool(local and exists and not fs_remote.fs.isdir(fs_remote.path))
 
-    # a daemon thread: a server that never answers must not keep this process alive at exit
-    asking = threading.Thread(target=ask, daemon=True)
-    asking.start()
-    asking.join(timeout)
-    if asking.is_alive():
+    try:
+        exists, is_file = _within(timeout, ask)
+    except _NoAnswer:
         return name, url, f"no answer within {timeout:g} s"
-    if "error" in answer:
-        return name, url, answer["error"]
-    if answer["file"]:
+    except Exception as exc:  # noqa: BLE001 - connection errors differ by file system
+        return name, url, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    if is_file:
         return name, url, "it is a file, not a folder"
-    exists = answer["exists"]
     return name, url, None if exists else "nothing there (the folder or bucket does not exist)"
 
 
