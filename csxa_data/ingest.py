@@ -596,7 +596,7 @@ def validation_problem(validation) -> str | None:
         "sources": _is_counts(validation.get("sources"), 2),
         "drops_by_rule": _is_counts(validation.get("drops_by_rule"), 2),
         "repairs_by_rule": _is_counts(validation.get("repairs_by_rule")),
-        "kept": isinstance(kept, dict) and isinstance(kept.get("cases"), int)
+        "kept": isinstance(kept, dict) and _is_counts({"cases": kept.get("cases")})
                 and _is_counts(kept.get("by_split_and_class")),
     }
     wrong = [key for key, ok in checks.items() if not ok]

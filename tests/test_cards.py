@@ -163,6 +163,8 @@ def test_only_a_release_synth_wrote_is_carded_synthetic(tiny_synth, tmp_path):
     ("[1, 2]", "is a JSON list, not ingest's report"),
     ("{}", "'release' is missing or not as ingest writes it"),
     ('{"release": "r", "md5": [1]}', "'md5' is missing or not as ingest writes it"),
+    ('{"release": "r", "md5": [], "sources": {}, "drops_by_rule": {}, "repairs_by_rule": {}, '
+     '"kept": {"cases": true, "by_split_and_class": {}}}', "'kept' is missing or not as ingest writes it"),
     ("[" * 100_000, "cannot read (RecursionError"),
 ])
 def test_build_refuses_a_validation_json_that_is_not_ingests(built, small_synth, tmp_path, text, says):
