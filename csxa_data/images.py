@@ -90,14 +90,15 @@ class Film:
         return to_grey(self.image) if self.pixels is None else _grey_pixels(self.mode, self.pixels)
 
     def grey_region(self, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-        """The part inside ``box`` as grey and that part's box (``box`` clipped to the film)."""
+        """The part inside ``box`` as grey and that part's box (``box`` clipped to the film); the grey
+        may be a strided view into the film's pixels, for a caller that copies it anyway."""
         if self.pixels is None:
             return grey_region(self.image, box)
         clipped = _clip(box, self.width, self.height)
         if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
             return np.zeros((0, 0), dtype=np.uint8), clipped
         x0, y0, x1, y1 = clipped
-        return _grey_pixels(self.mode, self.pixels[y0:y1, x0:x1])[0], clipped
+        return _grey_view(self.mode, self.pixels[y0:y1, x0:x1])[0], clipped
 
 
 def _fast_decode(data: bytes, header: tuple[int, int, int, int]) -> Film | None:
@@ -140,19 +141,38 @@ def decode_film(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, fast: bool
 
 def _grey_pixels(mode: str, pixels: np.ndarray) -> tuple[np.ndarray, bool]:
     """``to_grey`` for the pixels of a Pillow image of this mode (as ``np.asarray`` gives them)."""
+    grey, equal = _grey_view(mode, pixels)
+    return np.ascontiguousarray(grey), equal
+
+
+def _grey_view(mode: str, pixels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``_grey_pixels``, where a grey stored as colour comes back as a view of its first channel."""
     if mode == "L":
         return pixels, True
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         return np.clip(pixels.astype(np.int64) >> 8, 0, 255).astype(np.uint8), True
     if mode in ("RGB", "RGBA"):
-        r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-        if np.array_equal(r, g) and np.array_equal(g, b):
-            return np.ascontiguousarray(r), True
+        if _channels_equal(pixels):
+            return pixels[..., 0], True
         # Pillow's own conversion (ITU-R 601-2 luma, its rounding); it ignores alpha
         return np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB").convert("L")), False
     if mode == "LA":
-        return np.ascontiguousarray(pixels[..., 0]), True
+        return pixels[..., 0], True
     raise ValueError(f"no grey rule for mode {mode}")
+
+
+def _channels_equal(pixels: np.ndarray) -> bool:
+    """Whether R, G and B are equal at every pixel of an H x W x 3 or H x W x 4 uint8 array."""
+    if pixels.shape[-1] == 4 and pixels.strides[-1] == 1 and pixels.size:
+        # each RGBA pixel as one little-endian word R | G << 8 | B << 16 | A << 24: R == G == B
+        # exactly where the low 16 bits of word ^ (word >> 8) are zero (one pass, no channel copies)
+        words = pixels.view("<u4")[..., 0]
+        diff = words >> 8
+        np.bitwise_xor(diff, words, out=diff)
+        np.bitwise_and(diff, 0xFFFF, out=diff)
+        return not diff.any()
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return np.array_equal(r, g) and np.array_equal(g, b)
 
 
 def to_grey(img: Image.Image) -> tuple[np.ndarray, bool]:

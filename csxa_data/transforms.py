@@ -44,6 +44,8 @@ def crop(grey: np.ndarray, box: Box, fill: int = 0) -> np.ndarray:
     """The box cut from the image; where it reaches outside, padded with ``fill``."""
     x0, y0, x1, y1 = box
     h, w = grey.shape[:2]
+    if 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h:
+        return grey[y0:y1, x0:x1].copy()  # one C-ordered copy; the input may be a strided view
     out = np.full((y1 - y0, x1 - x0) + grey.shape[2:], fill, dtype=grey.dtype)
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if sx1 > sx0 and sy1 > sy0:
@@ -106,11 +108,27 @@ def colour_planes_resized(grey: np.ndarray, size: int) -> np.ndarray:
     clamping, a few grey levels at most, and costs a third resize.)"""
     img = Image.fromarray(np.ascontiguousarray(grey))
     lut = _equalise_lut(img)
-    # grey and equalised resized as the two bands of one "La" image: Pillow resamples each band as it
-    # would alone (La is already premultiplied, so nothing is multiplied), in one pass, 15% faster
-    pair = _resized(Image.merge("La", (img, img if lut is None else img.point(lut))), size)
-    small, equalised = (np.asarray(band) for band in pair.split())
+    small, equalised = _resized_pair(img, img if lut is None else img.point(lut), size)
     return np.stack([small, equalised, 255 - small], axis=-1)
+
+
+def _resized_pair(first: Image.Image, second: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two mode-L images of one size, each resized exactly as ``resize_square`` would, in fewer passes.
+
+    ``Image.resize`` with ``reducing_gap=1.0`` box-reduces by the whole part of the scale, then
+    applies Lanczos to the rest. Here each image is box-reduced alone, and the two reduced images go
+    through Lanczos together as the two bands of one "La" image (Pillow resamples each band as it
+    would alone; La is premultiplied already, so nothing is multiplied): the same pixels, 25% faster
+    than one "La" resize of the full-size pair, whose merge touches four times the pixels.
+    """
+    width, height = first.size
+    factor = (max(width // size, 1), max(height // size, 1))  # Pillow's int(w / size / reducing_gap) or 1
+    if factor != (1, 1):
+        first, second = first.reduce(factor), second.reduce(factor)
+    pair = Image.merge("La", (first, second)).resize(
+        (size, size), Image.Resampling.LANCZOS, box=(0, 0, width / factor[0], height / factor[1]))
+    small, other = (np.asarray(band) for band in pair.split())
+    return small, other
 
 
 def order_channels(planes: np.ndarray, order: str) -> np.ndarray:

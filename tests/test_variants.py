@@ -168,6 +168,19 @@ def test_equalised_and_inverted_channels_follow_their_definitions():
         assert np.abs(inverted_first - planes[..., 2]).max() <= 3
 
 
+@pytest.mark.parametrize("shape, size", [((500, 500), 224), ((500, 500), 16), ((47, 130), 16), ((40, 15), 16),
+                                         ((64, 64), 16), ((16, 16), 16), ((9, 300), 16)])
+def test_colour_planes_are_each_plane_resized_alone(shape, size):
+    # the pair is box-reduced band by band before one two-band Lanczos pass; whatever the reduction
+    # factors (none, one axis, both, exact multiples), each plane must be what resizing it alone gives
+    image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    image[: shape[0] // 2] //= 3  # an uneven histogram, so that equalising changes the pixels
+    planes = T.colour_planes_resized(image, size)
+    assert np.array_equal(planes[..., 0], T.resize_square(image, size))
+    assert np.array_equal(planes[..., 1], T.resize_square(T.equalise(image), size))
+    assert not np.array_equal(planes[..., 1], planes[..., 0])
+
+
 @pytest.mark.parametrize("shape", [(9, 7), (9, 7, 3)])
 def test_channel_sums_are_exact(shape):
     from csxa_data.build import channel_sums
@@ -314,6 +327,31 @@ def test_fast_decoder_gives_pillows_pixels(layout):
     region, clipped = film.grey_region(box)
     expected_region, expected_clipped = grey_region(pillow, box)
     assert clipped == expected_clipped and np.array_equal(region, expected_region)
+
+
+@pytest.mark.parametrize("alpha", [None, "opaque", "varied"])
+@pytest.mark.parametrize("channel", [None, 0, 1, 2])
+def test_grey_as_colour_is_kept_only_where_every_pixel_has_equal_channels(alpha, channel):
+    # the equality check reads each RGBA pixel as one word: one channel off by one at one pixel, in
+    # any of R, G, B, must make the film colour (converted by luma); alpha must not count
+    from csxa_data.images import decode_film
+
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 255, (37, 53), dtype=np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if channel is not None:
+        rgb[30, 40, channel] += 1
+    pixels = rgb if alpha is None else np.dstack(
+        [rgb, np.full_like(grey, 255) if alpha == "opaque" else rng.integers(1, 256, grey.shape, dtype=np.uint8)])
+    film = decode_film(_png(pixels))
+    assert film.pixels is not None and film.mode == ("RGB" if alpha is None else "RGBA")
+    whole, equal = film.grey()
+    luma = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+    assert equal == (channel is None)
+    assert np.array_equal(whole, grey if channel is None else luma)
+    # a region without the odd pixel is grey stored as colour; one with it is colour
+    assert np.array_equal(film.grey_region((0, 0, 20, 20))[0], grey[:20, :20])
+    assert np.array_equal(film.grey_region((30, 25, 60, 40))[0], (grey if channel is None else luma)[25:37, 30:53])
 
 
 def test_fast_decoder_matches_pillow_on_every_release_film(small_synth):
