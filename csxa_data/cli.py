@@ -55,10 +55,15 @@ def _release_folder(args: argparse.Namespace) -> Path:
 
 
 def cmd_check_release(args: argparse.Namespace) -> int:
-    from .release import open_release
+    from .release import JSON_SET, PNG_SET, open_release
 
     release = open_release(_release_folder(args), _release_config(args))
     print(release.summary())
+    empty = [what for what, count in (("the sheet", len(release.sheet)), (PNG_SET, len(release.pngs)),
+                                      (JSON_SET, len(release.jsons))) if count == 0]
+    if empty:
+        raise CsxaError(f"{' and '.join(empty)} {'holds' if len(empty) == 1 else 'hold'} nothing: ingest "
+                        "would keep no case (a case needs its sheet row, film and landmarks)", path=release.root)
     return 0
 
 

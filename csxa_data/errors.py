@@ -17,16 +17,24 @@ class CsxaError(Exception):
 
 
 def conform(contract, frame, path: object):
-    """``contract.validate(frame)`` (a pandera model of ``schemas``), a failure as one CsxaError naming
-    the contract and the first failing column, check and value."""
+    """``contract.validate(frame)`` (a pandera model of ``schemas``, ``frame`` as read from a CSV file),
+    a failure as one CsxaError naming the contract, the first broken rule, its CSV line and value."""
+    import pandas as pd
     import pandera.pandas as pa
 
     try:
         return contract.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        first = exc.failure_cases.iloc[0]
-        raise CsxaError(f"does not satisfy schemas.{contract.__name__} ({len(exc.failure_cases)} failure(s); first: "
-                        f"column {first['column']!r} check {first['check']!r} value {first['failure_case']!r})",
+        cases = exc.failure_cases
+        # a row-wide check lists every column of a failing row: count it once a row, and report a
+        # column's own rule first, as it says more
+        row_wide = cases.schema_context == "DataFrameSchema"
+        failures = len(cases.assign(column=cases.column.where(~row_wide, "")).drop_duplicates(["column", "check", "index"]))
+        first = cases[~row_wide].iloc[0] if (~row_wide).any() else cases.iloc[0]
+        what = f"check {first['check']!r}" if first["schema_context"] == "DataFrameSchema" else \
+            f"column {first['column']!r} check {first['check']!r} value {first['failure_case']!r}"
+        where = "" if pd.isna(first["index"]) else f" on line {int(first['index']) + 2}"
+        raise CsxaError(f"does not satisfy schemas.{contract.__name__} ({failures} failure(s); first: {what}{where})",
                         path=path) from None
 
 

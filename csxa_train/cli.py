@@ -184,7 +184,7 @@ def cmd_cv_landmarks(args: argparse.Namespace) -> int:
     config = LandmarkConfig.from_dict(load_section(args.params, "landmarks"))
     protocol = Protocol.from_train_section(load_section(args.params, "train"))
     results = cross_validate_landmarks(args.manifest, args.landmarks, read_folds(args.folds), args.results, config,
-                                       protocol)
+                                       protocol, folds_path=str(args.folds))
     for name, oof in results.items():
         print(f"{summary_line(name, oof)}; wrote {Path(args.results) / name}")
     return 0

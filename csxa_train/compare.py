@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -210,6 +211,9 @@ def load_experiments(results: Path, experiments: dict, train_model: str, config:
         spec = experiments[name] or {}
         majority = None
         details = results / name / "evaluation.json"
+        if os.path.lexists(details) and not details.is_file():
+            raise CsxaError("is not a file (a folder, or a link to nothing); fit writes evaluation.json as a file: "
+                            f"train {name} again (dvc repro)", path=details)
         if details.is_file():
             try:
                 evaluation = json.loads(details.read_text())

@@ -171,8 +171,8 @@ def cross_validate(config, folds: pd.DataFrame, out: str | Path, *, title: str, 
         stop_runtime()
 
 
-def cross_validate_landmarks(manifest, landmarks, folds: pd.DataFrame, results: str | Path, config, protocol
-                             ) -> dict[str, pd.DataFrame]:
+def cross_validate_landmarks(manifest, landmarks, folds: pd.DataFrame, results: str | Path, config, protocol,
+                             folds_path: str = "folds.csv") -> dict[str, pd.DataFrame]:
     """The landmark baseline's two classifiers on the same folds (``landmark_baseline.fit_and_predict``
     with fold k as its test cases): ``RESULTS/landmarks_logreg/`` and ``RESULTS/landmarks_gbt/``."""
     from csxa_data.measurements import SCALE_FREE_FEATURES
@@ -181,7 +181,7 @@ def cross_validate_landmarks(manifest, landmarks, folds: pd.DataFrame, results: 
 
     cases = read_inputs(manifest, landmarks)
     cases = cases[cases.split == "train"].reset_index(drop=True)
-    assignment = case_folds(cases.number.to_numpy(), cases.label.to_numpy(), folds, "folds.csv")
+    assignment = case_folds(cases.number.to_numpy(), cases.label.to_numpy(), folds, folds_path)
     k = int(folds.fold.max()) + 1
     out = {}
     for name, kind in EXPERIMENTS.items():

@@ -171,6 +171,21 @@ def test_compare_refuses_a_hand_edited_evaluation_json(project, capsys, content,
     assert (message is None or message in err) and "Traceback" not in err
 
 
+@pytest.mark.parametrize("kind", ["folder", "dangling link"])
+def test_an_evaluation_json_that_is_not_a_file_is_refused(project, capsys, kind):
+    """Stop-18 leftover: a folder (or a link to nothing) at evaluation.json was passed over as if the
+    file were absent, and the experiment's majority class silently taken from another one."""
+    root, _, _ = project
+    details = root / "results" / "better" / "evaluation.json"
+    details.unlink()
+    details.mkdir() if kind == "folder" else details.symlink_to(root / "nowhere.json")
+    assert run(root) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"csxa-train: error: {details}: is not a file (a folder, or a link to nothing); fit writes "
+                   "evaluation.json as a file: train better again (dvc repro)"], err
+    assert not (root / "out").exists()
+
+
 def test_a_prediction_without_a_key_is_one_line(project, capsys):
     """Third audit: a blank key beside an unknown one was a TypeError sorting the differences."""
     root, _, _ = project

@@ -113,6 +113,21 @@ def test_landmark_baseline_on_the_same_folds(project, cross_validated):
             assert oof[column].tolist() == network[column].tolist(), (name, column)
 
 
+def test_landmark_cv_on_folds_of_other_cases_names_the_folds_file_given(project, tmp_path, capsys):
+    """Stop-18 leftover: the error named `folds.csv` whatever --folds said."""
+    root, _, _ = project
+    folds = pd.read_csv(root / "folds.csv")
+    gone = int(folds.number.iloc[0])
+    folds[folds.number != gone].to_csv(tmp_path / "other-folds.csv", index=False)
+    assert train_main(["cv-landmarks", "--params", str(root / "params.yaml"), "--manifest",
+                       str(root / "ingest" / "manifest.csv"), "--landmarks", str(root / "ingest" / "landmarks.csv"),
+                       "--folds", str(tmp_path / "other-folds.csv"), "--results", str(tmp_path / "cv")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"csxa-train: error: {tmp_path / 'other-folds.csv'}: the variant's "
+                                                   f"train cases and the fold table differ: 1 only in the variant [{gone}]")
+    assert not (tmp_path / "cv").exists()
+
+
 def test_more_folds_than_the_minority_class_has_cases_is_one_line(project, tmp_path):
     root, _, manifest = project
     minority = int(manifest[manifest.split == "train"].label.value_counts().min())

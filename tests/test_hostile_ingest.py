@@ -369,6 +369,17 @@ def test_a_sheet_that_is_a_chart_is_one_clear_line(release):
         "names the sheet holding the table)"]
 
 
+def test_check_release_of_a_release_without_films_fails_naming_what_is_empty(release):
+    with zipfile.ZipFile(release / "datasets-PNG.zip", "w"):
+        pass
+    result = run_cli("check-release", "--release", release)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "datasets-PNG: 0 files" in result.stdout  # the summary is still printed
+    assert result.stderr.strip().splitlines() == [
+        f"csxa-data: error: {release}: datasets-PNG holds nothing: ingest would keep no case (a case needs its "
+        "sheet row, film and landmarks)"]
+
+
 def test_a_workbook_part_inflating_to_a_huge_size_is_refused_unread(release):
     xlsx, part = release / "datasets.xlsx", "xl/worksheets/sheet1.xml"
     with zipfile.ZipFile(xlsx) as z:
@@ -501,6 +512,26 @@ def test_a_manifest_row_whose_gender_or_age_is_not_its_stems_is_refused(baseline
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "gender_and_age_are_the_stems" in lines[0], lines
+
+
+def test_a_manifest_box_coordinate_that_is_blank_is_reported_against_its_own_column_and_line(baseline, tmp_path):
+    """Stop-18 leftover: a blank box_x0 failed the row-wide box check too, which lists every column
+    of the row, and the message named the first of those ('height') instead of box_x0."""
+    frame = baseline.manifest.copy()
+    frame.loc[frame.index[3], "box_x0"] = None
+    frame.loc[frame.index[6], "box_x1"] = frame.loc[frame.index[6], "width"] + 5
+    frame.to_csv(tmp_path / "manifest.csv", index=False)
+    result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"csxa-data: error: {tmp_path / 'manifest.csv'}: does not satisfy schemas.Manifest (3 failure(s); first: "
+        "column 'box_x0' check 'not_nullable' value nan on line 5)"]
+    frame.loc[frame.index[3], "box_x0"] = 0
+    frame.to_csv(tmp_path / "manifest.csv", index=False)
+    result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
+    assert result.stderr.strip().splitlines() == [
+        f"csxa-data: error: {tmp_path / 'manifest.csv'}: does not satisfy schemas.Manifest (1 failure(s); first: "
+        "check 'box_inside_film' on line 8)"]
 
 
 def test_a_manifest_with_a_header_only_says_so(baseline, tmp_path):
