@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -125,6 +125,23 @@ def check_writable(target: str | os.PathLike, owns: Iterable[str] | None = None)
     except OSError as exc:
         raise CsxaError(f"cannot write the output here ({exc.strerror}); nothing was done",
                         path=target) from None
+
+
+def write_files_atomic(folder: str | os.PathLike, writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write several files of ``folder`` as one: each ``writers[name](path)`` writes its file to a
+    temporary sibling, and only when all have been written are they renamed into place; a failure in
+    any (a full disk, a bad figure) leaves every file as it was, so a report is never half old."""
+    from .errors import CsxaError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in writers:  # a rename onto a folder would fail after others were renamed
+        if (folder / name).is_dir():
+            raise CsxaError("is a folder where this command writes a file; nothing was replaced", path=folder / name)
+    with contextlib.ExitStack() as stack:
+        temporaries = {name: stack.enter_context(atomic_path(folder / name)) for name in writers}
+        for name, write in writers.items():
+            write(temporaries[name])
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:

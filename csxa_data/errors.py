@@ -48,3 +48,7 @@ def run_command(prog: str, func, args, interrupted: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; {interrupted}", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine, not the input: a full disk, a folder where a file goes, permissions
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return CsxaError.exit_code

@@ -95,6 +95,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from csxa_data.atomic import write_files_atomic
     from csxa_data.params import load_section
 
     from . import compare as table_report
@@ -116,14 +117,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # every input read and checked before any report is replaced, so the two never disagree
     table, facts = table_report.compare_results(args.results, experiments, train_model, config)
     cv = cv_report.cv_results(args.cv, experiments, train_model, config) if args.cv is not None else None
-    table_report.write_report(table, facts, Path(args.out))
+    # both reports' files replaced together or not at all
+    write_files_atomic(Path(args.out), {**table_report.report_files(table, facts),
+                                        **(cv_report.report_files(*cv) if cv is not None else {})})
     below = [e for e, beats in zip(table.experiment[:-1], table.beats_baseline[:-1]) if not beats]
     print(f"compare: {len(table) - 1} experiments on {facts['n']} test cases against {facts['reference']}; "
           f"{len(below)} not above the majority baseline's accuracy {table.accuracy.iloc[-1]:.3f}"
           f"{' (' + ', '.join(below) + ')' if below else ''}; wrote {args.out}/table.md")
     if cv is not None:
         summary, folds, cv_facts = cv
-        cv_report.write_report(summary, folds, cv_facts, Path(args.out))
         print(f"compare: cross-validation of {len(summary)} experiments, {cv_facts['folds']} folds x "
               f"{cv_facts['repeats']} repeat(s) over {cv_facts['n']} train cases; wrote {args.out}/cv_table.md")
     return 0

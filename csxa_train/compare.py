@@ -483,21 +483,15 @@ def metrics_json(table: pd.DataFrame, facts: dict) -> dict:
     return out
 
 
-def write_report(table: pd.DataFrame, facts: dict, out: Path) -> None:
-    """table.md, table.csv, compare.json and compare.png, each written whole then renamed."""
-    from csxa_data.atomic import atomic_path
-
+def report_files(table: pd.DataFrame, facts: dict) -> dict:
+    """The report's files, name -> a function writing it to a path: table.md, table.csv,
+    compare.json and compare.png (for ``csxa_data.atomic.write_files_atomic``)."""
     from .figures import comparison_figure
 
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "table.md") as tmp:
-        Path(tmp).write_text(markdown(table, facts))
-    with atomic_path(out / "table.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.8g")
-    with atomic_path(out / "compare.json") as tmp:
-        Path(tmp).write_text(json.dumps({**metrics_json(table, facts)}, indent=2) + "\n")
-    with atomic_path(out / "compare.png") as tmp:
-        comparison_figure(table, facts, tmp)
+    return {"table.md": lambda path: path.write_text(markdown(table, facts)),
+            "table.csv": lambda path: table.to_csv(path, index=False, float_format="%.8g"),
+            "compare.json": lambda path: path.write_text(json.dumps(metrics_json(table, facts), indent=2) + "\n"),
+            "compare.png": lambda path: comparison_figure(table, facts, path)}
 
 
 def compare_results(results: str | Path, experiments: dict, train_model: str,

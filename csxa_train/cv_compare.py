@@ -296,21 +296,15 @@ def folds_figure(folds: pd.DataFrame, table: pd.DataFrame, facts: dict, out) -> 
     img.save(out, format="PNG")
 
 
-def write_report(table: pd.DataFrame, folds: pd.DataFrame, facts: dict, out: Path) -> None:
-    """cv_table.md, cv_table.csv, cv_folds.csv, cv.json and cv.png, each written whole then renamed."""
-    from csxa_data.atomic import atomic_path
-
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "cv_table.md") as tmp:
-        Path(tmp).write_text(markdown(table, folds, facts))
-    with atomic_path(out / "cv_table.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.8g")
-    with atomic_path(out / "cv_folds.csv") as tmp:
-        folds.to_csv(tmp, index=False, float_format="%.8g")
-    with atomic_path(out / "cv.json") as tmp:
-        Path(tmp).write_text(json.dumps({**metrics_json(table, facts), "facts": facts}, indent=2) + "\n")
-    with atomic_path(out / "cv.png") as tmp:
-        folds_figure(folds, table, facts, tmp)
+def report_files(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> dict:
+    """The report's files, name -> a function writing it to a path: cv_table.md, cv_table.csv,
+    cv_folds.csv, cv.json and cv.png (for ``csxa_data.atomic.write_files_atomic``)."""
+    return {"cv_table.md": lambda path: path.write_text(markdown(table, folds, facts)),
+            "cv_table.csv": lambda path: table.to_csv(path, index=False, float_format="%.8g"),
+            "cv_folds.csv": lambda path: folds.to_csv(path, index=False, float_format="%.8g"),
+            "cv.json": lambda path: path.write_text(json.dumps({**metrics_json(table, facts), "facts": facts},
+                                                               indent=2) + "\n"),
+            "cv.png": lambda path: folds_figure(folds, table, facts, path)}
 
 
 def cv_results(cv_dir: str | Path, experiments: dict, train_model: str,

@@ -194,7 +194,7 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
     from pytorch_grad_cam import GradCAM
     from tqdm import tqdm
 
-    from csxa_data.atomic import atomic_path
+    from csxa_data.atomic import write_files_atomic
 
     from .data import prepare
     from .fit import restore_model
@@ -234,14 +234,11 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
                "heat_in_box": _mean(frame.heat_in_box), "box_area": _mean(frame.box_area),
                "by_kind": {kind: {"cases": [str(k) for k in rows.key], "heat_in_box": _mean(rows.heat_in_box),
                                   "box_area": _mean(rows.box_area)} for kind, rows in picks.items()}}
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "gradcam.csv") as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(out / "gradcam.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
     index = {key: i for i, key in enumerate(test.keys)}
-    with atomic_path(out / "gradcam.png") as tmp:
-        contact_sheet(test, cams, boxes, index, picks, summary, tmp)
+    write_files_atomic(out, {  # the three replaced together or not at all
+        "gradcam.csv": lambda path: frame.to_csv(path, index=False, float_format="%.6f"),
+        "gradcam.json": lambda path: path.write_text(json.dumps(summary, indent=2) + "\n"),
+        "gradcam.png": lambda path: contact_sheet(test, cams, boxes, index, picks, summary, path)})
     return summary
 
 

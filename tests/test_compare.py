@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -307,6 +308,39 @@ def test_compare_cv_gives_per_fold_pooled_and_both_ttests(cv_project, capsys):
     # Table 1 is untouched by --cv
     before = (root / "out" / "table.md").read_bytes()
     assert run(root) == 0 and (root / "out" / "table.md").read_bytes() == before
+
+
+def test_compare_replaces_both_reports_or_neither(cv_project, capsys):
+    """Stop-18 leftover: table.md was renamed into place before the cross-validation files were
+    written, so a write failing there left a new table beside an old cv_table. Now every file is
+    written first and none is replaced unless all were (a folder in a file's place is found first)."""
+    root, _, _, _ = cv_project
+    out = root / "out"
+    assert run(root, "--cv", str(root / "cv")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (root / "params.yaml").write_text((root / "params.yaml").read_text().replace("seed: 1", "seed: 2"))
+    (out / "cv.png").unlink()
+    (out / "cv.png").mkdir()  # the last file cannot be put in place
+    (out / "cv.png" / "x").write_text("x")
+    capsys.readouterr()
+    assert run(root, "--cv", str(root / "cv")) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"csxa-train: error: {out / 'cv.png'}: is a folder where this command writes a file; nothing was replaced"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == \
+        {name: data for name, data in before.items() if name != "cv.png"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files left
+    shutil.rmtree(out / "cv.png")
+    assert run(root, "--cv", str(root / "cv")) == 0
+    assert (out / "table.md").read_bytes() != before["table.md"]  # a new seed: new intervals in both
+
+
+def test_an_output_the_system_refuses_is_one_line_not_a_traceback(project, capsys):
+    # /proc takes no new folders: a real OSError from the file system, at the first write
+    root, _, _ = project
+    assert main(["compare", "--params", str(root / "params.yaml"), "--results", str(root / "results"),
+                 "--out", "/proc/csxa-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("csxa-train: error: /proc/csxa-report: "), err
 
 
 def test_compare_cv_refuses_experiments_on_other_folds(cv_project, capsys):
