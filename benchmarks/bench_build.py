@@ -139,6 +139,7 @@ def main() -> None:
             c, g = rows[f"build {colour}"], rows[f"build {grey}"]
             c["ratio_wall_vs_grey"] = round(c["wall_s"] / g["wall_s"], 2)
             c["ratio_cpu_vs_grey"] = round(c["cpu_s"] / g["cpu_s"], 2)
+    add_round_ratios(rows)
     shutil.rmtree(work)
     summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(), "repeat": args.repeat,
                "load_average_before": [round(x, 2) for x in load_before],
@@ -150,10 +151,37 @@ def main() -> None:
         print(f"{row['what']:40s} {row['wall_s']:8.1f} {row['cpu_s']:8.1f} {row['peak_rss_mib']:9.0f} "
               f"{row['ratio_wall_vs_pillow_decode']:7.2f} {row['ratio_cpu_vs_pillow_decode']:6.2f} "
               f"{row.get('ratio_cpu_vs_grey', ''):>13}")
+    if args.repeat > 1:
+        print("\nper-round ratios (CPU; each build against the Pillow pass and its grey counterpart of the same "
+              "round): median [min-max]")
+        for row in rows.values():
+            for key, name in (("round_cpu_vs_pillow_decode", "vs Pillow pass"), ("round_cpu_vs_grey", "vs grey")):
+                if key in row:
+                    r = row[key]
+                    print(f"  {row['what']:38s} {name:15s} {r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]")
     print(f"load average before {summary['load_average_before']}, after {summary['load_average_after']}")
     target = Path(__file__).parent / "out" / f"build-{args.cases}-{args.size_scale}.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def add_round_ratios(rows: dict) -> None:
+    """Each build's CPU time against the Pillow pass, and each colour build's against its grey one,
+    round by round (the runs of a round are minutes apart, the rounds further: on a host whose speed
+    drifts, the median of paired ratios is steadier than the ratio of medians)."""
+    def paired(runs: list[dict], against: list[dict]) -> dict:
+        ratios = [a["cpu_s"] / b["cpu_s"] for a, b in zip(runs, against)]
+        return {"median": round(float(np.median(ratios)), 3), "min": round(min(ratios), 3),
+                "max": round(max(ratios), 3), "rounds": [round(r, 3) for r in ratios]}
+
+    floor = rows["decode pillow"]["runs"]
+    for label, row in rows.items():
+        if label.startswith("build "):
+            row["round_cpu_vs_pillow_decode"] = paired(row["runs"], floor)
+    for colour, grey in GREY_OF.items():
+        if f"build {colour}" in rows and f"build {grey}" in rows:
+            rows[f"build {colour}"]["round_cpu_vs_grey"] = paired(rows[f"build {colour}"]["runs"],
+                                                                  rows[f"build {grey}"]["runs"])
 
 
 if __name__ == "__main__":
