@@ -2,7 +2,7 @@
 
     python benchmarks/bench_build.py                     # 5,000 cases, films at the real size, paper settings
     python benchmarks/bench_build.py --cases 1000        # a smaller release, same settings
-    python benchmarks/bench_build.py --repeat 3 --researcher   # medians of 3 interleaved rounds, no plain script
+    python benchmarks/bench_build.py --repeat 5 --researcher   # medians of 5 interleaved rounds, no plain script
 
 On the same release and cores, in one run: a Pillow decode-only pass (every kept film decoded once,
 one worker per core: the yardstick), the fast decoder's decode-only pass (csxa_data.images), each
