@@ -128,9 +128,11 @@ def check_writable(target: str | os.PathLike, owns: Iterable[str] | None = None)
 
 
 def write_files_atomic(folder: str | os.PathLike, writers: dict[str, Callable[[Path], None]]) -> None:
-    """Write several files of ``folder`` as one: each ``writers[name](path)`` writes its file to a
-    temporary sibling, and only when all have been written are they renamed into place; a failure in
-    any (a full disk, a bad figure) leaves every file as it was, so a report is never half old."""
+    """Write several files of ``folder`` together: each ``writers[name](path)`` writes its file to a
+    temporary sibling, and only when all have been written are they renamed into place. A writer
+    that fails (a full disk, a bad figure) leaves every file as it was, so a report is not left half
+    old; a folder in a file's place is refused before any write. (A rename failing part-way, which
+    that check leaves to races and odd file systems, would leave the files renamed before it.)"""
     from .errors import CsxaError
 
     folder = Path(folder)

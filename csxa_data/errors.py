@@ -26,14 +26,17 @@ def conform(contract, frame, path: object):
         return contract.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
-        # a row-wide check lists every column of a failing row: count it once a row, and report a
-        # column's own rule first, as it says more
-        row_wide = cases.schema_context == "DataFrameSchema"
+        # a row-wide check lists every column of a failing row: count it once a row, and report any
+        # other failure first (a column's own rule, a missing column), as it says more
+        row_wide = (cases.schema_context == "DataFrameSchema") & cases["index"].notna()
         failures = len(cases.assign(column=cases.column.where(~row_wide, "")).drop_duplicates(["column", "check", "index"]))
         first = cases[~row_wide].iloc[0] if (~row_wide).any() else cases.iloc[0]
-        what = f"check {first['check']!r}" if first["schema_context"] == "DataFrameSchema" else \
-            f"column {first['column']!r} check {first['check']!r} value {first['failure_case']!r}"
-        where = "" if pd.isna(first["index"]) else f" on line {int(first['index']) + 2}"
+        if first["schema_context"] == "DataFrameSchema":  # the table's own rules name no column of theirs
+            what = f"check {first['check']!r}" + ("" if pd.notna(first["index"]) else f" value {first['failure_case']!r}")
+        else:
+            what = f"column {first['column']!r} check {first['check']!r} value {first['failure_case']!r}"
+        # pandas' row number: the header and blank lines are not counted
+        where = "" if pd.isna(first["index"]) else f" in data row {int(first['index']) + 1}"
         raise CsxaError(f"does not satisfy schemas.{contract.__name__} ({failures} failure(s); first: {what}{where})",
                         path=path) from None
 
@@ -48,7 +51,12 @@ def run_command(prog: str, func, args, interrupted: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; {interrupted}", file=sys.stderr)
         return 130
-    except OSError as exc:  # the machine, not the input: a full disk, a folder where a file goes, permissions
-        where = f"{exc.filename}: " if exc.filename is not None else ""
-        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:
+        # a path the system refuses (a full disk, a folder where a file goes, permissions); an OSError
+        # naming no path (a broken pipe, a library's own) keeps its traceback
+        if exc.filename is None:
+            raise
+        # a rename names its source (a temporary sibling, already removed) first and its target second
+        print(f"{prog}: error: {exc.filename2 if exc.filename2 is not None else exc.filename}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
         return CsxaError.exit_code

@@ -313,7 +313,9 @@ def test_compare_cv_gives_per_fold_pooled_and_both_ttests(cv_project, capsys):
 def test_compare_replaces_both_reports_or_neither(cv_project, capsys):
     """Stop-18 leftover: table.md was renamed into place before the cross-validation files were
     written, so a write failing there left a new table beside an old cv_table. Now every file is
-    written first and none is replaced unless all were (a folder in a file's place is found first)."""
+    written first and renamed only when all are (a writer failing part-way: test_fault_injection.py::
+    test_files_written_together_are_all_replaced_or_none); a folder in a file's place, which would
+    fail a rename after others, is refused before any write, as here."""
     root, _, _, _ = cv_project
     out = root / "out"
     assert run(root, "--cv", str(root / "cv")) == 0

@@ -128,6 +128,17 @@ def test_landmark_cv_on_folds_of_other_cases_names_the_folds_file_given(project,
     assert not (tmp_path / "cv").exists()
 
 
+def test_an_output_file_whose_place_holds_a_folder_is_one_line_naming_it(project, tmp_path):
+    # the rename of the finished temporary file fails; the line names the output, not the temporary
+    root, _, _ = project
+    (tmp_path / "folds.csv" / "keep").mkdir(parents=True)
+    result = run_cli("folds", "--params", root / "params.yaml", "--manifest", root / "ingest" / "manifest.csv",
+                     "--out", tmp_path / "folds.csv")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"csxa-data: error: {tmp_path / 'folds.csv'}: Is a directory"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folds.csv"]  # no temporary file left
+
+
 def test_more_folds_than_the_minority_class_has_cases_is_one_line(project, tmp_path):
     root, _, manifest = project
     minority = int(manifest[manifest.split == "train"].label.value_counts().min())

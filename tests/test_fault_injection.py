@@ -180,3 +180,28 @@ def test_two_dvc_repro_at_once_second_refuses_with_the_lock_message(tmp_path):
     status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=repo, env=env, capture_output=True,
                             text=True, timeout=120)
     assert status.returncode == 0 and "up to date" in status.stdout  # nothing corrupted
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+@pytest.mark.parametrize("failing", ["b.csv", "c.png"])
+def test_files_written_together_are_all_replaced_or_none(tmp_path, failure, failing):
+    """`write_files_atomic` (compare's two reports, explain's three files): a writer failing after
+    others have written leaves every old file as it was and no temporary file behind."""
+    from csxa_data.atomic import write_files_atomic
+
+    old = {"a.md": b"old a", "b.csv": b"old b", "c.png": b"old c"}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+
+    def writer(name: str):
+        def write(path: Path) -> None:
+            path.write_bytes(b"new " + name.encode())
+            if name == failing:
+                raise failure
+        return write
+
+    with pytest.raises(type(failure)):
+        write_files_atomic(tmp_path, {name: writer(name) for name in old})
+    assert files(tmp_path) == old
+    write_files_atomic(tmp_path, {name: writer(name) for name in old} | {failing: lambda path: path.write_bytes(b"new")})
+    assert files(tmp_path) == {"a.md": b"new a.md", "b.csv": b"new b.csv", "c.png": b"new c.png"} | {failing: b"new"}

@@ -514,7 +514,7 @@ def test_a_manifest_row_whose_gender_or_age_is_not_its_stems_is_refused(baseline
     assert len(lines) == 1 and "gender_and_age_are_the_stems" in lines[0], lines
 
 
-def test_a_manifest_box_coordinate_that_is_blank_is_reported_against_its_own_column_and_line(baseline, tmp_path):
+def test_a_manifest_box_coordinate_that_is_blank_is_reported_against_its_own_column_and_row(baseline, tmp_path):
     """Stop-18 leftover: a blank box_x0 failed the row-wide box check too, which lists every column
     of the row, and the message named the first of those ('height') instead of box_x0."""
     frame = baseline.manifest.copy()
@@ -525,13 +525,19 @@ def test_a_manifest_box_coordinate_that_is_blank_is_reported_against_its_own_col
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {tmp_path / 'manifest.csv'}: does not satisfy schemas.Manifest (3 failure(s); first: "
-        "column 'box_x0' check 'not_nullable' value nan on line 5)"]
+        "column 'box_x0' check 'not_nullable' value nan in data row 4)"]
     frame.loc[frame.index[3], "box_x0"] = 0
     frame.to_csv(tmp_path / "manifest.csv", index=False)
     result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {tmp_path / 'manifest.csv'}: does not satisfy schemas.Manifest (1 failure(s); first: "
-        "check 'box_inside_film' on line 8)"]
+        "check 'box_inside_film' in data row 7)"]
+    # a missing column is named (the table's own rule has no row), and reported before the row's
+    frame.drop(columns=["label"]).to_csv(tmp_path / "manifest.csv", index=False)
+    result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
+    assert result.stderr.strip().splitlines() == [
+        f"csxa-data: error: {tmp_path / 'manifest.csv'}: does not satisfy schemas.Manifest (2 failure(s); first: "
+        "check 'column_in_dataframe' value 'label')"]
 
 
 def test_a_manifest_with_a_header_only_says_so(baseline, tmp_path):
