@@ -32,7 +32,9 @@ def conform(contract, frame, path: object):
         failures = len(cases.assign(column=cases.column.where(~row_wide, "")).drop_duplicates(["column", "check", "index"]))
         first = cases[~row_wide].iloc[0] if (~row_wide).any() else cases.iloc[0]
         if first["schema_context"] == "DataFrameSchema":  # the table's own rules name no column of theirs
-            what = f"check {first['check']!r}" + ("" if pd.notna(first["index"]) else f" value {first['failure_case']!r}")
+            # a missing or extra column is named by its failure case; a whole-table check's is a bare False
+            named = isinstance(first["failure_case"], str) and pd.isna(first["index"])
+            what = f"check {first['check']!r}" + (f" value {first['failure_case']!r}" if named else "")
         else:
             what = f"column {first['column']!r} check {first['check']!r} value {first['failure_case']!r}"
         # pandas' row number: the header and blank lines are not counted

@@ -118,8 +118,8 @@ def _resized_pair(first: Image.Image, second: Image.Image, size: int) -> tuple[n
     ``Image.resize`` with ``reducing_gap=1.0`` box-reduces by the whole part of the scale, then
     applies Lanczos to the rest. Here each image is box-reduced alone, and the two reduced images go
     through Lanczos together as the two bands of one "La" image (Pillow resamples each band as it
-    would alone; La is premultiplied already, so nothing is multiplied): the same pixels, 25% faster
-    than one "La" resize of the full-size pair, whose merge touches four times the pixels.
+    would alone; La is premultiplied already, so nothing is multiplied): the same pixels, about 10%
+    faster than one "La" resize of the full-size pair, whose merge touches four times the pixels.
     """
     width, height = first.size
     factor = (max(width // size, 1), max(height // size, 1))  # Pillow's int(w / size / reducing_gap) or 1
@@ -127,8 +127,7 @@ def _resized_pair(first: Image.Image, second: Image.Image, size: int) -> tuple[n
         first, second = first.reduce(factor), second.reduce(factor)
     pair = Image.merge("La", (first, second)).resize(
         (size, size), Image.Resampling.LANCZOS, box=(0, 0, width / factor[0], height / factor[1]))
-    small, other = (np.asarray(band) for band in pair.split())
-    return small, other
+    return tuple(np.asarray(band) for band in pair.split())
 
 
 def order_channels(planes: np.ndarray, order: str) -> np.ndarray:
