@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from csxa_data.atomic import atomic_path, remove_stale_temporaries, write_files_atomic
 from csxa_data.errors import CsxaError
 
 from .augment import AugmentConfig, augment_batch
@@ -188,24 +189,19 @@ def _content_pickle():
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temporary file renamed into place: never a half-written checkpoint. If the
+    """torch.save to a temporary sibling renamed into place: never a half-written checkpoint. If the
     write fails (a full disk, a file-size limit) the partial temporary file is removed and the
     previous checkpoint is left as it was."""
-    tmp = path.with_name(f".{path.name}.tmp")
     buffer = io.BytesIO()
     torch.save(state, buffer, pickle_module=_content_pickle())  # in memory first: a failing write is a plain OSError
     try:
-        with open(tmp, "wb") as handle:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CsxaError(f"cannot write the checkpoint ({exc.strerror or exc}); the partial file was removed "
-                            "and the previous checkpoint kept", path=path) from None
-        raise
+    except OSError as exc:
+        raise CsxaError(f"cannot write the checkpoint ({exc.strerror or exc}); the partial file was removed "
+                        "and the previous checkpoint kept", path=path) from None
 
 
 CHECKPOINT_KEYS = ("model", "epoch", "config", "digest", "log", "counts", "normalisation")
@@ -554,23 +550,40 @@ def predict(model, source, mean, std, config: TrainConfig, runtime: Runtime,
     return frame
 
 
-def write_evaluation(out: Path, predictions: pd.DataFrame, majority_class: int, title: str, extra: dict,
-                     threshold: float = 0.5, calibration_bins: int = 10) -> dict:
-    """metrics.json (headline), evaluation.json (details), predictions.csv, roc.csv, confusion.csv,
-    calibration.csv and report.png; returns the details."""
+EVALUATION_FILES = ("predictions.csv", "roc.csv", "confusion.csv", "calibration.csv", "metrics.json",
+                    "evaluation.json", "report.png")
+FIT_FILES = (CHECKPOINT, "train_log.csv", *EVALUATION_FILES, "MODEL_CARD.md")
+
+
+def evaluation_files(predictions: pd.DataFrame, majority_class: int, title: str, extra: dict,
+                     threshold: float = 0.5, calibration_bins: int = 10) -> tuple[dict, dict]:
+    """The evaluation details, and a writer for each of ``EVALUATION_FILES``: metrics.json
+    (headline), evaluation.json (details), predictions.csv, roc.csv, confusion.csv, calibration.csv
+    and report.png."""
     from .figures import evaluation_figure
 
     details = {**evaluate_predictions(predictions, majority_class, threshold, calibration_bins), **extra}
     predictions = predictions.assign(pred_at_threshold=(predictions.score >= threshold).astype(int))
     roc = roc_curve(predictions.label.to_numpy(), predictions.score.to_numpy())
     calibration = calibration_table(predictions.label.to_numpy(), predictions.score.to_numpy(), calibration_bins)
-    predictions.to_csv(out / "predictions.csv", index=False, float_format="%.8f")
-    roc.to_csv(out / "roc.csv", index=False, float_format="%.6f")
-    confusion_rows(predictions).to_csv(out / "confusion.csv", index=False)
-    calibration.to_csv(out / "calibration.csv", index=False, float_format="%.6f")
-    (out / "metrics.json").write_text(json.dumps(headline_metrics(details), indent=2) + "\n")
-    (out / "evaluation.json").write_text(json.dumps(details, indent=2) + "\n")
-    evaluation_figure(details, roc, calibration, title, out / "report.png")
+    writers = {
+        "predictions.csv": lambda path: predictions.to_csv(path, index=False, float_format="%.8f"),
+        "roc.csv": lambda path: roc.to_csv(path, index=False, float_format="%.6f"),
+        "confusion.csv": lambda path: confusion_rows(predictions).to_csv(path, index=False),
+        "calibration.csv": lambda path: calibration.to_csv(path, index=False, float_format="%.6f"),
+        "metrics.json": lambda path: path.write_text(json.dumps(headline_metrics(details), indent=2) + "\n"),
+        "evaluation.json": lambda path: path.write_text(json.dumps(details, indent=2) + "\n"),
+        "report.png": lambda path: evaluation_figure(details, roc, calibration, title, path),
+    }
+    return details, writers
+
+
+def write_evaluation(out: Path, predictions: pd.DataFrame, majority_class: int, title: str, extra: dict,
+                     threshold: float = 0.5, calibration_bins: int = 10) -> dict:
+    """The ``EVALUATION_FILES`` written into ``out`` together (all replaced or none: a killed run
+    never leaves new predictions beside old metrics); returns the details."""
+    details, writers = evaluation_files(predictions, majority_class, title, extra, threshold, calibration_bins)
+    write_files_atomic(out, writers)
     return details
 
 
@@ -600,6 +613,9 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
     if runtime.device.type == "cuda":
         images = images.pin_memory()
     out.mkdir(parents=True, exist_ok=True)
+    if runtime.main:  # what a killed run left beside its files (also when this one fails before writing)
+        for name in FIT_FILES:
+            remove_stale_temporaries(out / name)
     log_rows, start_epoch = [], 0
     checkpoint_path = out / CHECKPOINT
     digest = config.digest()
@@ -655,15 +671,17 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
     predictions = predict(_unwrap(model), config.variant, mean, std, config, runtime, orders)
     if not runtime.main:
         return None
-    pd.DataFrame(log_rows).to_csv(out / "train_log.csv", index=False, float_format="%.6f")
-    details = write_evaluation(out, predictions, counts["majority_class"], title,
-                               {"experiment": title, "model": config.model, "balance": config.balance,
-                                "epochs": config.epochs, "world_size": runtime.world, "threshold_rule": str(config.threshold),
-                                "threshold_note": note, "colour_variant": data.colour,
-                                "train_orders": config.train_orders if data.colour else None,
-                                "test_orders": list(orders), **counts},
-                               threshold, config.calibration_bins)
-    write_model_card(out, title, details, config)
+    details, writers = evaluation_files(predictions, counts["majority_class"], title,
+                                        {"experiment": title, "model": config.model, "balance": config.balance,
+                                         "epochs": config.epochs, "world_size": runtime.world,
+                                         "threshold_rule": str(config.threshold), "threshold_note": note,
+                                         "colour_variant": data.colour,
+                                         "train_orders": config.train_orders if data.colour else None,
+                                         "test_orders": list(orders), **counts},
+                                        threshold, config.calibration_bins)
+    writers["train_log.csv"] = lambda path: pd.DataFrame(log_rows).to_csv(path, index=False, float_format="%.6f")
+    writers["MODEL_CARD.md"] = lambda path: path.write_text(model_card_text(title, details, config), encoding="utf-8")
+    write_files_atomic(out, writers)  # the results of one run, all together
     print(f"{title}: balanced accuracy {details['balanced_accuracy']:.3f}, sensitivity {details['sensitivity']:.3f}, "
           f"specificity {details['specificity']:.3f}, AUROC {_fmt(details['auroc'])}, accuracy {details['accuracy']:.3f} "
           f"(majority baseline {details['baseline']['accuracy']:.3f}); at threshold {threshold:.3f} ({note}): "
@@ -675,14 +693,14 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def write_model_card(out: Path, title: str, details: dict, config: TrainConfig) -> None:
+def model_card_text(title: str, details: dict, config: TrainConfig) -> str:
     """MODEL_CARD.md: the data version, protocol and metrics beside the majority baseline."""
     from csxa_data.cards import model_card
 
     report = read_variant_json(config.variant, "shards.json")
     data = {"variant": report.get("variant"), "source": str(config.variant),
             "shards_sha256": [s["sha256"] for s in report["shards"]]}
-    (out / "MODEL_CARD.md").write_text(model_card(title, details, config.to_dict(), data), encoding="utf-8")
+    return model_card(title, details, config.to_dict(), data)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str | None = None,

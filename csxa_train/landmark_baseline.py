@@ -20,8 +20,6 @@ confusion.csv, calibration.csv, report.png), so ``compare`` reads them like any 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -166,8 +164,8 @@ def fit_and_predict(cases: pd.DataFrame, kind: str, config: LandmarkConfig, prot
 
 def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Path, config: LandmarkConfig,
                  protocol: Protocol, *, measurements_out: str | Path | None = None) -> dict[str, dict]:
-    """Both classifiers: ``RESULTS/landmarks_logreg/`` and ``RESULTS/landmarks_gbt/`` (each written
-    to a temporary folder, then renamed into place file by file), and the measurement table if asked; returns
+    """Both classifiers: ``RESULTS/landmarks_logreg/`` and ``RESULTS/landmarks_gbt/`` (each
+    experiment's files replaced together), and the measurement table if asked; returns
     each experiment's evaluation details."""
     from csxa_data.atomic import atomic_path
     from csxa_data.measurements import SCALE_FREE_FEATURES
@@ -190,15 +188,9 @@ def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Pat
                  "balance": "class_weight_balanced", "features": list(SCALE_FREE_FEATURES),
                  "settings": asdict(config), "threshold_rule": str(protocol.threshold), "threshold_note": note,
                  **counts}
-        target = Path(results) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{name}.tmp-", dir=target.parent) as tmp:
-            out[name] = write_evaluation(Path(tmp), predictions, counts["majority_class"], name, extra, threshold,
-                                         protocol.calibration_bins)
-            # file by file into place: other files there (DVC's .gitignore) stay
-            target.mkdir(exist_ok=True)
-            for file in sorted(Path(tmp).iterdir()):
-                os.replace(file, target / file.name)
+        # all of an experiment's files replaced together; other files there (DVC's .gitignore) stay
+        out[name] = write_evaluation(Path(results) / name, predictions, counts["majority_class"], name, extra,
+                                     threshold, protocol.calibration_bins)
     return out
 
 

@@ -1,8 +1,10 @@
 """Fault injection (issue 10): `csxa-data ingest`, `csxa-data build` and `csxa-train fit` killed with
 SIGKILL (the whole process group, workers included, as a crash or an OOM kill would) at seeded random
-moments, then rerun. After each kill the output is either absent or the previous complete one, never
-half-written; the rerun's files are byte-identical to an uninterrupted run's; and no temporary
-`.NAME.tmp-*` folder is left behind. Also: two `dvc repro` at once in one repository.
+moments, then rerun. After each kill an ingest or build output is either absent or the previous
+complete one, never half-written; a fit folder holds a whole checkpoint of some epoch and either none
+or all of the run's results. The rerun's files are byte-identical to an uninterrupted run's, and no
+temporary `.NAME.tmp-*` is left behind. Also: a full disk under `fit`, and two `dvc repro` at once in
+one repository.
 
 Which bytes may differ: none of the files compared here. Directory and file timestamps differ (they
 are not content, and DVC hashes content only).
@@ -11,6 +13,7 @@ are not content, and DVC hashes content only).
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -20,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
-from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from conftest import tiny_variant
+from csxa_data.build import BuildParams, VariantSpec
 from csxa_data.ingest import IngestParams, run_ingest, write_ingest
-from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_data.synth import SynthParams
 
 SEED = 20261129
 KILLS = 2  # per command; each at a seeded random moment within an uninterrupted run's duration
@@ -117,40 +120,103 @@ def test_killed_build_reruns_to_identical_outputs(tiny_synth, data):
 
 @pytest.fixture(scope="module")
 def train_variant(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fault-train")
-    write_synthetic_release(root / "synth", SynthParams(seed=5, cases=40, size_scale=0.2, asymptomatic_fraction=0.25),
-                            workers=2, progress=False)
-    write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
-    build_variant("cropped", VariantSpec(crop="landmarks", out_size=32), read_manifest(root / "ingest" / "manifest.csv"),
-                  root / "synth" / "release", root / "variant", BuildParams(shard_size=8, min_shards=2),
-                  workers=2, progress=False)
-    return root / "variant"
+    return tiny_variant(tmp_path_factory.mktemp("fault-train"),
+                        SynthParams(seed=5, cases=40, size_scale=0.2, asymptomatic_fraction=0.25), "cropped",
+                        VariantSpec(crop="landmarks", out_size=32), BuildParams(shard_size=8, min_shards=2))
+
+
+def fit_args(variant: Path, out: Path, epochs: int = 2) -> list[str]:
+    return [sys.executable, "-m", "csxa_train", "fit", "--variant", str(variant), "--model", "smallcnn",
+            "--weights", "none", "--balance", "smote", "--epochs", str(epochs), "--batch-size", "8", "--workers", "0",
+            "--out", str(out)]
+
+
+def hidden_temporaries(out: Path) -> list[str]:
+    return sorted(p.name for p in out.glob(".*.tmp*"))
 
 
 @pytest.mark.slow
 def test_killed_fit_resumes_to_identical_weights_and_logs(train_variant, tmp_path):
-    args = [sys.executable, "-m", "csxa_train", "fit", "--variant", str(train_variant), "--model", "smallcnn",
-            "--weights", "none", "--balance", "smote", "--epochs", "2", "--batch-size", "8", "--workers", "0"]
+    from csxa_train.fit import CHECKPOINT, FIT_FILES, load_checkpoint
+
     # the same folder name: the experiment is titled after it in metrics.json and report.png
-    duration = run(args + ["--out", str(tmp_path / "whole" / "run")])
+    duration = run(fit_args(train_variant, tmp_path / "whole" / "run"))
     reference = files(tmp_path / "whole" / "run")
-    assert {"checkpoint.pt", "metrics.json", "predictions.csv", "train_log.csv"} <= set(reference)
+    assert set(reference) == set(FIT_FILES)
+    results = set(FIT_FILES) - {CHECKPOINT}  # written together at the end of a run
     out = tmp_path / "killed" / "run"
     rng = np.random.default_rng(SEED + 2)
-    for delay in rng.uniform(0.5, duration, 1):  # one kill: each fit run costs seconds of torch start-up
-        kill_at(args + ["--out", str(out)], float(delay))
-        # a checkpoint, if any, is a whole one: it loads
-        if (out / "checkpoint.pt").exists():
-            from csxa_train.fit import load_checkpoint
-            load_checkpoint(out / "checkpoint.pt")
-    run(args + ["--out", str(out)])
+    for delay in rng.uniform(0.5, duration, KILLS):
+        kill_at(fit_args(train_variant, out), float(delay))
+        if not out.exists():
+            continue
+        found = files(out)
+        assert set(found) - {CHECKPOINT} in (set(), results), f"a part of the results after a kill at {delay:.2f} s"
+        assert all(found[name] == reference[name] for name in set(found) - {CHECKPOINT})
+        if CHECKPOINT in found:  # a whole one, of some epoch: it loads
+            load_checkpoint(out / CHECKPOINT)
+    # what older killed runs left beside the files: temporaries of dead processes, and of the old unnamed kind
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (f".{CHECKPOINT}.tmp-{dead_pid()}-x1y2", ".metrics.json.tmp-abc123", f".report.png.tmp-{dead_pid()}-q"):
+        (out / name).write_bytes(b"half a file")
+    run(fit_args(train_variant, out))
     # every file byte-identical to the uninterrupted run's: weights, logs, predictions, metrics, figures
     assert files(out) == reference
-    assert not (out / ".checkpoint.pt.tmp").exists()
+    assert hidden_temporaries(out) == []
     # a rerun resumes from the finished checkpoint, whatever the kill above hit: identical again (its
     # loaded strings are shared objects; the checkpoint was once written with other bytes for them)
-    run(args + ["--out", str(out)])
+    run(fit_args(train_variant, out))
     assert files(out) == reference
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_fit_failing_while_it_writes_its_results_leaves_the_previous_ones_whole(train_variant, tmp_path,
+                                                                                   monkeypatch, failure):
+    """The results of a run (metrics, predictions, figures, log, card) are replaced together: a failure
+    at the figure, written after the tables, leaves every old result file as it was."""
+    from csxa_train import figures
+    from csxa_train.fit import CHECKPOINT, TrainConfig, fit
+
+    def config(bins: int) -> TrainConfig:
+        return TrainConfig.from_dict({"variant": str(train_variant), "model": "smallcnn", "weights": "none",
+                                      "balance": "none", "epochs": 1, "batch_size": 8, "workers": 0,
+                                      "calibration_bins": bins})
+
+    out = tmp_path / "run"
+    fit(config(10), out)
+    before = files(out)
+
+    def failing_figure(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(figures, "evaluation_figure", failing_figure)
+    with pytest.raises(type(failure)):
+        fit(config(5), out)  # other settings: retrained, other calibration rows
+    after = files(out)
+    assert after.pop(CHECKPOINT) != before.pop(CHECKPOINT)  # the new run's own checkpoint, saved whole
+    assert after == before
+    assert hidden_temporaries(out) == []
+
+
+def test_a_full_disk_while_fit_saves_is_one_line_and_keeps_the_last_checkpoint(train_variant, tmp_path):
+    """A real write failure through `csxa-train fit`: the kernel refuses to grow any file past 16 kB
+    (EFBIG, as ENOSPC on a full disk), so re-evaluating a finished run cannot save its checkpoint."""
+    out = tmp_path / "run"
+    run(fit_args(train_variant, out, epochs=1))
+    before = files(out)
+    assert len(before["checkpoint.pt"]) > 16384
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not a signal, at the limit
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+
+    result = subprocess.run(fit_args(train_variant, out, epochs=1), capture_output=True, text=True, timeout=300,
+                            preexec_fn=small_files)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "cannot write the checkpoint (File too large); the partial file was removed" in result.stderr
+    assert files(out) == before  # the checkpoint and the results as they were
+    assert hidden_temporaries(out) == []
 
 
 @pytest.mark.slow
