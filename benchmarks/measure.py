@@ -63,13 +63,18 @@ def run_measured(cmd: list[str], **kwargs) -> dict:
 
 def cached_release(cases: int, size_scale: float) -> Path:
     """A synthetic release of this size under benchmarks/out/, written once and reused."""
-    import sys
-
     root = Path(__file__).parent / "out" / f"release-{cases}-{size_scale}"
     if not (root / "synth" / "release" / "datasets-PNG.zip").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "empty.yaml").write_text("{}\n")
-        subprocess.run([sys.executable, "-m", "csxa_data", "synth", "--params", str(root / "empty.yaml"), "--quiet",
-                        "--cases", str(cases), "--size-scale", str(size_scale), "--out", str(root / "synth")],
-                       check=True)
+        subprocess.run(synth_command(cases, size_scale, root), check=True)
     return root / "synth" / "release"
+
+
+def synth_command(cases: int, size_scale: float, root: Path) -> list[str]:
+    """`csxa-data synth` of the default synthetic atlas at this size into ROOT/synth (its release in
+    ROOT/synth/release), with no params.yaml of this checkout in the way."""
+    import sys
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "empty.yaml").write_text("{}\n")
+    return [sys.executable, "-m", "csxa_data", "synth", "--params", str(root / "empty.yaml"), "--quiet",
+            "--cases", str(cases), "--size-scale", str(size_scale), "--out", str(root / "synth")]
