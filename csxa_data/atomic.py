@@ -131,8 +131,9 @@ def write_files_atomic(folder: str | os.PathLike, writers: dict[str, Callable[[P
     """Write several files of ``folder`` together: each ``writers[name](path)`` writes its file to a
     temporary sibling, and only when all have been written are they renamed into place. A writer
     that fails (a full disk, a bad figure) leaves every file as it was, so a report is not left half
-    old; a folder in a file's place is refused before any write. (A rename failing part-way, which
-    that check leaves to races and odd file systems, would leave the files renamed before it.)"""
+    old; a write error is one ``CsxaError`` naming the file. A folder in a file's place is refused
+    before any write. (A rename failing part-way, which that check leaves to races and odd file
+    systems, or a kill between the renames, would leave the files renamed before it.)"""
     from .errors import CsxaError
 
     folder = Path(folder)
@@ -143,7 +144,11 @@ def write_files_atomic(folder: str | os.PathLike, writers: dict[str, Callable[[P
     with contextlib.ExitStack() as stack:
         temporaries = {name: stack.enter_context(atomic_path(folder / name)) for name in writers}
         for name, write in writers.items():
-            write(temporaries[name])
+            try:
+                write(temporaries[name])
+            except OSError as exc:  # a full disk: a write error names no file, or names the temporary one
+                raise CsxaError(f"cannot write it ({exc.strerror or exc}); none of {', '.join(writers)} was replaced",
+                                path=folder / name) from None
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:

@@ -6,7 +6,9 @@ Writes into OUT: ``checkpoint.pt`` (saved safely after every epoch, loaded with
 numbers, for ``dvc exp show``), ``evaluation.json`` (every detail: confusion matrices, baseline,
 the metrics at the chosen threshold, counts), ``predictions.csv`` (per test case: key, number,
 label, score, pred at 0.5, pred_at_threshold), ``roc.csv``, ``confusion.csv``, ``calibration.csv``
-(reliability diagram), ``train_log.csv`` (per epoch) and ``report.png``.
+(reliability diagram), ``train_log.csv`` (per epoch), ``report.png`` and ``MODEL_CARD.md``. The
+results (all but the checkpoint) are written to temporary siblings and renamed only when all are
+written, so a run failing or killed part-way leaves the previous run's results whole.
 
 Every variant gives one training sample per train case per epoch. A colour variant's case has
 two channel orders (a: grey, equalised, inverted; b: grey, inverted, equalised, i.e. a with
@@ -580,8 +582,9 @@ def evaluation_files(predictions: pd.DataFrame, majority_class: int, title: str,
 
 def write_evaluation(out: Path, predictions: pd.DataFrame, majority_class: int, title: str, extra: dict,
                      threshold: float = 0.5, calibration_bins: int = 10) -> dict:
-    """The ``EVALUATION_FILES`` written into ``out`` together (all replaced or none: a killed run
-    never leaves new predictions beside old metrics); returns the details."""
+    """The ``EVALUATION_FILES`` written into ``out`` together (see ``write_files_atomic``: a run
+    failing or killed while it writes them leaves the old ones; only a kill within the final
+    renames, microseconds, could mix them); returns the details."""
     details, writers = evaluation_files(predictions, majority_class, title, extra, threshold, calibration_bins)
     write_files_atomic(out, writers)
     return details
@@ -616,6 +619,7 @@ def _fit(config: TrainConfig, out: Path, title: str, runtime: Runtime) -> dict |
     if runtime.main:  # what a killed run left beside its files (also when this one fails before writing)
         for name in FIT_FILES:
             remove_stale_temporaries(out / name)
+        (out / f".{CHECKPOINT}.tmp").unlink(missing_ok=True)  # the one name earlier versions used
     log_rows, start_epoch = [], 0
     checkpoint_path = out / CHECKPOINT
     digest = config.digest()

@@ -68,7 +68,7 @@ def test_full_disk_while_saving_leaves_no_temporary_and_keeps_the_old_checkpoint
                             cwd=REPO)
     assert result.returncode == 2, result.stderr
     assert "cannot write the checkpoint (File too large); the partial file was removed" in result.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no .checkpoint.pt.tmp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary left
     assert path.read_bytes() == before
 
 
