@@ -10,7 +10,8 @@ tree: ingest; build of the paper's `wide_cropped` and `colored_wide_cropped` (22
 (`smallcnn`, no pretrained weights) - the SMOTE step and the in-memory train split are what the
 paper's protocol costs in memory whatever the model. The synthetic release is written once by
 benchmarks/measure.py (`cached_release`) and reused; with --synth its writing is timed as the first
-stage, into the run's own folder.
+stage, into the run's own folder (ingest then reads a release just written, partly from the page
+cache: its time is not comparable with a run on the cached release).
 Writes benchmarks/out/pipeline-CASES-SCALE.json.
 """
 
@@ -57,28 +58,30 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     load_before = os.getloadavg()
-    if args.synth:
-        measure("synth", synth_command(args.cases, args.size_scale, work))
-        release = work / "synth" / "release"
-    else:
-        release = cached_release(args.cases, args.size_scale)
-    measure("ingest", [sys.executable, "-m", "csxa_data", "ingest", "--params", str(params), "--release", str(release),
-                       "--out", str(work / "ingest"), "--quiet"])
-    for variant in args.variants:
-        measure(f"build {variant}", [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant",
-                                     variant, "--manifest", str(work / "ingest" / "manifest.csv"), "--release",
-                                     str(release), "--out", str(work / variant), "--quiet"])
-        measure(f"fit {variant} (smote, {args.model}, {args.epochs} epoch at {args.image_size} px)",
-                [sys.executable, "-m", "csxa_train", "fit", "--params", str(PAPER_PARAMS), "--variant", str(work / variant),
-                 "--out", str(work / "results" / variant), "--model", args.model, "--weights", "none",
-                 "--balance", "smote", "--epochs", str(args.epochs), "--image-size", str(args.image_size), "--batch-size", "64",
-                 "--workers", "2"])
-        details = json.loads((work / "results" / variant / "evaluation.json").read_text())
-        for key in ("train_cases", "validation_cases", "train_samples", "smote_synthetic"):
-            rows[-1][key] = details.get(key)
-        shutil.rmtree(work / variant)
-    shutil.rmtree(work)
-    summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(),
+    try:  # the work folder (with --synth, a 3.8 GB release) is removed whatever happens
+        if args.synth:
+            measure("synth", synth_command(args.cases, args.size_scale, work))
+            release = work / "synth" / "release"
+        else:
+            release = cached_release(args.cases, args.size_scale)
+        measure("ingest", [sys.executable, "-m", "csxa_data", "ingest", "--params", str(params), "--release", str(release),
+                           "--out", str(work / "ingest"), "--quiet"])
+        for variant in args.variants:
+            measure(f"build {variant}", [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant",
+                                         variant, "--manifest", str(work / "ingest" / "manifest.csv"), "--release",
+                                         str(release), "--out", str(work / variant), "--quiet"])
+            measure(f"fit {variant} (smote, {args.model}, {args.epochs} epoch at {args.image_size} px)",
+                    [sys.executable, "-m", "csxa_train", "fit", "--params", str(PAPER_PARAMS), "--variant", str(work / variant),
+                     "--out", str(work / "results" / variant), "--model", args.model, "--weights", "none",
+                     "--balance", "smote", "--epochs", str(args.epochs), "--image-size", str(args.image_size), "--batch-size", "64",
+                     "--workers", "2"])
+            details = json.loads((work / "results" / variant / "evaluation.json").read_text())
+            for key in ("train_cases", "validation_cases", "train_samples", "smote_synthetic"):
+                rows[-1][key] = details.get(key)
+            shutil.rmtree(work / variant)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(), "synth_timed": args.synth,
                "load_average_before": [round(x, 2) for x in load_before],
                "load_average_after": [round(x, 2) for x in os.getloadavg()],
                "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
