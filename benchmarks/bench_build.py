@@ -43,17 +43,17 @@ _PNGS = None
 
 def _open(release):
     global _PNGS
-    from csxa_data.release import PNG_SET, open_file_set
+    from csxa_data.release.reader import PNG_SET, open_file_set
     _PNGS = open_file_set(Path(release), PNG_SET)
 
 
 def _decode_pillow(name):
-    from csxa_data.images import open_png
+    from csxa_data.release.images import open_png
     return open_png(_PNGS.read(name)).size
 
 
 def _decode_fast(name):
-    from csxa_data.images import decode_film
+    from csxa_data.release.images import decode_film
     film = decode_film(_PNGS.read(name))
     return film.width, film.height
 

@@ -7,8 +7,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import CsxaError, run_command
-from .params import seconds, whole_number
+from csxa_data.errors import CsxaError, run_command
+from csxa_data.params import seconds, whole_number
 
 PROG = "csxa-data"
 
@@ -20,8 +20,8 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .params import load_section
-    from .synth import SynthParams, write_synthetic_release
+    from csxa_data.params import load_section
+    from csxa_data.synthetic.generate import SynthParams, write_synthetic_release
 
     params = SynthParams.from_dict(load_section(args.params, "synth"))
     overrides = {k: v for k, v in {"cases": args.cases, "seed": args.seed, "size_scale": args.size_scale}.items()
@@ -35,8 +35,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _release_config(args: argparse.Namespace):
-    from .params import load_section
-    from .release import ReleaseConfig
+    from csxa_data.params import load_section
+    from csxa_data.release.reader import ReleaseConfig
 
     return ReleaseConfig.from_dict(load_section(args.params, "release"))
 
@@ -45,7 +45,7 @@ def _release_folder(args: argparse.Namespace) -> Path:
     """``--release``, or else ``ingest.release`` from the params file (as ``ingest`` and ``build`` do)."""
     if args.release is not None:
         return args.release
-    from .params import load_section
+    from csxa_data.params import load_section
 
     release = load_section(args.params, "ingest").get("release")
     if not isinstance(release, str) or not release:
@@ -55,7 +55,7 @@ def _release_folder(args: argparse.Namespace) -> Path:
 
 
 def cmd_check_release(args: argparse.Namespace) -> int:
-    from .release import JSON_SET, PNG_SET, open_release
+    from csxa_data.release.reader import JSON_SET, PNG_SET, open_release
 
     release = open_release(_release_folder(args), _release_config(args))
     print(release.summary())
@@ -68,7 +68,7 @@ def cmd_check_release(args: argparse.Namespace) -> int:
 
 
 def cmd_contact_sheet(args: argparse.Namespace) -> int:
-    from .preview import release_contact_sheet
+    from csxa_data.variants.preview import release_contact_sheet
 
     path = release_contact_sheet(_release_folder(args), _release_config(args), args.out, per_class=args.per_class,
                                  tile=args.tile, landmarks=args.landmarks)
@@ -77,9 +77,10 @@ def cmd_contact_sheet(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from .atomic import check_writable
-    from .ingest import OUTPUTS, IngestParams, NothingKept, run_ingest, validation_report, write_failure, write_ingest
-    from .params import load_section
+    from csxa_data.atomic import check_writable
+    from csxa_data.ingest.run import (OUTPUTS, IngestParams, NothingKept, run_ingest, validation_report, write_failure,
+                                      write_ingest)
+    from csxa_data.params import load_section
 
     params = IngestParams.from_dict(load_section(args.params, "ingest"))
     release = args.release or Path(params.release)
@@ -91,7 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise
     write_ingest(result, args.out)
     if args.metrics:
-        from .atomic import write_bytes_atomic
+        from csxa_data.atomic import write_bytes_atomic
 
         write_bytes_atomic(args.metrics, (Path(args.out) / "validation.json").read_bytes())
     if not args.quiet:
@@ -104,9 +105,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_split_salt(args: argparse.Namespace) -> int:
-    from .build import read_manifest
-    from .ingest import IngestParams, find_split_salt
-    from .params import load_section
+    from csxa_data.variants.build import read_manifest
+    from csxa_data.ingest.run import IngestParams, find_split_salt
+    from csxa_data.params import load_section
 
     params = IngestParams.from_dict(load_section(args.params, "ingest"))
     manifest = read_manifest(args.manifest)
@@ -117,10 +118,10 @@ def cmd_split_salt(args: argparse.Namespace) -> int:
 
 
 def cmd_folds(args: argparse.Namespace) -> int:
-    from .atomic import atomic_path
-    from .build import read_manifest
-    from .folds import CvParams, fold_counts, repeated_train_folds, validate_folds
-    from .params import load_section
+    from csxa_data.atomic import atomic_path
+    from csxa_data.variants.build import read_manifest
+    from csxa_data.splits import CvParams, fold_counts, repeated_train_folds, validate_folds
+    from csxa_data.params import load_section
 
     params = CvParams.from_dict(load_section(args.params, "cv"))
     folds, warnings = repeated_train_folds(read_manifest(args.manifest), params.folds, params.seed, params.repeats)
@@ -139,9 +140,9 @@ def cmd_folds(args: argparse.Namespace) -> int:
 
 
 def cmd_fold_salt(args: argparse.Namespace) -> int:
-    from .build import read_manifest
-    from .folds import CvParams, find_fold_salts
-    from .params import load_section
+    from csxa_data.variants.build import read_manifest
+    from csxa_data.splits import CvParams, find_fold_salts
+    from csxa_data.params import load_section
 
     params = CvParams.from_dict(load_section(args.params, "cv"))
     manifest = read_manifest(args.manifest)
@@ -155,8 +156,8 @@ def cmd_fold_salt(args: argparse.Namespace) -> int:
 
 
 def _variant_specs(args: argparse.Namespace) -> dict:
-    from .build import VariantSpec
-    from .params import load_section
+    from csxa_data.variants.build import VariantSpec
+    from csxa_data.params import load_section
 
     section = load_section(args.params, "variants")
     if not section:
@@ -168,7 +169,7 @@ def _ingest_validation(manifest: Path) -> tuple[dict, Path]:
     """Ingest's validation.json beside the manifest (what the dataset card reports), checked."""
     import json
 
-    from .ingest import validation_problem
+    from csxa_data.ingest.run import validation_problem
 
     path = Path(manifest).parent / "validation.json"
     try:
@@ -185,10 +186,11 @@ def _ingest_validation(manifest: Path) -> tuple[dict, Path]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .atomic import check_writable
-    from .build import VARIANT_FILES, BuildParams, build_variant, check_manifest_against_validation, read_manifest
-    from .ingest import IngestParams
-    from .params import load_section
+    from csxa_data.atomic import check_writable
+    from csxa_data.variants.build import (VARIANT_FILES, BuildParams, build_variant, check_manifest_against_validation,
+                                          read_manifest)
+    from csxa_data.ingest.run import IngestParams
+    from csxa_data.params import load_section
 
     specs = _variant_specs(args)
     if args.variant not in specs:
@@ -209,7 +211,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_variants(args: argparse.Namespace) -> int:
-    from .preview import compare_variants
+    from csxa_data.variants.preview import compare_variants
 
     path = compare_variants(args.variants_dir, list(_variant_specs(args)), args.out, per_class=args.per_class)
     print(f"variant comparison: {path}")
@@ -217,7 +219,7 @@ def cmd_compare_variants(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .registry import publish
+    from csxa_data.registry import publish
 
     tag = publish(args.repo, args.name, args.version, message=args.message, remote=args.remote)
     print(f"publish: tagged {tag} (annotated) at HEAD; share it with `git push origin {tag}`; consumers: "
@@ -227,7 +229,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from .registry import published_versions, read_artifacts, require_version
+    from csxa_data.registry import published_versions, read_artifacts, require_version
 
     if args.check:
         entry = require_version(args.repo, args.name, args.check, timeout=args.timeout)
@@ -251,7 +253,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from .registry import pull
+    from csxa_data.registry import pull
 
     pull(args.repo, args.targets, remote=args.remote, timeout=args.timeout)
     return 0

@@ -21,7 +21,7 @@ def read_csv_file(path, not_found: str, **options) -> pd.DataFrame:
     not UTF-8, badly quoted."""
     from pathlib import Path
 
-    from .errors import CsxaError
+    from csxa_data.errors import CsxaError
 
     path = Path(path)
     if path.is_dir():

@@ -6,7 +6,7 @@ import math
 import re
 from pathlib import Path
 
-from .errors import CsxaError
+from csxa_data.errors import CsxaError
 
 DEFAULT_PARAMS = Path("params.yaml")
 # variant and experiment names become folder names (data/variants/NAME, results/NAME)

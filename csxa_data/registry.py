@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CsxaError
+from csxa_data.errors import CsxaError
 
 
 @dataclass(frozen=True)

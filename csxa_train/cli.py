@@ -49,7 +49,7 @@ def _train_settings(args: argparse.Namespace) -> dict:
 
 def _from_registry(args: argparse.Namespace, variant: str | None) -> str | None:
     """With --registry, the variant (a name or a path in the registry) at --rev, read without a clone."""
-    from csxa_data.sources import registry_variant
+    from csxa_data.shards.sources import registry_variant
 
     if getattr(args, "registry", None) is None:
         if getattr(args, "rev", None):
@@ -72,7 +72,7 @@ def _check_experiment_keys(name: str, experiment: dict, params) -> None:
     """An unknown key in experiments.NAME is named as such (not as a key of ``train``)."""
     import dataclasses
 
-    from .fit import TrainConfig
+    from csxa_train.fit import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(map(str, set(experiment) - known))
@@ -82,7 +82,7 @@ def _check_experiment_keys(name: str, experiment: dict, params) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .fit import TrainConfig, fit
+    from csxa_train.fit import TrainConfig, fit
 
     settings = _train_settings(args)
     if args.out is None:
@@ -98,9 +98,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from csxa_data.atomic import write_files_atomic
     from csxa_data.params import load_section
 
-    from . import compare as table_report
-    from . import cv_compare as cv_report
-    from .compare import CompareConfig, with_landmark_baselines
+    from csxa_train.report import table as table_report
+    from csxa_train.report import cv_table as cv_report
+    from csxa_train.report.table import CompareConfig, with_landmark_baselines
 
     settings = dict(load_section(args.params, "compare"))
     for key in ("reference", "resamples", "seed", "operating_point"):
@@ -132,7 +132,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .fit import evaluate_checkpoint
+    from csxa_train.fit import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint, args.out, variant=_from_registry(args, args.variant),
                                   workers=args.workers)
@@ -145,7 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_landmarks(args: argparse.Namespace) -> int:
     from csxa_data.params import load_section
 
-    from .landmark_baseline import LandmarkConfig, Protocol, run_baseline, summary_line
+    from csxa_train.landmark_baseline import LandmarkConfig, Protocol, run_baseline, summary_line
 
     config = LandmarkConfig.from_dict(load_section(args.params, "landmarks"))
     protocol = Protocol.from_train_section(load_section(args.params, "train"))
@@ -158,10 +158,10 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from csxa_data.folds import read_folds
+    from csxa_data.splits import read_folds
 
-    from .cv import cross_validate, summary_line
-    from .fit import TrainConfig
+    from csxa_train.cv import cross_validate, summary_line
+    from csxa_train.fit import TrainConfig
 
     settings = _train_settings(args)
     if args.out is None:
@@ -177,11 +177,11 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_cv_landmarks(args: argparse.Namespace) -> int:
-    from csxa_data.folds import read_folds
+    from csxa_data.splits import read_folds
     from csxa_data.params import load_section
 
-    from .cv import cross_validate_landmarks, summary_line
-    from .landmark_baseline import LandmarkConfig, Protocol
+    from csxa_train.cv import cross_validate_landmarks, summary_line
+    from csxa_train.landmark_baseline import LandmarkConfig, Protocol
 
     config = LandmarkConfig.from_dict(load_section(args.params, "landmarks"))
     protocol = Protocol.from_train_section(load_section(args.params, "train"))
@@ -193,7 +193,7 @@ def cmd_cv_landmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain, explain_all
+    from csxa_train.explain import explain, explain_all
 
     if args.all == (args.checkpoint is not None):
         raise CsxaError("give either --checkpoint (one experiment) or --all (every experiment of params.yaml)")
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 def _with_sources(func):
     """Run ``func`` with the source limits (timeouts, retries, size caps) of params.yaml's ``sources``."""
     def run(args: argparse.Namespace) -> int:
-        from csxa_data.sources import configure_from_params
+        from csxa_data.shards.sources import configure_from_params
 
         configure_from_params(getattr(args, "params", None))
         return func(args)

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from csxa_data.errors import CsxaError
-from csxa_data.sources import (CaseLedger, Source, open_source, read_json, split_samples, split_shards_of,
-                               shard_samples, verify)
+from csxa_data.shards.sources import (CaseLedger, Source, open_source, read_json, split_samples, split_shards_of,
+                                      shard_samples, verify)
 
 
 def source_of(source: str | Path | Source) -> Source:

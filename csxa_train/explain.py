@@ -124,9 +124,9 @@ def target_layer(model: nn.Module, size: int, min_side: int = MIN_SIDE) -> tuple
 def load_test_split(source) -> TestSplit:
     """Every test sample of a variant with its landmark box in the stored image's pixels, read and
     verified as training reads it (sha256, counts, split and image size of every shard)."""
-    from csxa_data.sources import split_samples
+    from csxa_data.shards.sources import split_samples
 
-    from .data import read_variant_json, source_of
+    from csxa_train.data import read_variant_json, source_of
 
     src = source_of(source)
     images, labels, keys, boxes = [], [], [], []
@@ -171,7 +171,7 @@ def pick_cases(frame: pd.DataFrame, per_kind: int) -> dict[str, pd.DataFrame]:
 
 
 def _checked_state(checkpoint: Path, variant: str | None):
-    from .fit import checkpoint_config, load_checkpoint
+    from csxa_train.fit import checkpoint_config, load_checkpoint
 
     if not Path(checkpoint).is_file():
         raise CsxaError("checkpoint not found (train the experiment first: dvc repro)", path=checkpoint)
@@ -196,8 +196,8 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
 
     from csxa_data.atomic import write_files_atomic
 
-    from .data import prepare
-    from .fit import restore_model
+    from csxa_train.data import prepare
+    from csxa_train.fit import restore_model
 
     if per_kind < 1:
         raise CsxaError(f"--per-kind must be at least 1, not {per_kind}")
@@ -316,7 +316,7 @@ def contact_sheet(test: TestSplit, cams: np.ndarray, boxes: np.ndarray, index: d
     """One row per kind (TP, FP, FN), the most confident cases left to right, each captioned."""
     from PIL import Image, ImageDraw
 
-    from .figures import _font
+    from csxa_train.figures import _font
 
     columns = max([len(rows) for rows in picks.values()] + [1])
     label_w, caption, head = 150, 34, 58

@@ -40,12 +40,12 @@ from torch import nn
 from csxa_data.atomic import atomic_path, remove_stale_temporaries, write_files_atomic
 from csxa_data.errors import CsxaError
 
-from .augment import AugmentConfig, augment_batch
-from .balance import BALANCE_MODES, class_weights, sample_weights, smote_oversample
-from .data import eval_loader, guarded, load_split, normalisation, preflight, prepare, read_variant_json
-from .evaluate import (calibration_table, choose_threshold, confusion_rows, evaluate_predictions, headline_metrics,
-                       parse_threshold_rule, roc_curve)
-from .models import MODELS, build_model
+from csxa_train.augment import AugmentConfig, augment_batch
+from csxa_train.balance import BALANCE_MODES, class_weights, sample_weights, smote_oversample
+from csxa_train.data import eval_loader, guarded, load_split, normalisation, preflight, prepare, read_variant_json
+from csxa_train.metrics import (calibration_table, choose_threshold, confusion_rows, evaluate_predictions,
+                                headline_metrics, parse_threshold_rule, roc_curve)
+from csxa_train.models import MODELS, build_model
 
 log = logging.getLogger("csxa_train")
 CHECKPOINT = "checkpoint.pt"
@@ -55,8 +55,8 @@ TEST_ORDERS = ("both", "a")
 # keeps the two lists equal), so that an edit to other modules neither stops a resume nor changes
 # the bytes of a retrained checkpoint.
 TRAINING_CODE = ("csxa_train/data.py", "csxa_train/balance.py", "csxa_train/augment.py", "csxa_train/models.py",
-                 "csxa_train/fit.py", "csxa_train/evaluate.py", "csxa_train/figures.py", "csxa_train/cli.py",
-                 "csxa_data/shards.py", "csxa_data/sources.py", "csxa_data/images.py", "csxa_data/cards.py")
+                 "csxa_train/fit.py", "csxa_train/metrics.py", "csxa_train/figures.py", "csxa_train/cli.py",
+                 "csxa_data/shards/format.py", "csxa_data/shards/sources.py", "csxa_data/release/images.py", "csxa_data/cards.py")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class TrainConfig:
     def digest(self) -> str:
         """Identity of the run: the configuration, the variant's shard hashes and the training code
         (``TRAINING_CODE``), so that only a checkpoint of the same settings, data and code is resumed."""
-        from .data import read_variant_json
+        from csxa_train.data import read_variant_json
 
         shards = [s["sha256"] for s in read_variant_json(self.variant, "shards.json")["shards"]]
         root = Path(__file__).resolve().parents[1]
@@ -562,7 +562,7 @@ def evaluation_files(predictions: pd.DataFrame, majority_class: int, title: str,
     """The evaluation details, and a writer for each of ``EVALUATION_FILES``: metrics.json
     (headline), evaluation.json (details), predictions.csv, roc.csv, confusion.csv, calibration.csv
     and report.png."""
-    from .figures import evaluation_figure
+    from csxa_train.figures import evaluation_figure
 
     details = {**evaluate_predictions(predictions, majority_class, threshold, calibration_bins), **extra}
     predictions = predictions.assign(pred_at_threshold=(predictions.score >= threshold).astype(int))

@@ -29,7 +29,7 @@ import pandas as pd
 from csxa_data.csvtext import read_csv_file
 from csxa_data.errors import CsxaError
 
-from .evaluate import check_whole_numbers
+from csxa_train.metrics import check_whole_numbers
 
 # experiment name -> classifier kind
 EXPERIMENTS = {"landmarks_logreg": "logreg", "landmarks_gbt": "gbt"}
@@ -74,7 +74,7 @@ class Protocol:
     @classmethod
     def from_train_section(cls, train: dict) -> "Protocol":
         """Checked exactly as ``csxa-train fit`` checks them (its TrainConfig)."""
-        from .fit import TrainConfig
+        from csxa_train.fit import TrainConfig
 
         config = TrainConfig.from_dict({**(train or {}), "variant": "(landmarks)"})
         return cls(config.seed, config.val_fraction, config.threshold, config.calibration_bins)
@@ -101,8 +101,8 @@ def classifier(kind: str, config: LandmarkConfig, seed: int):
 def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.DataFrame:
     """One row per manifest case: number, stem, label, split and the measurements. Every case of
     the manifest needs its 23 landmarks (a missing case is an error naming it)."""
-    from csxa_data.build import read_manifest
-    from csxa_data.measurements import measurement_table
+    from csxa_data.variants.build import read_manifest
+    from csxa_data.ingest.measurements import measurement_table
 
     manifest = read_manifest(manifest_path)
     landmarks = read_csv_file(landmarks_path, "landmarks table not found (run the ingest stage)")
@@ -123,7 +123,7 @@ def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.Dat
 def split_train(cases: pd.DataFrame, protocol: Protocol) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The train split's cases as (train part, validation part), drawn exactly as the networks'
     (``fit.validation_cases`` over the train cases sorted by stem)."""
-    from .fit import require_both_classes, validation_cases
+    from csxa_train.fit import require_both_classes, validation_cases
 
     train = cases[cases.split == "train"].sort_values("stem", ignore_index=True)
     require_both_classes(train.label.to_numpy())
@@ -143,7 +143,7 @@ def fit_and_predict(cases: pd.DataFrame, kind: str, config: LandmarkConfig, prot
                     features: tuple[str, ...]) -> tuple[pd.DataFrame, float, str, dict]:
     """Fit one classifier on the train part, choose the threshold on the validation part, score
     the test split; returns (predictions as ``fit.predict`` writes them, threshold, note, counts)."""
-    from .evaluate import choose_threshold
+    from csxa_train.metrics import choose_threshold
 
     part, validation = split_train(cases, protocol)
     test = cases[cases.split == "test"].sort_values("stem", ignore_index=True)
@@ -168,9 +168,9 @@ def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Pat
     experiment's files replaced together), and the measurement table if asked; returns
     each experiment's evaluation details."""
     from csxa_data.atomic import atomic_path
-    from csxa_data.measurements import SCALE_FREE_FEATURES
+    from csxa_data.ingest.measurements import SCALE_FREE_FEATURES
 
-    from .fit import write_evaluation
+    from csxa_train.fit import write_evaluation
 
     cases = read_inputs(manifest, landmarks)
     for target in [Path(results), *(Path(results) / name for name in EXPERIMENTS)]:

@@ -13,13 +13,13 @@ and outputs against them (lazily: every failure is collected, then the stage dec
 - ``shards.SampleMeta``  the JSON metadata of every sample in a variant's shards
 """
 
-from .files import FileNames
-from .folds import Folds
-from .landmarks import Landmarks
-from .logs import Drops, Repairs
-from .manifest import Manifest
-from .measurements import Measurements
-from .shards import SampleMeta
-from .sheet import SheetRows
+from schemas.files import FileNames
+from schemas.folds import Folds
+from schemas.landmarks import Landmarks
+from schemas.logs import Drops, Repairs
+from schemas.manifest import Manifest
+from schemas.measurements import Measurements
+from schemas.shards import SampleMeta
+from schemas.sheet import SheetRows
 
 __all__ = ["Drops", "FileNames", "Folds", "Landmarks", "Manifest", "Measurements", "Repairs", "SampleMeta", "SheetRows"]

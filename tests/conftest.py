@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_data.synthetic.generate import SynthParams, write_synthetic_release
 
 os.environ["DVC_NO_ANALYTICS"] = "1"
 REPO = Path(__file__).resolve().parents[1]
@@ -101,8 +101,8 @@ def tiny_params(root: Path, experiments: tuple[str, ...] | None = None) -> None:
 def tiny_variant(root: Path, synth: SynthParams, name: str, spec, build) -> Path:
     """Synthesise a release into ROOT/synth, ingest it into ROOT/ingest and build one variant into
     ROOT/variant (the path returned): the small real data the training and source tests read."""
-    from csxa_data.build import build_variant, read_manifest
-    from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+    from csxa_data.variants.build import build_variant, read_manifest
+    from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
 
     write_synthetic_release(root / "synth", synth, workers=2, progress=False)
     write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")

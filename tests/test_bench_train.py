@@ -6,8 +6,8 @@ import importlib.util
 import json
 
 from conftest import REPO, tiny_variant
-from csxa_data.build import BuildParams, VariantSpec
-from csxa_data.synth import SynthParams
+from csxa_data.variants.build import BuildParams, VariantSpec
+from csxa_data.synthetic.generate import SynthParams
 
 
 def test_bench_train_reports_throughput_and_the_data_wait_share(tmp_path):

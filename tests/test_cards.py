@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from csxa_data.variants.build import BuildParams, VariantSpec, build_variant, read_manifest
 from csxa_data.cards import dataset_card, model_card, release_kind
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
 
 
 def front_matter(card: str) -> tuple[dict, str]:

@@ -221,9 +221,9 @@ def test_the_compare_stage_depends_on_every_experiments_predictions():
 def test_readme_shows_the_papers_table_recomputed_and_the_demos_comparison():
     from conftest import REPO
 
-    from csxa_train.compare import paper_markdown
+    from csxa_train.report.table import paper_markdown
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "comparison.md").read_text() + (REPO / "docs" / "results.md").read_text()
     paper_rows = [line for line in paper_markdown().splitlines() if line.startswith("| ")]
     assert len(paper_rows) == 8 and all(row in readme for row in paper_rows)  # the header and seven rows
     demo = (REPO / "results" / "compare" / "table.md").read_text()
@@ -413,7 +413,7 @@ def test_the_compare_stage_reads_every_experiments_cross_validation():
 
 def test_the_readme_blocks_are_refreshed_from_the_reports(tmp_path):
     from csxa_data.errors import CsxaError
-    from csxa_train.readme_blocks import refresh_block
+    from tools.readme_blocks import refresh_block
 
     (tmp_path / "table.md").write_text("# Title\n\nText.\n\n## Part\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Tail\n\nnot shown\n")
     readme = tmp_path / "README.md"
@@ -434,7 +434,7 @@ def test_readme_blocks_refuse_what_would_wipe_or_leave_stale_tables(tmp_path):
     block stayed stale, markers out of order or a README that is not UTF-8 were tracebacks, and a
     failure at the second block left the first rewritten."""
     from csxa_data.errors import CsxaError
-    from csxa_train.readme_blocks import refresh_blocks
+    from tools.readme_blocks import refresh_blocks
 
     good, bare = tmp_path / "good.md", tmp_path / "bare.md"
     good.write_text("# T\n\n| a |\n|---|\n| 1 |\n")
@@ -463,13 +463,13 @@ def test_readme_blocks_refuse_what_would_wipe_or_leave_stale_tables(tmp_path):
 def test_the_readme_holds_every_block_current():
     from conftest import REPO
 
-    from csxa_train.readme_blocks import BLOCKS, readme_block
+    from tools.readme_blocks import BLOCKS, readme_block
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "results.md").read_text()
     for name, (report, stop_at) in BLOCKS.items():
         block = readme_block((REPO / report).read_text(), stop_at)
         assert f"<!-- {name}: begin -->\n{block}<!-- {name}: end -->" in readme, f"README block {name} is stale: " \
-            "python -m csxa_train.readme_blocks README.md"
+            "python tools/readme_blocks.py"
 
 def test_compare_out_that_is_a_file_is_one_line_before_any_work(project, capsys):
     root, _, _ = project
@@ -484,7 +484,7 @@ def test_the_bootstrap_works_in_bounded_blocks_with_the_same_numbers(monkeypatch
     it works through blocks of rows now, to the same numbers, and refuses an index matrix that
     could not fit."""
     from csxa_data.errors import CsxaError
-    from csxa_train import compare as C
+    from csxa_train.report import table as C
     from csxa_train import stats
 
     rng = np.random.default_rng(3)

@@ -29,7 +29,7 @@ VARIANT = "data/variants/wide_cropped"
 
 def readme_block(name: str) -> str:
     """The README command block marked ``<!-- command: NAME -->``, exactly as written."""
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "consumers.md").read_text()
     match = re.search(rf"<!-- command: {re.escape(name)} -->\s*```bash\n(.+?)\n```", text, re.S)
     assert match, f"README has no '{name}' command block"
     return match.group(1).strip()

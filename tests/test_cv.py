@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from conftest import run_cli, tiny_variant
-from csxa_data.build import BuildParams, VariantSpec, read_manifest
-from csxa_data.folds import find_fold_salts
-from csxa_data.synth import SynthParams
+from csxa_data.variants.build import BuildParams, VariantSpec, read_manifest
+from csxa_data.splits import find_fold_salts
+from csxa_data.synthetic.generate import SynthParams
 from csxa_train.cli import main as train_main
 
 TINY = SynthParams(seed=5, cases=64, size_scale=0.2, asymptomatic_fraction=0.25)

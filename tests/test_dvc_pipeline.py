@@ -118,7 +118,7 @@ def test_readme_dvc_recipes_run_as_written(project):
 
     from conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "comparison.md").read_text()
     section = readme[readme.index("### Reading the results with DVC"):]
     block = section[section.index("```bash") + len("```bash"):]
     commands = [line for line in block[:block.index("```")].splitlines() if line.strip()]

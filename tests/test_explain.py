@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from conftest import tiny_variant
-from csxa_data.build import BuildParams, VariantSpec
+from csxa_data.variants.build import BuildParams, VariantSpec
 from csxa_data.errors import CsxaError
-from csxa_data.synth import SynthParams
+from csxa_data.synthetic.generate import SynthParams
 from csxa_train.explain import box_in_image, box_mask, explain, heat_share, pick_cases, target_layer
 from csxa_train.fit import TrainConfig, fit, save_checkpoint, load_checkpoint
 
@@ -234,11 +234,11 @@ def test_the_explain_stage_covers_every_experiment_and_the_readme_shows_its_tabl
     assert [d for d in stage["deps"] if d.endswith("checkpoint.pt")] == [f"results/{e}/checkpoint.pt" for e in experiments]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
     assert outs == [f"results/{e}/gradcam.{ext}" for e in experiments for ext in ("png", "csv", "json")] + ["results/gradcam.md"]
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "results.md").read_text()
     rows = [line for line in (REPO / "results" / "gradcam.md").read_text().splitlines() if line.startswith("| ")]
     assert len(rows) == len(experiments) + 1 and all(row in readme for row in rows), "README's Grad-CAM table differs"
     shown = [o for o in stage["outs"] if isinstance(o, dict) and next(iter(o)).endswith(".png")]
-    assert shown and all(f"]({next(iter(o))})" in readme for o in shown)  # the sheets in git are the README's
+    assert shown and all(f"](../{next(iter(o))})" in readme for o in shown)  # the sheets in git are the README's
 
 
 def yaml_load(path):

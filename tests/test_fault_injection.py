@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 
 from conftest import tiny_variant
-from csxa_data.build import BuildParams, VariantSpec
+from csxa_data.variants.build import BuildParams, VariantSpec
 from csxa_data.errors import CsxaError
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
-from csxa_data.synth import SynthParams
+from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
+from csxa_data.synthetic.generate import SynthParams
 
 SEED = 20261129
 KILLS = 2  # per command; each at a seeded random moment within an uninterrupted run's duration

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from csxa_data.errors import CsxaError
-from csxa_data.folds import assign_folds, find_fold_salt, fold_counts, is_stratified, train_folds
+from csxa_data.splits import assign_folds, find_fold_salt, fold_counts, is_stratified, train_folds
 from csxa_train.stats import corrected_resampled_ttest, paired_ttest_folds
 
 # 150 train cases, 30 asymptomatic: the release's shape, small
@@ -131,7 +131,7 @@ def _manifest(n: int) -> pd.DataFrame:
 
 
 def test_repeated_folds_have_one_stratified_salt_per_repeat_and_stay_put_when_cases_join():
-    from csxa_data.folds import find_fold_salts, repeated_train_folds, validate_folds
+    from csxa_data.splits import find_fold_salts, repeated_train_folds, validate_folds
 
     manifest = _manifest(300)
     train = manifest[manifest.split == "train"]
@@ -154,7 +154,7 @@ def test_repeated_folds_have_one_stratified_salt_per_repeat_and_stay_put_when_ca
 
 
 def test_the_folds_contract_refuses_a_case_in_two_folds_or_a_fold_without_a_class():
-    from csxa_data.folds import validate_folds
+    from csxa_data.splits import validate_folds
 
     good = pd.DataFrame({"number": [1, 2, 3, 4], "label": [0, 1, 0, 1], "repeat": 0, "fold": [0, 0, 1, 1]})
     validate_folds(good, "folds.csv")

@@ -23,8 +23,8 @@ from openpyxl.styles import Font
 from PIL import Image
 
 from conftest import run_cli, unpack_release
-from csxa_data import release as release_module
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
+from csxa_data.release import reader as release_module
+from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
 from test_ingest_bad_input import (assert_only_case_lost, baseline, column, edit_json, edit_sheet,  # noqa: F401
                                    first_stem, ingest, release)
 
@@ -186,7 +186,7 @@ def test_member_declaring_more_than_the_cap_is_not_read(tiny_synth, baseline, tm
 def test_labelme_file_over_the_json_cap_is_dropped_without_reading_it(release, baseline, monkeypatch):
     """The LabelMe cap (64 MiB) was applied after the file had been read whole (up to the 256 MiB a
     release file may declare); it is now checked on the size the file is listed with."""
-    from csxa_data import ingest as ingest_module
+    from csxa_data.ingest import run as ingest_module
 
     # the real cap is 64 MiB; 1 MiB takes the same path in a test's time
     monkeypatch.setattr(ingest_module, "MAX_JSON_BYTES", 2**20)
@@ -419,7 +419,7 @@ def test_a_label_with_a_lone_surrogate_is_logged_escaped_and_nothing_is_lost(rel
 def test_an_invalid_curvature_or_pixel_equivalent_is_blanked_and_logged(release, baseline):
     import datetime
 
-    from csxa_data.release import CURVATURE_COLUMN
+    from csxa_data.release.reader import CURVATURE_COLUMN
 
     first, second, third = sorted(baseline.manifest.number)[:3]  # row = number + 2
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from csxa_data.shards import ShardError, decode_sample, iter_tar_samples, sample_members, write_shard
+from csxa_data.shards.format import ShardError, decode_sample, iter_tar_samples, sample_members, write_shard
 from test_hostile_ingest import png_header_only
 
 META = {"key": "0001035", "number": 1, "split": "test"}
@@ -92,7 +92,7 @@ def test_local_reader_refuses_what_a_source_refuses(tmp_path):
     member over the cap or a second .png of one sample is refused, not skipped or read whole."""
     import tarfile
 
-    from csxa_data.shards import read_shards
+    from csxa_data.shards.format import read_shards
 
     linked = tmp_path / "test-000000.tar"
     with tarfile.open(linked, "w") as tar:
@@ -202,7 +202,7 @@ def test_a_member_of_an_unknown_kind_is_refused_before_its_bytes_are_read(tmp_pa
             self.served = getattr(self, "served", 0) + size
             return super().read(size)
 
-    from csxa_data.shards import iter_tar_stream
+    from csxa_data.shards.format import iter_tar_stream
 
     write_shard(tmp_path / "t.tar", [[("0001035.a0", b"\0" * (4 << 20))] + members()])
     stream = Counting((tmp_path / "t.tar").read_bytes())

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from csxa_data.ingest import IngestParams, find_split_salt, run_ingest, split_cases
-from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_data.ingest.run import IngestParams, find_split_salt, run_ingest, split_cases
+from csxa_data.synthetic.generate import SynthParams, write_synthetic_release
 from schemas import Drops, Landmarks, Manifest, Repairs
 
 PARAMS = IngestParams()
@@ -158,7 +158,7 @@ def test_split_moves_no_other_case_when_cases_are_added_or_removed():
 
 
 def test_the_default_salt_splits_the_5000_case_release_as_the_paper():
-    from csxa_data.synth import plan_cases
+    from csxa_data.synthetic.generate import plan_cases
 
     plan = plan_cases(SynthParams(cases=5000))
     kept = plan[plan.has_image]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli, unpack_release
-from csxa_data.ingest import IngestParams, run_ingest
+from csxa_data.ingest.run import IngestParams, run_ingest
 
 PARAMS = IngestParams()
 
@@ -235,7 +235,7 @@ def test_archive_metadata_is_logged_not_lost(release, baseline):
 
 
 def test_upper_case_extension_flows_into_the_build(release, baseline, tmp_path):
-    from csxa_data.build import BuildParams, VariantSpec, build_variant
+    from csxa_data.variants.build import BuildParams, VariantSpec, build_variant
 
     stem = first_stem(release)
     (release / "datasets-PNG" / f"{stem}.png").rename(release / "datasets-PNG" / f"{stem}.PNG")

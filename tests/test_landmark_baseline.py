@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from csxa_data.errors import CsxaError
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
-from csxa_data.synth import SynthParams, write_synthetic_release
+from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
+from csxa_data.synthetic.generate import SynthParams, write_synthetic_release
 from csxa_train.landmark_baseline import (EXPERIMENTS, LandmarkConfig, Protocol, read_inputs, run_baseline,
                                           split_train)
 
@@ -63,7 +63,7 @@ def test_predictions_cover_exactly_the_test_cases_in_a_trained_experiments_forma
 
 
 def test_compare_reads_the_baseline_like_any_experiment(results):
-    from csxa_train.compare import CompareConfig, load_experiments
+    from csxa_train.report.table import CompareConfig, load_experiments
 
     out, _ = results
     loaded, reference = load_experiments(out, {name: {"variant": "landmarks"} for name in EXPERIMENTS}, "resnet18",

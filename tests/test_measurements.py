@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csxa_data import measurements as M
+from csxa_data.ingest import measurements as M
 from csxa_data.errors import CsxaError
-from csxa_data.landmarks import LANDMARK_LABELS
+from csxa_data.release.landmarks import LANDMARK_LABELS
 
 WIDTH, BODY, DISC = 12.0, 10.0, 4.0
 
@@ -147,7 +147,7 @@ def test_a_degenerate_vertebra_is_an_error_naming_the_case():
 
 
 def test_synthetic_sheet_measures_use_the_same_formulas():
-    from csxa_data.synth import radiographic_parameters
+    from csxa_data.synthetic.generate import radiographic_parameters
 
     lm = tilt(tilt(straight_spine(), 2, "bottom", 10.0), 7, "bottom", -15.0)
     sheet = radiographic_parameters(lm, 0.1)

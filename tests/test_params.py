@@ -77,12 +77,12 @@ def test_the_papers_params_have_the_demos_keys_and_pass_every_stages_checks():
     import yaml
 
     from conftest import REPO
-    from csxa_data.build import BuildParams, VariantSpec
-    from csxa_data.ingest import IngestParams
-    from csxa_data.release import ReleaseConfig
-    from csxa_data.sources import SourceParams
-    from csxa_data.synth import SynthParams
-    from csxa_train.compare import CompareConfig
+    from csxa_data.variants.build import BuildParams, VariantSpec
+    from csxa_data.ingest.run import IngestParams
+    from csxa_data.release.reader import ReleaseConfig
+    from csxa_data.shards.sources import SourceParams
+    from csxa_data.synthetic.generate import SynthParams
+    from csxa_train.report.table import CompareConfig
     from csxa_train.fit import TrainConfig
     from csxa_train.landmark_baseline import LandmarkConfig, Protocol
 
@@ -127,7 +127,7 @@ def test_the_papers_protocol_is_one_command(tmp_path):
     shutil.copy(REPO / "params.paper.yaml", tmp_path)
     release = tmp_path / "csxa release"
     release.mkdir()
-    command = [sys.executable, "-m", "csxa_train.paper", "--release", str(release), "--dry-run"]
+    command = [sys.executable, str(REPO / "tools" / "paper.py"), "--release", str(release), "--dry-run"]
     missing = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "not a CSXA release folder (no datasets.xlsx)" in one_line(missing)
     assert not (tmp_path / "params.yaml").exists()
@@ -201,7 +201,7 @@ def test_out_of_range_command_line_numbers_are_usage_errors(args, says):
 
 def test_train_and_compare_seeds_and_batch_sizes_are_bounded():
     from csxa_data.errors import CsxaError
-    from csxa_train.compare import CompareConfig
+    from csxa_train.report.table import CompareConfig
     from csxa_train.fit import TrainConfig
 
     for bad, says in (({"seed": -1}, "train.seed must be within 0..2**32-1"),

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli, unpack_release
-from csxa_data import release as release_module
+from csxa_data.release import reader as release_module
 from csxa_data.errors import CsxaError
-from csxa_data.release import ReleaseConfig, open_release, verify_official
+from csxa_data.release.reader import ReleaseConfig, open_release, verify_official
 
 
 def unpacked_copy(small_synth, tmp_path):

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from conftest import tiny_variant
-from csxa_data.build import BuildParams, VariantSpec
+from csxa_data.variants.build import BuildParams, VariantSpec
 from csxa_data.errors import CsxaError
-from csxa_data.sources import SourceError, SourceParams, open_source, registry_spec, verify
-from csxa_data.synth import SynthParams
+from csxa_data.shards.sources import SourceError, SourceParams, open_source, registry_spec, verify
+from csxa_data.synthetic.generate import SynthParams
 from csxa_train.data import eval_loader, load_split
 
 TINY = SynthParams(seed=5, cases=48, size_scale=0.2, asymptomatic_fraction=0.25)
@@ -383,7 +383,7 @@ def test_a_registry_whose_http_remote_stalls_stops_within_the_source_timeout(reg
     (None, {}),
 ])
 def test_remote_timeouts_are_given_as_each_kind_of_remote_takes_them(url, expected):
-    from csxa_data.sources import remote_timeouts
+    from csxa_data.shards.sources import remote_timeouts
 
     config = {"core": {"remote": "store"} if url else {}, "remote": {"store": {"url": url}} if url else {}}
     assert remote_timeouts(config, 2.5) == expected

@@ -14,9 +14,9 @@ import pandas as pd
 from PIL import Image
 
 from conftest import SMALL
-from csxa_data.landmarks import LANDMARK_LABELS, normalise_label
-from csxa_data.release import ReleaseConfig, open_release
-from csxa_data.synth import SynthParams, plan_cases, write_synthetic_release
+from csxa_data.release.landmarks import LANDMARK_LABELS, normalise_label
+from csxa_data.release.reader import ReleaseConfig, open_release
+from csxa_data.synthetic.generate import SynthParams, plan_cases, write_synthetic_release
 
 EXPECTED_FAULTS = {"orphan_row", "age_mismatch", "inverted", "border", "burned_text", "scale_bar",
                    "rgba_equal_channels", "polygon_landmark", "polygon_type", "duplicate_label",

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from conftest import tiny_variant
-from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from csxa_data.variants.build import BuildParams, VariantSpec, build_variant, read_manifest
 from csxa_data.errors import CsxaError
-from csxa_data.synth import SynthParams
+from csxa_data.synthetic.generate import SynthParams
 from csxa_train.augment import AugmentConfig, augment_batch, draw_params
 from csxa_train.balance import smote_oversample
 from csxa_train.data import load_split, normalisation, shard_urls, eval_loader

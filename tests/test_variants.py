@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from csxa_data import transforms as T
-from csxa_data.build import BuildParams, VariantSpec, build_variant, read_manifest
+from csxa_data.variants import transforms as T
+from csxa_data.variants.build import BuildParams, VariantSpec, build_variant, read_manifest
 from csxa_data.errors import CsxaError
-from csxa_data.images import grey_region, open_png, to_grey
-from csxa_data.ingest import IngestParams, run_ingest, write_ingest
-from csxa_data.release import open_release
-from csxa_data.shards import ShardError, read_shards, split_shards
+from csxa_data.release.images import grey_region, open_png, to_grey
+from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
+from csxa_data.release.reader import open_release
+from csxa_data.shards.format import ShardError, read_shards, split_shards
 
 SPECS = {
     "original": VariantSpec(crop="centre", centre_size=100, out_size=48),
@@ -183,7 +183,7 @@ def test_colour_planes_are_each_plane_resized_alone(shape, size):
 
 @pytest.mark.parametrize("shape", [(9, 7), (9, 7, 3)])
 def test_channel_sums_are_exact(shape):
-    from csxa_data.build import channel_sums
+    from csxa_data.variants.build import channel_sums
 
     image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     pixels = image.reshape(-1, 1 if len(shape) == 2 else 3).astype(np.int64)
@@ -310,7 +310,7 @@ def _layouts() -> dict[str, bytes]:
 
 @pytest.mark.parametrize("layout", list(_layouts()))
 def test_fast_decoder_gives_pillows_pixels(layout):
-    from csxa_data.images import decode_film
+    from csxa_data.release.images import decode_film
 
     data = _layouts()[layout]
     pillow = open_png(data)
@@ -334,7 +334,7 @@ def test_fast_decoder_gives_pillows_pixels(layout):
 def test_grey_as_colour_is_kept_only_where_every_pixel_has_equal_channels(alpha, channel):
     # the equality check reads each RGBA pixel as one word: one channel off by one at one pixel, in
     # any of R, G, B, must make the film colour (converted by luma); alpha must not count
-    from csxa_data.images import decode_film
+    from csxa_data.release.images import decode_film
 
     rng = np.random.default_rng(5)
     grey = rng.integers(0, 255, (37, 53), dtype=np.uint8)
@@ -355,7 +355,7 @@ def test_grey_as_colour_is_kept_only_where_every_pixel_has_equal_channels(alpha,
 
 
 def test_fast_decoder_matches_pillow_on_every_release_film(small_synth):
-    from csxa_data.images import decode_film
+    from csxa_data.release.images import decode_film
 
     release = open_release(small_synth / "release")
     fast = 0
@@ -400,7 +400,7 @@ def test_interlaced_film_decodes_without_libpng_warnings(channels, tmp_path):
 
 
 def test_damaged_png_gets_pillows_verdict():
-    from csxa_data.images import ImageProblem, decode_film
+    from csxa_data.release.images import ImageProblem, decode_film
 
     data = _layouts()["RGB"]
     for damaged in (data[: len(data) // 2], data[:60] + bytes(200) + data[260:]):
@@ -411,7 +411,7 @@ def test_damaged_png_gets_pillows_verdict():
 @pytest.mark.parametrize("shape", [(31, 17), (31, 17, 3), (1, 1), (224, 224, 3)])
 @pytest.mark.parametrize("level", [0, 1, 9])
 def test_shard_png_encoder_round_trips_through_pillow(shape, level):
-    from csxa_data.build import encode_png
+    from csxa_data.variants.build import encode_png
 
     image = np.random.default_rng(sum(shape) + level).integers(0, 256, shape, dtype=np.uint8)
     decoded = Image.open(io.BytesIO(encode_png(image, level)))
@@ -428,7 +428,7 @@ def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, siz
     what tarfile.addfile wrote (the shards of every variant depend on it)."""
     import hashlib
 
-    from csxa_data.shards import _tar_info, write_shard
+    from csxa_data.shards.format import _tar_info, write_shard
 
     rng = np.random.default_rng(len(sizes))
     members = [(f"{stem}{i}.png", rng.integers(0, 256, size, dtype=np.uint8).tobytes()) for i, size in enumerate(sizes)]
@@ -447,8 +447,8 @@ def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, siz
 def test_compare_variants_draws_the_same_cases_from_verified_shards(built, tmp_path):
     import shutil
 
-    from csxa_data.preview import compare_variants
-    from csxa_data.sources import SourceError
+    from csxa_data.variants.preview import compare_variants
+    from csxa_data.shards.sources import SourceError
 
     out = compare_variants(built, ["original", "colored"], tmp_path / "sheet.png")
     assert Image.open(out).size[0] > 0
@@ -467,7 +467,7 @@ def test_compare_variants_refuses_a_variant_without_the_chosen_cases(built, smal
     """A variant built from another manifest lacked the chosen cases: its row was drawn short."""
     import shutil
 
-    from csxa_data.preview import compare_variants
+    from csxa_data.variants.preview import compare_variants
 
     shutil.copytree(built / "original", tmp_path / "original")
     manifest = read_manifest(ingested / "manifest.csv")
@@ -480,7 +480,7 @@ def test_compare_variants_refuses_a_variant_without_the_chosen_cases(built, smal
 
 
 def test_preview_of_a_variant_without_test_samples_is_a_titled_page():
-    from csxa_data.preview import tile_grid
+    from csxa_data.variants.preview import tile_grid
 
     page = tile_grid([("v: no test samples to show", [])], 160)
     assert page.size == (320, 160 // 8 + 160 + 160 // 12 + 12)

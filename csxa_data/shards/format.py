@@ -18,7 +18,7 @@ from typing import IO, Iterable, Iterator
 
 import numpy as np
 
-from .errors import CsxaError
+from csxa_data.errors import CsxaError
 
 MEMBER_KINDS = ("cls", "json", "png")
 SHARD_PATTERN = "{split}-{index:06d}.tar"
@@ -139,7 +139,7 @@ def _meta(data: bytes) -> dict:
 def _image(data: bytes) -> np.ndarray:
     """The .png member as H x W x 3 uint8: grey (8- or 16-bit, scaled to its 8 high bits) repeated
     into three channels, colour as RGB (alpha dropped)."""
-    from .images import ImageProblem, open_png, png_header, to_grey
+    from csxa_data.release.images import ImageProblem, open_png, png_header, to_grey
 
     header = png_header(data)
     # 262144 x 16 px is within the pixel cap (checked first, by open_png), but no variant's image

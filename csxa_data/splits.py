@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import CsxaError, conform
-from .ingest import case_draw
+from csxa_data.errors import CsxaError, conform
+from csxa_data.ingest.run import case_draw
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class CvParams:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "CvParams":
-        from .params import dataclass_from_section
+        from csxa_data.params import dataclass_from_section
 
         params = dataclass_from_section(cls, data or {}, "cv")
         if isinstance(params.folds, bool) or not isinstance(params.folds, int) or params.folds < 2:
@@ -165,6 +165,6 @@ def validate_folds(frame: pd.DataFrame, path) -> pd.DataFrame:
 
 def read_folds(path) -> pd.DataFrame:
     """``folds.csv`` as written by ``csxa-data folds``, checked against its contract."""
-    from .csvtext import read_csv_file
+    from csxa_data.csvtext import read_csv_file
 
     return validate_folds(read_csv_file(path, "not found; run `csxa-data folds` (or `dvc repro folds`) first"), path)

@@ -30,8 +30,8 @@ import pandas as pd
 from csxa_data.csvtext import read_csv_file
 from csxa_data.errors import CsxaError
 
-from . import stats
-from .evaluate import check_labels_and_scores, classification_metrics
+from csxa_train import stats
+from csxa_train.metrics import check_labels_and_scores, classification_metrics
 
 OPERATING_POINTS = ("0.5", "chosen")
 
@@ -182,7 +182,7 @@ def align(reference: pd.DataFrame, other: pd.DataFrame, name: str, reference_nam
 
 def with_landmark_baselines(experiments: dict) -> dict:
     """The experiments plus the landmark-measurement baseline's, which compare reads like any other."""
-    from .landmark_baseline import EXPERIMENTS, MODEL_NAMES
+    from csxa_train.landmark_baseline import EXPERIMENTS, MODEL_NAMES
 
     return {**experiments, **{name: {"variant": "landmarks", "model": MODEL_NAMES[kind]}
                               for name, kind in EXPERIMENTS.items()}}
@@ -486,7 +486,7 @@ def metrics_json(table: pd.DataFrame, facts: dict) -> dict:
 def report_files(table: pd.DataFrame, facts: dict) -> dict:
     """The report's files, name -> a function writing it to a path: table.md, table.csv,
     compare.json and compare.png (for ``csxa_data.atomic.write_files_atomic``)."""
-    from .figures import comparison_figure
+    from csxa_train.figures import comparison_figure
 
     return {"table.md": lambda path: path.write_text(markdown(table, facts)),
             "table.csv": lambda path: table.to_csv(path, index=False, float_format="%.8g"),

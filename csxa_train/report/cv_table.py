@@ -28,10 +28,10 @@ import pandas as pd
 
 from csxa_data.errors import CsxaError
 
-from . import stats
-from .compare import (CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, check_bootstrap_size, read_scored_csv,
-                      reference_first)
-from .evaluate import check_whole_numbers
+from csxa_train import stats
+from csxa_train.report.table import (CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, check_bootstrap_size,
+                                     read_scored_csv, reference_first)
+from csxa_train.metrics import check_whole_numbers
 
 # (key, label, shown as a percentage)
 METRICS = (("balanced_accuracy", "Balanced accuracy (%)", True), ("auroc", "AUROC", False),
@@ -88,7 +88,7 @@ def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: CompareCo
 
 
 def _metrics(labels, preds, scores) -> dict:
-    from .evaluate import classification_metrics
+    from csxa_train.metrics import classification_metrics
 
     m = classification_metrics(labels, preds, scores)
     return {key: (math.nan if m[key] is None else m[key]) for key, _, _ in METRICS}
@@ -264,7 +264,7 @@ def folds_figure(folds: pd.DataFrame, table: pd.DataFrame, facts: dict, out) -> 
     """cv.png: per experiment, each fold's balanced accuracy and AUROC as dots and their mean as a bar."""
     from PIL import Image, ImageDraw
 
-    from .figures import _font
+    from csxa_train.figures import _font
 
     names = list(table.experiment)
     label_width, panel, gap, row_h, top = 250, 300, 30, 26, 60

@@ -33,9 +33,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import IO, Iterator
 
-from .errors import CsxaError
-from .shards import (MAX_MEMBER_BYTES, MEMBER_KINDS, ShardError, decode_sample, iter_tar_stream,
-                     open_regular_file)
+from csxa_data.errors import CsxaError
+from csxa_data.shards.format import (MAX_MEMBER_BYTES, MEMBER_KINDS, ShardError, decode_sample, iter_tar_stream,
+                                     open_regular_file)
 
 SPLITS = ("train", "test")
 SHARD_NAME = re.compile(r"(train|test)-[0-9]{6}\.tar", re.ASCII)
@@ -60,7 +60,7 @@ class SourceParams:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "SourceParams":
-        from .params import dataclass_from_section, require
+        from csxa_data.params import dataclass_from_section, require
 
         params = dataclass_from_section(cls, data, "sources")
         require(0 < params.timeout <= 86400 and 0 <= params.retries <= 100,
@@ -82,7 +82,7 @@ def configure(params: SourceParams) -> None:
 
 def configure_from_params(path) -> SourceParams:
     """:func:`configure` from the ``sources`` section of a params file (defaults where absent)."""
-    from .params import load_section
+    from csxa_data.params import load_section
 
     params = SourceParams.from_dict(load_section(path, "sources"))
     configure(params)
@@ -239,7 +239,7 @@ def remote_timeouts(config, timeout: float) -> dict:
 
 def _registry_problem(repo: str, rev: str | None, path: str, exc: Exception) -> str:
     """One line on why a registry revision cannot be opened, naming the versions that exist."""
-    from .registry import published_versions
+    from csxa_data.registry import published_versions
 
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     if rev and "@" in rev:

@@ -1,6 +1,6 @@
 """The seed paper's full protocol with one command, on the real CSXA release:
 
-    python -m csxa_train.paper --release /path/to/csxa
+    python tools/paper.py --release /path/to/csxa
 
 Checks that the release folder holds ``datasets.xlsx``, writes ``params.yaml`` as
 ``params.paper.yaml`` with ``ingest.release`` set to that folder (the demo's params.yaml stays in
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from csxa_data.errors import CsxaError, run_command
 
-PROG = "python -m csxa_train.paper"
+PROG = "python tools/paper.py"
 RELEASE_LINE = re.compile(r"^(  release: ).*$", re.M)  # ingest.release: the only two-space 'release:' key
 
 

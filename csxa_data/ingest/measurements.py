@@ -36,8 +36,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .errors import CsxaError
-from .landmarks import LANDMARK_LABELS
+from csxa_data.errors import CsxaError
+from csxa_data.release.landmarks import LANDMARK_LABELS
 
 BODY_LEVELS = (3, 4, 5, 6, 7)
 DISCS = ((2, 3), (3, 4), (4, 5), (5, 6), (6, 7))  # upper and lower level of each disc

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import atomic_path
-from .errors import CsxaError
-from .images import ImageProblem, open_png
-from .landmarks import shape_locations
-from .release import ReleaseConfig, open_release
+from csxa_data.atomic import atomic_path
+from csxa_data.errors import CsxaError
+from csxa_data.release.images import ImageProblem, open_png
+from csxa_data.release.landmarks import shape_locations
+from csxa_data.release.reader import ReleaseConfig, open_release
 
 CLASS_TITLES = {0: "asymptomatic (healthy)", 1: "spondylosis"}
 
@@ -87,7 +87,7 @@ def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Pa
 
 
 def _first_per_class(variant_dir: Path, per_class: int) -> dict[int, list[dict]]:
-    from .shards import read_shards, split_shards
+    from csxa_data.shards.format import read_shards, split_shards
 
     picked: dict[int, list[dict]] = {0: [], 1: []}
     for sample in read_shards(split_shards(variant_dir, "test")):
@@ -112,7 +112,7 @@ def compare_variants(variants_dir: str | Path, names: list[str], out: str | Path
     Each variant's test split is streamed whole and verified against its shards.json (sha256,
     counts, splits), as a trainer reads it; a variant without one of the chosen cases, or giving it
     another label, is an error naming it."""
-    from .sources import open_source, shard_report, split_samples
+    from csxa_data.shards.sources import open_source, shard_report, split_samples
 
     variants_dir = Path(variants_dir)
     missing = [n for n in names if not (variants_dir / n / "shards.json").is_file()]

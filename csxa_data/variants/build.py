@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import transforms as T
-from .atomic import atomic_path
-from .csvtext import read_csv_file
-from .errors import CsxaError, conform
-from .images import Film, ImageProblem, decode_film
-from .params import worker_count
-from .release import PNG_SET, FileSet, open_file_set
-from .shards import SHARD_PATTERN, sample_members, shard_counts, write_shard
+from csxa_data.variants import transforms as T
+from csxa_data.atomic import atomic_path
+from csxa_data.csvtext import read_csv_file
+from csxa_data.errors import CsxaError, conform
+from csxa_data.release.images import Film, ImageProblem, decode_film
+from csxa_data.params import worker_count
+from csxa_data.release.reader import PNG_SET, FileSet, open_file_set
+from csxa_data.shards.format import SHARD_PATTERN, sample_members, shard_counts, write_shard
 
 SPLITS = ("train", "test")
 # what a variant folder holds (a folder holding anything else is never replaced by a build)
@@ -49,7 +49,7 @@ class VariantSpec:
     @classmethod
     def from_dict(cls, name: str, data: dict | None) -> "VariantSpec":
         """From ``variants.<name>``; unknown keys or values are an error naming the key."""
-        from .params import dataclass_from_section, require
+        from csxa_data.params import dataclass_from_section, require
 
         spec = dataclass_from_section(cls, data, f"variants.{name}")
         require(spec.crop in ("centre", "landmarks"), f"variants.{name}.crop must be 'centre' or 'landmarks', not {spec.crop!r}")
@@ -72,7 +72,7 @@ class BuildParams:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "BuildParams":
-        from .params import dataclass_from_section, require
+        from csxa_data.params import dataclass_from_section, require
 
         params = dataclass_from_section(cls, data, "build")
         require(params.shard_size >= 1 and params.min_shards >= 1, "build.shard_size and build.min_shards must be at least 1")
@@ -245,7 +245,7 @@ def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release:
     ``validation`` report, its dataset card (README.md) into ``out``; returns shards.json."""
     from tqdm import tqdm
 
-    from .preview import variant_preview
+    from csxa_data.variants.preview import variant_preview
 
     release, out = Path(release), Path(out)
     cases = manifest.sort_values("number").to_dict("records")
@@ -283,7 +283,7 @@ def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release:
         (tmp / "shards.json").write_text(json.dumps(report, indent=2) + "\n")
         variant_preview(tmp, name, params.preview_cases).save(tmp / "preview.png", format="PNG")
         if validation is not None:
-            from .cards import dataset_card
+            from csxa_data.cards import dataset_card
 
             (tmp / "README.md").write_text(dataset_card(name, report, stats, validation), encoding="utf-8")
     return report

@@ -18,15 +18,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
-from .csvtext import safe_table
-from .errors import CsxaError
-from .images import DEFAULT_MAX_PIXELS, ImageProblem, decode_film, is_inverted
-from .landmarks import LandmarkProblem, parse_landmarks
-from .names import parse_stem, stem_problem
-from .params import worker_count
-from .release import (JSON_SET, PNG_SET, SYNTHETIC_CREATOR, XLSX_NAME, FileSet, Release, ReleaseConfig, open_file_set,
-                      open_release)
+from csxa_data.atomic import atomic_path
+from csxa_data.csvtext import safe_table
+from csxa_data.errors import CsxaError
+from csxa_data.release.images import DEFAULT_MAX_PIXELS, ImageProblem, decode_film, is_inverted
+from csxa_data.release.landmarks import LandmarkProblem, parse_landmarks
+from csxa_data.release.names import parse_stem, stem_problem
+from csxa_data.params import worker_count
+from csxa_data.release.reader import (JSON_SET, PNG_SET, SYNTHETIC_CREATOR, XLSX_NAME, FileSet, Release, ReleaseConfig,
+                                      open_file_set, open_release)
 
 MAX_JSON_BYTES = 64 * 2**20   # a LabelMe file, its base64 imageData included
 MAX_JSON_VALUES = 100_000     # objects, lists and comma-separated items in one LabelMe file
@@ -48,7 +48,7 @@ class IngestParams:
     @classmethod
     def from_dict(cls, data: dict | None) -> "IngestParams":
         """From the ``ingest`` section; unknown keys are an error."""
-        from .params import dataclass_from_section, require
+        from csxa_data.params import dataclass_from_section, require
 
         params = dataclass_from_section(cls, data, "ingest")
         require(0 < params.test_fraction < 1, f"ingest.test_fraction must be within (0, 1), not {params.test_fraction}")

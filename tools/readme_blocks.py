@@ -1,6 +1,6 @@
 """The README's copies of the demo's reports, refreshed from the files ``dvc repro`` writes.
 
-    python -m csxa_train.readme_blocks README.md
+    python tools/readme_blocks.py
 
 Each block sits between ``<!-- NAME: begin -->`` and ``<!-- NAME: end -->`` and is rewritten from its
 report: the title dropped, its ``##`` sections one level down so that they nest under the README's
@@ -79,7 +79,7 @@ def refresh_blocks(readme: str | Path, blocks: dict) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def refresh_readme(readme: str | Path = "README.md", root: str | Path = ".") -> None:
+def refresh_readme(readme: str | Path = "docs/results.md", root: str | Path = ".") -> None:
     """Refresh every block of ``BLOCKS`` from the reports under ``root``."""
     refresh_blocks(readme, {name: (Path(root) / report, stop_at) for name, (report, stop_at) in BLOCKS.items()})
 
@@ -88,4 +88,4 @@ if __name__ == "__main__":
     from csxa_data.errors import run_command
 
     sys.exit(run_command("readme_blocks", lambda readme: refresh_readme(readme) or 0,
-                         sys.argv[1] if len(sys.argv) > 1 else "README.md", "README.md was left as it was"))
+                         sys.argv[1] if len(sys.argv) > 1 else "docs/results.md", "the page was left as it was"))

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from .errors import CsxaError
+from csxa_data.errors import CsxaError
 
 XLSX_NAME = "datasets.xlsx"
 PNG_SET = "datasets-PNG"
@@ -68,7 +68,7 @@ class ReleaseConfig:
     @classmethod
     def from_dict(cls, data: dict | None) -> "ReleaseConfig":
         """Build from the ``release`` section of params.yaml; unknown keys are an error."""
-        from .params import dataclass_from_section, require
+        from csxa_data.params import dataclass_from_section, require
 
         config = dataclass_from_section(cls, data, "release", nested={"columns": SheetColumns})
         for key in SheetColumns.REQUIRED:

@@ -1,0 +1,1 @@
+"""Tools of this repository (not of the csxa library): refreshing docs/results.md, the paper protocol."""
