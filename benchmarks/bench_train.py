@@ -83,7 +83,7 @@ def timed_steps(model, images, labels, mean, std, config, steps: int, device: to
 
 def fit_loop_rate(model, images, labels, mean, std, config, steps: int, runtime) -> float:
     """images/s of fit's own ``train_one_epoch`` over ``steps`` batches (plus two to warm up)."""
-    from csxa_train.fit import train_one_epoch
+    from csxa_train.loop import train_one_epoch
 
     order = torch.randint(0, len(labels), (2 * config.batch_size,), generator=torch.Generator().manual_seed(2))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -94,10 +94,11 @@ def fit_loop_rate(model, images, labels, mean, std, config, steps: int, runtime)
 
 
 def bench_model(name: str, args, images, labels, loader_s: float, mean, std, device) -> dict:
-    from csxa_train.fit import Runtime, TrainConfig
     from csxa_train.models import build_model
+    from csxa_train.params import TrainParams
+    from csxa_train.runtime import Runtime
 
-    config = TrainConfig(variant=args.variant, model=name, weights="none", balance="none", epochs=1,
+    config = TrainParams(variant=args.variant, model=name, weights="none", balance="none", epochs=1,
                          batch_size=args.batch_size, image_size=args.image_size)
     torch.manual_seed(0)
     model = build_model(name, "none").to(device)

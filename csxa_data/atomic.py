@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from csxa_data.errors import CsxaError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, *, directory: bool = False,
@@ -91,7 +93,6 @@ def check_replaceable(target: str | os.PathLike, owns: Iterable[str]) -> None:
     """Refuse, with one line, to replace an existing ``target`` folder that holds anything but what
     the command writes into it (``owns``: glob patterns of entry names): the folder is replaced
     whole, and an ``--out`` mistyped as the release, a home folder or ``.`` must not be wiped."""
-    from csxa_data.errors import CsxaError
 
     target = Path(target)
     if not os.path.lexists(target):
@@ -112,7 +113,6 @@ def check_writable(target: str | os.PathLike, owns: Iterable[str] | None = None)
     """Refuse early, with one line, if ``target`` (a file or folder to be written) cannot be created
     or replaced: a read-only folder should not be found out only after all the work. With ``owns``,
     ``target`` is a folder replaced whole: see :func:`check_replaceable`."""
-    from csxa_data.errors import CsxaError
 
     target = Path(target)
     if owns is not None:
@@ -134,7 +134,6 @@ def write_files_atomic(folder: str | os.PathLike, writers: dict[str, Callable[[P
     old; a write error is one ``CsxaError`` naming the file. A folder in a file's place is refused
     before any write. (A rename failing part-way, which that check leaves to races and odd file
     systems, or a kill between the renames, would leave the files renamed before it.)"""
-    from csxa_data.errors import CsxaError
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _release_config(args: argparse.Namespace):
     from csxa_data.params import load_section
-    from csxa_data.release.reader import ReleaseConfig
+    from csxa_data.release.reader import ReleaseParams
 
-    return ReleaseConfig.from_dict(load_section(args.params, "release"))
+    return ReleaseParams.from_dict(load_section(args.params, "release"))
 
 
 def _release_folder(args: argparse.Namespace) -> Path:
@@ -78,8 +78,9 @@ def cmd_contact_sheet(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from csxa_data.atomic import check_writable
-    from csxa_data.ingest.run import (OUTPUTS, IngestParams, NothingKept, run_ingest, validation_report, write_failure,
-                                      write_ingest)
+    from csxa_data.ingest.outputs import OUTPUTS, NothingKept, validation_report, write_failure, write_ingest
+    from csxa_data.ingest.params import IngestParams
+    from csxa_data.ingest.run import run_ingest
     from csxa_data.params import load_section
 
     params = IngestParams.from_dict(load_section(args.params, "ingest"))
@@ -105,9 +106,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_split_salt(args: argparse.Namespace) -> int:
-    from csxa_data.variants.build import read_manifest
-    from csxa_data.ingest.run import IngestParams, find_split_salt
+    from csxa_data.ingest.outputs import read_manifest
+    from csxa_data.ingest.params import IngestParams
     from csxa_data.params import load_section
+    from csxa_data.splits import find_split_salt
 
     params = IngestParams.from_dict(load_section(args.params, "ingest"))
     manifest = read_manifest(args.manifest)
@@ -119,9 +121,9 @@ def cmd_split_salt(args: argparse.Namespace) -> int:
 
 def cmd_folds(args: argparse.Namespace) -> int:
     from csxa_data.atomic import atomic_path
-    from csxa_data.variants.build import read_manifest
-    from csxa_data.splits import CvParams, fold_counts, repeated_train_folds, validate_folds
+    from csxa_data.ingest.outputs import read_manifest
     from csxa_data.params import load_section
+    from csxa_data.splits import CvParams, fold_counts, repeated_train_folds, validate_folds
 
     params = CvParams.from_dict(load_section(args.params, "cv"))
     folds, warnings = repeated_train_folds(read_manifest(args.manifest), params.folds, params.seed, params.repeats)
@@ -140,9 +142,9 @@ def cmd_folds(args: argparse.Namespace) -> int:
 
 
 def cmd_fold_salt(args: argparse.Namespace) -> int:
-    from csxa_data.variants.build import read_manifest
-    from csxa_data.splits import CvParams, find_fold_salts
+    from csxa_data.ingest.outputs import read_manifest
     from csxa_data.params import load_section
+    from csxa_data.splits import CvParams, find_fold_salts
 
     params = CvParams.from_dict(load_section(args.params, "cv"))
     manifest = read_manifest(args.manifest)
@@ -156,8 +158,8 @@ def cmd_fold_salt(args: argparse.Namespace) -> int:
 
 
 def _variant_specs(args: argparse.Namespace) -> dict:
-    from csxa_data.variants.build import VariantSpec
     from csxa_data.params import load_section
+    from csxa_data.variants.spec import VariantSpec
 
     section = load_section(args.params, "variants")
     if not section:
@@ -169,7 +171,7 @@ def _ingest_validation(manifest: Path) -> tuple[dict, Path]:
     """Ingest's validation.json beside the manifest (what the dataset card reports), checked."""
     import json
 
-    from csxa_data.ingest.run import validation_problem
+    from csxa_data.ingest.outputs import validation_problem
 
     path = Path(manifest).parent / "validation.json"
     try:
@@ -187,10 +189,11 @@ def _ingest_validation(manifest: Path) -> tuple[dict, Path]:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from csxa_data.atomic import check_writable
-    from csxa_data.variants.build import (VARIANT_FILES, BuildParams, build_variant, check_manifest_against_validation,
-                                          read_manifest)
-    from csxa_data.ingest.run import IngestParams
+    from csxa_data.ingest.outputs import read_manifest
+    from csxa_data.ingest.params import IngestParams
     from csxa_data.params import load_section
+    from csxa_data.variants.build import VARIANT_FILES, build_variant, check_manifest_against_validation
+    from csxa_data.variants.spec import BuildParams
 
     specs = _variant_specs(args)
     if args.variant not in specs:

@@ -11,6 +11,8 @@ import re
 
 import pandas as pd
 
+from csxa_data.errors import CsxaError
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
@@ -21,7 +23,6 @@ def read_csv_file(path, not_found: str, **options) -> pd.DataFrame:
     not UTF-8, badly quoted."""
     from pathlib import Path
 
-    from csxa_data.errors import CsxaError
 
     path = Path(path)
     if path.is_dir():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import sys
 
 
@@ -62,3 +61,7 @@ def run_command(prog: str, func, args, interrupted: str) -> int:
         print(f"{prog}: error: {exc.filename2 if exc.filename2 is not None else exc.filename}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return CsxaError.exit_code
+
+
+class SourceError(CsxaError):
+    """A variant source that cannot be read, or whose bytes differ from what it publishes."""

@@ -14,13 +14,16 @@ cross-validated choice is finally checked on, and the registry's split does not 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from csxa_data.csvtext import read_csv_file
 from csxa_data.errors import CsxaError, conform
-from csxa_data.ingest.run import case_draw
+from csxa_data.params import dataclass_from_section
+from schemas import Folds
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,6 @@ class CvParams:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "CvParams":
-        from csxa_data.params import dataclass_from_section
 
         params = dataclass_from_section(cls, data or {}, "cv")
         if isinstance(params.folds, bool) or not isinstance(params.folds, int) or params.folds < 2:
@@ -158,13 +160,51 @@ def train_folds(manifest: pd.DataFrame, folds: int, salt: int) -> pd.DataFrame:
 
 def validate_folds(frame: pd.DataFrame, path) -> pd.DataFrame:
     """``frame`` checked against ``schemas.Folds``; a breach is one line naming the file and check."""
-    from schemas import Folds
 
     return conform(Folds, frame, path)
 
 
 def read_folds(path) -> pd.DataFrame:
     """``folds.csv`` as written by ``csxa-data folds``, checked against its contract."""
-    from csxa_data.csvtext import read_csv_file
 
     return validate_folds(read_csv_file(path, "not found; run `csxa-data folds` (or `dvc repro folds`) first"), path)
+
+
+def case_draw(number: int, salt: int) -> float:
+    """A case's fixed position in [0, 1): a keyed hash of its number and the salt, nothing else."""
+    digest = hashlib.blake2b(str(int(number)).encode(), digest_size=8, key=str(int(salt)).encode()).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def split_cases(numbers: pd.Series, labels: pd.Series, test_fraction: float, seed: int) -> pd.Series:
+    """'train'/'test' per case: test where the case's keyed hash (:func:`case_draw`, salt ``seed``)
+    falls below ``test_fraction``. Each case's side depends on its own number alone, so a new
+    release version that adds or removes cases moves no other case between train and test; each
+    class is split in the same proportion (stratified in expectation, within sampling error)."""
+    draws = numbers.map(lambda n: case_draw(n, seed))
+    return pd.Series(np.where(draws < test_fraction, "test", "train"), index=numbers.index, dtype=object)
+
+
+def find_split_salt(numbers: pd.Series, labels: pd.Series, test_fraction: float, start: int = 0,
+                    tries: int = 100_000) -> int:
+    """The first salt from ``start`` whose split puts exactly round(n x test_fraction) cases of each
+    class in test: searched once for a release, then frozen in ``ingest.seed``."""
+    for salt in range(start, start + tries):
+        split = split_cases(numbers, labels, test_fraction, salt)
+        if all(int(((split == "test") & (labels == label)).sum()) == round(int((labels == label).sum()) * test_fraction)
+               for label in labels.unique()):
+            return salt
+    raise CsxaError(f"no salt in {start}..{start + tries - 1} splits every class exactly; keep the nearest")
+
+
+def validation_cases(labels: np.ndarray, stems: list[str], fraction: float, seed: int) -> np.ndarray:
+    """A boolean mask of the cases held out for validation: ``fraction`` of each class (rounded),
+    drawn by a seeded permutation of the cases sorted by stem."""
+    mask = np.zeros(len(labels), dtype=bool)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(np.asarray(stems), kind="mergesort")
+    for cls in np.unique(labels):
+        members = order[labels[order] == cls]
+        take = int(round(fraction * len(members)))
+        mask[rng.permutation(members)[:take]] = True
+    return mask

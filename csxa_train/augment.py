@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentParams:
     """Probabilities and angle ranges (degrees) of the train-time augmentation."""
 
     hflip: float = 0.5
@@ -23,7 +23,7 @@ class AugmentConfig:
     rotate_second: float = 60.0
 
 
-def draw_params(n: int, config: AugmentConfig, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_params(n: int, config: AugmentParams, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Per-sample flips (+-1 scales) and the two rotation angles, from ``generator``."""
     u = torch.rand(n, 4, generator=generator, dtype=torch.float64)
     first = (2 * u[:, 2] - 1) * config.rotate_first
@@ -43,7 +43,7 @@ def affine_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
                         torch.stack([sin * sx, cos * sy, zero], 1)], 1)
 
 
-def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, config: AugmentParams, generator: torch.Generator) -> torch.Tensor:
     """Flip and rotate a float batch (N x C x H x W, square images); corners are filled with 0."""
     params = draw_params(x.shape[0], config, generator)
     theta = affine_matrices(params).to(device=x.device, dtype=x.dtype)

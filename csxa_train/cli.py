@@ -72,9 +72,9 @@ def _check_experiment_keys(name: str, experiment: dict, params) -> None:
     """An unknown key in experiments.NAME is named as such (not as a key of ``train``)."""
     import dataclasses
 
-    from csxa_train.fit import TrainConfig
+    from csxa_train.params import TrainParams
 
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = {f.name for f in dataclasses.fields(TrainParams)}
     unknown = sorted(map(str, set(experiment) - known))
     if unknown:
         raise CsxaError(f"unknown key(s) {unknown} in experiments.{name}; expected {sorted(known)}",
@@ -82,14 +82,15 @@ def _check_experiment_keys(name: str, experiment: dict, params) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from csxa_train.fit import TrainConfig, fit
+    from csxa_train.fit import fit
+    from csxa_train.params import TrainParams
 
     settings = _train_settings(args)
     if args.out is None:
         if not args.experiment:
             raise CsxaError("no output folder: give --out, or an --experiment (then results/<experiment>)")
         args.out = Path("results") / args.experiment
-    config = TrainConfig.from_dict(settings)  # every setting checked (the model too) before any data is read
+    config = TrainParams.from_dict(settings)  # every setting checked (the model too) before any data is read
     fit(config, args.out, title=args.experiment or Path(args.out).name)
     return 0
 
@@ -97,17 +98,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from csxa_data.atomic import write_files_atomic
     from csxa_data.params import load_section
-
-    from csxa_train.report import table as table_report
     from csxa_train.report import cv_table as cv_report
-    from csxa_train.report.table import CompareConfig, with_landmark_baselines
+    from csxa_train.report import table as table_report
+    from csxa_train.report.table import CompareParams, with_landmark_baselines
 
     settings = dict(load_section(args.params, "compare"))
     for key in ("reference", "resamples", "seed", "operating_point"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
-    config = CompareConfig.from_dict(settings)
+    config = CompareParams.from_dict(settings)
     experiments = load_section(args.params, "experiments")
     if config.landmarks:
         experiments = with_landmark_baselines(experiments)
@@ -144,10 +144,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
     from csxa_data.params import load_section
+    from csxa_train.landmark_baseline import LandmarkParams, Protocol, run_baseline, summary_line
 
-    from csxa_train.landmark_baseline import LandmarkConfig, Protocol, run_baseline, summary_line
-
-    config = LandmarkConfig.from_dict(load_section(args.params, "landmarks"))
+    config = LandmarkParams.from_dict(load_section(args.params, "landmarks"))
     protocol = Protocol.from_train_section(load_section(args.params, "train"))
     results = run_baseline(args.manifest, args.landmarks, args.results, config, protocol,
                            measurements_out=args.measurements)
@@ -159,16 +158,15 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 def cmd_cv(args: argparse.Namespace) -> int:
     from csxa_data.splits import read_folds
-
     from csxa_train.cv import cross_validate, summary_line
-    from csxa_train.fit import TrainConfig
+    from csxa_train.params import TrainParams
 
     settings = _train_settings(args)
     if args.out is None:
         if not args.experiment:
             raise CsxaError("no output folder: give --out, or an --experiment (then results/cv/<experiment>)")
         args.out = Path("results") / "cv" / args.experiment
-    config = TrainConfig.from_dict(settings)
+    config = TrainParams.from_dict(settings)
     folds = read_folds(args.folds)
     oof = cross_validate(config, folds, args.out, title=args.experiment or Path(args.out).name,
                          folds_path=str(args.folds))
@@ -177,13 +175,12 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_cv_landmarks(args: argparse.Namespace) -> int:
-    from csxa_data.splits import read_folds
     from csxa_data.params import load_section
-
+    from csxa_data.splits import read_folds
     from csxa_train.cv import cross_validate_landmarks, summary_line
-    from csxa_train.landmark_baseline import LandmarkConfig, Protocol
+    from csxa_train.landmark_baseline import LandmarkParams, Protocol
 
-    config = LandmarkConfig.from_dict(load_section(args.params, "landmarks"))
+    config = LandmarkParams.from_dict(load_section(args.params, "landmarks"))
     protocol = Protocol.from_train_section(load_section(args.params, "train"))
     results = cross_validate_landmarks(args.manifest, args.landmarks, read_folds(args.folds), args.results, config,
                                        protocol, folds_path=str(args.folds))

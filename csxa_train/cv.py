@@ -28,6 +28,15 @@ import numpy as np
 import pandas as pd
 
 from csxa_data.errors import CsxaError
+from csxa_data.ingest.measurements import SCALE_FREE_FEATURES
+from csxa_data.release.names import parse_stem
+from csxa_train.data import is_colour_variant, load_split, pool_orders
+from csxa_train.landmark_baseline import EXPERIMENTS, MODEL_NAMES, fit_and_predict, read_inputs
+from csxa_train.loop import run_epoch, score_in_memory, scoring_orders, training_parts
+from csxa_train.metrics import choose_threshold, classification_metrics
+from csxa_train.models import build_model
+from csxa_train.runtime import seed_everything, start_runtime, stop_runtime
+from csxa_train.trainset import cases_train_data, one_sample_per_case
 
 OOF_COLUMNS = ("key", "number", "label", "repeat", "fold", "score", "threshold", "pred", "pred_at_threshold")
 
@@ -57,7 +66,6 @@ def fold_normalisation(images: np.ndarray, colour: bool):
     colour orders pooled as ``fit.model_normalisation`` pools them."""
     import torch
 
-    from csxa_train.fit import pool_orders
 
     x = images.astype(np.float64) / 255.0
     mean = torch.tensor(x.mean(axis=(0, 2, 3)), dtype=torch.float32).view(1, 3, 1, 1)
@@ -70,9 +78,6 @@ def train_fold(config, images, labels, stems, colour, runtime):
     validation labels, validation scores, counts)."""
     import torch
 
-    from csxa_train.fit import (cases_train_data, run_epoch, score_in_memory, scoring_orders, seed_everything,
-                                training_parts)
-    from csxa_train.models import build_model
 
     seed_everything(config.seed)
     data = cases_train_data(images, labels, stems, colour, config)
@@ -90,7 +95,6 @@ def train_fold(config, images, labels, stems, colour, runtime):
 
 def fold_metrics(frame: pd.DataFrame) -> dict:
     """Metrics of one fold's out-of-fold rows at 0.5 and at the fold's threshold."""
-    from csxa_train.metrics import classification_metrics
 
     labels, scores = frame.label.to_numpy(), frame.score.to_numpy()
     at_half = classification_metrics(labels, frame.pred.to_numpy(), scores)
@@ -132,12 +136,6 @@ def cross_validate(config, folds: pd.DataFrame, out: str | Path, *, title: str, 
     """Train and score every fold of every repeat of one experiment; returns the out-of-fold rows."""
     from tqdm import tqdm
 
-    from csxa_data.release.names import parse_stem
-
-    from csxa_train.data import load_split
-    from csxa_train.metrics import choose_threshold
-    from csxa_train.fit import (is_colour_variant, one_sample_per_case, score_in_memory, scoring_orders, start_runtime,
-                                stop_runtime)
 
     out = Path(out)
     runtime = start_runtime()
@@ -177,9 +175,6 @@ def cross_validate_landmarks(manifest, landmarks, folds: pd.DataFrame, results: 
                              folds_path: str = "folds.csv") -> dict[str, pd.DataFrame]:
     """The landmark baseline's two classifiers on the same folds (``landmark_baseline.fit_and_predict``
     with fold k as its test cases): ``RESULTS/landmarks_logreg/`` and ``RESULTS/landmarks_gbt/``."""
-    from csxa_data.ingest.measurements import SCALE_FREE_FEATURES
-
-    from csxa_train.landmark_baseline import EXPERIMENTS, MODEL_NAMES, fit_and_predict, read_inputs
 
     cases = read_inputs(manifest, landmarks)
     cases = cases[cases.split == "train"].reset_index(drop=True)
@@ -208,7 +203,6 @@ def cross_validate_landmarks(manifest, landmarks, folds: pd.DataFrame, results: 
 
 def summary_line(name: str, oof: pd.DataFrame) -> str:
     """One line per experiment: the pooled out-of-fold metrics."""
-    from csxa_train.metrics import classification_metrics
 
     m = classification_metrics(oof.label.to_numpy(), oof.pred.to_numpy(), oof.score.to_numpy())
     auc = "n/a" if m["auroc"] is None else f"{m['auroc']:.3f}"

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from csxa_data.errors import CsxaError
-from csxa_data.shards.sources import (CaseLedger, Source, open_source, read_json, split_samples, split_shards_of,
-                                      shard_samples, verify)
+from csxa_data.shards.sources import Source, open_source
+from csxa_data.shards.verify import CaseLedger, read_json, shard_samples, split_samples, split_shards_of, verify
 
 
 def source_of(source: str | Path | Source) -> Source:
@@ -140,3 +140,32 @@ def prepare(images: torch.Tensor, size: int | None) -> torch.Tensor:
         x = F.interpolate(x, size=(size, size), mode="area" if size < x.shape[-1] else "bilinear",
                           align_corners=None if size < x.shape[-1] else False)
     return x
+
+
+def swap_orders(images):
+    """Channel order a <-> b of a colour batch (N x 3 x H x W): channels 1 and 2 swapped."""
+    return images[:, [0, 2, 1]]
+
+
+def is_colour_variant(source) -> bool:
+    """Whether the variant stacks grey, equalised and inverted planes (two channel orders per case)."""
+    spec = read_variant_json(source, "shards.json").get("spec") or {}
+    return spec.get("colour") == "stacked"
+
+
+def model_normalisation(source, colour: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The variant's train-only mean and std as the model sees its inputs: for a colour variant,
+    whose model sees both channel orders, channels 1 and 2 take the statistics of the 50/50
+    mixture of the two orders (``stats.json`` pooled over both orders already has them equal)."""
+    return pool_orders(*normalisation(source), colour)
+
+
+def pool_orders(mean: torch.Tensor, std: torch.Tensor, colour: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel statistics (1 x 3 x 1 x 1) as the model sees its inputs: unchanged for a grey
+    variant; for a colour variant channels 1 and 2 take the 50/50 mixture of the two orders'."""
+    if not colour:
+        return mean, std
+    m = mean[:, 1:3].mean(dim=1, keepdim=True)
+    second = (std[:, 1:3] ** 2 + mean[:, 1:3] ** 2).mean(dim=1, keepdim=True)
+    s = torch.sqrt(torch.clamp(second - m ** 2, min=1e-12))
+    return torch.cat([mean[:, :1], m, m], dim=1), torch.cat([std[:, :1], s, s], dim=1)

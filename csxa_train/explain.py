@@ -35,9 +35,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image, ImageDraw
 from torch import nn
 
+from csxa_data.atomic import atomic_path, write_files_atomic
 from csxa_data.errors import CsxaError
+from csxa_data.shards.verify import split_samples
+from csxa_train.checkpoint import checkpoint_config, load_checkpoint, restore_model
+from csxa_train.data import prepare, read_variant_json, source_of
+from csxa_train.figures import figure_font
 
 KINDS = (("tp", "true positives"), ("fp", "false positives"), ("fn", "false negatives"))
 TILE = 176
@@ -124,9 +130,6 @@ def target_layer(model: nn.Module, size: int, min_side: int = MIN_SIDE) -> tuple
 def load_test_split(source) -> TestSplit:
     """Every test sample of a variant with its landmark box in the stored image's pixels, read and
     verified as training reads it (sha256, counts, split and image size of every shard)."""
-    from csxa_data.shards.sources import split_samples
-
-    from csxa_train.data import read_variant_json, source_of
 
     src = source_of(source)
     images, labels, keys, boxes = [], [], [], []
@@ -171,7 +174,6 @@ def pick_cases(frame: pd.DataFrame, per_kind: int) -> dict[str, pd.DataFrame]:
 
 
 def _checked_state(checkpoint: Path, variant: str | None):
-    from csxa_train.fit import checkpoint_config, load_checkpoint
 
     if not Path(checkpoint).is_file():
         raise CsxaError("checkpoint not found (train the experiment first: dvc repro)", path=checkpoint)
@@ -194,10 +196,6 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
     from pytorch_grad_cam import GradCAM
     from tqdm import tqdm
 
-    from csxa_data.atomic import write_files_atomic
-
-    from csxa_train.data import prepare
-    from csxa_train.fit import restore_model
 
     if per_kind < 1:
         raise CsxaError(f"--per-kind must be at least 1, not {per_kind}")
@@ -246,7 +244,6 @@ def explain_all(experiments: list[str], results: str | Path, *, per_kind: int = 
     """:func:`explain` for each experiment's ``RESULTS/EXP/checkpoint.pt`` in one process (the
     ``explain`` stage: one start-up of torch instead of one per experiment), then the summary table
     ``RESULTS/gradcam.md``; returns its path."""
-    from csxa_data.atomic import atomic_path
 
     if not experiments:
         raise CsxaError("no experiments to explain (params.yaml: experiments)")
@@ -295,10 +292,9 @@ def _mean(values) -> float | None:
     return round(float(values.mean()), 6) if len(values) else None
 
 
-def overlay(image: np.ndarray, cam: np.ndarray, box, size: int) -> "Image.Image":
+def overlay(image: np.ndarray, cam: np.ndarray, box, size: int) -> Image.Image:
     """One tile: the stored image (channel 0, grey) at ``size`` px with the map over it (the
     package's ``show_cam_on_image``) and the landmark box (in the map's pixels) in green."""
-    from PIL import Image, ImageDraw
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     grey = Image.fromarray(image[0]).resize((size, size), Image.Resampling.BILINEAR)
@@ -314,9 +310,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, box, size: int) -> "Image.Image"
 def contact_sheet(test: TestSplit, cams: np.ndarray, boxes: np.ndarray, index: dict, picks: dict, summary: dict,
                   path) -> None:
     """One row per kind (TP, FP, FN), the most confident cases left to right, each captioned."""
-    from PIL import Image, ImageDraw
 
-    from csxa_train.figures import _font
 
     columns = max([len(rows) for rows in picks.values()] + [1])
     label_w, caption, head = 150, 34, 58
@@ -324,20 +318,20 @@ def contact_sheet(test: TestSplit, cams: np.ndarray, boxes: np.ndarray, index: d
     draw = ImageDraw.Draw(sheet)
     share = summary["heat_in_box"]
     draw.text((8, 6), f"{summary['experiment']}: Grad-CAM of the predicted class ({summary['model']}, threshold "
-                      f"{summary['threshold']:.3f})", fill="black", font=_font(16))
+                      f"{summary['threshold']:.3f})", fill="black", font=figure_font(16))
     draw.text((8, 30), f"heat inside the landmark box: {_pct(share)} on average over {summary['n']} test cases; "
-                       f"the box covers {_pct(summary['box_area'])} of the image (green)", fill="black", font=_font(13))
+                       f"the box covers {_pct(summary['box_area'])} of the image (green)", fill="black", font=figure_font(13))
     for row, (kind, title) in enumerate(KINDS):
         top = head + row * (TILE + caption + 8)
-        draw.text((8, top + TILE // 2 - 10), f"{title}\n({len(picks[kind])})", fill="black", font=_font(14))
+        draw.text((8, top + TILE // 2 - 10), f"{title}\n({len(picks[kind])})", fill="black", font=figure_font(14))
         if picks[kind].empty:
-            draw.text((label_w, top + TILE // 2 - 8), "none in the test split", fill="grey", font=_font(13))
+            draw.text((label_w, top + TILE // 2 - 8), "none in the test split", fill="grey", font=figure_font(13))
         for col, case in enumerate(picks[kind].itertuples()):
             i = index[case.key]
             left = label_w + col * (TILE + 8)
             sheet.paste(overlay(test.images[i], cams[i], boxes[i], TILE), (left, top))
             draw.text((left, top + TILE + 2), f"{case.key}  p={case.score:.3f}\nin box {_pct(case.heat_in_box)}",
-                      fill="black", font=_font(12))
+                      fill="black", font=figure_font(12))
     sheet.save(path, format="PNG")
 
 

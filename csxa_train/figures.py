@@ -11,14 +11,15 @@ from PIL import Image, ImageDraw, ImageFont
 CLASS_NAMES = ("asymptomatic", "spondylosis")
 
 
-def _font(size: int):
+def figure_font(size: int):
+    """The figures' font at ``size`` px."""
     return ImageFont.load_default(size=size)
 
 
 def _confusion_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], c: dict, title: str) -> None:
     x0, y0 = origin
     cell = 120
-    font, small = _font(16), _font(13)
+    font, small = figure_font(16), figure_font(13)
     draw.text((x0, y0), title, fill="black", font=font)
     grid = [[c["tn"], c["fp"]], [c["fn"], c["tp"]]]
     top, left = y0 + 60, x0 + 110
@@ -38,7 +39,7 @@ def _roc_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], roc: pd.DataF
                point: tuple[float, float] | None) -> None:
     x0, y0 = origin
     size = 260
-    font, small = _font(16), _font(13)
+    font, small = figure_font(16), figure_font(13)
     draw.text((x0, y0), f"ROC (AUROC {auc:.3f})" if auc is not None else "ROC (one class in test)", fill="black",
               font=font)
     left, top = x0 + 40, y0 + 30
@@ -60,7 +61,7 @@ def _reliability_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], calib
     calibration, and each dot's area follows its bin's count."""
     x0, y0 = origin
     size = 260
-    font, small = _font(16), _font(13)
+    font, small = figure_font(16), figure_font(13)
     draw.text((x0, y0), f"reliability (ECE {ece:.3f})", fill="black", font=font)
     left, top = x0 + 40, y0 + 30
     draw.rectangle([left, top, left + size, top + size], outline="black")
@@ -84,7 +85,7 @@ def evaluation_figure(metrics: dict, roc: pd.DataFrame, calibration: pd.DataFram
     draw.text((20, 10), f"{title}   balanced accuracy {metrics['balanced_accuracy']:.3f}   accuracy "
               f"{metrics['accuracy']:.3f} (baseline {metrics['baseline']['accuracy']:.3f})   at threshold "
               f"{metrics['threshold']:.3f}: balanced accuracy {metrics['at_threshold']['balanced_accuracy']:.3f}",
-              fill="black", font=_font(18))
+              fill="black", font=figure_font(18))
     _confusion_panel(draw, (20, 50), metrics["confusion"], "model (threshold 0.5)")
     _confusion_panel(draw, (390, 50), metrics["baseline"]["confusion"], f"baseline: {metrics['baseline']['rule']}")
     c = metrics["at_threshold"]["confusion"]
@@ -111,7 +112,7 @@ def comparison_figure(table: pd.DataFrame, facts: dict, out) -> None:
     height = top + row_h * len(experiments) + 60
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    font, small = _font(16), _font(12)
+    font, small = figure_font(16), figure_font(12)
     level = round(100 * facts["confidence"])
     draw.text((10, 8), f"{facts['n']} test cases; points with {level}% intervals; dashed: majority baseline "
               f"(always class {facts['majority_class']}); blue: reference {facts['reference']}", fill="black", font=font)

@@ -26,10 +26,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from csxa_data.atomic import atomic_path
 from csxa_data.csvtext import read_csv_file
 from csxa_data.errors import CsxaError
-
-from csxa_train.metrics import check_whole_numbers
+from csxa_data.ingest.measurements import SCALE_FREE_FEATURES, measurement_table
+from csxa_data.ingest.outputs import read_manifest
+from csxa_data.params import dataclass_from_section, require
+from csxa_data.splits import validation_cases
+from csxa_train.metrics import check_whole_numbers, choose_threshold
+from csxa_train.params import TrainParams
+from csxa_train.results import write_evaluation
+from csxa_train.trainset import require_both_classes
 
 # experiment name -> classifier kind
 EXPERIMENTS = {"landmarks_logreg": "logreg", "landmarks_gbt": "gbt"}
@@ -37,7 +44,7 @@ MODEL_NAMES = {"logreg": "logistic_regression", "gbt": "hist_gradient_boosting"}
 
 
 @dataclass(frozen=True)
-class LandmarkConfig:
+class LandmarkParams:
     """The ``landmarks`` section of params.yaml: the two classifiers' settings."""
 
     logreg_c: float = 1.0              # inverse L2 strength (features standardised on the train part)
@@ -48,8 +55,7 @@ class LandmarkConfig:
     gbt_min_samples_leaf: int = 10
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "LandmarkConfig":
-        from csxa_data.params import dataclass_from_section, require
+    def from_dict(cls, data: dict | None) -> "LandmarkParams":
 
         config = dataclass_from_section(cls, data or {}, "landmarks")
         require(config.logreg_c > 0 and config.logreg_max_iter >= 1,
@@ -73,14 +79,13 @@ class Protocol:
 
     @classmethod
     def from_train_section(cls, train: dict) -> "Protocol":
-        """Checked exactly as ``csxa-train fit`` checks them (its TrainConfig)."""
-        from csxa_train.fit import TrainConfig
+        """Checked exactly as ``csxa-train fit`` checks them (its TrainParams)."""
 
-        config = TrainConfig.from_dict({**(train or {}), "variant": "(landmarks)"})
+        config = TrainParams.from_dict({**(train or {}), "variant": "(landmarks)"})
         return cls(config.seed, config.val_fraction, config.threshold, config.calibration_bins)
 
 
-def classifier(kind: str, config: LandmarkConfig, seed: int):
+def classifier(kind: str, config: LandmarkParams, seed: int):
     """An unfitted, class-balanced scikit-learn classifier: ``logreg`` or ``gbt``."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -101,8 +106,6 @@ def classifier(kind: str, config: LandmarkConfig, seed: int):
 def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.DataFrame:
     """One row per manifest case: number, stem, label, split and the measurements. Every case of
     the manifest needs its 23 landmarks (a missing case is an error naming it)."""
-    from csxa_data.variants.build import read_manifest
-    from csxa_data.ingest.measurements import measurement_table
 
     manifest = read_manifest(manifest_path)
     landmarks = read_csv_file(landmarks_path, "landmarks table not found (run the ingest stage)")
@@ -123,7 +126,6 @@ def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.Dat
 def split_train(cases: pd.DataFrame, protocol: Protocol) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The train split's cases as (train part, validation part), drawn exactly as the networks'
     (``fit.validation_cases`` over the train cases sorted by stem)."""
-    from csxa_train.fit import require_both_classes, validation_cases
 
     train = cases[cases.split == "train"].sort_values("stem", ignore_index=True)
     require_both_classes(train.label.to_numpy())
@@ -139,11 +141,10 @@ def _counts(part: pd.DataFrame, validation: pd.DataFrame) -> dict:
             "train_samples": int(len(part))}
 
 
-def fit_and_predict(cases: pd.DataFrame, kind: str, config: LandmarkConfig, protocol: Protocol,
+def fit_and_predict(cases: pd.DataFrame, kind: str, config: LandmarkParams, protocol: Protocol,
                     features: tuple[str, ...]) -> tuple[pd.DataFrame, float, str, dict]:
     """Fit one classifier on the train part, choose the threshold on the validation part, score
     the test split; returns (predictions as ``fit.predict`` writes them, threshold, note, counts)."""
-    from csxa_train.metrics import choose_threshold
 
     part, validation = split_train(cases, protocol)
     test = cases[cases.split == "test"].sort_values("stem", ignore_index=True)
@@ -162,15 +163,11 @@ def fit_and_predict(cases: pd.DataFrame, kind: str, config: LandmarkConfig, prot
     return predictions, threshold, note, _counts(part, validation)
 
 
-def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Path, config: LandmarkConfig,
+def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Path, config: LandmarkParams,
                  protocol: Protocol, *, measurements_out: str | Path | None = None) -> dict[str, dict]:
     """Both classifiers: ``RESULTS/landmarks_logreg/`` and ``RESULTS/landmarks_gbt/`` (each
     experiment's files replaced together), and the measurement table if asked; returns
     each experiment's evaluation details."""
-    from csxa_data.atomic import atomic_path
-    from csxa_data.ingest.measurements import SCALE_FREE_FEATURES
-
-    from csxa_train.fit import write_evaluation
 
     cases = read_inputs(manifest, landmarks)
     for target in [Path(results), *(Path(results) / name for name in EXPERIMENTS)]:

@@ -3,7 +3,7 @@
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from csxa_data.release.names import STEM_PATTERN
+from schemas.vocabulary import STEM_PATTERN
 
 
 class FileNames(pa.DataFrameModel):

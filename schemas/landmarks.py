@@ -3,7 +3,7 @@
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from csxa_data.release.landmarks import LANDMARK_LABELS
+from schemas.vocabulary import LANDMARK_LABELS
 
 
 class Landmarks(pa.DataFrameModel):

@@ -4,7 +4,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from csxa_data.release.names import STEM_PATTERN
+from schemas.vocabulary import STEM_PATTERN
 
 
 class Manifest(pa.DataFrameModel):

@@ -4,7 +4,7 @@ import numpy as np
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from csxa_data.ingest.measurements import MEASUREMENT_COLUMNS
+from schemas.vocabulary import MEASUREMENT_COLUMNS
 
 
 class Measurements(pa.DataFrameModel):

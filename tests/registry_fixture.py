@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import fresh_clone, tiny_params
+from helpers import fresh_clone, tiny_params
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Registry Test", "GIT_AUTHOR_EMAIL": "registry@test",
             "GIT_COMMITTER_NAME": "Registry Test", "GIT_COMMITTER_EMAIL": "registry@test"}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from conftest import REPO, tiny_variant
-from csxa_data.variants.build import BuildParams, VariantSpec
 from csxa_data.synthetic.generate import SynthParams
+from csxa_data.variants.spec import BuildParams, VariantSpec
+
+from helpers import REPO, tiny_variant
 
 
 def test_bench_train_reports_throughput_and_the_data_wait_share(tmp_path):

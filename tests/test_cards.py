@@ -7,9 +7,13 @@ import json
 import pytest
 import yaml
 
-from csxa_data.variants.build import BuildParams, VariantSpec, build_variant, read_manifest
-from csxa_data.cards import dataset_card, model_card, release_kind
-from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
+from csxa_data.cards import dataset_card, release_kind
+from csxa_data.ingest.outputs import read_manifest, write_ingest
+from csxa_data.ingest.params import IngestParams
+from csxa_data.ingest.run import run_ingest
+from csxa_data.variants.build import build_variant
+from csxa_data.variants.spec import BuildParams, VariantSpec
+from csxa_train.card import model_card
 
 
 def front_matter(card: str) -> tuple[dict, str]:
@@ -85,7 +89,7 @@ def _build_cli(root, manifest, release, out):
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump({"variants": {"v": {"crop": "centre", "centre_size": 64, "out_size": 16}},
                                       "build": {"shard_size": 50, "min_shards": 1}}))
-    from conftest import run_cli
+    from helpers import run_cli
 
     return run_cli("build", "--params", params, "--variant", "v", "--manifest", manifest, "--release", release,
                    "--out", out, "--workers", "1")

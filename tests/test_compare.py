@@ -207,7 +207,7 @@ def test_missing_predictions_name_the_file(project, capsys):
 
 
 def test_the_compare_stage_depends_on_every_experiments_predictions():
-    from conftest import REPO
+    from helpers import REPO
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["compare"]
     experiments = yaml.safe_load((REPO / "params.yaml").read_text())["experiments"]
@@ -219,9 +219,9 @@ def test_the_compare_stage_depends_on_every_experiments_predictions():
 
 
 def test_readme_shows_the_papers_table_recomputed_and_the_demos_comparison():
-    from conftest import REPO
-
     from csxa_train.report.table import paper_markdown
+
+    from helpers import REPO
 
     readme = (REPO / "docs" / "comparison.md").read_text() + (REPO / "docs" / "results.md").read_text()
     paper_rows = [line for line in paper_markdown().splitlines() if line.startswith("| ")]
@@ -402,7 +402,7 @@ def test_compare_with_cv_writes_nothing_when_an_oof_file_is_missing(cv_project, 
 
 
 def test_the_compare_stage_reads_every_experiments_cross_validation():
-    from conftest import REPO
+    from helpers import REPO
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     experiments = yaml.safe_load((REPO / "params.yaml").read_text())["experiments"]
@@ -461,9 +461,9 @@ def test_readme_blocks_refuse_what_would_wipe_or_leave_stale_tables(tmp_path):
 
 
 def test_the_readme_holds_every_block_current():
-    from conftest import REPO
-
     from tools.readme_blocks import BLOCKS, readme_block
+
+    from helpers import REPO
 
     readme = (REPO / "docs" / "results.md").read_text()
     for name, (report, stop_at) in BLOCKS.items():
@@ -484,8 +484,8 @@ def test_the_bootstrap_works_in_bounded_blocks_with_the_same_numbers(monkeypatch
     it works through blocks of rows now, to the same numbers, and refuses an index matrix that
     could not fit."""
     from csxa_data.errors import CsxaError
-    from csxa_train.report import table as C
     from csxa_train import stats
+    from csxa_train.report import table as C
 
     rng = np.random.default_rng(3)
     labels = (rng.random(300) < 0.8).astype(int)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 pytest.register_assert_rewrite("registry_fixture")
 from registry_fixture import ENV, consumer_dir, csxa_data, serve, sh, silent_server  # noqa: E402

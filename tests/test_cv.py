@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run_cli, tiny_variant
-from csxa_data.variants.build import BuildParams, VariantSpec, read_manifest
+from csxa_data.ingest.outputs import read_manifest
 from csxa_data.splits import find_fold_salts
 from csxa_data.synthetic.generate import SynthParams
+from csxa_data.variants.spec import BuildParams, VariantSpec
 from csxa_train.cli import main as train_main
+
+from helpers import run_cli, tiny_variant
 
 TINY = SynthParams(seed=5, cases=64, size_scale=0.2, asymptomatic_fraction=0.25)
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import fresh_clone, tiny_params
+from helpers import fresh_clone, tiny_params
 
 
 def dvc(*args, cwd):
@@ -77,7 +77,7 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
 def test_no_parameter_is_named_like_dvc_run_cache_metadata():
     """DVC's run cache hashes params without keys named 'size' or 'nfiles' (it strips them as file
     metadata), so a change to such a parameter would restore a stale output. Guard the names."""
-    from conftest import REPO
+    from helpers import REPO
 
     def keys(node, path=""):
         if isinstance(node, dict):
@@ -91,7 +91,7 @@ def test_no_parameter_is_named_like_dvc_run_cache_metadata():
 
 def test_paper_params_mirror_the_demo_params():
     """params.paper.yaml (the paper's full protocol) has exactly the demo's keys, with the paper's values."""
-    from conftest import REPO
+    from helpers import REPO
 
     def keys(node, path=""):
         if isinstance(node, dict):
@@ -116,7 +116,7 @@ def test_readme_dvc_recipes_run_as_written(project):
     """The README's commands for reading results with DVC, run verbatim after the pipeline."""
     import shlex
 
-    from conftest import REPO
+    from helpers import REPO
 
     readme = (REPO / "docs" / "comparison.md").read_text()
     section = readme[readme.index("### Reading the results with DVC"):]

@@ -12,12 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_variant
-from csxa_data.variants.build import BuildParams, VariantSpec
 from csxa_data.errors import CsxaError
 from csxa_data.synthetic.generate import SynthParams
+from csxa_data.variants.spec import BuildParams, VariantSpec
+from csxa_train.checkpoint import load_checkpoint, save_checkpoint
 from csxa_train.explain import box_in_image, box_mask, explain, heat_share, pick_cases, target_layer
-from csxa_train.fit import TrainConfig, fit, save_checkpoint, load_checkpoint
+from csxa_train.fit import fit
+from csxa_train.params import TrainParams
+
+from helpers import tiny_variant
 
 TINY = SynthParams(seed=5, cases=48, size_scale=0.15, asymptomatic_fraction=0.3)
 
@@ -28,7 +31,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("explain")
     tiny_variant(root, TINY, "cropped", VariantSpec(crop="landmarks", colour="grey", out_size=32),
                  BuildParams(shard_size=16, min_shards=2))
-    config = TrainConfig.from_dict(dict(variant=str(root / "variant"), model="smallcnn", weights="none", epochs=1,
+    config = TrainParams.from_dict(dict(variant=str(root / "variant"), model="smallcnn", weights="none", epochs=1,
                                         batch_size=16, workers=0, eval_batch_size=16, image_size=32, val_fraction=0.2))
     fit(config, root / "results" / "tiny_cnn")
     return root
@@ -227,7 +230,7 @@ def test_explain_all_writes_nothing_when_a_checkpoint_is_missing_or_another_expe
 
 
 def test_the_explain_stage_covers_every_experiment_and_the_readme_shows_its_table():
-    from conftest import REPO
+    from helpers import REPO
 
     stage = yaml_load(REPO / "dvc.yaml")["stages"]["explain"]
     experiments = list(yaml_load(REPO / "params.yaml")["experiments"])

@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_variant
-from csxa_data.variants.build import BuildParams, VariantSpec
 from csxa_data.errors import CsxaError
-from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
+from csxa_data.ingest.outputs import write_ingest
+from csxa_data.ingest.params import IngestParams
+from csxa_data.ingest.run import run_ingest
 from csxa_data.synthetic.generate import SynthParams
+from csxa_data.variants.spec import BuildParams, VariantSpec
+
+from helpers import tiny_variant
 
 SEED = 20261129
 KILLS = 2  # per command; each at a seeded random moment within an uninterrupted run's duration
@@ -138,7 +141,8 @@ def hidden_temporaries(out: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_killed_fit_resumes_to_identical_weights_and_logs(train_variant, tmp_path):
-    from csxa_train.fit import CHECKPOINT, FIT_FILES, load_checkpoint
+    from csxa_train.checkpoint import CHECKPOINT, load_checkpoint
+    from csxa_train.fit import FIT_FILES
 
     # the same folder name: the experiment is titled after it in metrics.json and report.png
     duration = run(fit_args(train_variant, tmp_path / "whole" / "run"))
@@ -183,8 +187,8 @@ def test_a_fit_failing_while_it_writes_its_results_leaves_the_previous_ones_whol
     """The results of a run (metrics, predictions, figures, log, card) are replaced together: `csxa-train
     fit` failing at the figure, written after the tables, leaves every old result file as it was; a
     full disk there is one line, exit 2; Ctrl-C says it was interrupted, exit 130."""
-    from csxa_train import cli, figures
-    from csxa_train.fit import CHECKPOINT, load_checkpoint
+    from csxa_train import cli, results
+    from csxa_train.checkpoint import CHECKPOINT, load_checkpoint
 
     out = tmp_path / "run"
     assert cli.main(fit_args(train_variant, out, epochs=1)[3:]) == 0
@@ -193,7 +197,7 @@ def test_a_fit_failing_while_it_writes_its_results_leaves_the_previous_ones_whol
     def failing_figure(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr(figures, "evaluation_figure", failing_figure)
+    monkeypatch.setattr(results, "evaluation_figure", failing_figure)
     capsys.readouterr()
     # other settings: trained afresh, other scores
     code = cli.main([*fit_args(train_variant, out, epochs=1)[3:], "--batch-size", "4"])

@@ -10,9 +10,10 @@ import textwrap
 import pytest
 import torch
 
-from conftest import REPO
 from csxa_data.errors import CsxaError
-from csxa_train.fit import load_checkpoint, save_checkpoint
+from csxa_train.checkpoint import load_checkpoint, save_checkpoint
+
+from helpers import REPO
 
 
 def test_bare_tensor_checkpoint_is_refused(tmp_path):

@@ -4,15 +4,12 @@ nothing hangs, memory stays bounded."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import struct
 import time
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +19,22 @@ import pytest
 from openpyxl.styles import Font
 from PIL import Image
 
-from conftest import run_cli, unpack_release
+from csxa_data.ingest.outputs import write_ingest
+from csxa_data.ingest.params import IngestParams
+from csxa_data.ingest.run import run_ingest
 from csxa_data.release import reader as release_module
-from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
-from test_ingest_bad_input import (assert_only_case_lost, baseline, column, edit_json, edit_sheet,  # noqa: F401
-                                   first_stem, ingest, release)
 
-
-def png_header_only(width: int, height: int, bit_depth: int = 16, colour_type: int = 0) -> bytes:
-    """A PNG whose IHDR claims ``width`` x ``height``, with one empty IDAT: a few dozen bytes that a
-    decoder would try to turn into gigabytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
+from helpers import (
+    assert_only_case_lost,
+    column,
+    edit_json,
+    edit_sheet,
+    first_stem,
+    ingest,
+    png_header_only,
+    run_cli,
+    unpack_release,
+)
 
 # --- hangs -------------------------------------------------------------------------------------
 
@@ -186,10 +184,10 @@ def test_member_declaring_more_than_the_cap_is_not_read(tiny_synth, baseline, tm
 def test_labelme_file_over_the_json_cap_is_dropped_without_reading_it(release, baseline, monkeypatch):
     """The LabelMe cap (64 MiB) was applied after the file had been read whole (up to the 256 MiB a
     release file may declare); it is now checked on the size the file is listed with."""
-    from csxa_data.ingest import run as ingest_module
+    from csxa_data.ingest import examine
 
     # the real cap is 64 MiB; 1 MiB takes the same path in a test's time
-    monkeypatch.setattr(ingest_module, "MAX_JSON_BYTES", 2**20)
+    monkeypatch.setattr(examine, "MAX_JSON_BYTES", 2**20)
     stem = first_stem(release)
     (release / "datasets-JSON" / f"{stem}.json").write_bytes(b" " * (2**20 + 1))
     read, real_read = [], release_module.FileSet.read

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from csxa_data.shards.format import ShardError, decode_sample, iter_tar_samples, sample_members, write_shard
-from test_hostile_ingest import png_header_only
+
+from helpers import png_header_only
 
 META = {"key": "0001035", "number": 1, "split": "test"}
 
@@ -117,7 +119,7 @@ def test_local_reader_refuses_what_a_source_refuses(tmp_path):
 # (pax records, whose parsing is quadratic in Python 3.11.7, GNU long names and sparse maps, read
 # whole before any cap) never reach a parser.
 
-def tar_with(tmp_path, build) -> "Path":
+def tar_with(tmp_path, build) -> Path:
     import tarfile
 
     path = tmp_path / "test-000000.tar"

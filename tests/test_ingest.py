@@ -7,10 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
-from csxa_data.ingest.run import IngestParams, find_split_salt, run_ingest, split_cases
+from csxa_data.ingest.params import IngestParams
+from csxa_data.ingest.run import run_ingest
+from csxa_data.splits import find_split_salt, split_cases
 from csxa_data.synthetic.generate import SynthParams, write_synthetic_release
 from schemas import Drops, Landmarks, Manifest, Repairs
+
+from helpers import run_cli
 
 PARAMS = IngestParams()
 
@@ -127,6 +130,7 @@ def test_written_outputs_and_cli(small_synth, tmp_path):
     assert "| sheet | 60 | 59 | 1 |" in (out / "validation.md").read_text()
 
 
+@pytest.mark.slow  # a 5,000-case release: about a minute on 2 cores
 def test_real_release_counts_at_5000_cases(tmp_path):
     out = tmp_path / "s5000"
     write_synthetic_release(out, SynthParams(cases=5000, size_scale=0.2), workers=2, progress=False)

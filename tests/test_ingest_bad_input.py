@@ -8,46 +8,11 @@ import json
 import shutil
 import zipfile
 
-import openpyxl
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import run_cli, unpack_release
-from csxa_data.ingest.run import IngestParams, run_ingest
-
-PARAMS = IngestParams()
-
-
-@pytest.fixture(scope="module")
-def baseline(tiny_synth):
-    return run_ingest(tiny_synth / "release", PARAMS, workers=1, progress=False)
-
-
-@pytest.fixture
-def release(tiny_synth, tmp_path):
-    """An unpacked, writable copy of the tiny release."""
-    return unpack_release(tiny_synth / "release", tmp_path / "release")
-
-
-def first_stem(root):
-    return sorted(p.stem for p in (root / "datasets-PNG").iterdir())[0]
-
-
-def ingest(root):
-    return run_ingest(root, PARAMS, workers=1, progress=False)
-
-
-def assert_only_case_lost(result, baseline, number, source, rule, text):
-    drops = result.drops[result.drops.number == number]
-    culprit = drops[drops.source == source]
-    assert len(culprit) == 1 and culprit.rule.iloc[0] == rule, drops
-    assert text in culprit.reason.iloc[0], culprit.reason.iloc[0]
-    # the case's other items are dropped too, pointing at the culprit; nothing else changes
-    assert set(drops.source) == {"sheet", "png", "json"}
-    assert set(result.manifest.number) == set(baseline.manifest.number) - {number}
-    sources = result.validation["sources"]
-    assert all(s["in"] == s["kept"] + s["dropped"] for s in sources.values())
+from helpers import assert_only_case_lost, column, edit_json, edit_sheet, first_stem, ingest, run_cli
 
 
 @pytest.mark.parametrize("kind, damage, text", [
@@ -67,12 +32,6 @@ def test_unusable_png(release, baseline, kind, damage, text):
         path.write_bytes(damage(path.read_bytes()))
     result = ingest(release)
     assert_only_case_lost(result, baseline, int(stem[:4]), "png", "png_unreadable", f"datasets-PNG/{stem}.png: {text}")
-
-
-def edit_json(root, stem, change):
-    path = root / "datasets-JSON" / f"{stem}.json"
-    document = json.loads(path.read_text())
-    path.write_text(change(document) if callable(change) else change)
 
 
 def set_point(label, point):
@@ -105,16 +64,6 @@ def test_missing_landmark(release, baseline):
         {**doc, "shapes": [s for s in doc["shapes"] if "c7 bottom left" not in " ".join(s["label"].split()).lower()]}))
     result = ingest(release)
     assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid", "missing landmark(s) ['C7 bottom left']")
-
-
-def edit_sheet(root, change):
-    book = openpyxl.load_workbook(root / "datasets.xlsx")
-    change(book["Sheet1"])
-    book.save(root / "datasets.xlsx")
-
-
-def column(sheet, name):
-    return next(cell.column for cell in sheet[2] if cell.value == name)
 
 
 def test_duplicated_numbers_drop_both_rows_and_the_files(release, baseline):
@@ -235,7 +184,8 @@ def test_archive_metadata_is_logged_not_lost(release, baseline):
 
 
 def test_upper_case_extension_flows_into_the_build(release, baseline, tmp_path):
-    from csxa_data.variants.build import BuildParams, VariantSpec, build_variant
+    from csxa_data.variants.build import build_variant
+    from csxa_data.variants.spec import BuildParams, VariantSpec
 
     stem = first_stem(release)
     (release / "datasets-PNG" / f"{stem}.png").rename(release / "datasets-PNG" / f"{stem}.PNG")

@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 
 from csxa_data.errors import CsxaError
-from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
+from csxa_data.ingest.outputs import write_ingest
+from csxa_data.ingest.params import IngestParams
+from csxa_data.ingest.run import run_ingest
 from csxa_data.synthetic.generate import SynthParams, write_synthetic_release
-from csxa_train.landmark_baseline import (EXPERIMENTS, LandmarkConfig, Protocol, read_inputs, run_baseline,
-                                          split_train)
+from csxa_train.landmark_baseline import EXPERIMENTS, LandmarkParams, Protocol, read_inputs, run_baseline, split_train
 
 # a third asymptomatic, so both classes reach the validation part and the test split
 SYNTH = SynthParams(seed=3, cases=60, size_scale=0.1, asymptomatic_fraction=0.35)
 PROTOCOL = Protocol(seed=2024, val_fraction=0.2, threshold="youden", calibration_bins=10)
-CONFIG = LandmarkConfig(gbt_max_iter=40)
+CONFIG = LandmarkParams(gbt_max_iter=40)
 # the columns csxa_train.fit writes for a trained experiment
 PREDICTION_COLUMNS = ["key", "number", "label", "score", "pred", "pred_at_threshold"]
 
@@ -63,11 +64,11 @@ def test_predictions_cover_exactly_the_test_cases_in_a_trained_experiments_forma
 
 
 def test_compare_reads_the_baseline_like_any_experiment(results):
-    from csxa_train.report.table import CompareConfig, load_experiments
+    from csxa_train.report.table import CompareParams, load_experiments
 
     out, _ = results
     loaded, reference = load_experiments(out, {name: {"variant": "landmarks"} for name in EXPERIMENTS}, "resnet18",
-                                         CompareConfig(reference="landmarks_logreg"))
+                                         CompareParams(reference="landmarks_logreg"))
     assert reference == "landmarks_logreg" and [e.name for e in loaded] == list(EXPERIMENTS)
     assert all(e.majority_class == 1 for e in loaded)
 
@@ -148,9 +149,9 @@ def test_a_case_number_that_is_not_a_whole_number_is_one_clear_line(ingest, tmp_
 
 def test_bad_landmarks_settings_are_named():
     with pytest.raises(CsxaError, match=r"unknown key\(s\) \['depth'\] in landmarks"):
-        LandmarkConfig.from_dict({"depth": 3})
+        LandmarkParams.from_dict({"depth": 3})
     with pytest.raises(CsxaError, match="landmarks.gbt_learning_rate"):
-        LandmarkConfig.from_dict({"gbt_learning_rate": 2.0})
+        LandmarkParams.from_dict({"gbt_learning_rate": 2.0})
     with pytest.raises(CsxaError, match="train.threshold"):
         Protocol.from_train_section({"threshold": "best"})
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csxa_data.ingest import measurements as M
 from csxa_data.errors import CsxaError
+from csxa_data.ingest import measurements as M
 from csxa_data.release.landmarks import LANDMARK_LABELS
 
 WIDTH, BODY, DISC = 12.0, 10.0, 4.0

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 
 
 def one_line(result):
@@ -76,15 +76,16 @@ def _keys(value, prefix=""):
 def test_the_papers_params_have_the_demos_keys_and_pass_every_stages_checks():
     import yaml
 
-    from conftest import REPO
-    from csxa_data.variants.build import BuildParams, VariantSpec
-    from csxa_data.ingest.run import IngestParams
-    from csxa_data.release.reader import ReleaseConfig
+    from csxa_data.ingest.params import IngestParams
+    from csxa_data.release.reader import ReleaseParams
     from csxa_data.shards.sources import SourceParams
     from csxa_data.synthetic.generate import SynthParams
-    from csxa_train.report.table import CompareConfig
-    from csxa_train.fit import TrainConfig
-    from csxa_train.landmark_baseline import LandmarkConfig, Protocol
+    from csxa_data.variants.spec import BuildParams, VariantSpec
+    from csxa_train.landmark_baseline import LandmarkParams, Protocol
+    from csxa_train.params import TrainParams
+    from csxa_train.report.table import CompareParams
+
+    from helpers import REPO
 
     demo = yaml.safe_load((REPO / "params.yaml").read_text())
     paper = yaml.safe_load((REPO / "params.paper.yaml").read_text())
@@ -94,21 +95,21 @@ def test_the_papers_params_have_the_demos_keys_and_pass_every_stages_checks():
     assert _keys(paper) == expected
     assert list(paper["experiments"]) == list(demo["experiments"])
     SynthParams.from_dict(paper["synth"])
-    ReleaseConfig.from_dict(paper["release"])
+    ReleaseParams.from_dict(paper["release"])
     IngestParams.from_dict(paper["ingest"])
     for name, spec in paper["variants"].items():
         assert VariantSpec.from_dict(name, spec).out_size == 224
     BuildParams.from_dict(paper["build"])
     SourceParams.from_dict(paper["sources"])
-    CompareConfig.from_dict(paper["compare"])
-    LandmarkConfig.from_dict(paper["landmarks"])
+    CompareParams.from_dict(paper["compare"])
+    LandmarkParams.from_dict(paper["landmarks"])
     Protocol.from_train_section(paper["train"])
     models = set()
     for name, experiment in paper["experiments"].items():
         settings = {**paper["train"], **(experiment or {})}
         variant = settings.pop("variant")
         assert variant in paper["variants"]
-        config = TrainConfig.from_dict({**settings, "variant": f"data/variants/{variant}"})
+        config = TrainParams.from_dict({**settings, "variant": f"data/variants/{variant}"})
         assert (config.image_size, config.epochs, config.weights) == (224, 30, "imagenet")
         models.add(config.model)
     assert models == {"resnet50", "vgg19"}
@@ -122,7 +123,7 @@ def test_the_papers_protocol_is_one_command(tmp_path):
 
     import yaml
 
-    from conftest import REPO
+    from helpers import REPO
 
     shutil.copy(REPO / "params.paper.yaml", tmp_path)
     release = tmp_path / "csxa release"
@@ -172,7 +173,7 @@ def test_a_hostile_setting_is_one_line_naming_the_file_given(tmp_path, params, a
     of 5,000 digits, a key given twice (last won), classes coded alike, a YAML alias bomb whose
     error message expanded it (a MemoryError). Then: an empty or comments-only file, a top level of
     0 and a section of false or [] all meant "every default"."""
-    from conftest import run_cli
+    from helpers import run_cli
 
     path = tmp_path / "other.yaml"
     path.write_text(params)
@@ -193,7 +194,7 @@ def test_a_hostile_setting_is_one_line_naming_the_file_given(tmp_path, params, a
     (("ingest", "--workers", "-1"), "argument --workers: -1 is not within 1..256"),
 ])
 def test_out_of_range_command_line_numbers_are_usage_errors(args, says):
-    from conftest import run_cli
+    from helpers import run_cli
 
     result = run_cli(*args)
     assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
@@ -201,21 +202,22 @@ def test_out_of_range_command_line_numbers_are_usage_errors(args, says):
 
 def test_train_and_compare_seeds_and_batch_sizes_are_bounded():
     from csxa_data.errors import CsxaError
-    from csxa_train.report.table import CompareConfig
-    from csxa_train.fit import TrainConfig
+    from csxa_train.params import TrainParams
+    from csxa_train.report.table import CompareParams
 
     for bad, says in (({"seed": -1}, "train.seed must be within 0..2**32-1"),
                       ({"seed": 2**64}, "train.seed must be within 0..2**32-1"),
                       ({"eval_batch_size": 10**9}, "at most 65536"), ({"workers": 2000}, "train.workers must be within")):
         with pytest.raises(CsxaError, match=re.escape(says)):
-            TrainConfig.from_dict({"variant": "v", **bad})
+            TrainParams.from_dict({"variant": "v", **bad})
     with pytest.raises(CsxaError, match=re.escape("compare.seed must be within 0..2**32-1")):
-        CompareConfig.from_dict({"seed": -3})
+        CompareParams.from_dict({"seed": -3})
 
 
 def test_merge_keys_still_load_and_huge_hex_or_sexagesimal_ints_are_one_line(tmp_path):
-    from conftest import run_cli
     from csxa_data.params import load_section
+
+    from helpers import run_cli
 
     path = tmp_path / "merge.yaml"
     path.write_text("variants:\n  base: &b {crop: centre, colour: grey, out_size: 32}\n"

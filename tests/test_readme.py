@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, fresh_clone
+from helpers import REPO, fresh_clone
 
 
 def readme_command(name: str) -> str:

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 
 pytest.register_assert_rewrite("registry_fixture")
 from registry_fixture import csxa_data, sh, silent_server  # noqa: E402

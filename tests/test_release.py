@@ -8,10 +8,11 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from conftest import run_cli, unpack_release
-from csxa_data.release import reader as release_module
 from csxa_data.errors import CsxaError
-from csxa_data.release.reader import ReleaseConfig, open_release, verify_official
+from csxa_data.release import reader as release_module
+from csxa_data.release.reader import ReleaseParams, open_release, verify_official
+
+from helpers import run_cli, unpack_release
 
 
 def unpacked_copy(small_synth, tmp_path):
@@ -60,7 +61,7 @@ def test_configured_column_names_are_mapped(small_synth, tmp_path):
         if cell.value == "Age":
             cell.value = "Age (years)"
     book.save(root / "datasets.xlsx")
-    config = ReleaseConfig.from_dict({"columns": {"age": "Age (years)"}})
+    config = ReleaseParams.from_dict({"columns": {"age": "Age (years)"}})
     mapped = open_release(root, config)
     pd.testing.assert_frame_equal(mapped.columns, open_release(small_synth / "release").columns)
 
@@ -149,7 +150,7 @@ def test_md5_statuses(small_synth, tmp_path, monkeypatch):
 
 def test_unknown_params_keys_are_refused(tmp_path):
     with pytest.raises(CsxaError, match=r"unknown key\(s\) \['sex'\] in release.columns"):
-        ReleaseConfig.from_dict({"columns": {"sex": "Sex"}})
+        ReleaseParams.from_dict({"columns": {"sex": "Sex"}})
     params = tmp_path / "params.yaml"
     params.write_text("synth:\n  casez: 10\n")
     line = one_error_line(run_cli("synth", "--params", params, "--out", tmp_path / "x"))

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_variant
-from csxa_data.variants.build import BuildParams, VariantSpec
-from csxa_data.errors import CsxaError
-from csxa_data.shards.sources import SourceError, SourceParams, open_source, registry_spec, verify
+from csxa_data.errors import CsxaError, SourceError
+from csxa_data.shards.sources import SourceParams, open_source, registry_spec
+from csxa_data.shards.verify import verify
 from csxa_data.synthetic.generate import SynthParams
+from csxa_data.variants.spec import BuildParams, VariantSpec
 from csxa_train.data import eval_loader, load_split
+
+from helpers import tiny_variant
 
 TINY = SynthParams(seed=5, cases=48, size_scale=0.2, asymptomatic_fraction=0.25)
 FAST = SourceParams(timeout=1.5, retries=1)

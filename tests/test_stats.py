@@ -10,8 +10,14 @@ import pytest
 
 from csxa_data.errors import CsxaError
 from csxa_train import stats
-from csxa_train.metrics import (calibration_table, choose_threshold, classification_metrics, evaluate_predictions,
-                                expected_calibration_error, parse_threshold_rule)
+from csxa_train.metrics import (
+    calibration_table,
+    choose_threshold,
+    classification_metrics,
+    evaluate_predictions,
+    expected_calibration_error,
+    parse_threshold_rule,
+)
 
 PAPER = {95.48: 0.0732, 95.73: 0.0406, 94.76: 0.269, 94.92: 0.213}  # Table 1 accuracy -> printed p
 

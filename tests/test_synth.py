@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from conftest import SMALL
 from csxa_data.release.landmarks import LANDMARK_LABELS, normalise_label
-from csxa_data.release.reader import ReleaseConfig, open_release
+from csxa_data.release.reader import ReleaseParams, open_release
 from csxa_data.synthetic.generate import SynthParams, plan_cases, write_synthetic_release
+
+from helpers import SMALL
 
 EXPECTED_FAULTS = {"orphan_row", "age_mismatch", "inverted", "border", "burned_text", "scale_bar",
                    "rgba_equal_channels", "polygon_landmark", "polygon_type", "duplicate_label",
@@ -89,7 +90,7 @@ def test_every_fault_kind_is_injected_and_recorded(small_synth):
 
 
 def test_sheet_ages_differ_from_names_exactly_where_recorded(small_synth):
-    release = open_release(small_synth / "release", ReleaseConfig())
+    release = open_release(small_synth / "release", ReleaseParams())
     truth = pd.read_csv(small_synth / "truth.csv", dtype={"stem": str}).set_index("number")
     sheet = release.columns.set_index("number")
     assert list(sheet.index) == list(truth.index)
@@ -100,7 +101,7 @@ def test_sheet_ages_differ_from_names_exactly_where_recorded(small_synth):
 
 
 def test_images_and_jsons_carry_the_recorded_faults(small_synth):
-    release = open_release(small_synth / "release", ReleaseConfig())
+    release = open_release(small_synth / "release", ReleaseParams())
     truth = pd.read_csv(small_synth / "truth.csv", dtype={"stem": str}).set_index("stem")
     faults = pd.read_csv(small_synth / "faults.csv", dtype={"stem": str}, keep_default_na=False)
     by_stem = faults.groupby("stem").fault.apply(set).to_dict()
@@ -143,7 +144,7 @@ def test_images_and_jsons_carry_the_recorded_faults(small_synth):
 
 
 def test_inverted_films_have_a_bright_background(small_synth):
-    release = open_release(small_synth / "release", ReleaseConfig())
+    release = open_release(small_synth / "release", ReleaseParams())
     faults = pd.read_csv(small_synth / "faults.csv", dtype={"stem": str}, keep_default_na=False)
     inverted = set(faults[faults.fault == "inverted"].stem)
     corner_means = {}

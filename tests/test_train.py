@@ -17,15 +17,21 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_variant
-from csxa_data.variants.build import BuildParams, VariantSpec, build_variant, read_manifest
 from csxa_data.errors import CsxaError
+from csxa_data.ingest.outputs import read_manifest
 from csxa_data.synthetic.generate import SynthParams
-from csxa_train.augment import AugmentConfig, augment_batch, draw_params
+from csxa_data.variants.build import build_variant
+from csxa_data.variants.spec import BuildParams, VariantSpec
+from csxa_train.augment import AugmentParams, augment_batch, draw_params
 from csxa_train.balance import smote_oversample
-from csxa_train.data import load_split, normalisation, shard_urls, eval_loader
-from csxa_train.fit import TrainConfig, case_stem, evaluate_checkpoint, fit, load_checkpoint
+from csxa_train.checkpoint import load_checkpoint
+from csxa_train.data import eval_loader, load_split, normalisation, shard_urls
+from csxa_train.fit import evaluate_checkpoint, fit
 from csxa_train.models import build_model
+from csxa_train.params import TrainParams
+from csxa_train.trainset import case_stem
+
+from helpers import tiny_variant
 
 # a quarter of the films asymptomatic, so that both classes are in both splits of a tiny atlas
 TINY = SynthParams(seed=5, cases=64, size_scale=0.2, asymptomatic_fraction=0.25)
@@ -42,7 +48,7 @@ def config(variant, **overrides):
     settings = dict(variant=str(variant), model="smallcnn", weights="none", balance="smote", epochs=1, batch_size=16,
                     workers=0, eval_batch_size=16)
     settings.update(overrides)
-    return TrainConfig.from_dict(settings)
+    return TrainParams.from_dict(settings)
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +157,12 @@ def test_evaluation_inputs_identical_across_passes_and_train_augmentation_varies
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     x = first[0].float() / 255
     generator = torch.Generator().manual_seed(0)
-    augmented = augment_batch(x, AugmentConfig(), generator)
+    augmented = augment_batch(x, AugmentParams(), generator)
     assert augmented.shape == x.shape and not torch.equal(augmented, x)
 
 
 def test_rotations_stay_within_80_degrees():
-    params = draw_params(20000, AugmentConfig(), torch.Generator().manual_seed(1))
+    params = draw_params(20000, AugmentParams(), torch.Generator().manual_seed(1))
     assert params["angle_first"].abs().max() <= 20 and params["angle_second"].abs().max() <= 60
     assert params["angle"].abs().max() <= 80 and params["angle"].abs().max() > 70
     assert abs(params["angle"].mean()) < 1.5
@@ -290,7 +296,8 @@ def grey_twin(variant, tmp_path_factory):
 
 
 def test_order_b_is_order_a_with_channels_1_and_2_swapped(variant):
-    from csxa_train.fit import one_sample_per_case, swap_orders
+    from csxa_train.data import swap_orders
+    from csxa_train.trainset import one_sample_per_case
 
     images, labels, keys = load_split(variant, "train")
     by_key = dict(zip(keys, images))
@@ -302,7 +309,7 @@ def test_order_b_is_order_a_with_channels_1_and_2_swapped(variant):
 
 
 def test_colour_and_grey_variants_take_the_same_samples_and_smote_count(variant, grey_twin):
-    from csxa_train.fit import train_data
+    from csxa_train.trainset import train_data
 
     colour = train_data(config(variant))
     grey = train_data(config(grey_twin))
@@ -316,7 +323,8 @@ def test_colour_and_grey_variants_take_the_same_samples_and_smote_count(variant,
 
 
 def test_validation_part_is_by_case_stratified_seeded_and_outside_training(variant):
-    from csxa_train.fit import one_sample_per_case, train_data, validation_cases
+    from csxa_data.splits import validation_cases
+    from csxa_train.trainset import one_sample_per_case, train_data
 
     images, labels, keys = load_split(variant, "train")
     _, case_labels, stems = one_sample_per_case(images, labels, keys, colour=True)
@@ -331,9 +339,9 @@ def test_validation_part_is_by_case_stratified_seeded_and_outside_training(varia
 
 
 def test_one_channel_order_per_case_per_epoch_is_drawn_seeded():
-    from csxa_train.fit import epoch_orders_drawn
+    from csxa_train.loop import epoch_orders_drawn
 
-    cfg = TrainConfig.from_dict({"variant": "x", "seed": 3})
+    cfg = TrainParams.from_dict({"variant": "x", "seed": 3})
     first, again, later = (epoch_orders_drawn(4000, cfg, e) for e in (0, 0, 1))
     assert torch.equal(first, again) and not torch.equal(first, later)
     assert 0.45 < first.double().mean() < 0.55
@@ -342,7 +350,7 @@ def test_one_channel_order_per_case_per_epoch_is_drawn_seeded():
 def test_normalisation_is_that_of_both_orders_as_the_model_sees_them(variant, tmp_path):
     import shutil
 
-    from csxa_train.fit import model_normalisation, swap_orders
+    from csxa_train.data import model_normalisation, swap_orders
 
     images, _, _ = load_split(variant, "train")
     a = images[::2].astype(np.float64) / 255  # keys sort as STEM_a, STEM_b: every other sample is order a
@@ -373,7 +381,8 @@ def one_order_twin(variant, tmp_path_factory):
 def test_one_order_shards_train_exactly_as_two_order_shards(variant, one_order_twin, fitted, tmp_path):
     """Order b derived from order-a-only shards is the stored order b, pixel for pixel, so the train
     data (both ``train_orders``, SMOTE, validation part), the normalisation and a whole run agree."""
-    from csxa_train.fit import model_normalisation, swap_orders, train_data
+    from csxa_train.data import model_normalisation, swap_orders
+    from csxa_train.trainset import train_data
 
     images, _, keys = load_split(one_order_twin, "train")
     stored_images, _, stored_keys = load_split(variant, "train")
@@ -397,7 +406,7 @@ def test_one_order_shards_train_exactly_as_two_order_shards(variant, one_order_t
 
 
 def test_test_time_score_is_the_mean_of_both_orders(fitted, variant):
-    from csxa_train.fit import Runtime, score_batch
+    from csxa_train.loop import score_batch
 
     out, _ = fitted
     state = load_checkpoint(out / "checkpoint.pt")
@@ -485,7 +494,8 @@ def test_fit_writes_a_model_card_with_the_data_version_and_the_baseline(fitted, 
 
 
 def test_one_sample_per_case_takes_order_a_derives_it_from_b_and_refuses_contradictions():
-    from csxa_train.fit import one_sample_per_case, swap_orders
+    from csxa_train.data import swap_orders
+    from csxa_train.trainset import one_sample_per_case
 
     images = np.arange(5 * 3 * 2 * 2, dtype=np.uint8).reshape(5, 3, 2, 2)
     keys = ["0000002_a", "0000002_b", "0000001_b", "0000003", "0000004_a"]
@@ -499,17 +509,32 @@ def test_one_sample_per_case_takes_order_a_derives_it_from_b_and_refuses_contrad
 
 
 def test_checkpoint_identity_covers_exactly_the_train_stages_code():
-    """The checkpoint digest hashes the modules the train stage depends on in dvc.yaml, no more and
-    no fewer: a new unrelated module changes no retrained checkpoint, an edit to training code
-    stops a resume."""
-    import yaml
+    """The checkpoint digest hashes the training code, read from the imports (the command's module and
+    every module fit imports, directly or not), and dvc.yaml's train stage lists exactly that code:
+    an unrelated module changes no retrained checkpoint, an edit to training code stops a resume."""
+    from csxa_train.params import module_closure, training_code
+    from tools.stage_code import expand, listed_code
 
-    from conftest import REPO
-    from csxa_train.fit import TRAINING_CODE
+    from helpers import REPO
 
-    deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["deps"]
-    assert sorted(d for d in deps if d.endswith(".py")) == sorted(TRAINING_CODE)
-    assert all((REPO / name).is_file() for name in TRAINING_CODE)
+    code = training_code()
+    assert {"csxa_train/cli.py", "csxa_train/fit.py", "csxa_data/shards/verify.py", "csxa_data/atomic.py",
+            "csxa_data/errors.py", "csxa_data/params.py", "schemas/shards.py"} <= set(code)
+    assert not {"csxa_train/report/table.py", "csxa_train/explain.py", "csxa_data/synthetic/generate.py"} & set(code)
+    assert expand(listed_code((REPO / "dvc.yaml").read_text(), "train")) == code
+    assert all((REPO / name).is_file() for name in code)
+    # a module imported only inside a function counts; a module named only in a string does not
+    assert "csxa_data/registry.py" in module_closure(("csxa_data.shards.sources",))
+
+
+def test_every_stage_lists_the_code_its_command_imports():
+    """No stage misses a module its command imports (directly or not) nor lists one it does not:
+    ``python tools/stage_code.py --write`` mends dvc.yaml."""
+    from tools.stage_code import differences
+
+    from helpers import REPO
+
+    assert differences((REPO / "dvc.yaml").read_text()) == []
 
 
 @pytest.mark.parametrize("change, says", [
@@ -521,7 +546,8 @@ def test_checkpoint_identity_covers_exactly_the_train_stages_code():
 def test_a_tampered_checkpoint_is_one_line_naming_it_before_scoring(fitted, tmp_path, change, says):
     """Second audit: these were tracebacks, or (a NaN threshold, a grey model on a colour variant)
     silently wrong metrics."""
-    from csxa_train.fit import evaluate_checkpoint, load_checkpoint, save_checkpoint
+    from csxa_train.checkpoint import load_checkpoint, save_checkpoint
+    from csxa_train.fit import evaluate_checkpoint
 
     out, _ = fitted
     state = load_checkpoint(out / "checkpoint.pt")
@@ -537,8 +563,9 @@ def test_a_tampered_checkpoint_is_one_line_naming_it_before_scoring(fitted, tmp_
 def test_a_bad_setting_saved_in_a_checkpoint_is_blamed_on_the_checkpoint(fitted, tmp_path, command):
     """A bad value in a checkpoint's saved settings was reported against params.yaml, a file the
     user never gave; it now names the checkpoint."""
+    from csxa_train.checkpoint import load_checkpoint, save_checkpoint
     from csxa_train.explain import explain
-    from csxa_train.fit import evaluate_checkpoint, load_checkpoint, save_checkpoint
+    from csxa_train.fit import evaluate_checkpoint
 
     out, _ = fitted
     state = load_checkpoint(out / "checkpoint.pt")
@@ -559,15 +586,17 @@ def test_one_class_train_cases_are_refused_without_blaming_val_fraction():
     half of each class always leaves some of every class the train cases hold."""
     import pandas as pd
 
-    from csxa_train.fit import TrainConfig, cases_train_data, validation_cases
+    from csxa_data.splits import validation_cases
     from csxa_train.landmark_baseline import Protocol, split_train
+    from csxa_train.params import TrainParams
+    from csxa_train.trainset import cases_train_data
 
     labels = np.ones(9, dtype=np.int64)
     stems = [f"{i:07d}" for i in range(9)]
     with pytest.raises(CsxaError, match=r"^v: the train cases are all of class 1 \(9 cases\); a classifier needs both "
                                         r"classes$"):
         cases_train_data(np.zeros((9, 8, 8), np.uint8), labels, stems, False,
-                         TrainConfig.from_dict({"variant": "v", "balance": "smote"}))
+                         TrainParams.from_dict({"variant": "v", "balance": "smote"}))
     cases = pd.DataFrame({"stem": stems, "label": labels, "split": "train"})
     with pytest.raises(CsxaError, match="all of class 1 .9 cases.; a classifier needs both classes$"):
         split_train(cases, Protocol(seed=0, val_fraction=0.2, threshold="youden", calibration_bins=10))

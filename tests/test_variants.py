@@ -16,13 +16,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from csxa_data.variants import transforms as T
-from csxa_data.variants.build import BuildParams, VariantSpec, build_variant, read_manifest
 from csxa_data.errors import CsxaError
+from csxa_data.ingest.outputs import read_manifest, write_ingest
+from csxa_data.ingest.params import IngestParams
+from csxa_data.ingest.run import run_ingest
 from csxa_data.release.images import grey_region, open_png, to_grey
-from csxa_data.ingest.run import IngestParams, run_ingest, write_ingest
 from csxa_data.release.reader import open_release
 from csxa_data.shards.format import ShardError, read_shards, split_shards
+from csxa_data.variants import transforms as T
+from csxa_data.variants.build import build_variant
+from csxa_data.variants.spec import BuildParams, VariantSpec
 
 SPECS = {
     "original": VariantSpec(crop="centre", centre_size=100, out_size=48),
@@ -392,7 +395,7 @@ def test_interlaced_film_decodes_without_libpng_warnings(channels, tmp_path):
     assert np.array_equal(np.asarray(open_png(data)), pixels)
     (tmp_path / "film.png").write_bytes(data)
     # libpng's warning goes through C's stdio and shows only when the process ends: decode in a child
-    script = ("import sys; from csxa_data.images import decode_film; "
+    script = ("import sys; from csxa_data.release.images import decode_film; "
               "film = decode_film(open(sys.argv[1], 'rb').read()); sys.stdout.buffer.write(film.grey()[0].tobytes())")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "film.png")], capture_output=True, check=True)
     assert done.stdout == grey.tobytes()
@@ -447,8 +450,8 @@ def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, siz
 def test_compare_variants_draws_the_same_cases_from_verified_shards(built, tmp_path):
     import shutil
 
+    from csxa_data.errors import SourceError
     from csxa_data.variants.preview import compare_variants
-    from csxa_data.shards.sources import SourceError
 
     out = compare_variants(built, ["original", "colored"], tmp_path / "sheet.png")
     assert Image.open(out).size[0] > 0

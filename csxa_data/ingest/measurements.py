@@ -37,28 +37,12 @@ import numpy as np
 import pandas as pd
 
 from csxa_data.errors import CsxaError
-from csxa_data.release.landmarks import LANDMARK_LABELS
+from schemas.measurements import Measurements
+from schemas.vocabulary import BODY_LEVELS, DISCS, LANDMARK_LABELS, MEASUREMENT_COLUMNS, disc_name
 
-BODY_LEVELS = (3, 4, 5, 6, 7)
-DISCS = ((2, 3), (3, 4), (4, 5), (5, 6), (6, 7))  # upper and lower level of each disc
-
-
-def _disc(upper: int) -> str:
-    return f"c{upper}_c{upper + 1}"
-
-
-# one row per case, in this column order (schemas.measurements.Measurements checks it)
-MEASUREMENT_COLUMNS = (
-    ("number", "cobb_c2_c7", "curvature", "sva_px")
-    + tuple(f"body_height_c{n}_px" for n in BODY_LEVELS)
-    + tuple(f"disc_height_{_disc(u)}_px" for u, _ in DISCS)
-    + tuple(f"disc_ratio_{_disc(u)}" for u, _ in DISCS)
-    + tuple(f"slip_{_disc(u)}_px" for u, _ in DISCS)
-    + tuple(f"slip_{_disc(u)}" for u, _ in DISCS)
-)
 # the measurements a classifier can compare across films of different scales
-SCALE_FREE_FEATURES = (("cobb_c2_c7",) + tuple(f"disc_ratio_{_disc(u)}" for u, _ in DISCS)
-                       + tuple(f"slip_{_disc(u)}" for u, _ in DISCS))
+SCALE_FREE_FEATURES = (("cobb_c2_c7",) + tuple(f"disc_ratio_{disc_name(u)}" for u, _ in DISCS)
+                       + tuple(f"slip_{disc_name(u)}" for u, _ in DISCS))
 
 
 def point(landmarks: dict, label: str) -> np.ndarray:
@@ -142,14 +126,14 @@ def case_measurements(landmarks: dict) -> dict:
     for n in BODY_LEVELS:
         row[f"body_height_c{n}_px"] = body_height(landmarks, n)
     for upper, _ in DISCS:
-        row[f"disc_height_{_disc(upper)}_px"] = float(disc_height(landmarks, upper))
+        row[f"disc_height_{disc_name(upper)}_px"] = float(disc_height(landmarks, upper))
     for upper, _ in DISCS:
-        row[f"disc_ratio_{_disc(upper)}"] = disc_ratio(landmarks, upper)
+        row[f"disc_ratio_{disc_name(upper)}"] = disc_ratio(landmarks, upper)
     slips = {upper: slip(landmarks, upper) for upper, _ in DISCS}
     for upper, (pixels, _) in slips.items():
-        row[f"slip_{_disc(upper)}_px"] = pixels
+        row[f"slip_{disc_name(upper)}_px"] = pixels
     for upper, (_, fraction) in slips.items():
-        row[f"slip_{_disc(upper)}"] = fraction
+        row[f"slip_{disc_name(upper)}"] = fraction
     return row
 
 
@@ -162,7 +146,6 @@ def measurement_table(landmarks: pd.DataFrame, *, source: str = "landmarks.csv")
     """
     import pandera.pandas as pa
 
-    from schemas.measurements import Measurements
 
     missing_columns = [c for c in ("number", "label", "x", "y") if c not in landmarks.columns]
     if missing_columns:

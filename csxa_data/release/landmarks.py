@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import json
 
+from schemas.vocabulary import LANDMARK_LABELS
+
 LABELME_VERSION = "5.2.1"
 
 
-def landmark_labels() -> tuple[str, ...]:
-    """The 23 landmark labels of the atlas, in their canonical order."""
-    labels = ["C2 centroid", "C2 bottom left", "C2 bottom right"]
-    for n in range(3, 8):
-        labels += [f"C{n} top left", f"C{n} top right", f"C{n} bottom left", f"C{n} bottom right"]
-    return tuple(labels)
-
-
-LANDMARK_LABELS = landmark_labels()
 
 
 def labelme_shape(label: str, points: list[list[float]], shape_type: str) -> dict:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 
-# ASCII digits only: \d (and str.isdigit, int()) also accept Arabic-Indic or fullwidth digits, which
-# would make a renamed copy of a film collide with the real one and drop both as duplicates
-STEM_PATTERN = r"^[0-9]{7}$"
+# ASCII digits only (schemas.vocabulary.STEM_PATTERN says why)
 _STEM = re.compile(r"([0-9]{4})([0-9])([0-9]{2})", re.ASCII)
 
 

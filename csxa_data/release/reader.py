@@ -11,14 +11,15 @@ import hashlib
 import os
 import zipfile
 import zlib
-from xml.etree.ElementTree import ParseError
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Iterator
+from xml.etree.ElementTree import ParseError
 
 import pandas as pd
 
 from csxa_data.errors import CsxaError
+from csxa_data.params import dataclass_from_section, require
 
 XLSX_NAME = "datasets.xlsx"
 PNG_SET = "datasets-PNG"
@@ -56,7 +57,7 @@ class SheetColumns:
 
 
 @dataclass(frozen=True)
-class ReleaseConfig:
+class ReleaseParams:
     """How to read a release: sheet name, column names, class coding and the md5 policy."""
 
     sheet: str = "Sheet1"
@@ -66,9 +67,8 @@ class ReleaseConfig:
     md5: str = "report"
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "ReleaseConfig":
+    def from_dict(cls, data: dict | None) -> "ReleaseParams":
         """Build from the ``release`` section of params.yaml; unknown keys are an error."""
-        from csxa_data.params import dataclass_from_section, require
 
         config = dataclass_from_section(cls, data, "release", nested={"columns": SheetColumns})
         for key in SheetColumns.REQUIRED:
@@ -293,7 +293,7 @@ def _cell_text(value) -> str:
     return str(value).strip() if value is not None else ""
 
 
-def read_sheet(path: Path, config: ReleaseConfig) -> pd.DataFrame:
+def read_sheet(path: Path, config: ReleaseParams) -> pd.DataFrame:
     """Read the sheet as text-free raw values, one row per data row, plus ``excel_row``.
 
     The header row is the first row (within the first 20) with a cell equal to the number
@@ -342,7 +342,7 @@ def _check_workbook_parts(path: Path) -> None:
             raise CsxaError(f"part {_printable(info.filename)!r} {problem}", path=path)
 
 
-def _sheet_rows(book, path: Path, config: ReleaseConfig) -> pd.DataFrame:
+def _sheet_rows(book, path: Path, config: ReleaseParams) -> pd.DataFrame:
     """The header row and the data rows below it, as a frame (see ``read_sheet``)."""
     if config.sheet not in book.sheetnames:
         raise CsxaError(f"no sheet named {config.sheet!r}; the workbook has {book.sheetnames}", path=path)
@@ -383,7 +383,7 @@ def _sheet_rows(book, path: Path, config: ReleaseConfig) -> pd.DataFrame:
     return frame
 
 
-def select_columns(sheet: pd.DataFrame, config: ReleaseConfig, path: Path) -> pd.DataFrame:
+def select_columns(sheet: pd.DataFrame, config: ReleaseParams, path: Path) -> pd.DataFrame:
     """The configured columns under canonical names (excel_row, number, gender, age, label, ...).
 
     A configured column missing from the sheet is an error that names the columns it has.
@@ -439,7 +439,7 @@ class Release:
     """An opened release: the raw sheet, its configured columns, the two file sets, checksums."""
 
     root: Path
-    config: ReleaseConfig
+    config: ReleaseParams
     sheet: pd.DataFrame
     columns: pd.DataFrame
     pngs: FileSet
@@ -461,10 +461,10 @@ class Release:
         return "\n".join(lines)
 
 
-def open_release(root: str | Path, config: ReleaseConfig | None = None) -> Release:
+def open_release(root: str | Path, config: ReleaseParams | None = None) -> Release:
     """Open the release in ``root`` (the three files, or the xlsx and the two unpacked folders)."""
     root = Path(root)
-    config = config or ReleaseConfig()
+    config = config or ReleaseParams()
     if not root.is_dir():
         raise CsxaError("not a folder; expected a folder holding datasets.xlsx and the PNG and JSON "
                         "sets (zips or unpacked folders)", path=root)

@@ -19,6 +19,7 @@ from typing import IO, Iterable, Iterator
 import numpy as np
 
 from csxa_data.errors import CsxaError
+from csxa_data.release.images import ImageProblem, open_png, png_header, to_grey
 
 MEMBER_KINDS = ("cls", "json", "png")
 SHARD_PATTERN = "{split}-{index:06d}.tar"
@@ -139,7 +140,6 @@ def _meta(data: bytes) -> dict:
 def _image(data: bytes) -> np.ndarray:
     """The .png member as H x W x 3 uint8: grey (8- or 16-bit, scaled to its 8 high bits) repeated
     into three channels, colour as RGB (alpha dropped)."""
-    from csxa_data.release.images import ImageProblem, open_png, png_header, to_grey
 
     header = png_header(data)
     # 262144 x 16 px is within the pixel cap (checked first, by open_png), but no variant's image

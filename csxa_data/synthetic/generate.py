@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from csxa_data.synthetic import film
-from csxa_data.ingest import measurements
 from csxa_data.atomic import atomic_path, check_replaceable
 from csxa_data.errors import CsxaError
+from csxa_data.ingest import measurements
+from csxa_data.params import dataclass_from_section, worker_count
 from csxa_data.release.landmarks import LANDMARK_LABELS, dump_labelme, labelme_document, labelme_shape
-from csxa_data.params import worker_count
-from csxa_data.synthetic.radiograph import draw_radiograph
 from csxa_data.release.reader import CURVATURE_COLUMN, JSON_SET, PNG_SET, SYNTHETIC_CREATOR, XLSX_NAME
+from csxa_data.synthetic import film
+from csxa_data.synthetic.radiograph import draw_radiograph
 from csxa_data.synthetic.zips import normalise_zip, zip_member
 
 SHEET_TITLE = "Cervical Spine X-ray Atlas (synthetic release written by csxa-data synth)"
@@ -73,7 +73,6 @@ class SynthParams:
     @classmethod
     def from_dict(cls, data: dict | None) -> "SynthParams":
         """From the ``synth`` section of params.yaml; unknown keys are an error."""
-        from csxa_data.params import dataclass_from_section
 
         params = dataclass_from_section(cls, data, "synth")
         params.check()

@@ -11,95 +11,30 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from csxa_data.variants import transforms as T
 from csxa_data.atomic import atomic_path
-from csxa_data.csvtext import read_csv_file
-from csxa_data.errors import CsxaError, conform
-from csxa_data.release.images import Film, ImageProblem, decode_film
+from csxa_data.cards import dataset_card
+from csxa_data.errors import CsxaError
 from csxa_data.params import worker_count
+from csxa_data.release.images import Film, ImageProblem, decode_film
 from csxa_data.release.reader import PNG_SET, FileSet, open_file_set
 from csxa_data.shards.format import SHARD_PATTERN, sample_members, shard_counts, write_shard
+from csxa_data.variants import transforms as T
+from csxa_data.variants.preview import variant_preview
+from csxa_data.variants.spec import BuildParams, VariantSpec, crop_box, sample_orders
 
 SPLITS = ("train", "test")
 # what a variant folder holds (a folder holding anything else is never replaced by a build)
 VARIANT_FILES = ("train-*.tar", "test-*.tar", "stats.json", "shards.json", "preview.png", "README.md")
 
 
-@dataclass(frozen=True)
-class VariantSpec:
-    """One variant, as a ``variants.<name>`` section of params.yaml."""
-
-    crop: str = "centre"            # centre | landmarks
-    centre_size: int = 500          # centre crop side in px (a smaller image is padded)
-    grow_x: float = 0               # landmark box growth in px, in all (half each side)
-    grow_y: float = 0
-    colour: str = "grey"            # grey | stacked (grey, equalised, inverted in two orders)
-    both_orders_in_train: bool = True  # stacked: write both channel orders of a train case
-    out_size: int = 224             # output side in px (not 'size': DVC's run cache ignores params so named)
-    pad_value: int = 0
-    min_box_side: int = 8           # a landmark box with a shorter side is degenerate
-
-    @classmethod
-    def from_dict(cls, name: str, data: dict | None) -> "VariantSpec":
-        """From ``variants.<name>``; unknown keys or values are an error naming the key."""
-        from csxa_data.params import dataclass_from_section, require
-
-        spec = dataclass_from_section(cls, data, f"variants.{name}")
-        require(spec.crop in ("centre", "landmarks"), f"variants.{name}.crop must be 'centre' or 'landmarks', not {spec.crop!r}")
-        require(spec.colour in ("grey", "stacked"), f"variants.{name}.colour must be 'grey' or 'stacked', not {spec.colour!r}")
-        require(8 <= spec.out_size <= 2048 and 8 <= spec.centre_size <= 20000,
-                f"variants.{name}: out_size must be within 8..2048 px and centre_size at least 8 px")
-        require(spec.grow_x >= 0 and spec.grow_y >= 0 and spec.min_box_side >= 1 and 0 <= spec.pad_value <= 255,
-                f"variants.{name}: grow_x and grow_y must not be negative, min_box_side at least 1, pad_value 0..255")
-        return spec
-
-
-@dataclass(frozen=True)
-class BuildParams:
-    """The ``build`` section: shard layout and encoding, shared by all variants."""
-
-    shard_size: int = 500           # samples per shard at most
-    min_shards: int = 4             # per split, so every loader worker gets samples
-    png_compress_level: int = 1
-    preview_cases: int = 3          # per class, from the test split
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "BuildParams":
-        from csxa_data.params import dataclass_from_section, require
-
-        params = dataclass_from_section(cls, data, "build")
-        require(params.shard_size >= 1 and params.min_shards >= 1, "build.shard_size and build.min_shards must be at least 1")
-        require(0 <= params.png_compress_level <= 9, "build.png_compress_level must be within 0..9")
-        require(1 <= params.preview_cases <= 50, "build.preview_cases must be within 1..50 (test cases per class "
-                "in the variant's preview.png)")
-        return params
-
-
 # --- what to write for one case ----------------------------------------------------------------
-
-def crop_box(spec: VariantSpec, case: dict) -> T.Box:
-    """The crop box of a case under this variant."""
-    if spec.crop == "centre":
-        return T.centre_box(case["width"], case["height"], spec.centre_size)
-    return T.landmark_box((case["box_x0"], case["box_y0"], case["box_x1"], case["box_y1"]),
-                          case["width"], case["height"], spec.grow_x, spec.grow_y)
-
-
-def sample_orders(spec: VariantSpec, split: str) -> list[tuple[str, str | None]]:
-    """(key suffix, channel order) of each sample a case yields in this split."""
-    if spec.colour == "grey":
-        return [("", None)]
-    if split == "train" and spec.both_orders_in_train:
-        return [("_a", "a"), ("_b", "b")]
-    return [("", "a")]
-
 
 def cut(film: Film, box: T.Box, pad_value: int) -> np.ndarray:
     """The crop box of a decoded film as grey, padded where the box reaches outside the film."""
@@ -203,16 +138,6 @@ def _build_job(job: tuple[dict, VariantSpec, str, int]) -> tuple[int, list[dict]
 
 # --- the variant -------------------------------------------------------------------------------
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """The ingest manifest, checked against its contract."""
-    from schemas import Manifest
-
-    frame = read_csv_file(path, "not found; run `csxa-data ingest` (or `dvc repro ingest`) first", dtype={"stem": str})
-    if frame.empty:
-        raise CsxaError("holds no cases (a header only); ingest writes one row per kept case", path=path)
-    return conform(Manifest, frame, path)
-
-
 def check_manifest_against_validation(manifest: pd.DataFrame, validation: dict, release: str | Path,
                                       where: str | Path) -> None:
     """The manifest must be the one ingest reported in ``validation`` (the dataset card states its
@@ -245,7 +170,6 @@ def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release:
     ``validation`` report, its dataset card (README.md) into ``out``; returns shards.json."""
     from tqdm import tqdm
 
-    from csxa_data.variants.preview import variant_preview
 
     release, out = Path(release), Path(out)
     cases = manifest.sort_values("number").to_dict("records")
@@ -283,7 +207,6 @@ def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release:
         (tmp / "shards.json").write_text(json.dumps(report, indent=2) + "\n")
         variant_preview(tmp, name, params.preview_cases).save(tmp / "preview.png", format="PNG")
         if validation is not None:
-            from csxa_data.cards import dataset_card
 
             (tmp / "README.md").write_text(dataset_card(name, report, stats, validation), encoding="utf-8")
     return report

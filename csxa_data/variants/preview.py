@@ -12,7 +12,10 @@ from csxa_data.atomic import atomic_path
 from csxa_data.errors import CsxaError
 from csxa_data.release.images import ImageProblem, open_png
 from csxa_data.release.landmarks import shape_locations
-from csxa_data.release.reader import ReleaseConfig, open_release
+from csxa_data.release.reader import ReleaseParams, open_release
+from csxa_data.shards.format import read_shards, split_shards
+from csxa_data.shards.sources import open_source
+from csxa_data.shards.verify import shard_report, split_samples
 
 CLASS_TITLES = {0: "asymptomatic (healthy)", 1: "spondylosis"}
 
@@ -50,7 +53,7 @@ def _mark(img: Image.Image, points: dict[str, tuple[float, float]]) -> Image.Ima
     return img
 
 
-def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Path, *, per_class: int = 4,
+def release_contact_sheet(root: str | Path, config: ReleaseParams, out: str | Path, *, per_class: int = 4,
                           tile: int = 260, landmarks: bool = False) -> Path:
     """The first ``per_class`` films of each class (by case number) in two labelled rows."""
     release = open_release(root, config)
@@ -87,7 +90,6 @@ def release_contact_sheet(root: str | Path, config: ReleaseConfig, out: str | Pa
 
 
 def _first_per_class(variant_dir: Path, per_class: int) -> dict[int, list[dict]]:
-    from csxa_data.shards.format import read_shards, split_shards
 
     picked: dict[int, list[dict]] = {0: [], 1: []}
     for sample in read_shards(split_shards(variant_dir, "test")):
@@ -112,7 +114,6 @@ def compare_variants(variants_dir: str | Path, names: list[str], out: str | Path
     Each variant's test split is streamed whole and verified against its shards.json (sha256,
     counts, splits), as a trainer reads it; a variant without one of the chosen cases, or giving it
     another label, is an error naming it."""
-    from csxa_data.shards.sources import open_source, shard_report, split_samples
 
     variants_dir = Path(variants_dir)
     missing = [n for n in names if not (variants_dir / n / "shards.json").is_file()]

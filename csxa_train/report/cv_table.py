@@ -27,11 +27,21 @@ import numpy as np
 import pandas as pd
 
 from csxa_data.errors import CsxaError
-
 from csxa_train import stats
-from csxa_train.report.table import (CompareConfig, _nan, _num, _p, _pct, bootstrap_metrics, check_bootstrap_size,
-                                     read_scored_csv, reference_first)
-from csxa_train.metrics import check_whole_numbers
+from csxa_train.figures import figure_font
+from csxa_train.metrics import check_whole_numbers, classification_metrics
+from csxa_train.report.table import (
+    CompareParams,
+    bootstrap_metrics,
+    check_bootstrap_size,
+    is_missing,
+    number_cell,
+    p_cell,
+    percent_cell,
+    read_scored_csv,
+    reference_first,
+)
+from schemas.folds import fold_layout_problem
 
 # (key, label, shown as a percentage)
 METRICS = (("balanced_accuracy", "Balanced accuracy (%)", True), ("auroc", "AUROC", False),
@@ -60,7 +70,6 @@ def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
     per_repeat = out.groupby("repeat").key.apply(lambda k: tuple(sorted(k)))
     if per_repeat.nunique() != 1:
         raise CsxaError("the repeats hold different cases", path=path)
-    from schemas.folds import fold_layout_problem
 
     problem = fold_layout_problem(out)
     if problem:
@@ -68,7 +77,7 @@ def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
     return out.sort_values(["repeat", "key"], ignore_index=True)
 
 
-def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: CompareConfig
+def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: CompareParams
             ) -> tuple[list[CvExperiment], str]:
     """Every experiment's out-of-fold rows, checked to be the reference's cases, classes and folds."""
     reference, names = reference_first(experiments, config)
@@ -88,7 +97,6 @@ def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: CompareCo
 
 
 def _metrics(labels, preds, scores) -> dict:
-    from csxa_train.metrics import classification_metrics
 
     m = classification_metrics(labels, preds, scores)
     return {key: (math.nan if m[key] is None else m[key]) for key, _, _ in METRICS}
@@ -113,7 +121,7 @@ def pooled_index(frame: pd.DataFrame, resamples: int, seed: int) -> np.ndarray:
     return np.concatenate([cases + r * n for r in range(repeats)], axis=1)
 
 
-def summarise(experiments: list[CvExperiment], folds: pd.DataFrame, reference: str, config: CompareConfig
+def summarise(experiments: list[CvExperiment], folds: pd.DataFrame, reference: str, config: CompareParams
               ) -> tuple[pd.DataFrame, dict]:
     """One row per experiment: per-fold mean and SD, pooled metrics with intervals, and against the
     reference the uncorrected and the corrected t-test on each tested metric; and the facts."""
@@ -159,19 +167,19 @@ def summarise(experiments: list[CvExperiment], folds: pd.DataFrame, reference: s
 
 
 def _cell(value, sd, percent: bool) -> str:
-    if _nan(value):
+    if is_missing(value):
         return "n/a"
     scale, digits = (100, 1) if percent else (1, 3)
-    return f"{scale * value:.{digits}f}" + ("" if _nan(sd) else f" ± {scale * sd:.{digits}f}")
+    return f"{scale * value:.{digits}f}" + ("" if is_missing(sd) else f" ± {scale * sd:.{digits}f}")
 
 
 def _t(value) -> str:
-    return "-" if _nan(value) else f"{value:.2f}"
+    return "-" if is_missing(value) else f"{value:.2f}"
 
 
 def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
     """cv_table.md: per-fold mean and SD, pooled with intervals, per-fold values, the two t-tests."""
-    g = lambda row, key: None if key not in row or _nan(row[key]) else row[key]  # noqa: E731
+    g = lambda row, key: None if key not in row or is_missing(row[key]) else row[key]  # noqa: E731
     level = round(100 * facts["confidence"])
     j, ratio = facts["differences"], facts["n_test"] / facts["n_train"]
     header = "| Experiment | Variant | Model | " + " | ".join(label for _, label, _ in METRICS) + " |"
@@ -205,7 +213,7 @@ def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
     for _, row in table.iterrows():
         cells = []
         for key, _, pct in METRICS:
-            fmt = _pct if pct else _num
+            fmt = percent_cell if pct else number_cell
             cells.append(fmt(g(row, f"{key}_pooled"), g(row, f"{key}_pooled_low"), g(row, f"{key}_pooled_high")))
         lines.append(f"| {row.experiment} | {row.variant} | {row.model} | " + " | ".join(cells) + " |")
     labels = [f"r{r} f{k}" if facts["repeats"] > 1 else f"fold {k}" for r, k in
@@ -216,7 +224,7 @@ def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
     for name in table.experiment:
         mine = folds[folds.experiment == name]
         lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in mine.balanced_accuracy) + " | "
-                     + " | ".join("n/a" if _nan(v) else f"{v:.3f}" for v in mine.auroc) + " |")
+                     + " | ".join("n/a" if is_missing(v) else f"{v:.3f}" for v in mine.auroc) + " |")
     lines += [
         "",
         f"## Against the reference ({facts['reference']}): t-tests across the {j} folds",
@@ -238,8 +246,8 @@ def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
         for key, label in TESTED:
             pct = key != "auroc"
             lines.append(f"| {row.experiment} | {label} | {_cell(g(row, f'{key}_difference'), g(row, f'{key}_difference_sd'), pct)} | "
-                         f"{_t(g(row, f'{key}_t_uncorrected'))} | {_p(g(row, f'{key}_p_uncorrected'))} | "
-                         f"{_t(g(row, f'{key}_t_corrected'))} | {_p(g(row, f'{key}_p_corrected'))} |")
+                         f"{_t(g(row, f'{key}_t_uncorrected'))} | {p_cell(g(row, f'{key}_p_uncorrected'))} | "
+                         f"{_t(g(row, f'{key}_t_corrected'))} | {p_cell(g(row, f'{key}_p_corrected'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,7 +255,7 @@ def metrics_json(table: pd.DataFrame, facts: dict) -> dict:
     """cv.json: per experiment the per-fold mean and SD and the pooled value of balanced accuracy and
     AUROC, and the two p-values of balanced accuracy against the reference."""
     def r(v):
-        return None if _nan(v) else round(float(v), 6)
+        return None if is_missing(v) else round(float(v), 6)
 
     out = {"reference": facts["reference"], "n": facts["n"], "folds": facts["folds"], "repeats": facts["repeats"],
            "experiments": {}}
@@ -264,14 +272,13 @@ def folds_figure(folds: pd.DataFrame, table: pd.DataFrame, facts: dict, out) -> 
     """cv.png: per experiment, each fold's balanced accuracy and AUROC as dots and their mean as a bar."""
     from PIL import Image, ImageDraw
 
-    from csxa_train.figures import _font
 
     names = list(table.experiment)
     label_width, panel, gap, row_h, top = 250, 300, 30, 26, 60
     width, height = label_width + 2 * (panel + gap), top + row_h * len(names) + 50
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    font, small = _font(16), _font(12)
+    font, small = figure_font(16), figure_font(12)
     draw.text((10, 8), f"{facts['folds']} folds x {facts['repeats']} repeat(s), {facts['n']} train cases: each fold a "
               f"dot, the mean a bar; blue: reference {facts['reference']}", fill="black", font=font)
     y_end = top + len(names) * row_h + 10
@@ -308,7 +315,7 @@ def report_files(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> dict:
 
 
 def cv_results(cv_dir: str | Path, experiments: dict, train_model: str,
-               config: CompareConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+               config: CompareParams) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Read and summarise every experiment's out-of-fold predictions; returns the table, the
     per-fold rows and the facts."""
     loaded, reference = load_cv(Path(cv_dir), experiments, train_model, config)

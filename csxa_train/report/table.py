@@ -19,7 +19,6 @@ numbers per experiment, for ``dvc metrics``) and ``compare.png``.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,9 +28,12 @@ import pandas as pd
 
 from csxa_data.csvtext import read_csv_file
 from csxa_data.errors import CsxaError
-
+from csxa_data.params import dataclass_from_section, require
 from csxa_train import stats
+from csxa_train.figures import comparison_figure
+from csxa_train.landmark_baseline import EXPERIMENTS, MODEL_NAMES
 from csxa_train.metrics import check_labels_and_scores, classification_metrics
+from csxa_train.report.cells import is_missing, number_cell, p_cell, percent_cell
 
 OPERATING_POINTS = ("0.5", "chosen")
 
@@ -50,7 +52,7 @@ PAPER_TABLE_1 = (
 
 
 @dataclass(frozen=True)
-class CompareConfig:
+class CompareParams:
     """The ``compare`` section of params.yaml."""
 
     reference: str | None = None      # an experiment name; null: the first experiment on the `original` variant
@@ -61,8 +63,7 @@ class CompareConfig:
     landmarks: bool = False           # add the landmark-measurement baseline's rows (landmark_baseline stage)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "CompareConfig":
-        from csxa_data.params import dataclass_from_section, require
+    def from_dict(cls, data: dict | None) -> "CompareParams":
 
         config = dataclass_from_section(cls, data or {}, "compare")
         if not isinstance(config.operating_point, str):  # 0.5 written without quotes
@@ -182,13 +183,12 @@ def align(reference: pd.DataFrame, other: pd.DataFrame, name: str, reference_nam
 
 def with_landmark_baselines(experiments: dict) -> dict:
     """The experiments plus the landmark-measurement baseline's, which compare reads like any other."""
-    from csxa_train.landmark_baseline import EXPERIMENTS, MODEL_NAMES
 
     return {**experiments, **{name: {"variant": "landmarks", "model": MODEL_NAMES[kind]}
                               for name, kind in EXPERIMENTS.items()}}
 
 
-def reference_first(experiments: dict, config: CompareConfig) -> tuple[str, list[str]]:
+def reference_first(experiments: dict, config: CompareParams) -> tuple[str, list[str]]:
     """The reference's name (``compare.reference``, or the paper's) and every experiment's, reference first."""
     if not experiments:
         raise CsxaError("no experiments to compare (params.yaml experiments:)")
@@ -199,7 +199,7 @@ def reference_first(experiments: dict, config: CompareConfig) -> tuple[str, list
     return reference, [reference] + [n for n in experiments if n != reference]
 
 
-def load_experiments(results: Path, experiments: dict, train_model: str, config: CompareConfig
+def load_experiments(results: Path, experiments: dict, train_model: str, config: CompareParams
                      ) -> tuple[list[Experiment], str]:
     """Every experiment's predictions aligned to the reference's cases; returns them (reference first)
     and the reference's name."""
@@ -304,7 +304,7 @@ def experiment_row(name: str, variant: str, model: str, labels, preds, scores, i
     return row
 
 
-def compare(experiments: list[Experiment], reference: str, config: CompareConfig) -> tuple[pd.DataFrame, dict]:
+def compare(experiments: list[Experiment], reference: str, config: CompareParams) -> tuple[pd.DataFrame, dict]:
     """The table (one row per experiment, then the baseline) and the run's facts."""
     ref = experiments[0]
     labels = ref.frame.label.to_numpy()
@@ -359,33 +359,9 @@ def compare(experiments: list[Experiment], reference: str, config: CompareConfig
 
 # --- report ------------------------------------------------------------------------------------
 
-def _pct(value, low=None, high=None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    text = f"{100 * value:.1f}"
-    return text if low is None or _nan(low) else f"{text} [{100 * low:.1f}, {100 * high:.1f}]"
-
-
-def _num(value, low=None, high=None, digits=3) -> str:
-    if value is None or _nan(value):
-        return "n/a"
-    text = f"{value:.{digits}f}"
-    return text if low is None or _nan(low) else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def _nan(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _p(value) -> str:
-    if _nan(value):
-        return "-"
-    return f"{value:.3g}" if value >= 0.001 else "<0.001"
-
-
 def markdown(table: pd.DataFrame, facts: dict) -> str:
     """table.md: the comparison, the tests against the reference, and the paper's Table 1."""
-    g = lambda row, key: None if key not in row or _nan(row[key]) else row[key]  # noqa: E731
+    g = lambda row, key: None if key not in row or is_missing(row[key]) else row[key]  # noqa: E731
     counts = facts["test_by_class"]
     level = round(100 * facts["confidence"])
     lines = [
@@ -407,14 +383,14 @@ def markdown(table: pd.DataFrame, facts: dict) -> str:
         name += " †" if row.beats_baseline is False else ""
         lines.append(" | ".join([
             f"| {name}", row.variant, row.model,
-            _pct(g(row, "accuracy"), g(row, "accuracy_low"), g(row, "accuracy_high")),
-            _pct(g(row, "precision"), g(row, "precision_low"), g(row, "precision_high")),
-            _pct(g(row, "sensitivity"), g(row, "sensitivity_low"), g(row, "sensitivity_high")),
-            _pct(g(row, "f1"), g(row, "f1_low"), g(row, "f1_high")),
-            _pct(g(row, "specificity"), g(row, "specificity_low"), g(row, "specificity_high")),
-            _pct(g(row, "balanced_accuracy"), g(row, "balanced_accuracy_low"), g(row, "balanced_accuracy_high")),
-            _num(g(row, "auroc"), g(row, "auroc_low"), g(row, "auroc_high")),
-            _num(g(row, "brier"), g(row, "brier_low"), g(row, "brier_high")) + " |"]))
+            percent_cell(g(row, "accuracy"), g(row, "accuracy_low"), g(row, "accuracy_high")),
+            percent_cell(g(row, "precision"), g(row, "precision_low"), g(row, "precision_high")),
+            percent_cell(g(row, "sensitivity"), g(row, "sensitivity_low"), g(row, "sensitivity_high")),
+            percent_cell(g(row, "f1"), g(row, "f1_low"), g(row, "f1_high")),
+            percent_cell(g(row, "specificity"), g(row, "specificity_low"), g(row, "specificity_high")),
+            percent_cell(g(row, "balanced_accuracy"), g(row, "balanced_accuracy_low"), g(row, "balanced_accuracy_high")),
+            number_cell(g(row, "auroc"), g(row, "auroc_low"), g(row, "auroc_high")),
+            number_cell(g(row, "brier"), g(row, "brier_low"), g(row, "brier_high")) + " |"]))
     lines += [
         "",
         f"## Against the reference ({facts['reference']})",
@@ -432,13 +408,13 @@ def markdown(table: pd.DataFrame, facts: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in table.iterrows():
-        if _nan(g(row, "p_two_sided")):
+        if is_missing(g(row, "p_two_sided")):
             continue
         lines.append(
-            f"| {row.experiment} | {row.z:.2f} | {_p(row.p_one_sided)} | {_p(row.p_two_sided)} | "
-            f"{_p(g(row, 'p_two_sided_holm'))} | {int(row.mcnemar_only_reference_correct)} / "
-            f"{int(row.mcnemar_only_this_correct)} | {_p(row.mcnemar_p)} | {_p(g(row, 'mcnemar_p_holm'))} | "
-            f"{_num(g(row, 'auroc_difference'), g(row, 'auroc_difference_low'), g(row, 'auroc_difference_high'))} |")
+            f"| {row.experiment} | {row.z:.2f} | {p_cell(row.p_one_sided)} | {p_cell(row.p_two_sided)} | "
+            f"{p_cell(g(row, 'p_two_sided_holm'))} | {int(row.mcnemar_only_reference_correct)} / "
+            f"{int(row.mcnemar_only_this_correct)} | {p_cell(row.mcnemar_p)} | {p_cell(g(row, 'mcnemar_p_holm'))} | "
+            f"{number_cell(g(row, 'auroc_difference'), g(row, 'auroc_difference_low'), g(row, 'auroc_difference_high'))} |")
     lines += ["", paper_markdown()]
     return "\n".join(lines) + "\n"
 
@@ -462,9 +438,9 @@ def paper_markdown() -> str:
     ]
     for row in paper.itertuples():
         lines.append(f"| {row.enhancement} | {row.model} | {row.accuracy:.2f} | {row.precision:.2f} | {row.f1:.2f} | "
-                     f"{'n/a' if _nan(row.p_paper) else row.p_paper} | "
-                     f"{'n/a' if _nan(row.p_one_sided) else f'{row.p_one_sided:.4f}'} | "
-                     f"{'n/a' if _nan(row.p_two_sided) else f'{row.p_two_sided:.4f}'} |")
+                     f"{'n/a' if is_missing(row.p_paper) else row.p_paper} | "
+                     f"{'n/a' if is_missing(row.p_one_sided) else f'{row.p_one_sided:.4f}'} | "
+                     f"{'n/a' if is_missing(row.p_two_sided) else f'{row.p_two_sided:.4f}'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -475,9 +451,9 @@ def metrics_json(table: pd.DataFrame, facts: dict) -> dict:
     for _, row in table.iloc[:-1].iterrows():
         entry = {"accuracy": round(float(row.accuracy), 6),
                  "balanced_accuracy": round(float(row.balanced_accuracy), 6),
-                 "auroc": None if _nan(row.auroc) else round(float(row.auroc), 6),
+                 "auroc": None if is_missing(row.auroc) else round(float(row.auroc), 6),
                  "beats_baseline": bool(row.beats_baseline)}
-        if not _nan(row.get("mcnemar_p_holm")):
+        if not is_missing(row.get("mcnemar_p_holm")):
             entry["mcnemar_p_holm"] = round(float(row.mcnemar_p_holm), 6)
         out["experiments"][row.experiment] = entry
     return out
@@ -486,7 +462,6 @@ def metrics_json(table: pd.DataFrame, facts: dict) -> dict:
 def report_files(table: pd.DataFrame, facts: dict) -> dict:
     """The report's files, name -> a function writing it to a path: table.md, table.csv,
     compare.json and compare.png (for ``csxa_data.atomic.write_files_atomic``)."""
-    from csxa_train.figures import comparison_figure
 
     return {"table.md": lambda path: path.write_text(markdown(table, facts)),
             "table.csv": lambda path: table.to_csv(path, index=False, float_format="%.8g"),
@@ -495,7 +470,7 @@ def report_files(table: pd.DataFrame, facts: dict) -> dict:
 
 
 def compare_results(results: str | Path, experiments: dict, train_model: str,
-                    config: CompareConfig) -> tuple[pd.DataFrame, dict]:
+                    config: CompareParams) -> tuple[pd.DataFrame, dict]:
     """Read and compare every experiment's test predictions; returns the table and facts."""
     loaded, reference = load_experiments(Path(results), experiments, train_model, config)
     return compare(loaded, reference, config)
