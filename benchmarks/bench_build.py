@@ -44,24 +44,31 @@ _PNGS = None
 def _open(release):
     global _PNGS
     from csxa_data.release.reader import PNG_SET, open_file_set
+
     _PNGS = open_file_set(Path(release), PNG_SET)
 
 
 def _decode_pillow(name):
     from csxa_data.release.images import open_png
+
     return open_png(_PNGS.read(name)).size
 
 
 def _decode_fast(name):
     from csxa_data.release.images import decode_film
+
     film = decode_film(_PNGS.read(name))
     return film.width, film.height
 
 
 def write_params(path: Path, variants: dict) -> None:
     """A params file with these variants and the paper's shard layout."""
-    path.write_text(yaml.safe_dump({"variants": variants, "build": {"shard_size": 500, "min_shards": 4,
-                                                                     "png_compress_level": 1}}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {"variants": variants, "build": {"shard_size": 500, "min_shards": 4, "png_compress_level": 1}},
+            sort_keys=False,
+        )
+    )
 
 
 def decode_pass(release: str, manifest: str, decoder: str) -> None:
@@ -82,11 +89,20 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--size-scale", type=float, default=1.0)
     parser.add_argument("--variants", nargs="+", default=list(PAPER_VARIANTS), choices=list(PAPER_VARIANTS))
-    parser.add_argument("--researcher", nargs="*", default=["wide_cropped", "colored_wide_cropped"],
-                        choices=list(PAPER_VARIANTS), help="variants to also make with the plain Pillow script")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds of the decode passes and builds, interleaved; each row reports the median "
-                             "(on a shared or virtualised machine single runs vary by 5-10%%)")
+    parser.add_argument(
+        "--researcher",
+        nargs="*",
+        default=["wide_cropped", "colored_wide_cropped"],
+        choices=list(PAPER_VARIANTS),
+        help="variants to also make with the plain Pillow script",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of the decode passes and builds, interleaved; each row reports the median "
+        "(on a shared or virtualised machine single runs vary by 5-10%%)",
+    )
     parser.add_argument("--decode-pass", choices=["pillow", "fast"], help=argparse.SUPPRESS)
     parser.add_argument("--release", help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
@@ -100,8 +116,21 @@ def main() -> None:
     params = work / "params.yaml"
     write_params(params, PAPER_VARIANTS)
     manifest = work / "ingest" / "manifest.csv"
-    run_measured([sys.executable, "-m", "csxa_data", "ingest", "--params", str(params), "--release", str(release),
-                  "--out", str(work / "ingest"), "--quiet"])
+    run_measured(
+        [
+            sys.executable,
+            "-m",
+            "csxa_data",
+            "ingest",
+            "--params",
+            str(params),
+            "--release",
+            str(release),
+            "--out",
+            str(work / "ingest"),
+            "--quiet",
+        ]
+    )
     load_before = os.getloadavg()
     rows = {}
 
@@ -116,19 +145,53 @@ def main() -> None:
 
     me = [sys.executable, str(Path(__file__).resolve())]
     for _ in range(args.repeat):
-        measure("decode pillow", me + ["--decode-pass", "pillow", "--release", str(release), "--manifest", str(manifest)])
+        measure(
+            "decode pillow", me + ["--decode-pass", "pillow", "--release", str(release), "--manifest", str(manifest)]
+        )
         measure("decode fast", me + ["--decode-pass", "fast", "--release", str(release), "--manifest", str(manifest)])
         for variant in args.variants:
-            measure(f"build {variant}", [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant",
-                                         variant, "--manifest", str(manifest), "--release", str(release),
-                                         "--out", str(work / variant), "--quiet"])
+            measure(
+                f"build {variant}",
+                [
+                    sys.executable,
+                    "-m",
+                    "csxa_data",
+                    "build",
+                    "--params",
+                    str(params),
+                    "--variant",
+                    variant,
+                    "--manifest",
+                    str(manifest),
+                    "--release",
+                    str(release),
+                    "--out",
+                    str(work / variant),
+                    "--quiet",
+                ],
+            )
             shutil.rmtree(work / variant)
     for variant in args.researcher:
-        both = PAPER_VARIANTS[variant].get("colour") == "stacked" and PAPER_VARIANTS[variant].get("both_orders_in_train", True)
-        measure(f"researcher script {variant}", [sys.executable, str(Path(__file__).parent / "researcher_baseline.py"),
-                                                 "--release", str(release), "--manifest", str(manifest),
-                                                 "--variant", variant, "--out", str(work / "researcher"),
-                                                 "--train-orders", "both" if both else "a"])
+        both = PAPER_VARIANTS[variant].get("colour") == "stacked" and PAPER_VARIANTS[variant].get(
+            "both_orders_in_train", True
+        )
+        measure(
+            f"researcher script {variant}",
+            [
+                sys.executable,
+                str(Path(__file__).parent / "researcher_baseline.py"),
+                "--release",
+                str(release),
+                "--manifest",
+                str(manifest),
+                "--variant",
+                variant,
+                "--out",
+                str(work / "researcher"),
+                "--train-orders",
+                "both" if both else "a",
+            ],
+        )
         shutil.rmtree(work / "researcher")
     floor = rows["decode pillow"]
     for row in rows.values():
@@ -141,19 +204,31 @@ def main() -> None:
             c["ratio_cpu_vs_grey"] = round(c["cpu_s"] / g["cpu_s"], 2)
     add_round_ratios(rows)
     shutil.rmtree(work)
-    summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(), "repeat": args.repeat,
-               "load_average_before": [round(x, 2) for x in load_before],
-               "load_average_after": [round(x, 2) for x in os.getloadavg()],
-               "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": list(rows.values())}
-    print(f"\n{'what':40s} {'wall s':>8s} {'cpu s':>8s} {'peak MiB':>9s} {'wall x':>7s} {'cpu x':>6s} {'vs grey (cpu)':>13s}")
+    summary = {
+        "cases": args.cases,
+        "size_scale": args.size_scale,
+        "cores": os.cpu_count(),
+        "repeat": args.repeat,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": list(rows.values()),
+    }
+    print(
+        f"\n{'what':40s} {'wall s':>8s} {'cpu s':>8s} {'peak MiB':>9s} {'wall x':>7s} {'cpu x':>6s} {'vs grey (cpu)':>13s}"
+    )
     for row in rows.values():
-        print(f"{row['what']:40s} {row['wall_s']:8.1f} {row['cpu_s']:8.1f} {row['peak_rss_mib']:9.0f} "
-              f"{row['ratio_wall_vs_pillow_decode']:7.2f} {row['ratio_cpu_vs_pillow_decode']:6.2f} "
-              f"{row.get('ratio_cpu_vs_grey', ''):>13}")
+        print(
+            f"{row['what']:40s} {row['wall_s']:8.1f} {row['cpu_s']:8.1f} {row['peak_rss_mib']:9.0f} "
+            f"{row['ratio_wall_vs_pillow_decode']:7.2f} {row['ratio_cpu_vs_pillow_decode']:6.2f} "
+            f"{row.get('ratio_cpu_vs_grey', ''):>13}"
+        )
     if args.repeat > 1:
-        print("\nper-round ratios (CPU; each build against the Pillow pass and its grey counterpart of the same "
-              "round): median [min-max]")
+        print(
+            "\nper-round ratios (CPU; each build against the Pillow pass and its grey counterpart of the same "
+            "round): median [min-max]"
+        )
         for row in rows.values():
             for key, name in (("round_cpu_vs_pillow_decode", "vs Pillow pass"), ("round_cpu_vs_grey", "vs grey")):
                 if key in row:
@@ -169,10 +244,15 @@ def add_round_ratios(rows: dict) -> None:
     """Each build's CPU time against the Pillow pass, and each colour build's against its grey one,
     round by round (the runs of a round are minutes apart, the rounds further: on a host whose speed
     drifts, the median of paired ratios is steadier than the ratio of medians)."""
+
     def paired(runs: list[dict], against: list[dict]) -> dict:
         ratios = [a["cpu_s"] / b["cpu_s"] for a, b in zip(runs, against)]
-        return {"median": round(float(np.median(ratios)), 3), "min": round(min(ratios), 3),
-                "max": round(max(ratios), 3), "rounds": [round(r, 3) for r in ratios]}
+        return {
+            "median": round(float(np.median(ratios)), 3),
+            "min": round(min(ratios), 3),
+            "max": round(max(ratios), 3),
+            "rounds": [round(r, 3) for r in ratios],
+        }
 
     floor = rows["decode pillow"]["runs"]
     for label, row in rows.items():
@@ -180,8 +260,9 @@ def add_round_ratios(rows: dict) -> None:
             row["round_cpu_vs_pillow_decode"] = paired(row["runs"], floor)
     for colour, grey in GREY_OF.items():
         if f"build {colour}" in rows and f"build {grey}" in rows:
-            rows[f"build {colour}"]["round_cpu_vs_grey"] = paired(rows[f"build {colour}"]["runs"],
-                                                                  rows[f"build {grey}"]["runs"])
+            rows[f"build {colour}"]["round_cpu_vs_grey"] = paired(
+                rows[f"build {colour}"]["runs"], rows[f"build {grey}"]["runs"]
+            )
 
 
 if __name__ == "__main__":

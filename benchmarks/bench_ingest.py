@@ -27,9 +27,25 @@ def main() -> None:
     args = parser.parse_args()
     release = cached_release(args.cases, args.size_scale)
     out = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    row = {"cases": args.cases, "size_scale": args.size_scale,
-           **run_measured([sys.executable, "-m", "csxa_data", "ingest", "--params", str(release.parent.parent / "empty.yaml"),
-                           "--release", str(release), "--out", str(out / "ingest"), "--quiet"])}
+    row = {
+        "cases": args.cases,
+        "size_scale": args.size_scale,
+        **run_measured(
+            [
+                sys.executable,
+                "-m",
+                "csxa_data",
+                "ingest",
+                "--params",
+                str(release.parent.parent / "empty.yaml"),
+                "--release",
+                str(release),
+                "--out",
+                str(out / "ingest"),
+                "--quiet",
+            ]
+        ),
+    }
     row["ms_per_case"] = round(1000 * row["wall_s"] / args.cases, 2)
     shutil.rmtree(out)
     print(json.dumps(row))

@@ -36,16 +36,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--size-scale", type=float, default=1.0)
-    parser.add_argument("--variants", nargs="+", default=["wide_cropped", "colored_wide_cropped"],
-                        choices=list(PAPER_VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", default=["wide_cropped", "colored_wide_cropped"], choices=list(PAPER_VARIANTS)
+    )
     parser.add_argument("--model", default="smallcnn")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--image-size", type=int, default=224,
-                        help="px the fit stage trains at (the split is read and SMOTE-balanced at the variant's 224 px "
-                             "whatever this is; 64 makes one CPU epoch affordable)")
-    parser.add_argument("--synth", action="store_true",
-                        help="also time writing the synthetic release (at 5,000 cases and the real size about 5 "
-                             "minutes and 3.8 GB), and run the other stages on that copy")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=224,
+        help="px the fit stage trains at (the split is read and SMOTE-balanced at the variant's 224 px "
+        "whatever this is; 64 makes one CPU epoch affordable)",
+    )
+    parser.add_argument(
+        "--synth",
+        action="store_true",
+        help="also time writing the synthetic release (at 5,000 cases and the real size about 5 "
+        "minutes and 3.8 GB), and run the other stages on that copy",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     params = work / "params.yaml"
@@ -64,33 +72,96 @@ def main() -> None:
             release = work / "synth" / "release"
         else:
             release = cached_release(args.cases, args.size_scale)
-        measure("ingest", [sys.executable, "-m", "csxa_data", "ingest", "--params", str(params), "--release", str(release),
-                           "--out", str(work / "ingest"), "--quiet"])
+        measure(
+            "ingest",
+            [
+                sys.executable,
+                "-m",
+                "csxa_data",
+                "ingest",
+                "--params",
+                str(params),
+                "--release",
+                str(release),
+                "--out",
+                str(work / "ingest"),
+                "--quiet",
+            ],
+        )
         for variant in args.variants:
-            measure(f"build {variant}", [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant",
-                                         variant, "--manifest", str(work / "ingest" / "manifest.csv"), "--release",
-                                         str(release), "--out", str(work / variant), "--quiet"])
-            measure(f"fit {variant} (smote, {args.model}, {args.epochs} epoch at {args.image_size} px)",
-                    [sys.executable, "-m", "csxa_train", "fit", "--params", str(PAPER_PARAMS), "--variant", str(work / variant),
-                     "--out", str(work / "results" / variant), "--model", args.model, "--weights", "none",
-                     "--balance", "smote", "--epochs", str(args.epochs), "--image-size", str(args.image_size), "--batch-size", "64",
-                     "--workers", "2"])
+            measure(
+                f"build {variant}",
+                [
+                    sys.executable,
+                    "-m",
+                    "csxa_data",
+                    "build",
+                    "--params",
+                    str(params),
+                    "--variant",
+                    variant,
+                    "--manifest",
+                    str(work / "ingest" / "manifest.csv"),
+                    "--release",
+                    str(release),
+                    "--out",
+                    str(work / variant),
+                    "--quiet",
+                ],
+            )
+            measure(
+                f"fit {variant} (smote, {args.model}, {args.epochs} epoch at {args.image_size} px)",
+                [
+                    sys.executable,
+                    "-m",
+                    "csxa_train",
+                    "fit",
+                    "--params",
+                    str(PAPER_PARAMS),
+                    "--variant",
+                    str(work / variant),
+                    "--out",
+                    str(work / "results" / variant),
+                    "--model",
+                    args.model,
+                    "--weights",
+                    "none",
+                    "--balance",
+                    "smote",
+                    "--epochs",
+                    str(args.epochs),
+                    "--image-size",
+                    str(args.image_size),
+                    "--batch-size",
+                    "64",
+                    "--workers",
+                    "2",
+                ],
+            )
             details = json.loads((work / "results" / variant / "evaluation.json").read_text())
             for key in ("train_cases", "validation_cases", "train_samples", "smote_synthetic"):
                 rows[-1][key] = details.get(key)
             shutil.rmtree(work / variant)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    summary = {"cases": args.cases, "size_scale": args.size_scale, "cores": os.cpu_count(), "synth_timed": args.synth,
-               "load_average_before": [round(x, 2) for x in load_before],
-               "load_average_after": [round(x, 2) for x in os.getloadavg()],
-               "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
+    summary = {
+        "cases": args.cases,
+        "size_scale": args.size_scale,
+        "cores": os.cpu_count(),
+        "synth_timed": args.synth,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+    }
     target = Path(__file__).parent / "out" / f"pipeline-{args.cases}-{args.size_scale}.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(summary, indent=2) + "\n")
     for row in rows:
-        print(f"{row['stage']:55s} {row['wall_s']:8.1f} s wall {row['cpu_s']:8.1f} s cpu {row['peak_rss_mib']:8.0f} MiB")
+        print(
+            f"{row['stage']:55s} {row['wall_s']:8.1f} s wall {row['cpu_s']:8.1f} s cpu {row['peak_rss_mib']:8.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

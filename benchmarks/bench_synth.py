@@ -30,8 +30,21 @@ def main() -> None:
     for cases in args.cases:
         out = Path(tempfile.mkdtemp(prefix="bench-synth-"))
         (out / "empty.yaml").write_text("{}\n")
-        cmd = [sys.executable, "-m", "csxa_data", "synth", "--params", str(out / "empty.yaml"), "--quiet", "--cases", str(cases),
-               "--size-scale", str(args.size_scale), "--out", str(out / "synth")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "csxa_data",
+            "synth",
+            "--params",
+            str(out / "empty.yaml"),
+            "--quiet",
+            "--cases",
+            str(cases),
+            "--size-scale",
+            str(args.size_scale),
+            "--out",
+            str(out / "synth"),
+        ]
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         # an empty params file: built-in defaults, whatever ./params.yaml says

@@ -54,14 +54,16 @@ def timed_steps(model, images, labels, mean, std, config, steps: int, device: to
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     criterion = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(0)
-    order = torch.randint(0, len(labels), ((steps + 2) * config.batch_size,), generator=torch.Generator().manual_seed(1))
+    order = torch.randint(
+        0, len(labels), ((steps + 2) * config.batch_size,), generator=torch.Generator().manual_seed(1)
+    )
     model.train()
     data_s = model_s = 0.0
     seen = 0
     for step in range(steps + 2):
         _sync(device)
         t0 = time.perf_counter()
-        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        index = order[step * config.batch_size : (step + 1) * config.batch_size]
         x = prepare(images[index].to(device, non_blocking=True), config.image_size)
         x = (augment_batch(x, config.augment, generator) - mean) / std
         y = labels[index].to(device, non_blocking=True)
@@ -89,8 +91,9 @@ def fit_loop_rate(model, images, labels, mean, std, config, steps: int, runtime)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     train_one_epoch(model, optimizer, nn.CrossEntropyLoss(), images, labels, order, mean, std, config, 0, runtime)
     order = torch.randint(0, len(labels), (steps * config.batch_size,), generator=torch.Generator().manual_seed(3))
-    return train_one_epoch(model, optimizer, nn.CrossEntropyLoss(), images, labels, order, mean, std, config, 0,
-                           runtime)["images_per_s"]
+    return train_one_epoch(
+        model, optimizer, nn.CrossEntropyLoss(), images, labels, order, mean, std, config, 0, runtime
+    )["images_per_s"]
 
 
 def bench_model(name: str, args, images, labels, loader_s: float, mean, std, device) -> dict:
@@ -98,15 +101,25 @@ def bench_model(name: str, args, images, labels, loader_s: float, mean, std, dev
     from csxa_train.params import TrainParams
     from csxa_train.runtime import Runtime
 
-    config = TrainParams(variant=args.variant, model=name, weights="none", balance="none", epochs=1,
-                         batch_size=args.batch_size, image_size=args.image_size)
+    config = TrainParams(
+        variant=args.variant,
+        model=name,
+        weights="none",
+        balance="none",
+        epochs=1,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+    )
     torch.manual_seed(0)
     model = build_model(name, "none").to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     timed = timed_steps(model, images, labels, mean, std, config, args.steps, device)
-    fit_rate = fit_loop_rate(model, images, labels, mean, std, config, args.steps, Runtime(0, 1, device)) \
-        if args.fit_check else None
+    fit_rate = (
+        fit_loop_rate(model, images, labels, mean, std, config, args.steps, Runtime(0, 1, device))
+        if args.fit_check
+        else None
+    )
     n = len(labels)
     epoch_s = n / timed["images_per_s"]
     epoch_data_s = epoch_s * timed["data_s"] / (timed["data_s"] + timed["model_s"])
@@ -116,9 +129,15 @@ def bench_model(name: str, args, images, labels, loader_s: float, mean, std, dev
         "precision": "bf16 autocast, channels_last" if cuda else "fp32 (CPU: no bf16 autocast, no channels_last)",
         "timing": "torch.cuda.synchronize at each step's boundaries" if cuda else "wall clock",
         "load_average": [round(v, 2) for v in os.getloadavg()],
-        "model": name, "image_size": args.image_size, "batch_size": args.batch_size, "steps": args.steps,
-        "variant": str(args.variant), "variant_out_size": int(images.shape[-1]), "train_samples": n,
-        "loader_seconds": round(loader_s, 3), "loader_images_per_s": round(n / loader_s, 1),
+        "model": name,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "variant": str(args.variant),
+        "variant_out_size": int(images.shape[-1]),
+        "train_samples": n,
+        "loader_seconds": round(loader_s, 3),
+        "loader_images_per_s": round(n / loader_s, 1),
         "in_memory_images_per_s": round(timed["images_per_s"], 2),
         "data_wait_share_in_memory": round(timed["data_s"] / (timed["data_s"] + timed["model_s"]), 4),
         "end_to_end_images_per_s": round(n / (loader_s + epoch_s), 2),
@@ -134,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model (after two warm-up steps)")
-    parser.add_argument("--no-fit-check", dest="fit_check", action="store_false",
-                        help="skip the cross-check run of fit's own train_one_epoch (halves a slow CPU run)")
+    parser.add_argument(
+        "--no-fit-check",
+        dest="fit_check",
+        action="store_false",
+        help="skip the cross-check run of fit's own train_one_epoch (halves a slow CPU run)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args(argv)
 
@@ -155,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         path = args.out / f"train-{device.type}-{name}-{args.image_size}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"{name}: {result['in_memory_images_per_s']} images/s in memory, {result['end_to_end_images_per_s']} end "
-              f"to end, data wait {result['data_wait_share_in_memory']:.1%} / {result['data_wait_share_end_to_end']:.1%}"
-              f" ({result['precision']}); wrote {path}", file=sys.stderr)
+        print(
+            f"{name}: {result['in_memory_images_per_s']} images/s in memory, {result['end_to_end_images_per_s']} end "
+            f"to end, data wait {result['data_wait_share_in_memory']:.1%} / {result['data_wait_share_end_to_end']:.1%}"
+            f" ({result['precision']}); wrote {path}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -18,7 +18,7 @@ def _tree_rss_bytes(root_pid: int) -> int:
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             ppid, pages = int(fields[1]), int(fields[21])
         except (OSError, ValueError, IndexError):
             continue
@@ -57,8 +57,12 @@ def run_measured(cmd: list[str], **kwargs) -> dict:
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     if rc != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {rc}")
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "cores_used": round(cpu / wall, 2),
-            "peak_rss_mib": round(peak / 2**20, 1)}
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "cores_used": round(cpu / wall, 2),
+        "peak_rss_mib": round(peak / 2**20, 1),
+    }
 
 
 def cached_release(cases: int, size_scale: float) -> Path:
@@ -76,5 +80,18 @@ def synth_command(cases: int, size_scale: float, root: Path) -> list[str]:
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "empty.yaml").write_text("{}\n")
-    return [sys.executable, "-m", "csxa_data", "synth", "--params", str(root / "empty.yaml"), "--quiet",
-            "--cases", str(cases), "--size-scale", str(size_scale), "--out", str(root / "synth")]
+    return [
+        sys.executable,
+        "-m",
+        "csxa_data",
+        "synth",
+        "--params",
+        str(root / "empty.yaml"),
+        "--quiet",
+        "--cases",
+        str(cases),
+        "--size-scale",
+        str(size_scale),
+        "--out",
+        str(root / "synth"),
+    ]

@@ -15,9 +15,12 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 VARIANTS = {  # (crop, grow_x, grow_y, colour) at the paper's settings
-    "original": ("centre", 0, 0, False), "cropped": ("landmarks", 0, 0, False),
-    "wide_cropped": ("landmarks", 100, 200, False), "colored": ("centre", 0, 0, True),
-    "colored_cropped": ("landmarks", 0, 0, True), "colored_wide_cropped": ("landmarks", 100, 200, True),
+    "original": ("centre", 0, 0, False),
+    "cropped": ("landmarks", 0, 0, False),
+    "wide_cropped": ("landmarks", 100, 200, False),
+    "colored": ("centre", 0, 0, True),
+    "colored_cropped": ("landmarks", 0, 0, True),
+    "colored_wide_cropped": ("landmarks", 100, 200, True),
 }
 
 
@@ -27,8 +30,12 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--variant", choices=list(VARIANTS), required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--train-orders", choices=["both", "a"], default="both",
-                        help="colour: write both channel orders of a train case, or order a only (as the build)")
+    parser.add_argument(
+        "--train-orders",
+        choices=["both", "a"],
+        default="both",
+        help="colour: write both channel orders of a train case, or order a only (as the build)",
+    )
     args = parser.parse_args()
     crop, grow_x, grow_y, colour = VARIANTS[args.variant]
     folder = args.out / args.variant
@@ -42,8 +49,12 @@ def main() -> None:
             left, top = (grey.width - 500) // 2, (grey.height - 500) // 2
             box = (left, top, left + 500, top + 500)
         else:
-            box = (max(0, int(case.box_x0 - grow_x / 2)), max(0, int(case.box_y0 - grow_y / 2)),
-                   min(grey.width, int(case.box_x1 + grow_x / 2) + 1), min(grey.height, int(case.box_y1 + grow_y / 2) + 1))
+            box = (
+                max(0, int(case.box_x0 - grow_x / 2)),
+                max(0, int(case.box_y0 - grow_y / 2)),
+                min(grey.width, int(case.box_x1 + grow_x / 2) + 1),
+                min(grey.height, int(case.box_y1 + grow_y / 2) + 1),
+            )
         grey = grey.crop(box)
         if not colour:
             grey.resize((224, 224), Image.Resampling.LANCZOS).save(folder / f"{case.stem}.png")

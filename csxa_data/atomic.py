@@ -9,15 +9,16 @@ import glob
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from csxa_data.errors import CsxaError
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, *, directory: bool = False,
-                owns: Iterable[str] | None = None) -> Iterator[Path]:
+def atomic_path(
+    target: str | os.PathLike, *, directory: bool = False, owns: Iterable[str] | None = None
+) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it onto ``target``.
 
     On any exception the temporary path is removed and ``target`` is left as it was. A folder
@@ -78,7 +79,7 @@ def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
     if not target.parent.is_dir():
         return removed
     for path in target.parent.glob(f"{glob.escape(_temporary_prefix(target))}*"):
-        owner = path.name[len(_temporary_prefix(target)):].split("-", 1)[0]
+        owner = path.name[len(_temporary_prefix(target)) :].split("-", 1)[0]
         if owner.isascii() and owner.isdigit() and _alive(int(owner)) and int(owner) != os.getpid():
             continue
         if path.is_dir() and not path.is_symlink():
@@ -98,15 +99,26 @@ def check_replaceable(target: str | os.PathLike, owns: Iterable[str]) -> None:
     if not os.path.lexists(target):
         return
     if target.is_symlink() or not target.is_dir():
-        raise CsxaError("exists and is not a folder; the output is a folder written whole in its place, "
-                        "so it is left alone; nothing was done", path=target)
+        raise CsxaError(
+            "exists and is not a folder; the output is a folder written whole in its place, "
+            "so it is left alone; nothing was done",
+            path=target,
+        )
     owns = tuple(owns)
-    foreign = sorted(entry.name for entry in target.iterdir()
-                     if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in owns))
+    foreign = sorted(
+        entry.name
+        for entry in target.iterdir()
+        if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in owns)
+    )
     if foreign:
-        shown = ", ".join(repr(name) for name in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise CsxaError(f"holds {shown}, which this command does not write; the output folder is replaced whole, "
-                        f"so it is left alone: give an empty or new folder; nothing was done", path=target)
+        shown = ", ".join(repr(name) for name in foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise CsxaError(
+            f"holds {shown}, which this command does not write; the output folder is replaced whole, "
+            f"so it is left alone: give an empty or new folder; nothing was done",
+            path=target,
+        )
 
 
 def check_writable(target: str | os.PathLike, owns: Iterable[str] | None = None) -> None:
@@ -123,8 +135,7 @@ def check_writable(target: str | os.PathLike, owns: Iterable[str] | None = None)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise CsxaError(f"cannot write the output here ({exc.strerror}); nothing was done",
-                        path=target) from None
+        raise CsxaError(f"cannot write the output here ({exc.strerror}); nothing was done", path=target) from None
 
 
 def write_files_atomic(folder: str | os.PathLike, writers: dict[str, Callable[[Path], None]]) -> None:
@@ -146,8 +157,10 @@ def write_files_atomic(folder: str | os.PathLike, writers: dict[str, Callable[[P
             try:
                 write(temporaries[name])
             except OSError as exc:  # a full disk: a write error names no file, or names the temporary one
-                raise CsxaError(f"cannot write it ({exc.strerror or exc}); none of {', '.join(writers)} was replaced",
-                                path=folder / name) from None
+                raise CsxaError(
+                    f"cannot write it ({exc.strerror or exc}); none of {', '.join(writers)} was replaced",
+                    path=folder / name,
+                ) from None
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:

@@ -16,13 +16,17 @@ import yaml
 
 CSXA_DOI = "10.57760/sciencedb.15391"
 CSXA_ARTICLE_DOI = "10.1038/s41597-024-03383-0"
-CSXA_CITATION = ("Ran Y. et al. A high-quality dataset featuring classified and annotated cervical spine X-ray "
-                 "atlas. Scientific Data 11 (2024). doi:10.1038/s41597-024-03383-0. Data: CSXA V3.0, Science Data "
-                 "Bank, doi:10.57760/sciencedb.15391")
+CSXA_CITATION = (
+    "Ran Y. et al. A high-quality dataset featuring classified and annotated cervical spine X-ray "
+    "atlas. Scientific Data 11 (2024). doi:10.1038/s41597-024-03383-0. Data: CSXA V3.0, Science Data "
+    "Bank, doi:10.57760/sciencedb.15391"
+)
 SEED_PAPER = "Reddy et al. (2026), the effect of preprocessing on cervical spondylosis classification on CSXA"
 CLASSES = {"0": "asymptomatic", "1": "spondylosis"}
-CAUTION = ("Research use only. This is not a diagnostic device and has not been validated for clinical use; "
-           "it must not inform the care of any patient.")
+CAUTION = (
+    "Research use only. This is not a diagnostic device and has not been validated for clinical use; "
+    "it must not inform the care of any patient."
+)
 
 
 def front_matter(fields: dict) -> str:
@@ -49,16 +53,24 @@ def release_kind(validation: dict) -> str:
 
 # what a card says of each kind of release: licence, source datasets, and the source in prose
 _SOURCE = {
-    "official": ("the CSXA release's own terms (Science Data Bank, CSXA V3.0); read them before use",
-                 [f"doi:{CSXA_DOI}"], "the official CSXA V3.0 release (md5 of all three files verified)"),
-    "synthetic": ("synthetic data made by csxa: no patient data", ["synthetic (csxa-data synth)"],
-                  "**not the official release**: the synthetic atlas written by `csxa-data synth`; numbers below "
-                  "say nothing about real radiographs"),
-    "unverified": ("unverified copy: if it holds CSXA radiographs, the CSXA release's own terms (Science Data Bank, "
-                   "CSXA V3.0) apply; read them before use",
-                   [f"doi:{CSXA_DOI} (unverified copy)"],
-                   "**a release not verified as the official one** (its md5 did not all match CSXA V3.0's, or was not "
-                   "checked: an unpacked or altered copy); treat it as patient data unless you know otherwise"),
+    "official": (
+        "the CSXA release's own terms (Science Data Bank, CSXA V3.0); read them before use",
+        [f"doi:{CSXA_DOI}"],
+        "the official CSXA V3.0 release (md5 of all three files verified)",
+    ),
+    "synthetic": (
+        "synthetic data made by csxa: no patient data",
+        ["synthetic (csxa-data synth)"],
+        "**not the official release**: the synthetic atlas written by `csxa-data synth`; numbers below "
+        "say nothing about real radiographs",
+    ),
+    "unverified": (
+        "unverified copy: if it holds CSXA radiographs, the CSXA release's own terms (Science Data Bank, "
+        "CSXA V3.0) apply; read them before use",
+        [f"doi:{CSXA_DOI} (unverified copy)"],
+        "**a release not verified as the official one** (its md5 did not all match CSXA V3.0's, or was not "
+        "checked: an unpacked or altered copy); treat it as patient data unless you know otherwise",
+    ),
 }
 
 
@@ -77,14 +89,21 @@ def _orders_note(spec: dict) -> list[str]:
     if spec.get("colour") != "stacked":
         return []
     if spec.get("both_orders_in_train", True):
-        held = ("Train samples hold both channel orders (`STEM_a`, `STEM_b`), so the statistics of channels 1 and "
-                "2 are those of both orders pooled")
+        held = (
+            "Train samples hold both channel orders (`STEM_a`, `STEM_b`), so the statistics of channels 1 and "
+            "2 are those of both orders pooled"
+        )
     else:
-        held = ("Train samples hold order a only (key `STEM`): order b is the same pixels with channels 1 and 2 "
-                "swapped, which `csxa-train` derives; the statistics are those of order a, and a model that sees "
-                "both orders pools channels 1 and 2 (`csxa-train` does)")
-    return [f"Channel orders: a = grey, equalised, inverted; b = grey, inverted, equalised. {held}. Test samples "
-            "hold order a (key `STEM`).", ""]
+        held = (
+            "Train samples hold order a only (key `STEM`): order b is the same pixels with channels 1 and 2 "
+            "swapped, which `csxa-train` derives; the statistics are those of order a, and a model that sees "
+            "both orders pools channels 1 and 2 (`csxa-train` does)"
+        )
+    return [
+        f"Channel orders: a = grey, equalised, inverted; b = grey, inverted, equalised. {held}. Test samples "
+        "hold order a (key `STEM`).",
+        "",
+    ]
 
 
 def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, registry: str = "REGISTRY_URL") -> str:
@@ -103,21 +122,34 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
         "size_categories": ["1K<n<10K" if samples >= 1000 else "n<1K"],
         "source_datasets": source_datasets,
         "configs": [{"config_name": name, "data_files": [{"split": s, "path": f"{s}-*.tar"} for s in totals]}],
-        "csxa": {"variant": name, "spec": report.get("spec", {}), "build": report.get("build", {}),
-                 "samples": {s: t["samples"] for s, t in totals.items()}},
+        "csxa": {
+            "variant": name,
+            "spec": report.get("spec", {}),
+            "build": report.get("build", {}),
+            "samples": {s: t["samples"] for s, t in totals.items()},
+        },
     }
-    lines = [f"# CSXA variant `{name}`", "",
-             f"One of the six preprocessings of the seed paper ({SEED_PAPER}), as WebDataset shards built by "
-             f"`csxa-data build --variant {name}` from {source}.", "",
-             "## Source", "",
-             f"- Release read: `{validation.get('release', '?')}`; md5 of the official files: " +
-             (", ".join(f"{e.get('file')} {e.get('status')}" for e in validation.get("md5", [])) or "not checked"),
-             f"- CSXA: {CSXA_CITATION}.",
-             "- Licence: " + front["license_details"] + ".", "",
-             "## What ingest did", ""]
+    lines = [
+        f"# CSXA variant `{name}`",
+        "",
+        f"One of the six preprocessings of the seed paper ({SEED_PAPER}), as WebDataset shards built by "
+        f"`csxa-data build --variant {name}` from {source}.",
+        "",
+        "## Source",
+        "",
+        f"- Release read: `{validation.get('release', '?')}`; md5 of the official files: "
+        + (", ".join(f"{e.get('file')} {e.get('status')}" for e in validation.get("md5", [])) or "not checked"),
+        f"- CSXA: {CSXA_CITATION}.",
+        "- Licence: " + front["license_details"] + ".",
+        "",
+        "## What ingest did",
+        "",
+    ]
     sources = validation.get("sources", {})
-    lines += markdown_table(["source", "in", "kept", "dropped"],
-                    [[s, c.get("in"), c.get("kept"), c.get("dropped")] for s, c in sources.items()])
+    lines += markdown_table(
+        ["source", "in", "kept", "dropped"],
+        [[s, c.get("in"), c.get("kept"), c.get("dropped")] for s, c in sources.items()],
+    )
     drops = [[s, rule, n] for s, rules in validation.get("drops_by_rule", {}).items() for rule, n in rules.items()]
     repairs = [[rule, n] for rule, n in validation.get("repairs_by_rule", {}).items()]
     lines += ["", "Drops by rule:" if drops else "No drops.", ""]
@@ -126,26 +158,59 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
     lines += ["Repairs by rule:" if repairs else "No repairs.", ""]
     if repairs:
         lines += markdown_table(["rule", "count"], repairs) + [""]
-    lines += ["The rules are explained in the csxa README (Ingest); every row and file is in `manifest.csv` "
-              "or `drops.csv` of the ingest stage.", "", "## Class balance", ""]
-    lines += markdown_table(["split", "cases", "samples", *CLASSES.values(), "skipped cases"],
-                    [[s, t.get("cases"), t["samples"], *(t["by_class"].get(c, 0) for c in CLASSES),
-                      t.get("skipped_cases", 0)] for s, t in totals.items()])
-    lines += ["", "The split is by case and stable across versions (a keyed hash of the case number); "
-              "normalisation statistics come from the train split alone.", "",
-              "## Preprocessing", "", "```yaml", yaml.safe_dump({name: report.get("spec", {})}, sort_keys=False).strip(),
-              "```", "",
-              *_orders_note(report.get("spec", {})),
-              f"Train-split statistics (pixel / 255): mean {stats.get('mean')}, std {stats.get('std')}.", "",
-              "## Shards", ""]
-    lines += markdown_table(["shard", "split", "samples", "by class", "sha256"],
-                    [[s["name"], s["split"], s["samples"], s["by_class"], f"`{s['sha256']}`"] for s in report["shards"]])
-    lines += ["", "A sample is `KEY.png`, `KEY.cls` (0 asymptomatic, 1 spondylosis) and `KEY.json` (metadata: "
-              "`schemas.SampleMeta`). Readers decode only these three members; `csxa-train` verifies each "
-              "shard's sha256 and counts against `shards.json` as it streams.", "",
-              "## Get it", "", "```bash",
-              f"dvc artifacts get {registry} {name} --rev vX.Y.Z            # the files of one version",
-              f"dvc import {registry} data/variants/{name} --rev {name}@vX.Y.Z  # tracked in your repository",
-              f"csxa-train fit --registry {registry} --variant {name} --rev vX.Y.Z --out results/mine  # stream, no clone",
-              "```", "", "## Caution", "", CAUTION, _test_share(totals), ""]
+    lines += [
+        "The rules are explained in the csxa README (Ingest); every row and file is in `manifest.csv` "
+        "or `drops.csv` of the ingest stage.",
+        "",
+        "## Class balance",
+        "",
+    ]
+    lines += markdown_table(
+        ["split", "cases", "samples", *CLASSES.values(), "skipped cases"],
+        [
+            [s, t.get("cases"), t["samples"], *(t["by_class"].get(c, 0) for c in CLASSES), t.get("skipped_cases", 0)]
+            for s, t in totals.items()
+        ],
+    )
+    lines += [
+        "",
+        "The split is by case and stable across versions (a keyed hash of the case number); "
+        "normalisation statistics come from the train split alone.",
+        "",
+        "## Preprocessing",
+        "",
+        "```yaml",
+        yaml.safe_dump({name: report.get("spec", {})}, sort_keys=False).strip(),
+        "```",
+        "",
+        *_orders_note(report.get("spec", {})),
+        f"Train-split statistics (pixel / 255): mean {stats.get('mean')}, std {stats.get('std')}.",
+        "",
+        "## Shards",
+        "",
+    ]
+    lines += markdown_table(
+        ["shard", "split", "samples", "by class", "sha256"],
+        [[s["name"], s["split"], s["samples"], s["by_class"], f"`{s['sha256']}`"] for s in report["shards"]],
+    )
+    lines += [
+        "",
+        "A sample is `KEY.png`, `KEY.cls` (0 asymptomatic, 1 spondylosis) and `KEY.json` (metadata: "
+        "`schemas.SampleMeta`). Readers decode only these three members; `csxa-train` verifies each "
+        "shard's sha256 and counts against `shards.json` as it streams.",
+        "",
+        "## Get it",
+        "",
+        "```bash",
+        f"dvc artifacts get {registry} {name} --rev vX.Y.Z            # the files of one version",
+        f"dvc import {registry} data/variants/{name} --rev {name}@vX.Y.Z  # tracked in your repository",
+        f"csxa-train fit --registry {registry} --variant {name} --rev vX.Y.Z --out results/mine  # stream, no clone",
+        "```",
+        "",
+        "## Caution",
+        "",
+        CAUTION,
+        _test_share(totals),
+        "",
+    ]
     return front_matter(front) + "\n" + "\n".join(lines)

@@ -23,7 +23,6 @@ def read_csv_file(path, not_found: str, **options) -> pd.DataFrame:
     not UTF-8, badly quoted."""
     from pathlib import Path
 
-
     path = Path(path)
     if path.is_dir():
         raise CsxaError("is a folder, not a CSV file", path=path)

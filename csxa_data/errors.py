@@ -28,7 +28,9 @@ def conform(contract, frame, path: object):
         # a row-wide check lists every column of a failing row: count it once a row, and report any
         # other failure first (a column's own rule, a missing column), as it says more
         row_wide = (cases.schema_context == "DataFrameSchema") & cases["index"].notna()
-        failures = len(cases.assign(column=cases.column.where(~row_wide, "")).drop_duplicates(["column", "check", "index"]))
+        failures = len(
+            cases.assign(column=cases.column.where(~row_wide, "")).drop_duplicates(["column", "check", "index"])
+        )
         first = cases[~row_wide].iloc[0] if (~row_wide).any() else cases.iloc[0]
         if first["schema_context"] == "DataFrameSchema":  # the table's own rules name no column of theirs
             # a missing or extra column is named by its failure case; a whole-table check's is a bare False
@@ -38,8 +40,9 @@ def conform(contract, frame, path: object):
             what = f"column {first['column']!r} check {first['check']!r} value {first['failure_case']!r}"
         # pandas' row number: the header and blank lines are not counted
         where = "" if pd.isna(first["index"]) else f" in data row {int(first['index']) + 1}"
-        raise CsxaError(f"does not satisfy schemas.{contract.__name__} ({failures} failure(s); first: {what}{where})",
-                        path=path) from None
+        raise CsxaError(
+            f"does not satisfy schemas.{contract.__name__} ({failures} failure(s); first: {what}{where})", path=path
+        ) from None
 
 
 def run_command(prog: str, func, args, interrupted: str) -> int:
@@ -58,8 +61,10 @@ def run_command(prog: str, func, args, interrupted: str) -> int:
         if exc.filename is None:
             raise
         # a rename names its source (a temporary sibling, already removed) first and its target second
-        print(f"{prog}: error: {exc.filename2 if exc.filename2 is not None else exc.filename}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"{prog}: error: {exc.filename2 if exc.filename2 is not None else exc.filename}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return CsxaError.exit_code
 
 

@@ -30,8 +30,9 @@ def _unique_key_loader():
             key = loader.construct_object(key_node, deep=deep)
             try:
                 if key in keys:
-                    raise yaml.constructor.ConstructorError(None, None, f"key {str(key)[:60]!r} given twice",
-                                                            key_node.start_mark)
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {str(key)[:60]!r} given twice", key_node.start_mark
+                    )
                 keys.add(key)
             except TypeError:  # an unhashable key: the base constructor says so
                 break
@@ -40,8 +41,9 @@ def _unique_key_loader():
     def whole(loader, node):
         value = yaml.SafeLoader.construct_yaml_int(loader, node)
         if abs(value).bit_length() > 64:  # 0xFFF... and 1:59:59:... are built without Python's digit limit
-            raise yaml.constructor.ConstructorError(None, None, f"a whole number of {abs(value).bit_length()} bits "
-                                                    "is no setting", node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a whole number of {abs(value).bit_length()} bits is no setting", node.start_mark
+            )
         return value
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
@@ -93,8 +95,11 @@ def load_section(path: str | Path | None, section: str) -> dict:
     if section in NAMED_SECTIONS:
         for name in value:
             if not (isinstance(name, str) and NAME.fullmatch(name)):
-                raise CsxaError(f"{section}: the name {shown(name)} is not a plain name (letters, digits, _ and -, "
-                                f"at most 64): it becomes a folder name", path=path)
+                raise CsxaError(
+                    f"{section}: the name {shown(name)} is not a plain name (letters, digits, _ and -, "
+                    f"at most 64): it becomes a folder name",
+                    path=path,
+                )
     _loaded = path
     return value
 

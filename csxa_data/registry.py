@@ -36,8 +36,9 @@ def _open_repo(root: str | Path):
     except NotDvcRepoError:
         raise CsxaError("not a DVC repository (no .dvc folder)", path=root) from None
     except DvcException as exc:  # a damaged .dvc/config or config.local, above all
-        raise CsxaError(f"cannot open as a DVC repository ({type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())[:200]})", path=root) from None
+        raise CsxaError(
+            f"cannot open as a DVC repository ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})", path=root
+        ) from None
 
 
 def read_artifacts(root: str | Path = ".") -> dict[str, ArtifactInfo]:
@@ -49,8 +50,10 @@ def read_artifacts(root: str | Path = ".") -> dict[str, ArtifactInfo]:
             entries = repo.artifacts.read().get("dvc.yaml", {})
         except DvcException as exc:
             raise CsxaError(f"cannot read artifacts ({exc})", path=Path(root) / "dvc.yaml") from None
-    return {name: ArtifactInfo(name, a.type or "", a.path, a.desc or "", tuple(a.labels or ()))
-            for name, a in entries.items()}
+    return {
+        name: ArtifactInfo(name, a.type or "", a.path, a.desc or "", tuple(a.labels or ()))
+        for name, a in entries.items()
+    }
 
 
 def _where(repo: str | Path) -> str:
@@ -104,14 +107,22 @@ def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TI
     try:
         versions = _within(timeout, lambda: show(str(repo), name, registered_only=True))
     except ArtifactNotFound:
-        versions = []   # no tag names it yet
+        versions = []  # no tag names it yet
     except _NoAnswer:
-        raise CsxaError(f"cannot read versions of {name!r}: no answer within {timeout:g} s", path=_where(repo)) from None
+        raise CsxaError(
+            f"cannot read versions of {name!r}: no answer within {timeout:g} s", path=_where(repo)
+        ) from None
     except Exception as exc:  # noqa: BLE001 - gto, scmrepo and git raise many kinds for one bad tag or URL
         # gto's and scmrepo's own errors say what is wrong; anything else is a tag gto trips on
         known = type(exc).__module__.startswith(("gto", "scmrepo"))
-        reason = _gto_error(exc) if known else (f"{type(exc).__name__}: {_gto_error(exc)}; a tag naming {name} "
-                                                 "that points at something other than a commit?")
+        reason = (
+            _gto_error(exc)
+            if known
+            else (
+                f"{type(exc).__name__}: {_gto_error(exc)}; a tag naming {name} "
+                "that points at something other than a commit?"
+            )
+        )
         raise CsxaError(f"cannot read versions of {name!r}: {reason}", path=_where(repo)) from None
     return sorted((v for v in versions if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
 
@@ -146,8 +157,11 @@ def _default_remote(repo, remote: str | None) -> tuple[str, str]:
     config = repo.config
     name = remote or config["core"].get("remote")
     if not name:
-        raise CsxaError("no DVC remote given and no default remote in .dvc/config "
-                        "(see README 'Remotes': dvc remote add -d NAME URL)", path=repo.root_dir)
+        raise CsxaError(
+            "no DVC remote given and no default remote in .dvc/config "
+            "(see README 'Remotes': dvc remote add -d NAME URL)",
+            path=repo.root_dir,
+        )
     if name not in config["remote"]:
         raise CsxaError(f"no DVC remote named {name!r}; known: {sorted(config['remote'])}", path=repo.root_dir)
     return name, str(config["remote"][name].get("url", ""))
@@ -162,36 +176,47 @@ def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | No
     with _open_repo(root) as repo:
         outs = [out for out in repo.index.outs if out.def_path == artifact.path]
         if not outs or outs[0].stage is None:
-            raise CsxaError(f"artifact {artifact.name!r}: {artifact.path} is not an output of any stage", path="dvc.yaml")
+            raise CsxaError(
+                f"artifact {artifact.name!r}: {artifact.path} is not an output of any stage", path="dvc.yaml"
+            )
         stage = outs[0].stage
         try:
             changed = repo.status(targets=[stage.addressing])
         except DvcException as exc:
             raise CsxaError(f"artifact {artifact.name!r}: dvc status failed: {exc}", path=root) from None
         if changed:
-            raise CsxaError(f"artifact {artifact.name!r}: stage {stage.addressing} is not up to date with dvc.lock "
-                            f"(`dvc status {stage.addressing}`); run `dvc repro {stage.addressing}` and commit dvc.lock",
-                            path=root)
+            raise CsxaError(
+                f"artifact {artifact.name!r}: stage {stage.addressing} is not up to date with dvc.lock "
+                f"(`dvc status {stage.addressing}`); run `dvc repro {stage.addressing}` and commit dvc.lock",
+                path=root,
+            )
         # git reports only tracked paths here: the stage's code, params and dvc files, not its data
         tracked = ["dvc.yaml", "dvc.lock", *sorted({dep.def_path for dep in stage.deps})]
         dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *tracked).splitlines()
         if dirty:
-            raise CsxaError(f"artifact {artifact.name!r}: uncommitted changes in {', '.join(l[3:] for l in dirty)}; "
-                            "commit them first", path=root)
+            raise CsxaError(
+                f"artifact {artifact.name!r}: uncommitted changes in {', '.join(line[3:] for line in dirty)}; "
+                "commit them first",
+                path=root,
+            )
         name, url = _default_remote(repo, remote)
         try:
             missing = repo.status(targets=[artifact.path], cloud=True, remote=name)
         except DvcException as exc:
-            raise CsxaError(f"artifact {artifact.name!r}: cannot check remote {name!r} ({url}): {exc}", path=root) from None
+            raise CsxaError(
+                f"artifact {artifact.name!r}: cannot check remote {name!r} ({url}): {exc}", path=root
+            ) from None
         if missing:
             states = sorted(set(missing.values()))
-            raise CsxaError(f"artifact {artifact.name!r}: {artifact.path} is not pushed to remote {name!r} ({url}): "
-                            f"{len(missing)} entries {'/'.join(states)}; run `dvc push {artifact.path}`", path=root)
+            raise CsxaError(
+                f"artifact {artifact.name!r}: {artifact.path} is not pushed to remote {name!r} ({url}): "
+                f"{len(missing)} entries {'/'.join(states)}; run `dvc push {artifact.path}`",
+                path=root,
+            )
         return name
 
 
-def publish(root: str | Path, name: str, version: str, *, message: str | None = None,
-            remote: str | None = None) -> str:
+def publish(root: str | Path, name: str, version: str, *, message: str | None = None, remote: str | None = None) -> str:
     """Tag the current commit as ``NAME@VERSION`` (annotated, with gto) after the checks above.
 
     Refuses an artifact not named in ``dvc.yaml``, a malformed or already published version, and an
@@ -208,14 +233,22 @@ def publish(root: str | Path, name: str, version: str, *, message: str | None = 
     check_version_name(version)
     existing = published_versions(root, name)
     if any(v["version"] == version for v in existing):
-        raise CsxaError(f"{name}@{version} is already published; published versions of {name}: "
-                        f"{', '.join(v['version'] for v in existing)}", path=root)
+        raise CsxaError(
+            f"{name}@{version} is already published; published versions of {name}: "
+            f"{', '.join(v['version'] for v in existing)}",
+            path=root,
+        )
     if existing and not _newer(version, existing[-1]["version"]):
         raise CsxaError(f"{name}@{version} is not newer than the latest published {existing[-1]['version']}", path=root)
     check_publishable(root, artifacts[name], remote)
     try:
-        register(str(root), name, "HEAD", version=version,
-                 message=message or f"Publish {artifacts[name].type} {name} {version}")
+        register(
+            str(root),
+            name,
+            "HEAD",
+            version=version,
+            message=message or f"Publish {artifacts[name].type} {name} {version}",
+        )
     except (GTOException, SCMError) as exc:
         raise CsxaError(f"cannot publish {name}@{version}: {_gto_error(exc)}", path=root) from None
     return f"{name}@{version}"
@@ -227,7 +260,9 @@ def _newer(version: str, than: str) -> bool:
     return SemVer(version) > SemVer(than)
 
 
-def probe_remote(root: str | Path = ".", remote: str | None = None, timeout: float = 20.0) -> tuple[str, str, str | None]:
+def probe_remote(
+    root: str | Path = ".", remote: str | None = None, timeout: float = 20.0
+) -> tuple[str, str, str | None]:
     """(name, url, problem) for ``remote`` or the default one: ``problem`` is None when the remote's
     root answers within ``timeout`` seconds, else why not (one line)."""
     with _open_repo(root) as repo:
@@ -258,8 +293,9 @@ def pull(root: str | Path, targets: list[str], *, remote: str | None = None, tim
     seconds, one error line saying whether the remote answers, and what to do."""
     command = ["dvc", "pull", *(["--remote", remote] if remote else []), *targets]
     if not Path(root).is_dir():
-        raise CsxaError("not found" if not Path(root).exists() else "not a folder (give the repository's root)",
-                        path=root)
+        raise CsxaError(
+            "not found" if not Path(root).exists() else "not a folder (give the repository's root)", path=root
+        )
     try:
         result = subprocess.run(command, cwd=root, timeout=timeout)
         failed = f"dvc pull failed (exit {result.returncode})" if result.returncode else None
@@ -271,10 +307,14 @@ def pull(root: str | Path, targets: list[str], *, remote: str | None = None, tim
         return
     name, url, problem = probe_remote(root, remote, timeout=min(timeout, 20.0))
     if problem:
-        hint = (f"remote {name!r} ({url}) cannot be reached: {problem}; check the URL with `dvc remote list`, "
-                f"or point it at the registry's storage with `dvc remote modify --local {name} url URL` "
-                "(README, 'Remotes')")
+        hint = (
+            f"remote {name!r} ({url}) cannot be reached: {problem}; check the URL with `dvc remote list`, "
+            f"or point it at the registry's storage with `dvc remote modify --local {name} url URL` "
+            "(README, 'Remotes')"
+        )
     else:
-        hint = (f"remote {name!r} ({url}) answers, so it lacks some of these files: ask the data steward to "
-                f"`dvc push` them, or check that you are on a published commit")
+        hint = (
+            f"remote {name!r} ({url}) answers, so it lacks some of these files: ask the data steward to "
+            f"`dvc push` them, or check that you are on a published commit"
+        )
     raise CsxaError(f"{failed}: {hint}", path=Path(root).resolve())

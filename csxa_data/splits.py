@@ -30,12 +30,12 @@ from schemas import Folds
 class CvParams:
     """The ``cv`` section of params.yaml."""
 
-    folds: int = 5                    # the paper's protocol; the demo uses 3
-    repeats: int = 1                  # repeated cross-validation: each repeat its own salt
-    seed: int | list = 0              # the fold salt (a list: one per repeat), found once by `csxa-data fold-salt`
+    folds: int = 5  # the paper's protocol; the demo uses 3
+    repeats: int = 1  # repeated cross-validation: each repeat its own salt
+    seed: int | list = 0  # the fold salt (a list: one per repeat), found once by `csxa-data fold-salt`
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "CvParams":
+    def from_dict(cls, data: dict | None) -> CvParams:
 
         params = dataclass_from_section(cls, data or {}, "cv")
         if isinstance(params.folds, bool) or not isinstance(params.folds, int) or params.folds < 2:
@@ -50,15 +50,21 @@ def check_fold_count(labels: pd.Series, folds: int) -> None:
         raise CsxaError(f"cv.folds must be a whole number of at least 2, not {folds!r}", path="params.yaml")
     counts = pd.Series(labels).value_counts()
     if len(counts) < 2:
-        raise CsxaError(f"cross-validation needs both classes in the train split; it holds class(es) {sorted(counts.index)}")
+        raise CsxaError(
+            f"cross-validation needs both classes in the train split; it holds class(es) {sorted(counts.index)}"
+        )
     fewest = int(counts.min())
     if fewest < 2:
-        raise CsxaError(f"class {counts.idxmin()} has {fewest} train case: cross-validation needs at least 2 of each "
-                        "class (one in each of at least 2 folds)")
+        raise CsxaError(
+            f"class {counts.idxmin()} has {fewest} train case: cross-validation needs at least 2 of each "
+            "class (one in each of at least 2 folds)"
+        )
     if folds > fewest:
-        raise CsxaError(f"cv.folds {folds} is larger than the {fewest} train cases of class "
-                        f"{counts.idxmin()}: some fold would have none; use at most {fewest} folds",
-                        path="params.yaml")
+        raise CsxaError(
+            f"cv.folds {folds} is larger than the {fewest} train cases of class "
+            f"{counts.idxmin()}: some fold would have none; use at most {fewest} folds",
+            path="params.yaml",
+        )
 
 
 def assign_folds(numbers: pd.Series, labels: pd.Series, folds: int, salt: int) -> pd.Series:
@@ -88,8 +94,9 @@ def is_stratified(folds: pd.Series, labels: pd.Series, tolerance: float = 0.1) -
     return _balanced(fold_counts(folds, labels).to_numpy(dtype=float), tolerance)
 
 
-def find_fold_salt(numbers: pd.Series, labels: pd.Series, folds: int, *, start: int = 0, tries: int = 100_000,
-                   tolerance: float = 0.1) -> int:
+def find_fold_salt(
+    numbers: pd.Series, labels: pd.Series, folds: int, *, start: int = 0, tries: int = 100_000, tolerance: float = 0.1
+) -> int:
     """The first salt from ``start`` whose folds are stratified (:func:`is_stratified`): searched
     once for a release, then frozen in ``cv.seed``."""
     check_fold_count(labels, folds)
@@ -104,14 +111,16 @@ def find_fold_salt(numbers: pd.Series, labels: pd.Series, folds: int, *, start: 
     raise CsxaError(f"no salt in {start}..{start + tries - 1} gives stratified folds; raise the tolerance")
 
 
-def find_fold_salts(numbers: pd.Series, labels: pd.Series, folds: int, repeats: int, *, start: int = 0,
-                    tolerance: float = 0.1) -> list[int]:
+def find_fold_salts(
+    numbers: pd.Series, labels: pd.Series, folds: int, repeats: int, *, start: int = 0, tolerance: float = 0.1
+) -> list[int]:
     """``repeats`` stratified salts: the first from ``start``, each next one the first after the
     previous (what ``csxa-data fold-salt --repeats R`` prints, to freeze in ``cv.seed``)."""
     salts: list[int] = []
     for _ in range(repeats):
-        salts.append(find_fold_salt(numbers, labels, folds, start=salts[-1] + 1 if salts else start,
-                                    tolerance=tolerance))
+        salts.append(
+            find_fold_salt(numbers, labels, folds, start=salts[-1] + 1 if salts else start, tolerance=tolerance)
+        )
     return salts
 
 
@@ -121,20 +130,29 @@ def repeat_salts(seed: int | list[int], repeats: int) -> list[int]:
     the salts are fixed numbers, never searched at run time, so folds stay put as cases are added."""
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or not 1 <= repeats <= 100:
         raise CsxaError(f"cv.repeats must be a whole number within 1..100, not {str(repeats)[:40]}", path="params.yaml")
-    salts = list(seed) if isinstance(seed, (list, tuple)) else [seed + r for r in range(repeats)] \
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None
+    salts = (
+        list(seed)
+        if isinstance(seed, (list, tuple))
+        else [seed + r for r in range(repeats)]
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+        else None
+    )
     if salts is None or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in salts):
         raise CsxaError(f"cv.seed must be a whole number or a list of them, not {seed!r}", path="params.yaml")
     if len(salts) != repeats:
-        raise CsxaError(f"cv.seed lists {len(salts)} salt(s) for {repeats} repeat(s); give one per repeat",
-                        path="params.yaml")
+        raise CsxaError(
+            f"cv.seed lists {len(salts)} salt(s) for {repeats} repeat(s); give one per repeat", path="params.yaml"
+        )
     if len(set(salts)) != len(salts):
-        raise CsxaError(f"cv.seed lists a salt twice ({salts}): two repeats would be the same folds", path="params.yaml")
+        raise CsxaError(
+            f"cv.seed lists a salt twice ({salts}): two repeats would be the same folds", path="params.yaml"
+        )
     return [int(s) for s in salts]
 
 
-def repeated_train_folds(manifest: pd.DataFrame, folds: int, seed: int | list[int], repeats: int = 1
-                         ) -> tuple[pd.DataFrame, list[str]]:
+def repeated_train_folds(
+    manifest: pd.DataFrame, folds: int, seed: int | list[int], repeats: int = 1
+) -> tuple[pd.DataFrame, list[str]]:
     """``number, label, repeat, fold`` for every train case and repeat (sorted by repeat, number),
     and a warning per repeat whose folds are not stratified within tolerance (a fold count too
     large for the smallest class is an error)."""
@@ -143,8 +161,10 @@ def repeated_train_folds(manifest: pd.DataFrame, folds: int, seed: int | list[in
         part = train_folds(manifest, folds, salt)
         if not is_stratified(part.fold, part.label):
             counts = fold_counts(part.fold, part.label)
-            warnings.append(f"repeat {r} (salt {salt}): folds not stratified within 10%: cases per fold and class "
-                            f"{counts.to_dict(orient='list')}; `csxa-data fold-salt` finds stratified salts")
+            warnings.append(
+                f"repeat {r} (salt {salt}): folds not stratified within 10%: cases per fold and class "
+                f"{counts.to_dict(orient='list')}; `csxa-data fold-salt` finds stratified salts"
+            )
         parts.append(part.assign(repeat=r)[["number", "label", "repeat", "fold"]])
     return pd.concat(parts, ignore_index=True), warnings
 
@@ -154,8 +174,13 @@ def train_folds(manifest: pd.DataFrame, folds: int, salt: int) -> pd.DataFrame:
     train = manifest[manifest.split == "train"].sort_values("number", ignore_index=True)
     if train.empty:
         raise CsxaError("the manifest has no train cases to fold")
-    return pd.DataFrame({"number": train.number.astype("int64"), "label": train.label.astype("int64"),
-                         "fold": assign_folds(train.number, train.label, folds, salt)})
+    return pd.DataFrame(
+        {
+            "number": train.number.astype("int64"),
+            "label": train.label.astype("int64"),
+            "fold": assign_folds(train.number, train.label, folds, salt),
+        }
+    )
 
 
 def validate_folds(frame: pd.DataFrame, path) -> pd.DataFrame:
@@ -185,14 +210,17 @@ def split_cases(numbers: pd.Series, labels: pd.Series, test_fraction: float, see
     return pd.Series(np.where(draws < test_fraction, "test", "train"), index=numbers.index, dtype=object)
 
 
-def find_split_salt(numbers: pd.Series, labels: pd.Series, test_fraction: float, start: int = 0,
-                    tries: int = 100_000) -> int:
+def find_split_salt(
+    numbers: pd.Series, labels: pd.Series, test_fraction: float, start: int = 0, tries: int = 100_000
+) -> int:
     """The first salt from ``start`` whose split puts exactly round(n x test_fraction) cases of each
     class in test: searched once for a release, then frozen in ``ingest.seed``."""
     for salt in range(start, start + tries):
         split = split_cases(numbers, labels, test_fraction, salt)
-        if all(int(((split == "test") & (labels == label)).sum()) == round(int((labels == label).sum()) * test_fraction)
-               for label in labels.unique()):
+        if all(
+            int(((split == "test") & (labels == label)).sum()) == round(int((labels == label).sum()) * test_fraction)
+            for label in labels.unique()
+        ):
             return salt
     raise CsxaError(f"no salt in {start}..{start + tries - 1} splits every class exactly; keep the nearest")
 

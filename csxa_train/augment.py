@@ -28,9 +28,13 @@ def draw_params(n: int, config: AugmentParams, generator: torch.Generator) -> di
     u = torch.rand(n, 4, generator=generator, dtype=torch.float64)
     first = (2 * u[:, 2] - 1) * config.rotate_first
     second = (2 * u[:, 3] - 1) * config.rotate_second
-    return {"flip_x": torch.where(u[:, 0] < config.hflip, -1.0, 1.0).double(),
-            "flip_y": torch.where(u[:, 1] < config.vflip, -1.0, 1.0).double(),
-            "angle_first": first, "angle_second": second, "angle": first + second}
+    return {
+        "flip_x": torch.where(u[:, 0] < config.hflip, -1.0, 1.0).double(),
+        "flip_y": torch.where(u[:, 1] < config.vflip, -1.0, 1.0).double(),
+        "angle_first": first,
+        "angle_second": second,
+        "angle": first + second,
+    }
 
 
 def affine_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -39,8 +43,7 @@ def affine_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
     cos, sin = torch.cos(theta), torch.sin(theta)
     sx, sy = params["flip_x"], params["flip_y"]
     zero = torch.zeros_like(cos)
-    return torch.stack([torch.stack([cos * sx, -sin * sy, zero], 1),
-                        torch.stack([sin * sx, cos * sy, zero], 1)], 1)
+    return torch.stack([torch.stack([cos * sx, -sin * sy, zero], 1), torch.stack([sin * sx, cos * sy, zero], 1)], 1)
 
 
 def augment_batch(x: torch.Tensor, config: AugmentParams, generator: torch.Generator) -> torch.Tensor:

@@ -19,8 +19,9 @@ BALANCE_MODES = ("smote", "weighted_sampler", "class_weighted_loss", "none")
 log = logging.getLogger("csxa_train")
 
 
-def smote_oversample(images: np.ndarray, labels: np.ndarray, *, seed: int, k_neighbors: int = 5,
-                     chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def smote_oversample(
+    images: np.ndarray, labels: np.ndarray, *, seed: int, k_neighbors: int = 5, chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic minority images until the classes are equal, as uint8 (N x C x H x W).
 
     Returns only the new samples and their labels; the caller appends them to the train split.
@@ -48,11 +49,14 @@ def smote_oversample(images: np.ndarray, labels: np.ndarray, *, seed: int, k_nei
     done = 0
     while done < n_new:
         size = min(chunk, n_new - done)
-        sampler = SMOTE(sampling_strategy={int(minority): n_min + size}, k_neighbors=k,
-                        random_state=np.random.RandomState(seed + done))
+        sampler = SMOTE(
+            sampling_strategy={int(minority): n_min + size},
+            k_neighbors=k,
+            random_state=np.random.RandomState(seed + done),
+        )
         resampled, _ = sampler.fit_resample(features, targets)
-        synthetic = resampled[len(features):]  # imblearn appends the new samples after the input
-        out[done:done + size] = np.clip(np.rint(synthetic), 0, 255).astype(np.uint8).reshape((size,) + shape)
+        synthetic = resampled[len(features) :]  # imblearn appends the new samples after the input
+        out[done : done + size] = np.clip(np.rint(synthetic), 0, 255).astype(np.uint8).reshape((size,) + shape)
         done += size
     log.info("smote: %d synthetic samples of class %d added to the train split (%d real)", n_new, minority, n_min)
     return out, np.full(n_new, minority, dtype=labels.dtype)

@@ -45,8 +45,11 @@ def save_checkpoint(path: Path, state: dict) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
-        raise CsxaError(f"cannot write the checkpoint ({exc.strerror or exc}); the partial file was removed "
-                        "and the previous checkpoint kept", path=path) from None
+        raise CsxaError(
+            f"cannot write the checkpoint ({exc.strerror or exc}); the partial file was removed "
+            "and the previous checkpoint kept",
+            path=path,
+        ) from None
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -62,11 +65,14 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad or unsafe file
-        raise CsxaError(f"cannot load checkpoint safely ({type(exc).__name__}: {str(exc).splitlines()[0]})",
-                        path=path) from None
+        raise CsxaError(
+            f"cannot load checkpoint safely ({type(exc).__name__}: {str(exc).splitlines()[0]})", path=path
+        ) from None
     if not isinstance(state, dict):
-        raise CsxaError(f"not a csxa-train checkpoint: it holds a {type(state).__name__}, not a dict with "
-                        f"{list(CHECKPOINT_KEYS)}", path=path)
+        raise CsxaError(
+            f"not a csxa-train checkpoint: it holds a {type(state).__name__}, not a dict with {list(CHECKPOINT_KEYS)}",
+            path=path,
+        )
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise CsxaError(f"not a csxa-train checkpoint (no {missing})", path=path)
@@ -74,12 +80,11 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
         raise CsxaError("not a csxa-train checkpoint: 'model' is not a state dict of tensors", path=path)
     if not isinstance(state["config"], dict) or not isinstance(state["epoch"], int):
-        raise CsxaError("not a csxa-train checkpoint: 'config' is not a dict or 'epoch' not a whole number",
-                        path=path)
+        raise CsxaError("not a csxa-train checkpoint: 'config' is not a dict or 'epoch' not a whole number", path=path)
     return state
 
 
-def checkpoint_config(state: dict, checkpoint: str | Path, **overrides) -> "TrainParams":
+def checkpoint_config(state: dict, checkpoint: str | Path, **overrides) -> TrainParams:
     """The run's settings saved in a checkpoint, with ``overrides`` (those not None) on top, checked
     as params.yaml's are; a bad saved value is reported against the checkpoint, not params.yaml."""
     saved = {**state["config"], **{k: v for k, v in overrides.items() if v is not None}}
@@ -89,7 +94,7 @@ def checkpoint_config(state: dict, checkpoint: str | Path, **overrides) -> "Trai
         raise CsxaError(f"its saved settings: {exc.message}", path=checkpoint) from None
 
 
-def restore_model(state: dict, config: "TrainParams", checkpoint: str | Path, device) -> tuple:
+def restore_model(state: dict, config: TrainParams, checkpoint: str | Path, device) -> tuple:
     """(model, mean, std, threshold) of a loaded checkpoint on ``device``, each checked: weights that
     fit its model, three finite means and positive stds, a threshold within [0, 1], and a colour
     or grey training that matches the variant it will score. Anything else names the checkpoint."""
@@ -99,13 +104,21 @@ def restore_model(state: dict, config: "TrainParams", checkpoint: str | Path, de
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise CsxaError(f"its weights do not fit a {config.model} ({type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())[:160]})", path=checkpoint) from None
+        raise CsxaError(
+            f"its weights do not fit a {config.model} ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
+            path=checkpoint,
+        ) from None
     norm = state.get("normalisation")
     pair = [norm.get(k) if isinstance(norm, dict) else None for k in ("mean", "std")]
-    if not all(isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                          and math.isfinite(x) for x in v) for v in pair) \
-            or min(pair[1]) <= 0:
+    if (
+        not all(
+            isinstance(v, list)
+            and len(v) == 3
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+            for v in pair
+        )
+        or min(pair[1]) <= 0
+    ):
         raise CsxaError("its normalisation is not three finite means and three positive stds", path=checkpoint)
     threshold = state.get("threshold", 0.5)
     if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 <= threshold <= 1):

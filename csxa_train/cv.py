@@ -49,15 +49,21 @@ def case_folds(numbers: np.ndarray, labels: np.ndarray, folds: pd.DataFrame, whe
     listed = set(folds.number[folds.repeat == 0].astype(int))
     if have != listed:
         only_variant, only_folds = sorted(have - listed), sorted(listed - have)
-        raise CsxaError(f"the variant's train cases and the fold table differ: {len(only_variant)} only in the variant "
-                        f"{only_variant[:5]}, {len(only_folds)} only in the folds {only_folds[:5]}; rebuild both "
-                        f"from the same manifest (dvc repro)", path=where)
+        raise CsxaError(
+            f"the variant's train cases and the fold table differ: {len(only_variant)} only in the variant "
+            f"{only_variant[:5]}, {len(only_folds)} only in the folds {only_folds[:5]}; rebuild both "
+            f"from the same manifest (dvc repro)",
+            path=where,
+        )
     by_case = folds.pivot(index="number", columns="repeat", values="fold").loc[numbers]
     classes = folds[folds.repeat == 0].set_index("number").label.loc[numbers].to_numpy()
     differ = classes != labels
     if differ.any():
-        raise CsxaError(f"the fold table and the variant disagree on the class of case(s) "
-                        f"{np.asarray(numbers)[differ].tolist()[:5]}", path=where)
+        raise CsxaError(
+            f"the fold table and the variant disagree on the class of case(s) "
+            f"{np.asarray(numbers)[differ].tolist()[:5]}",
+            path=where,
+        )
     return by_case.reset_index(drop=True)
 
 
@@ -65,7 +71,6 @@ def fold_normalisation(images: np.ndarray, colour: bool):
     """Per-channel mean and std (pixel / 255, 1 x 3 x 1 x 1) of the training cases' images, the
     colour orders pooled as ``fit.model_normalisation`` pools them."""
     import torch
-
 
     x = images.astype(np.float64) / 255.0
     mean = torch.tensor(x.mean(axis=(0, 2, 3)), dtype=torch.float32).view(1, 3, 1, 1)
@@ -78,7 +83,6 @@ def train_fold(config, images, labels, stems, colour, runtime):
     validation labels, validation scores, counts)."""
     import torch
 
-
     seed_everything(config.seed)
     data = cases_train_data(images, labels, stems, colour, config)
     mean, std = (t.to(runtime.device) for t in fold_normalisation(images, colour))
@@ -87,8 +91,9 @@ def train_fold(config, images, labels, stems, colour, runtime):
         model = model.to(memory_format=torch.channels_last)
     criterion, optimizer, scheduler = training_parts(model, data.labels, config, runtime.device)
     for epoch in range(config.epochs):
-        run_epoch(model, criterion, optimizer, scheduler, data.images, data.labels, colour, mean, std, config, epoch,
-                  runtime)
+        run_epoch(
+            model, criterion, optimizer, scheduler, data.images, data.labels, colour, mean, std, config, epoch, runtime
+        )
     val_scores = score_in_memory(model, data.val_images, mean, std, config, runtime, scoring_orders(colour, config))
     return model, mean, std, data.val_labels, val_scores, data.counts
 
@@ -116,10 +121,19 @@ def write_outputs(out: Path, oof: pd.DataFrame, per_fold: list[dict], extra: dic
 def oof_frame(stems, numbers, labels, scores, repeat: int, fold: int, threshold: float) -> pd.DataFrame:
     """One fold's out-of-fold rows, in the columns of ``oof.csv``."""
     scores = np.asarray(scores, dtype=float)
-    return pd.DataFrame({"key": list(stems), "number": np.asarray(numbers, dtype=np.int64),
-                         "label": np.asarray(labels, dtype=np.int64), "repeat": repeat, "fold": fold, "score": scores,
-                         "threshold": float(threshold), "pred": (scores >= 0.5).astype(int),
-                         "pred_at_threshold": (scores >= threshold).astype(int)})
+    return pd.DataFrame(
+        {
+            "key": list(stems),
+            "number": np.asarray(numbers, dtype=np.int64),
+            "label": np.asarray(labels, dtype=np.int64),
+            "repeat": repeat,
+            "fold": fold,
+            "score": scores,
+            "threshold": float(threshold),
+            "pred": (scores >= 0.5).astype(int),
+            "pred_at_threshold": (scores >= threshold).astype(int),
+        }
+    )
 
 
 def finish(out: Path, parts: list[pd.DataFrame], per_fold: list[dict], extra: dict) -> pd.DataFrame:
@@ -131,11 +145,11 @@ def finish(out: Path, parts: list[pd.DataFrame], per_fold: list[dict], extra: di
     return oof
 
 
-def cross_validate(config, folds: pd.DataFrame, out: str | Path, *, title: str, folds_path: str = "folds.csv"
-                   ) -> pd.DataFrame:
+def cross_validate(
+    config, folds: pd.DataFrame, out: str | Path, *, title: str, folds_path: str = "folds.csv"
+) -> pd.DataFrame:
     """Train and score every fold of every repeat of one experiment; returns the out-of-fold rows."""
     from tqdm import tqdm
-
 
     out = Path(out)
     runtime = start_runtime()
@@ -155,24 +169,43 @@ def cross_validate(config, folds: pd.DataFrame, out: str | Path, *, title: str, 
             held = (assignment[r] == f).to_numpy()
             train_idx = np.flatnonzero(~held)
             model, mean, std, val_labels, val_scores, counts = train_fold(
-                config, images[train_idx], labels[train_idx], [stems[i] for i in train_idx], colour, runtime)
+                config, images[train_idx], labels[train_idx], [stems[i] for i in train_idx], colour, runtime
+            )
             threshold, note = choose_threshold(val_labels, val_scores, config.threshold)
             scores = score_in_memory(model, images[held], mean, std, config, runtime, orders)
-            part = oof_frame([stems[i] for i in np.flatnonzero(held)], numbers[held], labels[held], scores, int(r), f,
-                             threshold)
+            part = oof_frame(
+                [stems[i] for i in np.flatnonzero(held)], numbers[held], labels[held], scores, int(r), f, threshold
+            )
             parts.append(part)
-            per_fold.append({"repeat": int(r), "fold": f, "test_cases": int(held.sum()), **counts,
-                             "threshold": float(threshold), "threshold_note": note, **fold_metrics(part)})
-        extra = {"experiment": title, "model": config.model, "variant": str(config.variant), "k": k,
-                 "repeats": int(len(assignment.columns)), "cases": int(len(labels)), "colour_variant": colour,
-                 "threshold_rule": str(config.threshold)}
+            per_fold.append(
+                {
+                    "repeat": int(r),
+                    "fold": f,
+                    "test_cases": int(held.sum()),
+                    **counts,
+                    "threshold": float(threshold),
+                    "threshold_note": note,
+                    **fold_metrics(part),
+                }
+            )
+        extra = {
+            "experiment": title,
+            "model": config.model,
+            "variant": str(config.variant),
+            "k": k,
+            "repeats": int(len(assignment.columns)),
+            "cases": int(len(labels)),
+            "colour_variant": colour,
+            "threshold_rule": str(config.threshold),
+        }
         return finish(out, parts, per_fold, extra)
     finally:
         stop_runtime()
 
 
-def cross_validate_landmarks(manifest, landmarks, folds: pd.DataFrame, results: str | Path, config, protocol,
-                             folds_path: str = "folds.csv") -> dict[str, pd.DataFrame]:
+def cross_validate_landmarks(
+    manifest, landmarks, folds: pd.DataFrame, results: str | Path, config, protocol, folds_path: str = "folds.csv"
+) -> dict[str, pd.DataFrame]:
     """The landmark baseline's two classifiers on the same folds (``landmark_baseline.fit_and_predict``
     with fold k as its test cases): ``RESULTS/landmarks_logreg/`` and ``RESULTS/landmarks_gbt/``."""
 
@@ -187,16 +220,34 @@ def cross_validate_landmarks(manifest, landmarks, folds: pd.DataFrame, results: 
             for f in range(k):
                 held = (assignment[r] == f).to_numpy()
                 fold_cases = cases.assign(split=np.where(held, "test", "train"))
-                predictions, threshold, note, counts = fit_and_predict(fold_cases, kind, config, protocol,
-                                                                       SCALE_FREE_FEATURES)
-                part = oof_frame(predictions.key, predictions.number, predictions.label, predictions.score, int(r), f,
-                                 threshold)
+                predictions, threshold, note, counts = fit_and_predict(
+                    fold_cases, kind, config, protocol, SCALE_FREE_FEATURES
+                )
+                part = oof_frame(
+                    predictions.key, predictions.number, predictions.label, predictions.score, int(r), f, threshold
+                )
                 parts.append(part)
-                per_fold.append({"repeat": int(r), "fold": f, "test_cases": int(held.sum()), **counts,
-                                 "threshold": float(threshold), "threshold_note": note, **fold_metrics(part)})
-        extra = {"experiment": name, "model": MODEL_NAMES[kind], "variant": "landmarks",
-                 "repeats": int(len(assignment.columns)), "cases": int(len(cases)), "colour_variant": False,
-                 "threshold_rule": str(protocol.threshold), "k": k}
+                per_fold.append(
+                    {
+                        "repeat": int(r),
+                        "fold": f,
+                        "test_cases": int(held.sum()),
+                        **counts,
+                        "threshold": float(threshold),
+                        "threshold_note": note,
+                        **fold_metrics(part),
+                    }
+                )
+        extra = {
+            "experiment": name,
+            "model": MODEL_NAMES[kind],
+            "variant": "landmarks",
+            "repeats": int(len(assignment.columns)),
+            "cases": int(len(cases)),
+            "colour_variant": False,
+            "threshold_rule": str(protocol.threshold),
+            "k": k,
+        }
         out[name] = finish(Path(results) / name, parts, per_fold, extra)
     return out
 
@@ -206,6 +257,8 @@ def summary_line(name: str, oof: pd.DataFrame) -> str:
 
     m = classification_metrics(oof.label.to_numpy(), oof.pred.to_numpy(), oof.score.to_numpy())
     auc = "n/a" if m["auroc"] is None else f"{m['auroc']:.3f}"
-    return (f"cv {name}: {oof.key.nunique()} cases x {oof.repeat.nunique()} repeat(s) in {oof.fold.nunique()} folds, "
-            f"out of fold: balanced accuracy {m['balanced_accuracy']:.3f}, AUROC {auc}, sensitivity "
-            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}")
+    return (
+        f"cv {name}: {oof.key.nunique()} cases x {oof.repeat.nunique()} repeat(s) in {oof.fold.nunique()} folds, "
+        f"out of fold: balanced accuracy {m['balanced_accuracy']:.3f}, AUROC {auc}, sensitivity "
+        f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f}"
+    )

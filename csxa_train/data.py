@@ -60,8 +60,12 @@ def normalisation(source: str | Path | Source) -> tuple[torch.Tensor, torch.Tens
 
 
 def _to_record(decoded: dict) -> dict:
-    return {"key": decoded["key"], "image": torch.from_numpy(np.ascontiguousarray(decoded["image"].transpose(2, 0, 1))),
-            "label": decoded["label"], "number": decoded["meta"]["number"]}
+    return {
+        "key": decoded["key"],
+        "image": torch.from_numpy(np.ascontiguousarray(decoded["image"].transpose(2, 0, 1))),
+        "label": decoded["label"],
+        "number": decoded["meta"]["number"],
+    }
 
 
 class _VerifiedShards:
@@ -82,8 +86,13 @@ def stream(source: str | Path | Source, split: str = "test"):
 
     src = source_of(source)
     report = read_variant_json(src, "shards.json")
-    return wds.DataPipeline(partial(iter, split_shards_of(report, split)), wds.split_by_node, wds.split_by_worker,
-                            _VerifiedShards(src, report["spec"]["out_size"]), wds.map(_to_record))
+    return wds.DataPipeline(
+        partial(iter, split_shards_of(report, split)),
+        wds.split_by_node,
+        wds.split_by_worker,
+        _VerifiedShards(src, report["spec"]["out_size"]),
+        wds.map(_to_record),
+    )
 
 
 def guarded(iterable, source):
@@ -99,25 +108,32 @@ def guarded(iterable, source):
         # less the exception's class name ("csxa_data.shards.ShardError: FILE: what is wrong")
         raise CsxaError(str(exc).strip().splitlines()[-1].split(": ", 1)[-1]) from None
     except (OSError, tarfile.TarError, ValueError, RuntimeError) as exc:
-        raise CsxaError(f"cannot stream the shards ({type(exc).__name__}: {str(exc).strip().splitlines()[-1]})",
-                        path=str(source)) from None
+        raise CsxaError(
+            f"cannot stream the shards ({type(exc).__name__}: {str(exc).strip().splitlines()[-1]})", path=str(source)
+        ) from None
 
 
 def _collate(records: list[dict]) -> dict:
-    return {"key": [r["key"] for r in records], "number": torch.tensor([r["number"] for r in records]),
-            "image": torch.stack([r["image"] for r in records]), "label": torch.tensor([r["label"] for r in records])}
+    return {
+        "key": [r["key"] for r in records],
+        "number": torch.tensor([r["number"] for r in records]),
+        "image": torch.stack([r["image"] for r in records]),
+        "label": torch.tensor([r["label"] for r in records]),
+    }
 
 
 def eval_loader(source: str | Path | Source, batch_size: int, workers: int, split: str = "test"):
     """Batches of the split, each sample exactly once over all ranks and workers."""
     src = source_of(source)
     shards = split_shards_of(read_variant_json(src, "shards.json"), split)
-    return torch.utils.data.DataLoader(stream(src, split), batch_size=batch_size, collate_fn=_collate,
-                                       num_workers=min(workers, len(shards)))
+    return torch.utils.data.DataLoader(
+        stream(src, split), batch_size=batch_size, collate_fn=_collate, num_workers=min(workers, len(shards))
+    )
 
 
-def load_split(source: str | Path | Source, split: str = "train",
-               cases: CaseLedger | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_split(
+    source: str | Path | Source, split: str = "train", cases: CaseLedger | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The whole split in memory: images (N x 3 x H x W uint8), labels, keys; read and verified in
     one pass (a bad shard stops here, before any training), no case in it twice or among
     ``cases`` (:func:`preflight`'s test cases)."""
@@ -137,8 +153,12 @@ def prepare(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """uint8 batch -> float in [0, 1], resized (area) to ``size`` if given."""
     x = images.float().div_(255.0)
     if size and x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="area" if size < x.shape[-1] else "bilinear",
-                          align_corners=None if size < x.shape[-1] else False)
+        x = F.interpolate(
+            x,
+            size=(size, size),
+            mode="area" if size < x.shape[-1] else "bilinear",
+            align_corners=None if size < x.shape[-1] else False,
+        )
     return x
 
 
@@ -167,5 +187,5 @@ def pool_orders(mean: torch.Tensor, std: torch.Tensor, colour: bool) -> tuple[to
         return mean, std
     m = mean[:, 1:3].mean(dim=1, keepdim=True)
     second = (std[:, 1:3] ** 2 + mean[:, 1:3] ** 2).mean(dim=1, keepdim=True)
-    s = torch.sqrt(torch.clamp(second - m ** 2, min=1e-12))
+    s = torch.sqrt(torch.clamp(second - m**2, min=1e-12))
     return torch.cat([mean[:, :1], m, m], dim=1), torch.cat([std[:, :1], s, s], dim=1)

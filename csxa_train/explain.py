@@ -52,18 +52,21 @@ MIN_SIDE = 4  # a Grad-CAM map narrower than this cannot say where in the image 
 
 @dataclass
 class TestSplit:
-    images: np.ndarray          # N x 3 x H x W uint8, as stored
+    images: np.ndarray  # N x 3 x H x W uint8, as stored
     labels: np.ndarray
     keys: list[str]
-    boxes: np.ndarray           # N x 4 landmark boxes in the stored image's pixels
+    boxes: np.ndarray  # N x 4 landmark boxes in the stored image's pixels
 
 
 def box_in_image(landmark_box, crop_box, width: int, height: int) -> tuple[float, float, float, float]:
     """The landmark box (film pixels) in the pixels of an image of ``width`` x ``height`` made by
     resizing the film's ``crop_box`` region to that size; clipped to the image."""
     for name, box in (("landmark_box", landmark_box), ("crop_box", crop_box)):
-        if not (isinstance(box, (list, tuple)) and len(box) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e9 for v in box)):
+        if not (
+            isinstance(box, (list, tuple))
+            and len(box) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e9 for v in box)
+        ):
             raise CsxaError(f"{name} {str(box)[:80]} is not four finite numbers of film pixels")
     x0, y0, x1, y1 = (float(v) for v in landmark_box)
     cx0, cy0, cx1, cy1 = (float(v) for v in crop_box)
@@ -96,8 +99,11 @@ def candidate_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     if hasattr(model, "layer4"):
         return [(f"layer{n}", getattr(model, f"layer{n}")[-1]) for n in (4, 3, 2)]
     named = list(model.features.named_children())
-    out = [(f"features.{name}", layer) for (name, layer), (_, after) in zip(named, named[1:])
-           if isinstance(after, nn.MaxPool2d)]
+    out = [
+        (f"features.{name}", layer)
+        for (name, layer), (_, after) in zip(named, named[1:])
+        if isinstance(after, nn.MaxPool2d)
+    ]
     return out[::-1]
 
 
@@ -110,6 +116,7 @@ def target_layer(model: nn.Module, size: int, min_side: int = MIN_SIDE) -> tuple
     def record(name):
         def hook(module, inputs, output) -> None:  # returns None: the output stays as it is
             sides[name] = int(output.shape[-1])
+
         return hook
 
     hooks = [layer.register_forward_hook(record(name)) for name, layer in candidate_layers(model)]
@@ -138,8 +145,10 @@ def load_test_split(source) -> TestSplit:
         try:
             box = box_in_image(meta["landmark_box"], meta["crop_box"], image.shape[1], image.shape[0])
         except (KeyError, CsxaError) as exc:
-            raise CsxaError(f"sample {sample['key']!r}: no usable landmark_box and crop_box in its metadata ({exc})",
-                            path=str(source)) from None
+            raise CsxaError(
+                f"sample {sample['key']!r}: no usable landmark_box and crop_box in its metadata ({exc})",
+                path=str(source),
+            ) from None
         images.append(np.ascontiguousarray(image.transpose(2, 0, 1)))
         labels.append(sample["label"])
         keys.append(sample["key"])
@@ -147,8 +156,12 @@ def load_test_split(source) -> TestSplit:
     if not images:
         raise CsxaError("the test split is empty", path=str(source))
     order = np.argsort(np.asarray(keys), kind="mergesort")
-    return TestSplit(np.stack(images)[order], np.asarray(labels, dtype=np.int64)[order], [keys[i] for i in order],
-                     np.asarray(boxes, dtype=float)[order])
+    return TestSplit(
+        np.stack(images)[order],
+        np.asarray(labels, dtype=np.int64)[order],
+        [keys[i] for i in order],
+        np.asarray(boxes, dtype=float)[order],
+    )
 
 
 class PredictedClass:
@@ -167,9 +180,11 @@ def pick_cases(frame: pd.DataFrame, per_kind: int) -> dict[str, pd.DataFrame]:
     """The most confident true positives and false positives (highest scores) and false negatives
     (lowest scores), ``per_kind`` of each at most; ties broken by key."""
     predicted = frame.pred == 1
-    picks = {"tp": frame[predicted & (frame.label == 1)].sort_values(["score", "key"], ascending=[False, True]),
-             "fp": frame[predicted & (frame.label == 0)].sort_values(["score", "key"], ascending=[False, True]),
-             "fn": frame[~predicted & (frame.label == 1)].sort_values(["score", "key"], ascending=[True, True])}
+    picks = {
+        "tp": frame[predicted & (frame.label == 1)].sort_values(["score", "key"], ascending=[False, True]),
+        "fp": frame[predicted & (frame.label == 0)].sort_values(["score", "key"], ascending=[False, True]),
+        "fn": frame[~predicted & (frame.label == 1)].sort_values(["score", "key"], ascending=[True, True]),
+    }
     return {kind: rows.head(per_kind) for kind, rows in picks.items()}
 
 
@@ -184,18 +199,27 @@ def _checked_state(checkpoint: Path, variant: str | None):
     config = checkpoint_config(state, checkpoint, variant=str(variant) if variant else None)
     source = str(config.variant)
     if "://" not in source and not (Path(source) / "shards.json").is_file():
-        raise CsxaError(f"its variant {source} is not here (no shards.json): build or pull it "
-                        f"(dvc repro / dvc pull), or give --variant", path=checkpoint)
+        raise CsxaError(
+            f"its variant {source} is not here (no shards.json): build or pull it "
+            f"(dvc repro / dvc pull), or give --variant",
+            path=checkpoint,
+        )
     return state, config
 
 
-def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: str | None = None,
-            per_kind: int = 4, batch_size: int = 32, progress: bool = True) -> dict:
+def explain(
+    checkpoint: str | Path,
+    out: str | Path | None = None,
+    *,
+    variant: str | None = None,
+    per_kind: int = 4,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict:
     """Grad-CAM over the test split of a checkpoint's variant; writes gradcam.png, gradcam.csv and
     gradcam.json into OUT (default: the checkpoint's folder) and returns the json's content."""
     from pytorch_grad_cam import GradCAM
     from tqdm import tqdm
-
 
     if per_kind < 1:
         raise CsxaError(f"--per-kind must be at least 1, not {per_kind}")
@@ -215,28 +239,53 @@ def explain(checkpoint: str | Path, out: str | Path | None = None, *, variant: s
     with GradCAM(model=model, target_layers=[layer]) as cam:
         starts = range(0, len(test.labels), batch_size)
         for start in tqdm(starts, desc=f"explain {experiment}", unit="batch", disable=not progress):
-            x = (prepare(torch.from_numpy(test.images[start:start + batch_size]), config.image_size) - mean) / std
+            x = (prepare(torch.from_numpy(test.images[start : start + batch_size]), config.image_size) - mean) / std
             # one forward pass scores the batch and gives Grad-CAM its activations
             cams.append(cam(input_tensor=x, targets=[PredictedClass(threshold)] * len(x)))
             scores.append(torch.softmax(cam.outputs.detach().float(), dim=1)[:, 1].cpu().numpy())
     scores, cams = np.concatenate(scores), np.concatenate(cams)
     boxes = test.boxes * np.array([scale[0], scale[1], scale[0], scale[1]])
-    frame = pd.DataFrame({"key": test.keys, "label": test.labels, "score": scores.astype(float),
-                          "pred": (scores >= threshold).astype(int),
-                          "heat_in_box": [heat_share(c, b) for c, b in zip(cams, boxes)],
-                          "box_area": [float(box_mask(b, size, size).mean()) for b in boxes]})
+    frame = pd.DataFrame(
+        {
+            "key": test.keys,
+            "label": test.labels,
+            "score": scores.astype(float),
+            "pred": (scores >= threshold).astype(int),
+            "heat_in_box": [heat_share(c, b) for c, b in zip(cams, boxes)],
+            "box_area": [float(box_mask(b, size, size).mean()) for b in boxes],
+        }
+    )
     picks = pick_cases(frame, per_kind)
-    summary = {"experiment": experiment, "checkpoint": str(checkpoint), "variant": str(config.variant),
-               "model": config.model, "threshold": threshold, "n": int(len(frame)), "target": "the predicted class",
-               "layer": layer_name, "map_side": side,
-               "heat_in_box": _mean(frame.heat_in_box), "box_area": _mean(frame.box_area),
-               "by_kind": {kind: {"cases": [str(k) for k in rows.key], "heat_in_box": _mean(rows.heat_in_box),
-                                  "box_area": _mean(rows.box_area)} for kind, rows in picks.items()}}
+    summary = {
+        "experiment": experiment,
+        "checkpoint": str(checkpoint),
+        "variant": str(config.variant),
+        "model": config.model,
+        "threshold": threshold,
+        "n": int(len(frame)),
+        "target": "the predicted class",
+        "layer": layer_name,
+        "map_side": side,
+        "heat_in_box": _mean(frame.heat_in_box),
+        "box_area": _mean(frame.box_area),
+        "by_kind": {
+            kind: {
+                "cases": [str(k) for k in rows.key],
+                "heat_in_box": _mean(rows.heat_in_box),
+                "box_area": _mean(rows.box_area),
+            }
+            for kind, rows in picks.items()
+        },
+    }
     index = {key: i for i, key in enumerate(test.keys)}
-    write_files_atomic(out, {  # the three replaced together or not at all
-        "gradcam.csv": lambda path: frame.to_csv(path, index=False, float_format="%.6f"),
-        "gradcam.json": lambda path: path.write_text(json.dumps(summary, indent=2) + "\n"),
-        "gradcam.png": lambda path: contact_sheet(test, cams, boxes, index, picks, summary, path)})
+    write_files_atomic(
+        out,
+        {  # the three replaced together or not at all
+            "gradcam.csv": lambda path: frame.to_csv(path, index=False, float_format="%.6f"),
+            "gradcam.json": lambda path: path.write_text(json.dumps(summary, indent=2) + "\n"),
+            "gradcam.png": lambda path: contact_sheet(test, cams, boxes, index, picks, summary, path),
+        },
+    )
     return summary
 
 
@@ -252,13 +301,19 @@ def explain_all(experiments: list[str], results: str | Path, *, per_kind: int = 
     for name in experiments:
         checkpoint = results / name / "checkpoint.pt"
         if not checkpoint.is_file():
-            raise CsxaError("checkpoint not found (train the experiment first: dvc repro); nothing was written",
-                            path=checkpoint)
+            raise CsxaError(
+                "checkpoint not found (train the experiment first: dvc repro); nothing was written", path=checkpoint
+            )
         if state_name(checkpoint) != name:
-            raise CsxaError(f"is in {checkpoint.parent.resolve()}, another experiment's folder (a linked results "
-                            "folder?); nothing was written", path=checkpoint)
-    summaries = [explain(results / name / "checkpoint.pt", results / name, per_kind=per_kind, progress=progress)
-                 for name in experiments]
+            raise CsxaError(
+                f"is in {checkpoint.parent.resolve()}, another experiment's folder (a linked results "
+                "folder?); nothing was written",
+                path=checkpoint,
+            )
+    summaries = [
+        explain(results / name / "checkpoint.pt", results / name, per_kind=per_kind, progress=progress)
+        for name in experiments
+    ]
     table = results / "gradcam.md"
     with atomic_path(table) as tmp:
         tmp.write_text(summary_markdown(summaries))
@@ -268,14 +323,18 @@ def explain_all(experiments: list[str], results: str | Path, *, per_kind: int = 
 def summary_markdown(summaries: list[dict]) -> str:
     """One row per experiment: the mean share of the Grad-CAM heat inside the landmark box beside
     the mean share of the image the box covers (what a map spread evenly would score)."""
-    lines = ["| experiment | variant | model | Grad-CAM layer (map px) | test cases | heat inside the landmark box "
-             "| box's share of the image | heat / box share |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| experiment | variant | model | Grad-CAM layer (map px) | test cases | heat inside the landmark box "
+        "| box's share of the image | heat / box share |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
     for s in summaries:
         share, area = s["heat_in_box"], s["box_area"]
         ratio = f"{share / area:.2f}" if share is not None and area else "n/a"
-        lines.append(f"| {s['experiment']} | {Path(s['variant']).name} | {s['model']} | {s['layer']} ({s['map_side']}) "
-                     f"| {s['n']} | {_pct(share, 1)} | {_pct(area, 1)} | {ratio} |")
+        lines.append(
+            f"| {s['experiment']} | {Path(s['variant']).name} | {s['model']} | {s['layer']} ({s['map_side']}) "
+            f"| {s['n']} | {_pct(share, 1)} | {_pct(area, 1)} | {ratio} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -302,25 +361,36 @@ def overlay(image: np.ndarray, cam: np.ndarray, box, size: int) -> Image.Image:
     heat = np.asarray(Image.fromarray(cam.astype(np.float32), mode="F").resize((size, size), Image.Resampling.BILINEAR))
     tile = Image.fromarray(show_cam_on_image(rgb, np.clip(heat, 0, 1), use_rgb=True, image_weight=0.6))
     f = size / cam.shape[1], size / cam.shape[0]
-    ImageDraw.Draw(tile).rectangle([box[0] * f[0], box[1] * f[1], box[2] * f[0] - 1, box[3] * f[1] - 1],
-                                   outline=(0, 255, 0), width=2)
+    ImageDraw.Draw(tile).rectangle(
+        [box[0] * f[0], box[1] * f[1], box[2] * f[0] - 1, box[3] * f[1] - 1], outline=(0, 255, 0), width=2
+    )
     return tile
 
 
-def contact_sheet(test: TestSplit, cams: np.ndarray, boxes: np.ndarray, index: dict, picks: dict, summary: dict,
-                  path) -> None:
+def contact_sheet(
+    test: TestSplit, cams: np.ndarray, boxes: np.ndarray, index: dict, picks: dict, summary: dict, path
+) -> None:
     """One row per kind (TP, FP, FN), the most confident cases left to right, each captioned."""
-
 
     columns = max([len(rows) for rows in picks.values()] + [1])
     label_w, caption, head = 150, 34, 58
     sheet = Image.new("RGB", (label_w + columns * (TILE + 8), head + len(KINDS) * (TILE + caption + 8)), "white")
     draw = ImageDraw.Draw(sheet)
     share = summary["heat_in_box"]
-    draw.text((8, 6), f"{summary['experiment']}: Grad-CAM of the predicted class ({summary['model']}, threshold "
-                      f"{summary['threshold']:.3f})", fill="black", font=figure_font(16))
-    draw.text((8, 30), f"heat inside the landmark box: {_pct(share)} on average over {summary['n']} test cases; "
-                       f"the box covers {_pct(summary['box_area'])} of the image (green)", fill="black", font=figure_font(13))
+    draw.text(
+        (8, 6),
+        f"{summary['experiment']}: Grad-CAM of the predicted class ({summary['model']}, threshold "
+        f"{summary['threshold']:.3f})",
+        fill="black",
+        font=figure_font(16),
+    )
+    draw.text(
+        (8, 30),
+        f"heat inside the landmark box: {_pct(share)} on average over {summary['n']} test cases; "
+        f"the box covers {_pct(summary['box_area'])} of the image (green)",
+        fill="black",
+        font=figure_font(13),
+    )
     for row, (kind, title) in enumerate(KINDS):
         top = head + row * (TILE + caption + 8)
         draw.text((8, top + TILE // 2 - 10), f"{title}\n({len(picks[kind])})", fill="black", font=figure_font(14))
@@ -330,8 +400,12 @@ def contact_sheet(test: TestSplit, cams: np.ndarray, boxes: np.ndarray, index: d
             i = index[case.key]
             left = label_w + col * (TILE + 8)
             sheet.paste(overlay(test.images[i], cams[i], boxes[i], TILE), (left, top))
-            draw.text((left, top + TILE + 2), f"{case.key}  p={case.score:.3f}\nin box {_pct(case.heat_in_box)}",
-                      fill="black", font=figure_font(12))
+            draw.text(
+                (left, top + TILE + 2),
+                f"{case.key}  p={case.score:.3f}\nin box {_pct(case.heat_in_box)}",
+                fill="black",
+                font=figure_font(12),
+            )
     sheet.save(path, format="PNG")
 
 

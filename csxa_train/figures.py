@@ -35,13 +35,19 @@ def _confusion_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], c: dict
             draw.text((box[0] + 12, box[1] + 40), f"{count}\n{share:.0%} of row", fill="black", font=font)
 
 
-def _roc_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], roc: pd.DataFrame, auc: float | None,
-               point: tuple[float, float] | None) -> None:
+def _roc_panel(
+    draw: ImageDraw.ImageDraw,
+    origin: tuple[int, int],
+    roc: pd.DataFrame,
+    auc: float | None,
+    point: tuple[float, float] | None,
+) -> None:
     x0, y0 = origin
     size = 260
     font, small = figure_font(16), figure_font(13)
-    draw.text((x0, y0), f"ROC (AUROC {auc:.3f})" if auc is not None else "ROC (one class in test)", fill="black",
-              font=font)
+    draw.text(
+        (x0, y0), f"ROC (AUROC {auc:.3f})" if auc is not None else "ROC (one class in test)", fill="black", font=font
+    )
     left, top = x0 + 40, y0 + 30
     draw.rectangle([left, top, left + size, top + size], outline="black")
     draw.line([left, top + size, left + size, top], fill=(170, 170, 170), width=1)
@@ -55,8 +61,9 @@ def _roc_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], roc: pd.DataF
     draw.text((x0 - 4, top + size // 2), "TPR", fill="black", font=small)
 
 
-def _reliability_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], calibration: pd.DataFrame,
-                       ece: float) -> None:
+def _reliability_panel(
+    draw: ImageDraw.ImageDraw, origin: tuple[int, int], calibration: pd.DataFrame, ece: float
+) -> None:
     """Observed fraction of spondylosis against the mean score per bin; the diagonal is perfect
     calibration, and each dot's area follows its bin's count."""
     x0, y0 = origin
@@ -76,16 +83,19 @@ def _reliability_panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], calib
     draw.text((x0 - 4, top + size // 2), "obs.", fill="black", font=small)
 
 
-def evaluation_figure(metrics: dict, roc: pd.DataFrame, calibration: pd.DataFrame, title: str,
-                      out: str | Path) -> Path:
+def evaluation_figure(metrics: dict, roc: pd.DataFrame, calibration: pd.DataFrame, title: str, out: str | Path) -> Path:
     """One PNG: the model's confusion matrix (at 0.5), the majority baseline's, the ROC curve (the
     chosen threshold's point marked) and the reliability diagram."""
     img = Image.new("RGB", (1560, 420), "white")
     draw = ImageDraw.Draw(img)
-    draw.text((20, 10), f"{title}   balanced accuracy {metrics['balanced_accuracy']:.3f}   accuracy "
-              f"{metrics['accuracy']:.3f} (baseline {metrics['baseline']['accuracy']:.3f})   at threshold "
-              f"{metrics['threshold']:.3f}: balanced accuracy {metrics['at_threshold']['balanced_accuracy']:.3f}",
-              fill="black", font=figure_font(18))
+    draw.text(
+        (20, 10),
+        f"{title}   balanced accuracy {metrics['balanced_accuracy']:.3f}   accuracy "
+        f"{metrics['accuracy']:.3f} (baseline {metrics['baseline']['accuracy']:.3f})   at threshold "
+        f"{metrics['threshold']:.3f}: balanced accuracy {metrics['at_threshold']['balanced_accuracy']:.3f}",
+        fill="black",
+        font=figure_font(18),
+    )
     _confusion_panel(draw, (20, 50), metrics["confusion"], "model (threshold 0.5)")
     _confusion_panel(draw, (390, 50), metrics["baseline"]["confusion"], f"baseline: {metrics['baseline']['rule']}")
     c = metrics["at_threshold"]["confusion"]
@@ -97,8 +107,13 @@ def evaluation_figure(metrics: dict, roc: pd.DataFrame, calibration: pd.DataFram
     return out
 
 
-COMPARED = (("balanced_accuracy", "balanced accuracy"), ("sensitivity", "sensitivity"),
-            ("specificity", "specificity"), ("auroc", "AUROC"), ("accuracy", "accuracy"))
+COMPARED = (
+    ("balanced_accuracy", "balanced accuracy"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+    ("auroc", "AUROC"),
+    ("accuracy", "accuracy"),
+)
 
 
 def comparison_figure(table: pd.DataFrame, facts: dict, out) -> None:
@@ -114,8 +129,13 @@ def comparison_figure(table: pd.DataFrame, facts: dict, out) -> None:
     draw = ImageDraw.Draw(img)
     font, small = figure_font(16), figure_font(12)
     level = round(100 * facts["confidence"])
-    draw.text((10, 8), f"{facts['n']} test cases; points with {level}% intervals; dashed: majority baseline "
-              f"(always class {facts['majority_class']}); blue: reference {facts['reference']}", fill="black", font=font)
+    draw.text(
+        (10, 8),
+        f"{facts['n']} test cases; points with {level}% intervals; dashed: majority baseline "
+        f"(always class {facts['majority_class']}); blue: reference {facts['reference']}",
+        fill="black",
+        font=font,
+    )
 
     def finite(v):
         return v is not None and not (isinstance(v, float) and math.isnan(v))

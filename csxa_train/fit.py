@@ -105,18 +105,30 @@ def _fit(config: TrainParams, out: Path, title: str, runtime: Runtime) -> dict |
             if runtime.main:
                 print(f"{checkpoint_path} already holds all {config.epochs} epochs; evaluating it")
     if runtime.world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None
+        )
     for epoch in range(start_epoch, config.epochs):
-        row = run_epoch(model, criterion, optimizer, scheduler, images, labels, data.colour, mean, std, config, epoch,
-                        runtime)
+        row = run_epoch(
+            model, criterion, optimizer, scheduler, images, labels, data.colour, mean, std, config, epoch, runtime
+        )
         # timings go to the screen only: stored logs and checkpoints stay identical across reruns
         log_rows.append({k: v for k, v in row.items() if k not in ("seconds", "images_per_s")})
         if runtime.main:
-            print(f"epoch {row['epoch']}/{config.epochs}: loss {row['loss']:.4f}, train accuracy "
-                  f"{row['accuracy']:.3f}, lr {row['lr']:.2e}, {row['images_per_s']:.0f} images/s")
-            state = {"model": unwrap(model).state_dict(), "epoch": epoch, "config": config.to_dict(),
-                     "digest": digest, "log": log_rows, "counts": counts, "colour": data.colour,
-                     "normalisation": {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}}
+            print(
+                f"epoch {row['epoch']}/{config.epochs}: loss {row['loss']:.4f}, train accuracy "
+                f"{row['accuracy']:.3f}, lr {row['lr']:.2e}, {row['images_per_s']:.0f} images/s"
+            )
+            state = {
+                "model": unwrap(model).state_dict(),
+                "epoch": epoch,
+                "config": config.to_dict(),
+                "digest": digest,
+                "log": log_rows,
+                "counts": counts,
+                "colour": data.colour,
+                "normalisation": {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
+            }
             if epoch + 1 < config.epochs:  # what a resumed run needs; the final checkpoint is the model alone
                 state |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
             save_checkpoint(checkpoint_path, state)
@@ -131,26 +143,41 @@ def _fit(config: TrainParams, out: Path, title: str, runtime: Runtime) -> dict |
     predictions = predict(unwrap(model), config.variant, mean, std, config, runtime, orders)
     if not runtime.main:
         return None
-    details, writers = evaluation_files(predictions, counts["majority_class"], title,
-                                        {"experiment": title, "model": config.model, "balance": config.balance,
-                                         "epochs": config.epochs, "world_size": runtime.world,
-                                         "threshold_rule": str(config.threshold), "threshold_note": note,
-                                         "colour_variant": data.colour,
-                                         "train_orders": config.train_orders if data.colour else None,
-                                         "test_orders": list(orders), **counts},
-                                        threshold, config.calibration_bins)
+    details, writers = evaluation_files(
+        predictions,
+        counts["majority_class"],
+        title,
+        {
+            "experiment": title,
+            "model": config.model,
+            "balance": config.balance,
+            "epochs": config.epochs,
+            "world_size": runtime.world,
+            "threshold_rule": str(config.threshold),
+            "threshold_note": note,
+            "colour_variant": data.colour,
+            "train_orders": config.train_orders if data.colour else None,
+            "test_orders": list(orders),
+            **counts,
+        },
+        threshold,
+        config.calibration_bins,
+    )
     writers["train_log.csv"] = lambda path: pd.DataFrame(log_rows).to_csv(path, index=False, float_format="%.6f")
     writers["MODEL_CARD.md"] = lambda path: path.write_text(model_card_text(title, details, config), encoding="utf-8")
     write_files_atomic(out, writers)  # the results of one run, all together
-    print(f"{title}: balanced accuracy {details['balanced_accuracy']:.3f}, sensitivity {details['sensitivity']:.3f}, "
-          f"specificity {details['specificity']:.3f}, AUROC {'n/a' if details['auroc'] is None else format(details['auroc'], '.3f')}, accuracy {details['accuracy']:.3f} "
-          f"(majority baseline {details['baseline']['accuracy']:.3f}); at threshold {threshold:.3f} ({note}): "
-          f"balanced accuracy {details['at_threshold']['balanced_accuracy']:.3f}; wrote {out}")
+    print(
+        f"{title}: balanced accuracy {details['balanced_accuracy']:.3f}, sensitivity {details['sensitivity']:.3f}, "
+        f"specificity {details['specificity']:.3f}, AUROC {'n/a' if details['auroc'] is None else format(details['auroc'], '.3f')}, accuracy {details['accuracy']:.3f} "
+        f"(majority baseline {details['baseline']['accuracy']:.3f}); at threshold {threshold:.3f} ({note}): "
+        f"balanced accuracy {details['at_threshold']['balanced_accuracy']:.3f}; wrote {out}"
+    )
     return details
 
 
-def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str | None = None,
-                        workers: int | None = None) -> dict | None:
+def evaluate_checkpoint(
+    checkpoint: str | Path, out: str | Path, *, variant: str | None = None, workers: int | None = None
+) -> dict | None:
     """Score the test split with a saved checkpoint (at the threshold its run chose); writes the
     same evaluation files as fit."""
     runtime = start_runtime()
@@ -173,9 +200,18 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, *, variant: str
             return None
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        return write_evaluation(out, predictions, state["counts"]["majority_class"], out.name,
-                                {"checkpoint": str(checkpoint), "world_size": runtime.world,
-                                 "threshold_note": state.get("threshold_note", "fixed at 0.5")},
-                                threshold, config.calibration_bins)
+        return write_evaluation(
+            out,
+            predictions,
+            state["counts"]["majority_class"],
+            out.name,
+            {
+                "checkpoint": str(checkpoint),
+                "world_size": runtime.world,
+                "threshold_note": state.get("threshold_note", "fixed at 0.5"),
+            },
+            threshold,
+            config.calibration_bins,
+        )
     finally:
         stop_runtime()

@@ -47,23 +47,29 @@ MODEL_NAMES = {"logreg": "logistic_regression", "gbt": "hist_gradient_boosting"}
 class LandmarkParams:
     """The ``landmarks`` section of params.yaml: the two classifiers' settings."""
 
-    logreg_c: float = 1.0              # inverse L2 strength (features standardised on the train part)
+    logreg_c: float = 1.0  # inverse L2 strength (features standardised on the train part)
     logreg_max_iter: int = 1000
-    gbt_max_iter: int = 200            # boosting iterations
+    gbt_max_iter: int = 200  # boosting iterations
     gbt_learning_rate: float = 0.05
     gbt_max_depth: int = 3
     gbt_min_samples_leaf: int = 10
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "LandmarkParams":
+    def from_dict(cls, data: dict | None) -> LandmarkParams:
 
         config = dataclass_from_section(cls, data or {}, "landmarks")
-        require(config.logreg_c > 0 and config.logreg_max_iter >= 1,
-                "landmarks.logreg_c must be positive and landmarks.logreg_max_iter at least 1")
-        require(config.gbt_max_iter >= 1 and 0 < config.gbt_learning_rate <= 1 and config.gbt_max_depth >= 1
-                and config.gbt_min_samples_leaf >= 1,
-                "landmarks.gbt_max_iter, gbt_max_depth and gbt_min_samples_leaf must be at least 1 and "
-                "landmarks.gbt_learning_rate within (0, 1]")
+        require(
+            config.logreg_c > 0 and config.logreg_max_iter >= 1,
+            "landmarks.logreg_c must be positive and landmarks.logreg_max_iter at least 1",
+        )
+        require(
+            config.gbt_max_iter >= 1
+            and 0 < config.gbt_learning_rate <= 1
+            and config.gbt_max_depth >= 1
+            and config.gbt_min_samples_leaf >= 1,
+            "landmarks.gbt_max_iter, gbt_max_depth and gbt_min_samples_leaf must be at least 1 and "
+            "landmarks.gbt_learning_rate within (0, 1]",
+        )
         return config
 
 
@@ -78,7 +84,7 @@ class Protocol:
     calibration_bins: int
 
     @classmethod
-    def from_train_section(cls, train: dict) -> "Protocol":
+    def from_train_section(cls, train: dict) -> Protocol:
         """Checked exactly as ``csxa-train fit`` checks them (its TrainParams)."""
 
         config = TrainParams.from_dict({**(train or {}), "variant": "(landmarks)"})
@@ -93,13 +99,22 @@ def classifier(kind: str, config: LandmarkParams, seed: int):
     from sklearn.preprocessing import StandardScaler
 
     if kind == "logreg":
-        return make_pipeline(StandardScaler(), LogisticRegression(C=config.logreg_c, max_iter=config.logreg_max_iter,
-                                                                  class_weight="balanced", random_state=seed))
+        return make_pipeline(
+            StandardScaler(),
+            LogisticRegression(
+                C=config.logreg_c, max_iter=config.logreg_max_iter, class_weight="balanced", random_state=seed
+            ),
+        )
     if kind == "gbt":
-        return HistGradientBoostingClassifier(max_iter=config.gbt_max_iter, learning_rate=config.gbt_learning_rate,
-                                              max_depth=config.gbt_max_depth,
-                                              min_samples_leaf=config.gbt_min_samples_leaf,
-                                              class_weight="balanced", early_stopping=False, random_state=seed)
+        return HistGradientBoostingClassifier(
+            max_iter=config.gbt_max_iter,
+            learning_rate=config.gbt_learning_rate,
+            max_depth=config.gbt_max_depth,
+            min_samples_leaf=config.gbt_min_samples_leaf,
+            class_weight="balanced",
+            early_stopping=False,
+            random_state=seed,
+        )
     raise CsxaError(f"unknown landmark classifier {kind!r}; known: {sorted(MODEL_NAMES)}")
 
 
@@ -113,13 +128,16 @@ def read_inputs(manifest_path: str | Path, landmarks_path: str | Path) -> pd.Dat
         landmarks["number"] = check_whole_numbers(landmarks.number, "number", landmarks_path, minimum=1)
         absent = sorted(set(manifest.number) - set(landmarks.number))
         if absent:
-            raise CsxaError(f"case {absent[0]} of the manifest has no landmarks "
-                            f"({len(absent)} case(s) without: {absent[:5]}{' ...' if len(absent) > 5 else ''})",
-                            path=landmarks_path)
+            raise CsxaError(
+                f"case {absent[0]} of the manifest has no landmarks "
+                f"({len(absent)} case(s) without: {absent[:5]}{' ...' if len(absent) > 5 else ''})",
+                path=landmarks_path,
+            )
         landmarks = landmarks[landmarks.number.isin(manifest.number)]
     measurements = measurement_table(landmarks, source=str(landmarks_path))
-    cases = manifest[["number", "stem", "label", "split"]].merge(measurements, on="number", how="left",
-                                                                  validate="one_to_one")
+    cases = manifest[["number", "stem", "label", "split"]].merge(
+        measurements, on="number", how="left", validate="one_to_one"
+    )
     return cases.sort_values("stem", ignore_index=True)
 
 
@@ -135,14 +153,19 @@ def split_train(cases: pd.DataFrame, protocol: Protocol) -> tuple[pd.DataFrame, 
 
 def _counts(part: pd.DataFrame, validation: pd.DataFrame) -> dict:
     by_class = lambda frame: {str(k): int(v) for k, v in frame.label.value_counts().sort_index().items()}  # noqa: E731
-    return {"train_cases": int(len(part)), "validation_cases": int(len(validation)),
-            "train_by_class": by_class(part), "validation_by_class": by_class(validation),
-            "majority_class": int(np.bincount(part.label.to_numpy(), minlength=2).argmax()),
-            "train_samples": int(len(part))}
+    return {
+        "train_cases": int(len(part)),
+        "validation_cases": int(len(validation)),
+        "train_by_class": by_class(part),
+        "validation_by_class": by_class(validation),
+        "majority_class": int(np.bincount(part.label.to_numpy(), minlength=2).argmax()),
+        "train_samples": int(len(part)),
+    }
 
 
-def fit_and_predict(cases: pd.DataFrame, kind: str, config: LandmarkParams, protocol: Protocol,
-                    features: tuple[str, ...]) -> tuple[pd.DataFrame, float, str, dict]:
+def fit_and_predict(
+    cases: pd.DataFrame, kind: str, config: LandmarkParams, protocol: Protocol, features: tuple[str, ...]
+) -> tuple[pd.DataFrame, float, str, dict]:
     """Fit one classifier on the train part, choose the threshold on the validation part, score
     the test split; returns (predictions as ``fit.predict`` writes them, threshold, note, counts)."""
 
@@ -153,18 +176,32 @@ def fit_and_predict(cases: pd.DataFrame, kind: str, config: LandmarkParams, prot
     model = classifier(kind, config, protocol.seed)
     model.fit(part[list(features)].to_numpy(float), part.label.to_numpy())
     positive = list(model.classes_).index(1)
-    val_scores = model.predict_proba(validation[list(features)].to_numpy(float))[:, positive] \
-        if len(validation) else np.zeros(0)
+    val_scores = (
+        model.predict_proba(validation[list(features)].to_numpy(float))[:, positive] if len(validation) else np.zeros(0)
+    )
     threshold, note = choose_threshold(validation.label.to_numpy(), val_scores, protocol.threshold)
     scores = model.predict_proba(test[list(features)].to_numpy(float))[:, positive]
-    predictions = pd.DataFrame({"key": test.stem.astype(str), "number": test.number.astype(int),
-                                "label": test.label.astype(int), "score": scores.astype(float)})
+    predictions = pd.DataFrame(
+        {
+            "key": test.stem.astype(str),
+            "number": test.number.astype(int),
+            "label": test.label.astype(int),
+            "score": scores.astype(float),
+        }
+    )
     predictions["pred"] = (predictions.score >= 0.5).astype(int)
     return predictions, threshold, note, _counts(part, validation)
 
 
-def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Path, config: LandmarkParams,
-                 protocol: Protocol, *, measurements_out: str | Path | None = None) -> dict[str, dict]:
+def run_baseline(
+    manifest: str | Path,
+    landmarks: str | Path,
+    results: str | Path,
+    config: LandmarkParams,
+    protocol: Protocol,
+    *,
+    measurements_out: str | Path | None = None,
+) -> dict[str, dict]:
     """Both classifiers: ``RESULTS/landmarks_logreg/`` and ``RESULTS/landmarks_gbt/`` (each
     experiment's files replaced together), and the measurement table if asked; returns
     each experiment's evaluation details."""
@@ -172,29 +209,47 @@ def run_baseline(manifest: str | Path, landmarks: str | Path, results: str | Pat
     cases = read_inputs(manifest, landmarks)
     for target in [Path(results), *(Path(results) / name for name in EXPERIMENTS)]:
         if target.exists() and not target.is_dir():  # found before anything is written
-            raise CsxaError("exists and is not a folder; the results are folders of files; nothing was written",
-                            path=target)
+            raise CsxaError(
+                "exists and is not a folder; the results are folders of files; nothing was written", path=target
+            )
     if measurements_out is not None:
         with atomic_path(measurements_out) as tmp:
             cases.drop(columns=["stem", "label", "split"]).sort_values("number").to_csv(
-                tmp, index=False, float_format="%.6f")
+                tmp, index=False, float_format="%.6f"
+            )
     out = {}
     for name, kind in EXPERIMENTS.items():
         predictions, threshold, note, counts = fit_and_predict(cases, kind, config, protocol, SCALE_FREE_FEATURES)
-        extra = {"experiment": name, "variant": "landmarks", "model": MODEL_NAMES[kind],
-                 "balance": "class_weight_balanced", "features": list(SCALE_FREE_FEATURES),
-                 "settings": asdict(config), "threshold_rule": str(protocol.threshold), "threshold_note": note,
-                 **counts}
+        extra = {
+            "experiment": name,
+            "variant": "landmarks",
+            "model": MODEL_NAMES[kind],
+            "balance": "class_weight_balanced",
+            "features": list(SCALE_FREE_FEATURES),
+            "settings": asdict(config),
+            "threshold_rule": str(protocol.threshold),
+            "threshold_note": note,
+            **counts,
+        }
         # all of an experiment's files replaced together; other files there (DVC's .gitignore) stay
-        out[name] = write_evaluation(Path(results) / name, predictions, counts["majority_class"], name, extra,
-                                     threshold, protocol.calibration_bins)
+        out[name] = write_evaluation(
+            Path(results) / name,
+            predictions,
+            counts["majority_class"],
+            name,
+            extra,
+            threshold,
+            protocol.calibration_bins,
+        )
     return out
 
 
 def summary_line(name: str, details: dict) -> str:
     """One line per experiment for the command's output."""
     auc = "n/a" if details["auroc"] is None else f"{details['auroc']:.3f}"
-    return (f"{name}: balanced accuracy {details['balanced_accuracy']:.3f}, sensitivity {details['sensitivity']:.3f}, "
-            f"specificity {details['specificity']:.3f}, AUROC {auc}, accuracy {details['accuracy']:.3f} (majority "
-            f"baseline {details['baseline']['accuracy']:.3f}); at threshold {details['threshold']:.3f}: balanced "
-            f"accuracy {details['at_threshold']['balanced_accuracy']:.3f}")
+    return (
+        f"{name}: balanced accuracy {details['balanced_accuracy']:.3f}, sensitivity {details['sensitivity']:.3f}, "
+        f"specificity {details['specificity']:.3f}, AUROC {auc}, accuracy {details['accuracy']:.3f} (majority "
+        f"baseline {details['baseline']['accuracy']:.3f}); at threshold {details['threshold']:.3f}: balanced "
+        f"accuracy {details['at_threshold']['balanced_accuracy']:.3f}"
+    )

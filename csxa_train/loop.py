@@ -30,7 +30,7 @@ def epoch_order(labels: torch.Tensor, config: TrainParams, epoch: int, runtime: 
     else:
         order = torch.randperm(n, generator=generator)
     share = n // runtime.world
-    return order[runtime.rank * share:(runtime.rank + 1) * share]
+    return order[runtime.rank * share : (runtime.rank + 1) * share]
 
 
 def epoch_orders_drawn(n: int, config: TrainParams, epoch: int) -> torch.Tensor:
@@ -40,8 +40,20 @@ def epoch_orders_drawn(n: int, config: TrainParams, epoch: int) -> torch.Tensor:
     return torch.rand(n, generator=generator) < 0.5
 
 
-def train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config: TrainParams,
-                    epoch: int, runtime: Runtime, swap: torch.Tensor | None = None) -> dict:
+def train_one_epoch(
+    model,
+    optimizer,
+    criterion,
+    images,
+    labels,
+    order,
+    mean,
+    std,
+    config: TrainParams,
+    epoch: int,
+    runtime: Runtime,
+    swap: torch.Tensor | None = None,
+) -> dict:
     """One pass over this rank's share; ``swap`` marks the samples shown in channel order b.
     Returns loss, accuracy, images/s."""
     from tqdm import tqdm
@@ -52,9 +64,10 @@ def train_one_epoch(model, optimizer, criterion, images, labels, order, mean, st
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     batches = range(0, len(order), config.batch_size)
-    for begin in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not runtime.main,
-                      leave=False):
-        index = order[begin:begin + config.batch_size]
+    for begin in tqdm(
+        batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not runtime.main, leave=False
+    ):
+        index = order[begin : begin + config.batch_size]
         batch = images[index]
         if swap is not None:
             batch = torch.where(swap[index].view(-1, 1, 1, 1), swap_orders(batch), batch)
@@ -77,9 +90,13 @@ def train_one_epoch(model, optimizer, criterion, images, labels, order, mean, st
     if dist.is_initialized():
         dist.all_reduce(stats)
     seconds = time.perf_counter() - start
-    return {"loss": stats[0].item() / max(stats[2].item(), 1), "accuracy": stats[1].item() / max(stats[2].item(), 1),
-            "samples": int(stats[2].item()), "seconds": round(seconds, 3),
-            "images_per_s": round(stats[2].item() / max(seconds, 1e-9), 1)}
+    return {
+        "loss": stats[0].item() / max(stats[2].item(), 1),
+        "accuracy": stats[1].item() / max(stats[2].item(), 1),
+        "samples": int(stats[2].item()),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(stats[2].item() / max(seconds, 1e-9), 1),
+    }
 
 
 def training_parts(model, labels: torch.Tensor, config: TrainParams, device: torch.device):
@@ -90,16 +107,30 @@ def training_parts(model, labels: torch.Tensor, config: TrainParams, device: tor
     return nn.CrossEntropyLoss(weight=weight), optimizer, scheduler
 
 
-def run_epoch(model, criterion, optimizer, scheduler, images, labels, colour: bool, mean, std, config: TrainParams,
-              epoch: int, runtime: Runtime) -> dict:
+def run_epoch(
+    model,
+    criterion,
+    optimizer,
+    scheduler,
+    images,
+    labels,
+    colour: bool,
+    mean,
+    std,
+    config: TrainParams,
+    epoch: int,
+    runtime: Runtime,
+) -> dict:
     """One seeded epoch (shuffle, drawn channel orders, dropout masks), then the scheduler's step;
     returns the log row."""
     torch.manual_seed(config.seed * 1000 + epoch + 7919 * runtime.rank)  # dropout: same masks after a resume
     order = epoch_order(labels, config, epoch, runtime)
     swap = epoch_orders_drawn(len(labels), config, epoch) if colour and config.train_orders == "draw" else None
-    row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
-           **train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config, epoch, runtime,
-                             swap)}
+    row = {
+        "epoch": epoch + 1,
+        "lr": scheduler.get_last_lr()[0],
+        **train_one_epoch(model, optimizer, criterion, images, labels, order, mean, std, config, epoch, runtime, swap),
+    }
     scheduler.step()
     return row
 
@@ -111,8 +142,9 @@ def scoring_orders(colour: bool, config: TrainParams) -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def score_batch(model, images: torch.Tensor, mean, std, config: TrainParams, device: torch.device,
-                orders: tuple[str, ...]) -> np.ndarray:
+def score_batch(
+    model, images: torch.Tensor, mean, std, config: TrainParams, device: torch.device, orders: tuple[str, ...]
+) -> np.ndarray:
     """Probability of spondylosis for a uint8 batch (N x 3 x H x W): the mean over ``orders``."""
     cuda = device.type == "cuda"
     base = prepare(images.to(device), config.image_size)
@@ -128,26 +160,34 @@ def score_batch(model, images: torch.Tensor, mean, std, config: TrainParams, dev
 
 
 @torch.no_grad()
-def score_in_memory(model, images: np.ndarray, mean, std, config: TrainParams, runtime: Runtime,
-                    orders: tuple[str, ...]) -> np.ndarray:
+def score_in_memory(
+    model, images: np.ndarray, mean, std, config: TrainParams, runtime: Runtime, orders: tuple[str, ...]
+) -> np.ndarray:
     """Scores of in-memory uint8 images (the validation part), in batches."""
     model.eval()
-    parts = [score_batch(model, torch.from_numpy(images[i:i + config.eval_batch_size]), mean, std, config,
-                         runtime.device, orders) for i in range(0, len(images), config.eval_batch_size)]
+    parts = [
+        score_batch(
+            model, torch.from_numpy(images[i : i + config.eval_batch_size]), mean, std, config, runtime.device, orders
+        )
+        for i in range(0, len(images), config.eval_batch_size)
+    ]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
 @torch.no_grad()
-def predict(model, source, mean, std, config: TrainParams, runtime: Runtime,
-            orders: tuple[str, ...] = ("a",)) -> pd.DataFrame:
+def predict(
+    model, source, mean, std, config: TrainParams, runtime: Runtime, orders: tuple[str, ...] = ("a",)
+) -> pd.DataFrame:
     """Score every test sample exactly once (shards split over ranks and workers), gathered on all
     ranks and sorted by key; score = probability of spondylosis (mean over ``orders``)."""
     model.eval()
     rows = []
     for batch in guarded(eval_loader(source, config.eval_batch_size, config.workers), source):
         scores = score_batch(model, batch["image"], mean, std, config, runtime.device, orders)
-        rows += [{"key": k, "number": int(n), "label": int(y), "score": float(s)}
-                 for k, n, y, s in zip(batch["key"], batch["number"], batch["label"], scores)]
+        rows += [
+            {"key": k, "number": int(n), "label": int(y), "score": float(s)}
+            for k, n, y, s in zip(batch["key"], batch["number"], batch["label"], scores)
+        ]
     if dist.is_initialized():
         gathered = [None] * runtime.world
         dist.all_gather_object(gathered, rows)

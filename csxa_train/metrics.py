@@ -33,8 +33,10 @@ def check_labels_and_scores(labels, scores=None, *, where: str = "predictions") 
         raise CsxaError(f"{where}: {len(scores)} scores for {len(labels)} labels")
     bad = ~np.isfinite(scores) | (scores < 0) | (scores > 1)
     if bad.any():
-        raise CsxaError(f"{where}: {int(bad.sum())} score(s) are NaN or outside [0, 1] "
-                        f"(first at row {int(np.flatnonzero(bad)[0])}: {scores[bad][0]!r})")
+        raise CsxaError(
+            f"{where}: {int(bad.sum())} score(s) are NaN or outside [0, 1] "
+            f"(first at row {int(np.flatnonzero(bad)[0])}: {scores[bad][0]!r})"
+        )
     return labels, scores
 
 
@@ -51,8 +53,11 @@ def check_whole_numbers(column, name: str, path, minimum: int = 0, maximum: int 
         bad = ~(np.isfinite(values) & (values >= minimum) & (values <= maximum) & (values == np.floor(values)))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise CsxaError(f"column {name}: {str(column.iloc[row])[:20]!r} on line {row + 2} is not a whole number "
-                        f">= {minimum} (and at most {maximum:,})", path=path)
+        raise CsxaError(
+            f"column {name}: {str(column.iloc[row])[:20]!r} on line {row + 2} is not a whole number "
+            f">= {minimum} (and at most {maximum:,})",
+            path=path,
+        )
     return values.astype(np.int64)
 
 
@@ -75,8 +80,9 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     with warnings.catch_warnings():  # one class only: scikit-learn warns and returns NaN rates
         warnings.simplefilter("ignore")
         fpr, tpr, thresholds = sk_roc_curve(labels, scores, drop_intermediate=False)
-    return pd.DataFrame({"fpr": np.nan_to_num(fpr), "tpr": np.nan_to_num(tpr),
-                         "threshold": np.minimum(thresholds, 1.0)})
+    return pd.DataFrame(
+        {"fpr": np.nan_to_num(fpr), "tpr": np.nan_to_num(tpr), "threshold": np.minimum(thresholds, 1.0)}
+    )
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -103,15 +109,19 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, scores: np.nda
         warnings.simplefilter("ignore")
         balanced = float(sk.balanced_accuracy_score(labels, preds))
     kw = {"labels": [0, 1], "zero_division": 0}
-    return {"n": int(len(labels)), "accuracy": float(sk.accuracy_score(labels, preds)),
-            "precision": float(sk.precision_score(labels, preds, **kw)),
-            "sensitivity": float(sk.recall_score(labels, preds, **kw)),
-            "specificity": float(sk.recall_score(labels, preds, pos_label=0, **kw)),
-            "f1": float(sk.f1_score(labels, preds, **kw)), "balanced_accuracy": balanced,
-            "macro_f1": float(sk.f1_score(labels, preds, average="macro", **kw)),
-            "auroc": auroc(labels, scores) if scores is not None else None,
-            "brier": float(sk.brier_score_loss(labels, scores, pos_label=1)) if scores is not None else None,
-            "confusion": confusion(labels, preds)}
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(sk.accuracy_score(labels, preds)),
+        "precision": float(sk.precision_score(labels, preds, **kw)),
+        "sensitivity": float(sk.recall_score(labels, preds, **kw)),
+        "specificity": float(sk.recall_score(labels, preds, pos_label=0, **kw)),
+        "f1": float(sk.f1_score(labels, preds, **kw)),
+        "balanced_accuracy": balanced,
+        "macro_f1": float(sk.f1_score(labels, preds, average="macro", **kw)),
+        "auroc": auroc(labels, scores) if scores is not None else None,
+        "brier": float(sk.brier_score_loss(labels, scores, pos_label=1)) if scores is not None else None,
+        "confusion": confusion(labels, preds),
+    }
 
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule) -> tuple[float, str]:
@@ -123,15 +133,19 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule) -> tuple[floa
     if kind == "fixed":
         return value, f"fixed at {value:g}"
     if len(labels) == 0 or len(np.unique(labels)) < 2:
-        return 0.5, f"{rule} needs both classes in the validation part; it holds {len(np.unique(labels))}, so 0.5 is used"
+        return (
+            0.5,
+            f"{rule} needs both classes in the validation part; it holds {len(np.unique(labels))}, so 0.5 is used",
+        )
     labels, scores = check_labels_and_scores(labels, scores, where="validation scores")
     roc = roc_curve(labels, scores)
     if kind == "youden":
         best = int(np.argmax(roc.tpr - roc.fpr))
     else:  # thresholds fall along the curve: the first point reaching the target is the highest threshold
         best = int(np.flatnonzero(roc.tpr.to_numpy() >= value)[0])
-    return float(roc.threshold[best]), (f"{rule} on the validation part: sensitivity {roc.tpr[best]:.3f}, "
-                                        f"specificity {1 - roc.fpr[best]:.3f}")
+    return float(roc.threshold[best]), (
+        f"{rule} on the validation part: sensitivity {roc.tpr[best]:.3f}, specificity {1 - roc.fpr[best]:.3f}"
+    )
 
 
 def parse_threshold_rule(rule) -> tuple[str, float | None]:
@@ -160,9 +174,16 @@ def calibration_table(labels: np.ndarray, scores: np.ndarray, bins: int = 10) ->
     score_sum = np.bincount(which, weights=scores, minlength=bins)
     positive = np.bincount(which, weights=labels, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return pd.DataFrame({"bin": np.arange(bins), "lower": edges[:-1], "upper": edges[1:], "count": count,
-                             "mean_score": np.where(count > 0, score_sum / np.maximum(count, 1), np.nan),
-                             "fraction_positive": np.where(count > 0, positive / np.maximum(count, 1), np.nan)})
+        return pd.DataFrame(
+            {
+                "bin": np.arange(bins),
+                "lower": edges[:-1],
+                "upper": edges[1:],
+                "count": count,
+                "mean_score": np.where(count > 0, score_sum / np.maximum(count, 1), np.nan),
+                "fraction_positive": np.where(count > 0, positive / np.maximum(count, 1), np.nan),
+            }
+        )
 
 
 def expected_calibration_error(table: pd.DataFrame) -> float:
@@ -171,8 +192,9 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
     return float((used["count"] * (used.mean_score - used.fraction_positive).abs()).sum() / used["count"].sum())
 
 
-def evaluate_predictions(predictions: pd.DataFrame, majority_class: int, threshold: float = 0.5,
-                         calibration_bins: int = 10) -> dict:
+def evaluate_predictions(
+    predictions: pd.DataFrame, majority_class: int, threshold: float = 0.5, calibration_bins: int = 10
+) -> dict:
     """Everything about one experiment's test predictions: metrics at 0.5 (``pred``) and at the
     chosen ``threshold``, calibration, and the metrics of always answering ``majority_class``
     (the train split's majority)."""
@@ -182,20 +204,34 @@ def evaluate_predictions(predictions: pd.DataFrame, majority_class: int, thresho
     constant = np.full_like(labels, majority_class)
     baseline = classification_metrics(labels, constant, constant.astype(float))
     calibration = calibration_table(labels, scores, calibration_bins)
-    return {**model, "ece": expected_calibration_error(calibration), "threshold": float(threshold),
-            "at_threshold": at_threshold, "baseline": {"rule": f"always class {majority_class}", **baseline},
-            "test_class_counts": {str(k): int(v) for k, v in pd.Series(labels).value_counts().sort_index().items()}}
+    return {
+        **model,
+        "ece": expected_calibration_error(calibration),
+        "threshold": float(threshold),
+        "at_threshold": at_threshold,
+        "baseline": {"rule": f"always class {majority_class}", **baseline},
+        "test_class_counts": {str(k): int(v) for k, v in pd.Series(labels).value_counts().sort_index().items()},
+    }
 
 
 def headline_metrics(details: dict) -> dict:
     """The few flat numbers ``metrics.json`` keeps for ``dvc exp show`` / ``dvc metrics diff``."""
     t = details["at_threshold"]
-    return {"n": details["n"], "accuracy": details["accuracy"], "balanced_accuracy": details["balanced_accuracy"],
-            "sensitivity": details["sensitivity"], "specificity": details["specificity"],
-            "auroc": details["auroc"], "brier": details["brier"], "ece": details["ece"],
-            "baseline_accuracy": details["baseline"]["accuracy"], "threshold": details["threshold"],
-            "balanced_accuracy_at_threshold": t["balanced_accuracy"], "sensitivity_at_threshold": t["sensitivity"],
-            "specificity_at_threshold": t["specificity"]}
+    return {
+        "n": details["n"],
+        "accuracy": details["accuracy"],
+        "balanced_accuracy": details["balanced_accuracy"],
+        "sensitivity": details["sensitivity"],
+        "specificity": details["specificity"],
+        "auroc": details["auroc"],
+        "brier": details["brier"],
+        "ece": details["ece"],
+        "baseline_accuracy": details["baseline"]["accuracy"],
+        "threshold": details["threshold"],
+        "balanced_accuracy_at_threshold": t["balanced_accuracy"],
+        "sensitivity_at_threshold": t["sensitivity"],
+        "specificity_at_threshold": t["specificity"],
+    }
 
 
 def confusion_rows(predictions: pd.DataFrame, column: str = "pred") -> pd.DataFrame:

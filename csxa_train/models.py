@@ -26,8 +26,12 @@ class SmallCNN(nn.Module):
         super().__init__()
         layers, channels = [], 3
         for width in (16, 32, 64, 96):
-            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             channels = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -52,8 +56,9 @@ class VGGSmall(nn.Module):
                 channels = item
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(2)
-        self.classifier = nn.Sequential(nn.Linear(channels * 4, 256), nn.ReLU(inplace=True), nn.Dropout(0.5),
-                                        nn.Linear(256, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * 4, 256), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(256, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
@@ -78,21 +83,25 @@ def _imagenet_state(name: str) -> dict:
         return weights.get_state_dict(progress=True, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         url = weights.url
-        raise CsxaError(f"cannot download the ImageNet weights of {name} ({type(exc).__name__}: {exc}). "
-                        f"Offline? On a machine with internet, download {url} and set the model's weights "
-                        f"to that file's path (params.yaml experiments.<name>.weights, or --weights PATH); "
-                        f"or use weights 'none'") from None
+        raise CsxaError(
+            f"cannot download the ImageNet weights of {name} ({type(exc).__name__}: {exc}). "
+            f"Offline? On a machine with internet, download {url} and set the model's weights "
+            f"to that file's path (params.yaml experiments.<name>.weights, or --weights PATH); "
+            f"or use weights 'none'"
+        ) from None
 
 
 def _local_state(name: str, path: Path) -> dict:
     if not path.is_file():
-        raise CsxaError(f"weights file not found (model {name}); give a torchvision state dict, 'imagenet' or 'none'",
-                        path=path)
+        raise CsxaError(
+            f"weights file not found (model {name}); give a torchvision state dict, 'imagenet' or 'none'", path=path
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad file
-        raise CsxaError(f"cannot load as a weights file ({type(exc).__name__}: {str(exc).splitlines()[0]})",
-                        path=path) from None
+        raise CsxaError(
+            f"cannot load as a weights file ({type(exc).__name__}: {str(exc).splitlines()[0]})", path=path
+        ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a csxa checkpoint
     if not isinstance(state, dict):

@@ -12,12 +12,25 @@ from csxa_data.atomic import write_files_atomic
 from csxa_train.figures import evaluation_figure
 from csxa_train.metrics import calibration_table, confusion_rows, evaluate_predictions, headline_metrics, roc_curve
 
-EVALUATION_FILES = ("predictions.csv", "roc.csv", "confusion.csv", "calibration.csv", "metrics.json",
-                    "evaluation.json", "report.png")
+EVALUATION_FILES = (
+    "predictions.csv",
+    "roc.csv",
+    "confusion.csv",
+    "calibration.csv",
+    "metrics.json",
+    "evaluation.json",
+    "report.png",
+)
 
 
-def evaluation_files(predictions: pd.DataFrame, majority_class: int, title: str, extra: dict,
-                     threshold: float = 0.5, calibration_bins: int = 10) -> tuple[dict, dict]:
+def evaluation_files(
+    predictions: pd.DataFrame,
+    majority_class: int,
+    title: str,
+    extra: dict,
+    threshold: float = 0.5,
+    calibration_bins: int = 10,
+) -> tuple[dict, dict]:
     """The evaluation details, and a writer for each of ``EVALUATION_FILES``: metrics.json
     (headline), evaluation.json (details), predictions.csv, roc.csv, confusion.csv, calibration.csv
     and report.png."""
@@ -38,8 +51,15 @@ def evaluation_files(predictions: pd.DataFrame, majority_class: int, title: str,
     return details, writers
 
 
-def write_evaluation(out: Path, predictions: pd.DataFrame, majority_class: int, title: str, extra: dict,
-                     threshold: float = 0.5, calibration_bins: int = 10) -> dict:
+def write_evaluation(
+    out: Path,
+    predictions: pd.DataFrame,
+    majority_class: int,
+    title: str,
+    extra: dict,
+    threshold: float = 0.5,
+    calibration_bins: int = 10,
+) -> dict:
     """The ``EVALUATION_FILES`` written into ``out`` together (see ``write_files_atomic``: a run
     failing or killed while it writes them leaves the old ones; only a kill within the final
     renames, microseconds, could mix them); returns the details."""

@@ -116,6 +116,7 @@ def holm(pvalues) -> list[float]:
 
 # --- across cross-validation folds -------------------------------------------------------------
 
+
 def _fold_differences(differences) -> np.ndarray:
     d = np.asarray(differences, dtype=float)
     if d.ndim != 1 or len(d) < 2:
@@ -151,8 +152,9 @@ def paired_ttest_folds(differences, alternative: str = "two-sided") -> tuple[flo
     return t, _t_pvalue(t, len(d) - 1, alternative)
 
 
-def corrected_resampled_ttest(differences, n_train: int, n_test: int, alternative: str = "two-sided"
-                              ) -> tuple[float, float]:
+def corrected_resampled_ttest(
+    differences, n_train: int, n_test: int, alternative: str = "two-sided"
+) -> tuple[float, float]:
     """Nadeau and Bengio's corrected resampled t-test (Machine Learning 52, 2003): the variance
     of the J per-fold differences is inflated for the overlap between training sets,
     ``t = mean(d) / sqrt((1 / J + n_test / n_train) var(d))`` (ddof 1), J - 1 degrees of freedom;

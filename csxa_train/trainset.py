@@ -21,12 +21,13 @@ def case_stem(key: str) -> str:
     return re.sub(r"_[ab]$", "", key)
 
 
-def one_sample_per_case(images: np.ndarray, labels: np.ndarray, keys: list[str], colour: bool,
-                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def one_sample_per_case(
+    images: np.ndarray, labels: np.ndarray, keys: list[str], colour: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One image per case, sorted by case: a grey variant's own, a colour variant's order a (its
     ``STEM_a`` or ``STEM`` sample; order b is derived from it by swapping channels 1 and 2)."""
-    first: dict[str, int] = {}      # the first sample of each case
-    order_a: dict[str, int] = {}    # its order-a sample, where the shards hold one
+    first: dict[str, int] = {}  # the first sample of each case
+    order_a: dict[str, int] = {}  # its order-a sample, where the shards hold one
     for i, key in enumerate(keys):
         stem = case_stem(key)
         if stem in first:
@@ -48,8 +49,9 @@ def require_both_classes(labels: np.ndarray, where: str | None = None) -> None:
     classes = np.unique(labels)
     if len(classes) < 2:
         which = f"all of class {int(classes[0])}" if len(classes) else "none at all"
-        raise CsxaError(f"the train cases are {which} ({len(labels)} cases); a classifier needs both classes",
-                        path=where)
+        raise CsxaError(
+            f"the train cases are {which} ({len(labels)} cases); a classifier needs both classes", path=where
+        )
 
 
 @dataclass
@@ -74,8 +76,9 @@ def train_data(config: TrainParams, test_cases=None) -> TrainData:
     return cases_train_data(images, labels, stems, colour, config)
 
 
-def cases_train_data(images: np.ndarray, labels: np.ndarray, stems: list[str], colour: bool,
-                     config: TrainParams) -> TrainData:
+def cases_train_data(
+    images: np.ndarray, labels: np.ndarray, stems: list[str], colour: bool, config: TrainParams
+) -> TrainData:
     """:func:`train_data` from cases in memory (one image per case, sorted by stem): the
     validation part held out, the colour orders laid out and SMOTE applied (cross-validation
     calls it with the cases of the training folds)."""
@@ -84,16 +87,21 @@ def cases_train_data(images: np.ndarray, labels: np.ndarray, stems: list[str], c
     held = validation_cases(labels, stems, config.val_fraction, config.seed)
     val_images, val_labels = images[held], labels[held]
     images, labels = images[~held], labels[~held]
-    counts = {"train_cases": int(len(labels)), "validation_cases": int(len(val_labels)),
-              "train_by_class": {str(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
-              "validation_by_class": {str(k): int(v) for k, v in zip(*np.unique(val_labels, return_counts=True))},
-              "majority_class": int(np.bincount(labels).argmax()), "smote_synthetic": 0}
+    counts = {
+        "train_cases": int(len(labels)),
+        "validation_cases": int(len(val_labels)),
+        "train_by_class": {str(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
+        "validation_by_class": {str(k): int(v) for k, v in zip(*np.unique(val_labels, return_counts=True))},
+        "majority_class": int(np.bincount(labels).argmax()),
+        "smote_synthetic": 0,
+    }
     if colour and config.train_orders == "both":
         images, labels = np.concatenate([images, swap_orders(images)]), np.concatenate([labels, labels])
     counts["train_samples"] = int(len(labels))
     if config.balance == "smote":
-        extra, extra_labels = smote_oversample(images, labels, seed=config.seed, k_neighbors=config.smote_k,
-                                               chunk=config.smote_chunk)
+        extra, extra_labels = smote_oversample(
+            images, labels, seed=config.seed, k_neighbors=config.smote_k, chunk=config.smote_chunk
+        )
         images, labels = np.concatenate([images, extra]), np.concatenate([labels, extra_labels])
         counts["smote_synthetic"] = int(len(extra_labels))
     return TrainData(torch.from_numpy(images), torch.from_numpy(labels), val_images, val_labels, colour, counts)

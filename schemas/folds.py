@@ -22,8 +22,10 @@ def fold_layout_problem(df) -> str | None:
     if len(ks) > 1:
         return f"the repeats have different numbers of folds {sorted(ks)}"
     if len(layouts) < len(repeats):
-        return ("two repeats split the cases into the same folds (a repeat copied as another, or salts that "
-                "happen to split alike: choose other cv.seed salts)")
+        return (
+            "two repeats split the cases into the same folds (a repeat copied as another, or salts that "
+            "happen to split alike: choose other cv.seed salts)"
+        )
     return None
 
 

@@ -35,8 +35,9 @@ class Manifest(pa.DataFrameModel):
     @pa.dataframe_check(name="gender_and_age_are_the_stems")
     def gender_and_age_are_the_stems(cls, df):
         # ingest repairs both from the file name; a hand-edited row that disagrees is not ingest's output
-        return (pd.to_numeric(df.stem.str[4], errors="coerce") == df.gender) & \
-            (pd.to_numeric(df.stem.str[5:7], errors="coerce") == df.age)
+        return (pd.to_numeric(df.stem.str[4], errors="coerce") == df.gender) & (
+            pd.to_numeric(df.stem.str[5:7], errors="coerce") == df.age
+        )
 
     @pa.dataframe_check(name="box_inside_film")
     def box_inside_film(cls, df):

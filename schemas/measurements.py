@@ -13,18 +13,32 @@ class Measurements(pa.DataFrameModel):
 
     number: Series[int] = pa.Field(ge=1, le=9999, unique=True, description="case number")
     cobb_c2_c7: Series[float] = pa.Field(ge=-180, le=180, description="C2-C7 Cobb angle, degrees, lordosis positive")
-    curvature: Series[int] = pa.Field(isin=[1, 2, 3, 4, 5], description="1 lordotic, 2 straight, 3/4 sigmoid, 5 kyphotic")
-    sva_px: Series[float] = pa.Field(description="C2-C7 SVA, pixels (C7 posterior-superior corner x minus C2 centroid x)")
-    body_height_px: Series[float] = pa.Field(gt=0, alias=r"^body_height_c[3-7]_px$", regex=True,
-                                             description="vertebral body height C3..C7, pixels")
-    disc_height_px: Series[float] = pa.Field(ge=0, alias=r"^disc_height_c[2-6]_c[3-7]_px$", regex=True,
-                                             description="disc height C2-3..C6-7, pixels")
-    disc_ratio: Series[float] = pa.Field(ge=0, alias=r"^disc_ratio_c[2-6]_c[3-7]$", regex=True,
-                                         description="disc height over the neighbouring bodies' mean height")
-    slip_px: Series[float] = pa.Field(alias=r"^slip_c[2-6]_c[3-7]_px$", regex=True,
-                                      description="slip along the lower endplate, pixels, anterolisthesis positive")
-    slip: Series[float] = pa.Field(alias=r"^slip_c[2-6]_c[3-7]$", regex=True,
-                                   description="slip as a fraction of the lower endplate's width")
+    curvature: Series[int] = pa.Field(
+        isin=[1, 2, 3, 4, 5], description="1 lordotic, 2 straight, 3/4 sigmoid, 5 kyphotic"
+    )
+    sva_px: Series[float] = pa.Field(
+        description="C2-C7 SVA, pixels (C7 posterior-superior corner x minus C2 centroid x)"
+    )
+    body_height_px: Series[float] = pa.Field(
+        gt=0, alias=r"^body_height_c[3-7]_px$", regex=True, description="vertebral body height C3..C7, pixels"
+    )
+    disc_height_px: Series[float] = pa.Field(
+        ge=0, alias=r"^disc_height_c[2-6]_c[3-7]_px$", regex=True, description="disc height C2-3..C6-7, pixels"
+    )
+    disc_ratio: Series[float] = pa.Field(
+        ge=0,
+        alias=r"^disc_ratio_c[2-6]_c[3-7]$",
+        regex=True,
+        description="disc height over the neighbouring bodies' mean height",
+    )
+    slip_px: Series[float] = pa.Field(
+        alias=r"^slip_c[2-6]_c[3-7]_px$",
+        regex=True,
+        description="slip along the lower endplate, pixels, anterolisthesis positive",
+    )
+    slip: Series[float] = pa.Field(
+        alias=r"^slip_c[2-6]_c[3-7]$", regex=True, description="slip as a fraction of the lower endplate's width"
+    )
 
     @pa.dataframe_check(name="every_measurement_column_in_order")
     def every_measurement_column_in_order(cls, df) -> bool:

@@ -7,7 +7,9 @@ from pandera.typing import Series
 class SampleMeta(pa.DataFrameModel):
     """What every sample of a published variant says about itself."""
 
-    key: Series[str] = pa.Field(str_matches=r"^[0-9]{7}(_[ab])?$", description="stem, plus _a/_b for the two colour orders")
+    key: Series[str] = pa.Field(
+        str_matches=r"^[0-9]{7}(_[ab])?$", description="stem, plus _a/_b for the two colour orders"
+    )
     number: Series[int] = pa.Field(ge=1, le=9999, description="case number")
     stem: Series[str] = pa.Field(str_matches=r"^[0-9]{7}$")
     split: Series[str] = pa.Field(isin=["train", "test"])

@@ -12,12 +12,14 @@ class SheetRows(pa.DataFrameModel):
     """
 
     excel_row: Series[int] = pa.Field(ge=1, description="row number in the sheet, for messages")
-    number: Series[float] = pa.Field(ge=1, le=9999, unique=True, nullable=False,
-                                     description="case number, the join key (Number)")
+    number: Series[float] = pa.Field(
+        ge=1, le=9999, unique=True, nullable=False, description="case number, the join key (Number)"
+    )
     gender: Series[float] = pa.Field(isin=[0, 1], nullable=False, description="file-name gender digit")
     age: Series[float] = pa.Field(ge=0, le=120, nullable=False, description="age in years")
-    label: Series[float] = pa.Field(isin=[0, 1], nullable=False,
-                                    description="0 = asymptomatic, 1 = spondylosis (release.label_codes)")
+    label: Series[float] = pa.Field(
+        isin=[0, 1], nullable=False, description="0 = asymptomatic, 1 = spondylosis (release.label_codes)"
+    )
 
     @pa.check("number", name="whole_number")
     def whole_number(cls, number: Series[float]) -> Series[bool]:

@@ -28,15 +28,26 @@ SMALL = SynthParams(seed=7, cases=60, size_scale=0.2)
 
 def fresh_clone(target: Path) -> Path:
     """A new git repository holding exactly what a clone of this work tree would."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = REPO / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"],
+    ):
         subprocess.run(cmd, cwd=target, check=True)
     return target
 
@@ -55,8 +66,9 @@ def unpack_release(release: Path, root: Path) -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``csxa-data ARGS`` as a user would, capturing output."""
-    return subprocess.run([sys.executable, "-m", "csxa_data", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "csxa_data", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def tiny_params(root: Path, experiments: tuple[str, ...] | None = None) -> None:
@@ -66,6 +78,7 @@ def tiny_params(root: Path, experiments: tuple[str, ...] | None = None) -> None:
     if experiments is not None:
         dropped = set(params["experiments"]) - set(experiments)
         params["experiments"] = {name: params["experiments"][name] for name in experiments}
+
         # compare and explain list each experiment's files (deps, outs) one by one: drop the others'
         def kept(entry) -> bool:
             path = entry if isinstance(entry, str) else next(iter(entry))
@@ -98,8 +111,16 @@ def tiny_variant(root: Path, synth: SynthParams, name: str, spec, build) -> Path
 
     write_synthetic_release(root / "synth", synth, workers=2, progress=False)
     write_ingest(run_ingest(root / "synth" / "release", IngestParams(), workers=2, progress=False), root / "ingest")
-    build_variant(name, spec, read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release",
-                  root / "variant", build, workers=2, progress=False)
+    build_variant(
+        name,
+        spec,
+        read_manifest(root / "ingest" / "manifest.csv"),
+        root / "synth" / "release",
+        root / "variant",
+        build,
+        workers=2,
+        progress=False,
+    )
     return root / "variant"
 
 
@@ -145,7 +166,9 @@ def column(sheet, name):
 def png_header_only(width: int, height: int, bit_depth: int = 16, colour_type: int = 0) -> bytes:
     """A PNG whose IHDR claims ``width`` x ``height``, with one empty IDAT: a few dozen bytes that a
     decoder would try to turn into gigabytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")

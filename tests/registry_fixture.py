@@ -20,15 +20,20 @@ import yaml
 
 from helpers import fresh_clone, tiny_params
 
-IDENTITY = {"GIT_AUTHOR_NAME": "Registry Test", "GIT_AUTHOR_EMAIL": "registry@test",
-            "GIT_COMMITTER_NAME": "Registry Test", "GIT_COMMITTER_EMAIL": "registry@test"}
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Registry Test",
+    "GIT_AUTHOR_EMAIL": "registry@test",
+    "GIT_COMMITTER_NAME": "Registry Test",
+    "GIT_COMMITTER_EMAIL": "registry@test",
+}
 ENV = {**os.environ, **IDENTITY, "DVC_NO_ANALYTICS": "1"}
 
 
 def sh(*args, cwd, check=True, timeout=300, env=None) -> subprocess.CompletedProcess:
     """Run a command (git, dvc, csxa-data, csxa-train...) as a user would; fail with its output."""
-    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env or ENV, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout
+    )
     if check:
         assert result.returncode == 0, f"{' '.join(map(str, args))}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return result
@@ -42,14 +47,27 @@ def csxa_train(*args, cwd, check=True, timeout=300):
     return sh(sys.executable, "-m", "csxa_train", *args, cwd=cwd, check=check, timeout=timeout)
 
 
-FIT_TINY = ("--model", "smallcnn", "--weights", "none", "--epochs", "1", "--image-size", "32", "--workers", "0", "--batch-size", "16")
+FIT_TINY = (
+    "--model",
+    "smallcnn",
+    "--weights",
+    "none",
+    "--epochs",
+    "1",
+    "--image-size",
+    "32",
+    "--workers",
+    "0",
+    "--batch-size",
+    "16",
+)
 
 
 @dataclass
 class Registry:
-    root: Path      # the registry's git repository (a data steward's clone)
-    remote: Path    # its local-folder DVC remote
-    base: Path      # a scratch folder for consumers
+    root: Path  # the registry's git repository (a data steward's clone)
+    remote: Path  # its local-folder DVC remote
+    base: Path  # a scratch folder for consumers
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +91,8 @@ def registry(tmp_path_factory) -> Registry:
 
 @dataclass
 class SecondVersion:
-    uncommitted: subprocess.CompletedProcess   # publish before committing dvc.lock
-    unpushed: subprocess.CompletedProcess      # publish before `dvc push`
+    uncommitted: subprocess.CompletedProcess  # publish before committing dvc.lock
+    unpushed: subprocess.CompletedProcess  # publish before `dvc push`
     published: subprocess.CompletedProcess
 
 
@@ -103,6 +121,7 @@ def consumer_dir(registry: Registry, name: str) -> Path:
 @contextlib.contextmanager
 def serve(folder: Path):
     """A read-only static HTTP server on 127.0.0.1 (a free port) over ``folder``; yields its URL."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass

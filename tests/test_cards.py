@@ -27,10 +27,17 @@ def built(small_synth, tmp_path_factory):
     root = tmp_path_factory.mktemp("cards")
     write_ingest(run_ingest(small_synth / "release", IngestParams(), workers=2, progress=False), root / "ingest")
     validation = json.loads((root / "ingest" / "validation.json").read_text())
-    report = build_variant("wide_cropped", VariantSpec(crop="landmarks", grow_x=10, grow_y=20, out_size=32),
-                           read_manifest(root / "ingest" / "manifest.csv"), small_synth / "release",
-                           root / "variant", BuildParams(shard_size=20, min_shards=2), workers=2, progress=False,
-                           validation=validation)
+    report = build_variant(
+        "wide_cropped",
+        VariantSpec(crop="landmarks", grow_x=10, grow_y=20, out_size=32),
+        read_manifest(root / "ingest" / "manifest.csv"),
+        small_synth / "release",
+        root / "variant",
+        BuildParams(shard_size=20, min_shards=2),
+        workers=2,
+        progress=False,
+        validation=validation,
+    )
     return root, report
 
 
@@ -44,8 +51,10 @@ def test_dataset_card_states_what_the_reports_say(built):
     assert meta["pretty_name"] == "CSXA wide_cropped (csxa variant)"
     assert meta["task_categories"] == ["image-classification"]
     assert meta["csxa"]["samples"] == {s: t["samples"] for s, t in report["totals"].items()}
-    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "train-*.tar"},
-                                               {"split": "test", "path": "test-*.tar"}]
+    assert meta["configs"][0]["data_files"] == [
+        {"split": "train", "path": "train-*.tar"},
+        {"split": "test", "path": "test-*.tar"},
+    ]
     # the synthetic atlas is never passed off as the official release
     assert validation["synthetic"] is True and release_kind(validation) == "synthetic"
     assert "no patient data" in meta["license_details"]
@@ -72,8 +81,9 @@ def test_an_official_release_is_named_as_such():
     assert release_kind({"md5": [{"file": "a", "status": "match"}, {"file": "b", "status": "differs"}]}) == "unverified"
 
 
-@pytest.mark.parametrize("md5", [[], [{"file": f, "status": s} for f, s in (("a", "match"), ("b", "match"),
-                                                                           ("c", "mismatch"))]])
+@pytest.mark.parametrize(
+    "md5", [[], [{"file": f, "status": s} for f, s in (("a", "match"), ("b", "match"), ("c", "mismatch"))]]
+)
 def test_a_release_neither_verified_nor_synthetic_is_never_called_patient_free(built, md5):
     """Third audit: any release whose md5 did not all match (md5 off, an unpacked copy, a corrupt
     download) was carded as 'synthetic data made by csxa: no patient data'."""
@@ -87,12 +97,31 @@ def test_a_release_neither_verified_nor_synthetic_is_never_called_patient_free(b
 
 def _build_cli(root, manifest, release, out):
     params = root / "params.yaml"
-    params.write_text(yaml.safe_dump({"variants": {"v": {"crop": "centre", "centre_size": 64, "out_size": 16}},
-                                      "build": {"shard_size": 50, "min_shards": 1}}))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "variants": {"v": {"crop": "centre", "centre_size": 64, "out_size": 16}},
+                "build": {"shard_size": 50, "min_shards": 1},
+            }
+        )
+    )
     from helpers import run_cli
 
-    return run_cli("build", "--params", params, "--variant", "v", "--manifest", manifest, "--release", release,
-                   "--out", out, "--workers", "1")
+    return run_cli(
+        "build",
+        "--params",
+        params,
+        "--variant",
+        "v",
+        "--manifest",
+        manifest,
+        "--release",
+        release,
+        "--out",
+        out,
+        "--workers",
+        "1",
+    )
 
 
 def _one_line(result) -> str:
@@ -102,10 +131,13 @@ def _one_line(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("tamper, says", [
-    (lambda m: m.assign(label=1 - m.label), "the manifest holds 59 cases"),
-    (lambda m: m.iloc[:20], "the manifest holds 20 cases"),
-])
+@pytest.mark.parametrize(
+    "tamper, says",
+    [
+        (lambda m: m.assign(label=1 - m.label), "the manifest holds 59 cases"),
+        (lambda m: m.iloc[:20], "the manifest holds 20 cases"),
+    ],
+)
 def test_build_refuses_a_manifest_that_is_not_the_one_ingest_reported(built, small_synth, tmp_path, tamper, says):
     """Third audit: a manifest cut to 20 rows with every label flipped was built, and its card
     printed ingest's counts beside the edited ones."""
@@ -115,8 +147,9 @@ def test_build_refuses_a_manifest_that_is_not_the_one_ingest_reported(built, sma
     ingest = tmp_path / "ingest"
     ingest.mkdir()
     (ingest / "validation.json").write_text((root / "ingest" / "validation.json").read_text())
-    tamper(pd.read_csv(root / "ingest" / "manifest.csv", dtype={"stem": str})).to_csv(ingest / "manifest.csv",
-                                                                                      index=False)
+    tamper(pd.read_csv(root / "ingest" / "manifest.csv", dtype={"stem": str})).to_csv(
+        ingest / "manifest.csv", index=False
+    )
     line = _one_line(_build_cli(tmp_path, ingest / "manifest.csv", small_synth / "release", tmp_path / "out"))
     assert line.startswith(f"csxa-data: error: {ingest / 'validation.json'}: {says}") and "run csxa-data ingest" in line
     assert not (tmp_path / "out").exists()
@@ -125,8 +158,10 @@ def test_build_refuses_a_manifest_that_is_not_the_one_ingest_reported(built, sma
 def test_build_refuses_a_release_other_than_the_one_ingest_read(built, small_synth, tiny_synth, tmp_path):
     root, _ = built
     line = _one_line(_build_cli(tmp_path, root / "ingest" / "manifest.csv", tiny_synth / "release", tmp_path / "out"))
-    assert (f"ingest read the release {small_synth / 'release'}, but the build would read {tiny_synth / 'release'}, "
-            "whose files differ in size from those ingest recorded") in line
+    assert (
+        f"ingest read the release {small_synth / 'release'}, but the build would read {tiny_synth / 'release'}, "
+        "whose files differ in size from those ingest recorded"
+    ) in line
 
 
 def test_build_takes_the_release_ingest_read_under_another_path(built, small_synth, tmp_path):
@@ -162,15 +197,21 @@ def test_only_a_release_synth_wrote_is_carded_synthetic(tiny_synth, tmp_path):
     assert validation["synthetic"] is False and release_kind(validation) == "unverified"
 
 
-@pytest.mark.parametrize("text, says", [
-    ("null", "is a JSON NoneType, not ingest's report"),
-    ("[1, 2]", "is a JSON list, not ingest's report"),
-    ("{}", "'release' is missing or not as ingest writes it"),
-    ('{"release": "r", "md5": [1]}', "'md5' is missing or not as ingest writes it"),
-    ('{"release": "r", "md5": [], "sources": {}, "drops_by_rule": {}, "repairs_by_rule": {}, '
-     '"kept": {"cases": true, "by_split_and_class": {}}}', "'kept' is missing or not as ingest writes it"),
-    ("[" * 100_000, "cannot read (RecursionError"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("null", "is a JSON NoneType, not ingest's report"),
+        ("[1, 2]", "is a JSON list, not ingest's report"),
+        ("{}", "'release' is missing or not as ingest writes it"),
+        ('{"release": "r", "md5": [1]}', "'md5' is missing or not as ingest writes it"),
+        (
+            '{"release": "r", "md5": [], "sources": {}, "drops_by_rule": {}, "repairs_by_rule": {}, '
+            '"kept": {"cases": true, "by_split_and_class": {}}}',
+            "'kept' is missing or not as ingest writes it",
+        ),
+        ("[" * 100_000, "cannot read (RecursionError"),
+    ],
+)
 def test_build_refuses_a_validation_json_that_is_not_ingests(built, small_synth, tmp_path, text, says):
     """Third audit: these were AttributeErrors after every shard had been built, or (null) a build
     without its dataset card."""
@@ -184,11 +225,22 @@ def test_build_refuses_a_validation_json_that_is_not_ingests(built, small_synth,
 
 
 def test_model_card_puts_every_metric_beside_the_baseline():
-    metrics = {"n": 100, "accuracy": 0.96, "balanced_accuracy": 0.5, "auroc": None, "sensitivity": 1.0,
-               "specificity": 0.0, "test_class_counts": {"0": 4, "1": 96},
-               "baseline": {"accuracy": 0.96, "balanced_accuracy": 0.5, "sensitivity": 1.0, "specificity": 0.0}}
-    card = model_card("original_resnet", metrics, {"model": "resnet18", "weights": "none", "epochs": 2},
-                      {"variant": "original", "source": "data/variants/original", "shards_sha256": ["ab" * 32]})
+    metrics = {
+        "n": 100,
+        "accuracy": 0.96,
+        "balanced_accuracy": 0.5,
+        "auroc": None,
+        "sensitivity": 1.0,
+        "specificity": 0.0,
+        "test_class_counts": {"0": 4, "1": 96},
+        "baseline": {"accuracy": 0.96, "balanced_accuracy": 0.5, "sensitivity": 1.0, "specificity": 0.0},
+    }
+    card = model_card(
+        "original_resnet",
+        metrics,
+        {"model": "resnet18", "weights": "none", "epochs": 2},
+        {"variant": "original", "source": "data/variants/original", "shards_sha256": ["ab" * 32]},
+    )
     meta, body = front_matter(card)
     assert meta["model_name"] == "original_resnet" and meta["csxa"]["data"]["variant"] == "original"
     assert "| balanced accuracy | 0.500 | 0.500 |" in body and "| AUROC | n/a |" in body

@@ -18,13 +18,21 @@ from csxa_train.cli import main
 N_NEG, N_POS = 20, 80
 
 
-def write_experiment(results: Path, name: str, scores: np.ndarray, labels: np.ndarray, keys: list[str],
-                     majority: int = 1) -> None:
+def write_experiment(
+    results: Path, name: str, scores: np.ndarray, labels: np.ndarray, keys: list[str], majority: int = 1
+) -> None:
     folder = results / name
     folder.mkdir(parents=True)
-    pd.DataFrame({"key": keys, "number": range(1, len(keys) + 1), "label": labels, "score": scores,
-                  "pred": (scores >= 0.5).astype(int), "pred_at_threshold": (scores >= 0.3).astype(int)}
-                 ).to_csv(folder / "predictions.csv", index=False)
+    pd.DataFrame(
+        {
+            "key": keys,
+            "number": range(1, len(keys) + 1),
+            "label": labels,
+            "score": scores,
+            "pred": (scores >= 0.5).astype(int),
+            "pred_at_threshold": (scores >= 0.3).astype(int),
+        }
+    ).to_csv(folder / "predictions.csv", index=False)
     (folder / "evaluation.json").write_text(json.dumps({"majority_class": majority}))
 
 
@@ -39,17 +47,32 @@ def project(tmp_path):
     write_experiment(results, "orig", reference, labels, keys)
     write_experiment(results, "better", better, labels, keys)
     write_experiment(results, "always_sick", np.full(len(labels), 0.9), labels, keys)
-    params = {"train": {"model": "resnet18"},
-              "experiments": {"orig": {"variant": "original"}, "better": {"variant": "cropped", "model": "vggsmall"},
-                              "always_sick": {"variant": "colored"}},
-              "compare": {"reference": None, "operating_point": "0.5", "resamples": 300, "seed": 1, "confidence": 0.95}}
+    params = {
+        "train": {"model": "resnet18"},
+        "experiments": {
+            "orig": {"variant": "original"},
+            "better": {"variant": "cropped", "model": "vggsmall"},
+            "always_sick": {"variant": "colored"},
+        },
+        "compare": {"reference": None, "operating_point": "0.5", "resamples": 300, "seed": 1, "confidence": 0.95},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return tmp_path, labels, {"orig": reference, "better": better}
 
 
 def run(project_dir: Path, *extra: str) -> int:
-    return main(["compare", "--params", str(project_dir / "params.yaml"), "--results", str(project_dir / "results"),
-                 "--out", str(project_dir / "out"), *extra])
+    return main(
+        [
+            "compare",
+            "--params",
+            str(project_dir / "params.yaml"),
+            "--results",
+            str(project_dir / "results"),
+            "--out",
+            str(project_dir / "out"),
+            *extra,
+        ]
+    )
 
 
 def test_compare_writes_the_table_with_intervals_baseline_and_paired_tests(project, capsys):
@@ -71,15 +94,18 @@ def test_compare_writes_the_table_with_intervals_baseline_and_paired_tests(proje
     orig = table.set_index("experiment").loc["orig"]
     correct = {name: (s >= 0.5).astype(int) == labels for name, s in scores.items()}
     # Wilson interval of the accuracy, the paper's z-test, exact McNemar and the AUROC difference
-    assert (better.accuracy_low, better.accuracy_high) == pytest.approx(stats.wilson_interval(correct["better"].sum(), 100))
+    assert (better.accuracy_low, better.accuracy_high) == pytest.approx(
+        stats.wilson_interval(correct["better"].sum(), 100)
+    )
     z, p = stats.two_proportion_ztest(correct["better"].sum(), 100, correct["orig"].sum(), 100, alternative="greater")
     assert (better.z, better.p_one_sided) == pytest.approx((z, p), abs=1e-6)
     mc = stats.mcnemar_exact(correct["orig"], correct["better"])
     assert better.mcnemar_p == pytest.approx(mc["p"], abs=1e-6)
     assert better.mcnemar_only_this_correct == mc["only_other_correct"]
     assert better.auroc == pytest.approx(roc_auc_score(labels, scores["better"]), abs=1e-6)
-    assert better.auroc_difference == pytest.approx(roc_auc_score(labels, scores["better"])
-                                                    - roc_auc_score(labels, scores["orig"]), abs=1e-6)
+    assert better.auroc_difference == pytest.approx(
+        roc_auc_score(labels, scores["better"]) - roc_auc_score(labels, scores["orig"]), abs=1e-6
+    )
     assert better.auroc_difference_low <= better.auroc_difference <= better.auroc_difference_high
     assert orig.balanced_accuracy_low <= orig.balanced_accuracy <= orig.balanced_accuracy_high
     holm = stats.holm([table.set_index("experiment").loc[n].mcnemar_p for n in ("better", "always_sick")])
@@ -123,8 +149,10 @@ def test_compare_refuses_predictions_of_other_cases_naming_them(project, capsys)
     assert "0999999" in err and "0000004" in err
 
 
-@pytest.mark.parametrize("column,value,message", [("score", "nan", "NaN or outside"), ("score", "1.5", "NaN or outside"),
-                                                  ("label", "2", "labels must be 0")])
+@pytest.mark.parametrize(
+    "column,value,message",
+    [("score", "nan", "NaN or outside"), ("score", "1.5", "NaN or outside"), ("label", "2", "labels must be 0")],
+)
 def test_compare_refuses_bad_scores_and_labels(project, capsys, column, value, message):
     root, _, _ = project
     path = root / "results" / "always_sick" / "predictions.csv"
@@ -136,10 +164,13 @@ def test_compare_refuses_bad_scores_and_labels(project, capsys, column, value, m
     assert message in err and "always_sick" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("operating_point, column, message", [
-    ("0.5", "pred", "column pred disagrees with score >= 0.5 in "),
-    ("chosen", "pred_at_threshold", "column pred_at_threshold is not one threshold on the score"),
-])
+@pytest.mark.parametrize(
+    "operating_point, column, message",
+    [
+        ("0.5", "pred", "column pred disagrees with score >= 0.5 in "),
+        ("chosen", "pred_at_threshold", "column pred_at_threshold is not one threshold on the score"),
+    ],
+)
 def test_compare_refuses_predictions_that_do_not_follow_the_scores(project, capsys, operating_point, column, message):
     """Second audit: every score under 0.5 with pred flipped to 1 reported 100% sensitivity."""
     root, _, _ = project
@@ -153,17 +184,23 @@ def test_compare_refuses_predictions_that_do_not_follow_the_scores(project, caps
     assert message in err and "better/predictions.csv" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[1, 2]", "evaluation.json: is a JSON list, not an object"),
-    ("[" * 100_000, "evaluation.json: not valid JSON"),
-    ('{"experiment": "orig", "majority_class": 1}', "holds the results of experiment 'orig', not 'better': a copied or "
-                                                    "linked results folder, or a fit written there under another name?"),
-    ('{"experiment": "better", "majority_class": 1}', None),
-    ('{"majority_class": "x"}', "majority_class must be 0 or 1, not x"),
-    ('{"majority_class": 7}', "majority_class must be 0 or 1, not 7"),
-    ('{"majority_class": 0}', "the experiments' evaluation.json name different train majority classes"),
-    ('{"accuracy": 0.5}', None),  # `csxa-train evaluate` writes no majority class: another experiment's is used
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2]", "evaluation.json: is a JSON list, not an object"),
+        ("[" * 100_000, "evaluation.json: not valid JSON"),
+        (
+            '{"experiment": "orig", "majority_class": 1}',
+            "holds the results of experiment 'orig', not 'better': a copied or "
+            "linked results folder, or a fit written there under another name?",
+        ),
+        ('{"experiment": "better", "majority_class": 1}', None),
+        ('{"majority_class": "x"}', "majority_class must be 0 or 1, not x"),
+        ('{"majority_class": 7}', "majority_class must be 0 or 1, not 7"),
+        ('{"majority_class": 0}', "the experiments' evaluation.json name different train majority classes"),
+        ('{"accuracy": 0.5}', None),  # `csxa-train evaluate` writes no majority class: another experiment's is used
+    ],
+)
 def test_compare_refuses_a_hand_edited_evaluation_json(project, capsys, content, message):
     root, _, _ = project
     (root / "results" / "better" / "evaluation.json").write_text(content)
@@ -182,8 +219,10 @@ def test_an_evaluation_json_that_is_not_a_file_is_refused(project, capsys, kind)
     details.mkdir() if kind == "folder" else details.symlink_to(root / "nowhere.json")
     assert run(root) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"csxa-train: error: {details}: is not a file (a folder, or a link to nothing); fit writes "
-                   "evaluation.json as a file: train better again (dvc repro)"], err
+    assert err == [
+        f"csxa-train: error: {details}: is not a file (a folder, or a link to nothing); fit writes "
+        "evaluation.json as a file: train better again (dvc repro)"
+    ], err
     assert not (root / "out").exists()
 
 
@@ -251,13 +290,24 @@ def test_compare_adds_the_landmark_baselines_rows_when_asked(project):
 
 # --- cross-validation (compare --cv) -----------------------------------------------------------
 
+
 def write_oof(cv: Path, name: str, labels: np.ndarray, folds: np.ndarray, scores: np.ndarray) -> None:
     folder = cv / name
     folder.mkdir(parents=True)
     keys = [f"{i:07d}" for i in range(1, len(labels) + 1)]
-    pd.DataFrame({"key": keys, "number": range(1, len(keys) + 1), "label": labels, "repeat": 0, "fold": folds,
-                  "score": scores, "threshold": 0.4, "pred": (scores >= 0.5).astype(int),
-                  "pred_at_threshold": (scores >= 0.4).astype(int)}).to_csv(folder / "oof.csv", index=False)
+    pd.DataFrame(
+        {
+            "key": keys,
+            "number": range(1, len(keys) + 1),
+            "label": labels,
+            "repeat": 0,
+            "fold": folds,
+            "score": scores,
+            "threshold": 0.4,
+            "pred": (scores >= 0.5).astype(int),
+            "pred_at_threshold": (scores >= 0.4).astype(int),
+        }
+    ).to_csv(folder / "oof.csv", index=False)
 
 
 @pytest.fixture
@@ -266,9 +316,11 @@ def cv_project(project):
     root, labels, _ = project
     rng = np.random.default_rng(1)
     folds = np.r_[np.arange(N_NEG) % 4, np.arange(N_POS) % 4]
-    scores = {"orig": np.clip(0.55 + 0.25 * (labels - 0.5) + rng.normal(0, 0.2, len(labels)), 0, 1),
-              "better": np.clip(0.5 + 0.5 * (labels - 0.5) + rng.normal(0, 0.2, len(labels)), 0, 1),
-              "always_sick": np.full(len(labels), 0.9)}
+    scores = {
+        "orig": np.clip(0.55 + 0.25 * (labels - 0.5) + rng.normal(0, 0.2, len(labels)), 0, 1),
+        "better": np.clip(0.5 + 0.5 * (labels - 0.5) + rng.normal(0, 0.2, len(labels)), 0, 1),
+        "always_sick": np.full(len(labels), 0.9),
+    }
     for name, s in scores.items():
         write_oof(root / "cv", name, labels, folds, s)
     return root, labels, folds, scores
@@ -284,23 +336,32 @@ def test_compare_cv_gives_per_fold_pooled_and_both_ttests(cv_project, capsys):
         assert (root / "out" / name).is_file(), name
     per_fold = pd.read_csv(root / "out" / "cv_folds.csv")
     table = pd.read_csv(root / "out" / "cv_table.csv").set_index("experiment")
-    ba = {name: np.array([balanced_accuracy_score(labels[folds == k], (s[folds == k] >= 0.5).astype(int))
-                          for k in range(4)]) for name, s in scores.items()}
+    ba = {
+        name: np.array(
+            [balanced_accuracy_score(labels[folds == k], (s[folds == k] >= 0.5).astype(int)) for k in range(4)]
+        )
+        for name, s in scores.items()
+    }
     better = per_fold[per_fold.experiment == "better"]
     assert better.balanced_accuracy.to_numpy() == pytest.approx(ba["better"])
-    assert better.auroc.to_numpy() == pytest.approx([roc_auc_score(labels[folds == k], scores["better"][folds == k])
-                                                      for k in range(4)])
+    assert better.auroc.to_numpy() == pytest.approx(
+        [roc_auc_score(labels[folds == k], scores["better"][folds == k]) for k in range(4)]
+    )
     assert table.loc["better", "balanced_accuracy_mean"] == pytest.approx(ba["better"].mean())
     assert table.loc["better", "balanced_accuracy_sd"] == pytest.approx(ba["better"].std(ddof=1))
     assert table.loc["better", "auroc_pooled"] == pytest.approx(roc_auc_score(labels, scores["better"]))
-    assert table.loc["better", "auroc_pooled_low"] < table.loc["better", "auroc_pooled"] < \
-        table.loc["better", "auroc_pooled_high"]
+    assert (
+        table.loc["better", "auroc_pooled_low"]
+        < table.loc["better", "auroc_pooled"]
+        < table.loc["better", "auroc_pooled_high"]
+    )
     # the t-tests on the per-fold differences: 4 folds of 25 cases, n_test / n_train = 25 / 75
     d = ba["better"] - ba["orig"]
     t0 = d.mean() / np.sqrt(d.var(ddof=1) / 4)
     assert table.loc["better", "balanced_accuracy_t_uncorrected"] == pytest.approx(t0)
     assert table.loc["better", "balanced_accuracy_t_corrected"] == pytest.approx(
-        d.mean() / np.sqrt((1 / 4 + 25 / 75) * d.var(ddof=1)))
+        d.mean() / np.sqrt((1 / 4 + 25 / 75) * d.var(ddof=1))
+    )
     assert table.loc["better", "balanced_accuracy_p_corrected"] > table.loc["better", "balanced_accuracy_p_uncorrected"]
     md = (root / "out" / "cv_table.md").read_text()
     assert "t, uncorrected (paper's)" in md and "p, corrected (Nadeau-Bengio)" in md
@@ -327,9 +388,11 @@ def test_compare_replaces_both_reports_or_neither(cv_project, capsys):
     capsys.readouterr()
     assert run(root, "--cv", str(root / "cv")) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"csxa-train: error: {out / 'cv.png'}: is a folder where this command writes a file; nothing was replaced"]
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == \
-        {name: data for name, data in before.items() if name != "cv.png"}
+        f"csxa-train: error: {out / 'cv.png'}: is a folder where this command writes a file; nothing was replaced"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == {
+        name: data for name, data in before.items() if name != "cv.png"
+    }
     assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no temporary files left
     shutil.rmtree(out / "cv.png")
     assert run(root, "--cv", str(root / "cv")) == 0
@@ -339,8 +402,20 @@ def test_compare_replaces_both_reports_or_neither(cv_project, capsys):
 def test_an_output_the_system_refuses_is_one_line_not_a_traceback(project, capsys):
     # /proc takes no new folders: a real OSError from the file system, at the first write
     root, _, _ = project
-    assert main(["compare", "--params", str(root / "params.yaml"), "--results", str(root / "results"),
-                 "--out", "/proc/csxa-report"]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--params",
+                str(root / "params.yaml"),
+                "--results",
+                str(root / "results"),
+                "--out",
+                "/proc/csxa-report",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("csxa-train: error: /proc/csxa-report: "), err
 
@@ -355,8 +430,18 @@ def test_compare_cv_refuses_experiments_on_other_folds(cv_project, capsys):
     assert len(err) == 1 and "better's out-of-fold folds differ from the reference orig's" in err[0]
 
 
-@pytest.mark.parametrize("column,value", [("repeat", "x"), ("repeat", ""), ("fold", "1.5"), ("fold", "-1"),
-                                          ("fold", "True"), ("fold", "1e300"), ("repeat", "\u0661")])
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("repeat", "x"),
+        ("repeat", ""),
+        ("fold", "1.5"),
+        ("fold", "-1"),
+        ("fold", "True"),
+        ("fold", "1e300"),
+        ("repeat", "\u0661"),
+    ],
+)
 def test_compare_cv_refuses_a_repeat_or_fold_that_is_not_a_whole_number(cv_project, capsys, column, value):
     """oof.csv is a DVC output a team may pull: a repeat or fold that is not a whole number >= 0 is one
     line naming the file and the column, not a traceback or a fold silently truncated (1.5 -> 1)."""
@@ -370,13 +455,16 @@ def test_compare_cv_refuses_a_repeat_or_fold_that_is_not_a_whole_number(cv_proje
     assert len(err) == 1 and str(path) in err[0] and f"column {column}" in err[0], err
 
 
-@pytest.mark.parametrize("tamper, says", [
-    (lambda o: pd.concat([o, o.assign(repeat=1)]), "two repeats split the cases into the same folds"),
-    (lambda o: o[o.fold != 1], "a repeat's folds are [0, 2, 3], not 0..k-1"),
-    (lambda o: o.assign(fold=o.fold.replace(2, 7)), "a repeat's folds are [0, 1, 3, 7], not 0..k-1"),
-    (lambda o: o.assign(fold=0), "a repeat's folds are [0], not 0..k-1 with k at least 2"),
-    (lambda o: o.assign(repeat=1), "the repeats are [1], not 0..0"),
-])
+@pytest.mark.parametrize(
+    "tamper, says",
+    [
+        (lambda o: pd.concat([o, o.assign(repeat=1)]), "two repeats split the cases into the same folds"),
+        (lambda o: o[o.fold != 1], "a repeat's folds are [0, 2, 3], not 0..k-1"),
+        (lambda o: o.assign(fold=o.fold.replace(2, 7)), "a repeat's folds are [0, 1, 3, 7], not 0..k-1"),
+        (lambda o: o.assign(fold=0), "a repeat's folds are [0], not 0..k-1 with k at least 2"),
+        (lambda o: o.assign(repeat=1), "the repeats are [1], not 0..0"),
+    ],
+)
 def test_compare_cv_refuses_folds_or_repeats_that_are_not_a_cross_validations(cv_project, capsys, tamper, says):
     """Third audit: a repeat copied as another doubled the differences the t-tests count (p from
     0.007 to 2.5e-05); a missing or renumbered fold was counted and described wrongly; one fold
@@ -415,18 +503,20 @@ def test_the_readme_blocks_are_refreshed_from_the_reports(tmp_path):
     from csxa_data.errors import CsxaError
     from tools.readme_blocks import refresh_block
 
-    (tmp_path / "table.md").write_text("# Title\n\nText.\n\n## Part\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Tail\n\nnot shown\n")
+    (tmp_path / "table.md").write_text(
+        "# Title\n\nText.\n\n## Part\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Tail\n\nnot shown\n"
+    )
     readme = tmp_path / "README.md"
     readme.write_text("before\n<!-- t: begin -->\nstale\n<!-- t: end -->\nafter\n")
     refresh_block(readme, "t", tmp_path / "table.md", stop_at="## Tail")
-    assert readme.read_text() == ("before\n<!-- t: begin -->\nText.\n\n#### Part\n\n| a | b |\n|---|---|\n"
-                                  "| 1 | 2 |\n<!-- t: end -->\nafter\n")
+    assert readme.read_text() == (
+        "before\n<!-- t: begin -->\nText.\n\n#### Part\n\n| a | b |\n|---|---|\n| 1 | 2 |\n<!-- t: end -->\nafter\n"
+    )
     with pytest.raises(CsxaError, match="report not found"):
         refresh_block(readme, "t", tmp_path / "missing.md")
     readme.write_text("no block\n")
     with pytest.raises(CsxaError, match="no <!-- t: begin -->"):
         refresh_block(readme, "t", tmp_path / "table.md")
-
 
 
 def test_readme_blocks_refuse_what_would_wipe_or_leave_stale_tables(tmp_path):
@@ -443,8 +533,11 @@ def test_readme_blocks_refuse_what_would_wipe_or_leave_stale_tables(tmp_path):
     two = "<!-- a: begin -->\nold a\n<!-- a: end -->\n<!-- b: begin -->\nold b\n<!-- b: end -->\n"
     cases = [
         (two, {"a": (bare, None)}, "bare.md: holds no table for the README's a block"),
-        (two + "<!-- a: begin -->\nstale\n<!-- a: end -->\n", {"a": (good, None)},
-         "must each occur once, in that order (found 2 and 2)"),
+        (
+            two + "<!-- a: begin -->\nstale\n<!-- a: end -->\n",
+            {"a": (good, None)},
+            "must each occur once, in that order (found 2 and 2)",
+        ),
         ("<!-- a: end -->\n<!-- a: begin -->\n", {"a": (good, None)}, "(found 1 and 1)"),
         (two, {"a": (good, None), "b": (tmp_path / "missing.md", None)}, "missing.md: report not found"),
     ]
@@ -468,8 +561,10 @@ def test_the_readme_holds_every_block_current():
     readme = (REPO / "docs" / "results.md").read_text()
     for name, (report, stop_at) in BLOCKS.items():
         block = readme_block((REPO / report).read_text(), stop_at)
-        assert f"<!-- {name}: begin -->\n{block}<!-- {name}: end -->" in readme, f"README block {name} is stale: " \
-            "python tools/readme_blocks.py"
+        assert f"<!-- {name}: begin -->\n{block}<!-- {name}: end -->" in readme, (
+            f"README block {name} is stale: python tools/readme_blocks.py"
+        )
+
 
 def test_compare_out_that_is_a_file_is_one_line_before_any_work(project, capsys):
     root, _, _ = project

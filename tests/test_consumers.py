@@ -22,7 +22,7 @@ pytest.register_assert_rewrite("registry_fixture")
 from registry_fixture import ENV, consumer_dir, csxa_data, serve, sh, silent_server  # noqa: E402
 
 pytest_plugins = ["registry_fixture"]
-pytestmark = pytest.mark.slow   # end to end with git, dvc and gto (one shared registry)
+pytestmark = pytest.mark.slow  # end to end with git, dvc and gto (one shared registry)
 
 VARIANT = "data/variants/wide_cropped"
 
@@ -37,9 +37,14 @@ def readme_block(name: str) -> str:
 
 def run_readme(name: str, cwd: Path, registry, **env: str) -> subprocess.CompletedProcess:
     """Run a "For other teams" block verbatim in bash, with REGISTRY naming the test registry."""
-    result = subprocess.run(["bash", "-c", readme_block(name)], cwd=cwd,
-                            env={**ENV, "REGISTRY": str(registry.root), **env}, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        ["bash", "-c", readme_block(name)],
+        cwd=cwd,
+        env={**ENV, "REGISTRY": str(registry.root), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, f"README block {name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -97,7 +102,7 @@ def test_for_other_teams_commands_verbatim(registry, request):
     with serve(clone / "data/variants") as mirror:
         run_readme("fit-mirror", home, registry, MIRROR=mirror)
     assert json.loads((home / "results/mirrored/metrics.json").read_text())["n"] == test_cases
-    request.getfixturevalue("second_version")   # the registry publishes wide_cropped@v1.1.0
+    request.getfixturevalue("second_version")  # the registry publishes wide_cropped@v1.1.0
     run_readme("update", home, registry)
     assert_intact_variant(project / "data/wide_cropped", grow_x=40)
     assert "rev: wide_cropped@v1.1.0" in (project / "data/wide_cropped.dvc").read_text()
@@ -112,7 +117,7 @@ def test_import_by_path_follows_the_registry(registry):
     sh("dvc", "import", registry.root, VARIANT, "-o", "data/wide_cropped", cwd=project)
     head = sh("git", "rev-parse", "HEAD", cwd=registry.root).stdout.strip()
     assert f"rev_lock: {head}" in (project / "data/wide_cropped.dvc").read_text()
-    assert_intact_variant(project / "data/wide_cropped")   # training on an import: the README test
+    assert_intact_variant(project / "data/wide_cropped")  # training on an import: the README test
 
 
 def test_artifacts_get_a_published_model(registry):
@@ -141,11 +146,11 @@ def _free_port() -> int:
 def test_pull_from_an_unreachable_remote_fails_fast_with_a_hint(registry):
     clone = consumer_dir(registry, "unreachable") / "csxa"
     sh("git", "clone", "-q", registry.root, clone, cwd=registry.base)
-    url = f"http://127.0.0.1:{_free_port()}"   # nothing listens there
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     sh("dvc", "remote", "add", "-d", "--local", "web", url, cwd=clone)
     failed = csxa_data("pull", VARIANT, "--timeout", "60", cwd=clone, check=False, timeout=120)
     assert failed.returncode == 2, failed.stderr
-    assert "ERROR: failed to pull data from the cloud" in failed.stderr      # DVC's own error
+    assert "ERROR: failed to pull data from the cloud" in failed.stderr  # DVC's own error
     hint = failed.stderr.strip().splitlines()[-1]
     assert hint.startswith("csxa-data: error: ") and "dvc pull failed" in hint
     assert f"remote 'web' ({url}) cannot be reached" in hint
@@ -209,8 +214,10 @@ def test_push_and_pull_through_s3(registry, s3_server, monkeypatch):
         monkeypatch.setenv(key, value)
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="csxa-registry")
     root = registry.root
-    add = [["dvc", "remote", "add", "--local", "s3", "s3://csxa-registry/dvc"],
-           ["dvc", "remote", "modify", "--local", "s3", "endpointurl", s3_server]]
+    add = [
+        ["dvc", "remote", "add", "--local", "s3", "s3://csxa-registry/dvc"],
+        ["dvc", "remote", "modify", "--local", "s3", "endpointurl", s3_server],
+    ]
     try:
         for cmd in add:
             sh(*cmd, cwd=root, env=env)
@@ -218,7 +225,7 @@ def test_push_and_pull_through_s3(registry, s3_server, monkeypatch):
     finally:
         (root / ".dvc/config.local").unlink(missing_ok=True)
     stored = boto3.client("s3", endpoint_url=s3_server).list_objects_v2(Bucket="csxa-registry")["KeyCount"]
-    assert stored >= 8   # the directory listing and each shard, stats.json, shards.json, preview
+    assert stored >= 8  # the directory listing and each shard, stats.json, shards.json, preview
 
     clone = consumer_dir(registry, "s3") / "csxa"
     sh("git", "clone", "-q", root, clone, cwd=registry.base, env=env)

@@ -33,8 +33,9 @@ def project(tmp_path_factory):
     process, so seven would double the time without testing anything more)."""
     root = fresh_clone(tmp_path_factory.mktemp("project") / "p")
     tiny_params(root, experiments=("original_resnet", "cropped_resnet", "colored_cropped_resnet"))
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny params"], cwd=root,
-                   check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny params"], cwd=root, check=True
+    )
     return root
 
 
@@ -52,8 +53,9 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
             cases = manifest[manifest.split == split]
             assert totals[split]["cases"] == len(cases)
             per_case = 2 if spec["colour"] == "stacked" and spec["both_orders_in_train"] and split == "train" else 1
-            assert totals[split]["by_class"] == {str(k): int(v) * per_case
-                                                for k, v in cases.label.value_counts().items()}
+            assert totals[split]["by_class"] == {
+                str(k): int(v) * per_case for k, v in cases.label.value_counts().items()
+            }
     for experiment in yaml.safe_load((project / "params.yaml").read_text())["experiments"]:
         metrics = json.loads((project / "results" / experiment / "metrics.json").read_text())
         assert metrics["n"] == int((manifest.split == "test").sum()) and "balanced_accuracy" in metrics
@@ -62,14 +64,21 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
     trained = set(yaml.safe_load((project / "params.yaml").read_text())["experiments"])
     assert set(compared["experiments"]) == trained | {"landmarks_logreg", "landmarks_gbt"}
     card = (project / "data/variants/cropped/README.md").read_text()
-    assert card.startswith("---\n") and all(s["sha256"] in card for s in json.loads(
-        (project / "data/variants/cropped/shards.json").read_text())["shards"])
+    assert card.startswith("---\n") and all(
+        s["sha256"] in card for s in json.loads((project / "data/variants/cropped/shards.json").read_text())["shards"]
+    )
     assert all((project / "results" / name / "MODEL_CARD.md").is_file() for name in trained)
     assert "results/compare/compare.json" in dvc("metrics", "show", cwd=project)
     assert ran(dvc("repro", cwd=project)) == set()
     experiment = dvc("exp", "run", "-S", "variants.cropped.out_size=40", cwd=project)
-    assert ran(experiment) == {"variant@cropped", "variants_preview", "train@cropped_resnet", "cv@cropped_resnet",
-                                  "compare", "explain"}, experiment
+    assert ran(experiment) == {
+        "variant@cropped",
+        "variants_preview",
+        "train@cropped_resnet",
+        "cv@cropped_resnet",
+        "compare",
+        "explain",
+    }, experiment
     sample = json.loads((project / "data/variants/cropped/shards.json").read_text())
     assert sample["spec"]["out_size"] == 40
 
@@ -85,7 +94,9 @@ def test_no_parameter_is_named_like_dvc_run_cache_metadata():
                 yield f"{path}.{key}".lstrip("."), str(key)
                 yield from keys(value, f"{path}.{key}")
 
-    blind = [full for full, key in keys(yaml.safe_load((REPO / "params.yaml").read_text())) if key in ("size", "nfiles")]
+    blind = [
+        full for full, key in keys(yaml.safe_load((REPO / "params.yaml").read_text())) if key in ("size", "nfiles")
+    ]
     assert blind == []
 
 
@@ -119,9 +130,9 @@ def test_readme_dvc_recipes_run_as_written(project):
     from helpers import REPO
 
     readme = (REPO / "docs" / "comparison.md").read_text()
-    section = readme[readme.index("### Reading the results with DVC"):]
-    block = section[section.index("```bash") + len("```bash"):]
-    commands = [line for line in block[:block.index("```")].splitlines() if line.strip()]
+    section = readme[readme.index("### Reading the results with DVC") :]
+    block = section[section.index("```bash") + len("```bash") :]
+    commands = [line for line in block[: block.index("```")].splitlines() if line.strip()]
     assert len(commands) >= 4 and all(c.startswith("dvc ") for c in commands)
     dvc("repro", cwd=project)
     outputs = {c: dvc(*shlex.split(c)[1:], cwd=project) for c in commands}

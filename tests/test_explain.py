@@ -29,10 +29,26 @@ TINY = SynthParams(seed=5, cases=48, size_scale=0.15, asymptomatic_fraction=0.3)
 def trained(tmp_path_factory):
     """A cropped grey variant at 32 px and a smallcnn trained on it for one epoch."""
     root = tmp_path_factory.mktemp("explain")
-    tiny_variant(root, TINY, "cropped", VariantSpec(crop="landmarks", colour="grey", out_size=32),
-                 BuildParams(shard_size=16, min_shards=2))
-    config = TrainParams.from_dict(dict(variant=str(root / "variant"), model="smallcnn", weights="none", epochs=1,
-                                        batch_size=16, workers=0, eval_batch_size=16, image_size=32, val_fraction=0.2))
+    tiny_variant(
+        root,
+        TINY,
+        "cropped",
+        VariantSpec(crop="landmarks", colour="grey", out_size=32),
+        BuildParams(shard_size=16, min_shards=2),
+    )
+    config = TrainParams.from_dict(
+        dict(
+            variant=str(root / "variant"),
+            model="smallcnn",
+            weights="none",
+            epochs=1,
+            batch_size=16,
+            workers=0,
+            eval_batch_size=16,
+            image_size=32,
+            val_fraction=0.2,
+        )
+    )
     fit(config, root / "results" / "tiny_cnn")
     return root
 
@@ -46,7 +62,7 @@ def test_box_is_mapped_through_the_crop_into_the_image():
         box_in_image([0, 0, 1, 1], [5, 5, 5, 9], 10, 10)
     with pytest.raises(CsxaError, match="landmark_box \\[0, True, 1, 1\\] is not four finite numbers"):
         box_in_image([0, True, 1, 1], [0, 0, 9, 9], 10, 10)
-    for huge in (10 ** 400, float("inf"), float("nan")):  # 10**400 made math.isfinite overflow (a traceback)
+    for huge in (10**400, float("inf"), float("nan")):  # 10**400 made math.isfinite overflow (a traceback)
         with pytest.raises(CsxaError, match="landmark_box .* is not four finite numbers of film pixels"):
             box_in_image([huge, 0, 1, 1], [0, 0, 9, 9], 10, 10)
 
@@ -56,7 +72,7 @@ def test_heat_share_counts_pixel_centres_inside_the_box():
     cam[2, 3] = 3.0
     cam[7, 7] = 1.0
     assert heat_share(cam, (3, 2, 4, 3)) == pytest.approx(0.75)  # pixel (x 3, y 2), centre (3.5, 2.5)
-    assert heat_share(cam, (0, 0, 3.4, 8)) == 0.0                  # centre 3.5 is outside x < 3.4
+    assert heat_share(cam, (0, 0, 3.4, 8)) == 0.0  # centre 3.5 is outside x < 3.4
     assert heat_share(np.ones((8, 8)), (0, 0, 4, 2)) == pytest.approx(box_mask((0, 0, 4, 2), 8, 8).mean()) == 0.125
     assert heat_share(np.zeros((4, 4)), (0, 0, 2, 2)) is None
 
@@ -95,14 +111,15 @@ def test_target_layer_keeps_a_map_that_can_say_where():
     from csxa_train.models import build_model
 
     resnet = build_model("resnet18", "none")
-    assert target_layer(resnet, 224)[0::2] == ("layer4", 7)   # the usual layer at the paper's size
-    assert target_layer(resnet, 32)[0::2] == ("layer2", 4)    # layer4 is 1 x 1 at 32 px
+    assert target_layer(resnet, 224)[0::2] == ("layer4", 7)  # the usual layer at the paper's size
+    assert target_layer(resnet, 32)[0::2] == ("layer2", 4)  # layer4 is 1 x 1 at 32 px
     assert target_layer(build_model("smallcnn"), 32)[0::2] == ("features.14", 4)
 
 
 def test_pick_cases_most_confident_of_each_kind():
-    frame = pd.DataFrame({"key": list("abcdefg"), "label": [1, 1, 0, 0, 1, 1, 0],
-                          "score": [0.9, 0.95, 0.8, 0.6, 0.1, 0.3, 0.2]})
+    frame = pd.DataFrame(
+        {"key": list("abcdefg"), "label": [1, 1, 0, 0, 1, 1, 0], "score": [0.9, 0.95, 0.8, 0.6, 0.1, 0.3, 0.2]}
+    )
     frame["pred"] = (frame.score >= 0.5).astype(int)
     picks = pick_cases(frame, 2)
     assert picks["tp"].key.tolist() == ["b", "a"] and picks["fp"].key.tolist() == ["c", "d"]
@@ -114,6 +131,7 @@ def test_explain_writes_the_sheet_and_the_heat_in_the_spine(trained, tmp_path):
     summary = explain(run / "checkpoint.pt", tmp_path, per_kind=3, progress=False)
     assert (tmp_path / "gradcam.png").is_file()
     from PIL import Image
+
     assert Image.open(tmp_path / "gradcam.png").format == "PNG"
     cases = pd.read_csv(tmp_path / "gradcam.csv", dtype={"key": str})
     predictions = pd.read_csv(run / "predictions.csv", dtype={"key": str})
@@ -143,12 +161,26 @@ def test_a_checkpoint_whose_variant_is_missing_is_one_clear_line(trained, tmp_pa
     state = load_checkpoint(trained / "results" / "tiny_cnn" / "checkpoint.pt")
     state["config"]["variant"] = str(tmp_path / "gone")
     save_checkpoint(tmp_path / "checkpoint.pt", state)
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "explain", "--checkpoint", str(tmp_path / "checkpoint.pt"),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "explain",
+            "--checkpoint",
+            str(tmp_path / "checkpoint.pt"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"csxa-train: error: {tmp_path / 'checkpoint.pt'}: its variant {tmp_path / 'gone'} is not here "
-        "(no shards.json): build or pull it (dvc repro / dvc pull), or give --variant"]
+        "(no shards.json): build or pull it (dvc repro / dvc pull), or give --variant"
+    ]
     assert not (tmp_path / "out").exists()
 
 
@@ -161,9 +193,23 @@ def test_a_tampered_test_shard_is_refused_as_training_refuses_it(trained, tmp_pa
     shutil.copytree(trained / "variant", variant)
     shard, other = sorted(variant.glob("test-*.tar"))[:2]
     shard.write_bytes(other.read_bytes())  # a well-formed shard, but not the one shards.json lists
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "explain", "--checkpoint",
-                             str(trained / "results" / "tiny_cnn" / "checkpoint.pt"), "--variant", str(variant),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "explain",
+            "--checkpoint",
+            str(trained / "results" / "tiny_cnn" / "checkpoint.pt"),
+            "--variant",
+            str(variant),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("csxa-train: error: ") and shard.name in line and "sha256 differs" in line, line
@@ -182,12 +228,28 @@ def test_explain_all_runs_every_experiment_and_writes_the_summary_table(trained,
         (results / name).mkdir(parents=True)
         shutil.copy(trained / "results" / "tiny_cnn" / "checkpoint.pt", results / name)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"experiments": {"one": {}, "two": {}}}))
-    assert main(["explain", "--all", "--params", str(tmp_path / "params.yaml"), "--results", str(results),
-                 "--per-kind", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--all",
+                "--params",
+                str(tmp_path / "params.yaml"),
+                "--results",
+                str(results),
+                "--per-kind",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = (results / "gradcam.md").read_text().splitlines()
     assert [row.split(" | ")[0] for row in table[2:]] == ["| one", "| two"]
     one = json.loads((results / "one" / "gradcam.json").read_text())
-    assert f"| {one['heat_in_box']:.1%} | {one['box_area']:.1%} | {one['heat_in_box'] / one['box_area']:.2f} |" in table[2]
+    assert (
+        f"| {one['heat_in_box']:.1%} | {one['box_area']:.1%} | {one['heat_in_box'] / one['box_area']:.2f} |" in table[2]
+    )
     assert (results / "one" / "gradcam.csv").read_bytes() == (results / "two" / "gradcam.csv").read_bytes() != b""
     assert (results / "two" / "gradcam.png").is_file()  # titled with its own experiment
     # one of --checkpoint and --all, and --all takes no --out
@@ -234,9 +296,13 @@ def test_the_explain_stage_covers_every_experiment_and_the_readme_shows_its_tabl
 
     stage = yaml_load(REPO / "dvc.yaml")["stages"]["explain"]
     experiments = list(yaml_load(REPO / "params.yaml")["experiments"])
-    assert [d for d in stage["deps"] if d.endswith("checkpoint.pt")] == [f"results/{e}/checkpoint.pt" for e in experiments]
+    assert [d for d in stage["deps"] if d.endswith("checkpoint.pt")] == [
+        f"results/{e}/checkpoint.pt" for e in experiments
+    ]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
-    assert outs == [f"results/{e}/gradcam.{ext}" for e in experiments for ext in ("png", "csv", "json")] + ["results/gradcam.md"]
+    assert outs == [f"results/{e}/gradcam.{ext}" for e in experiments for ext in ("png", "csv", "json")] + [
+        "results/gradcam.md"
+    ]
     readme = (REPO / "docs" / "results.md").read_text()
     rows = [line for line in (REPO / "results" / "gradcam.md").read_text().splitlines() if line.startswith("| ")]
     assert len(rows) == len(experiments) + 1 and all(row in readme for row in rows), "README's Grad-CAM table differs"

@@ -100,8 +100,19 @@ def data(tiny_synth, tmp_path_factory):
 
 
 def test_killed_ingest_reruns_to_identical_outputs(tiny_synth, data):
-    cmd = [sys.executable, "-m", "csxa_data", "ingest", "--release", str(tiny_synth / "release"), "--quiet",
-           "--workers", "2", "--out", str(data / "killed-ingest")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "csxa_data",
+        "ingest",
+        "--release",
+        str(tiny_synth / "release"),
+        "--quiet",
+        "--workers",
+        "2",
+        "--out",
+        str(data / "killed-ingest"),
+    ]
     duration = run(cmd)
     reference = files(data / "killed-ingest")
     assert reference == files(data / "ingest")  # the CLI writes what the library computes
@@ -110,12 +121,30 @@ def test_killed_ingest_reruns_to_identical_outputs(tiny_synth, data):
 
 def test_killed_build_reruns_to_identical_outputs(tiny_synth, data):
     params = data / "params.yaml"
-    params.write_text("variants:\n  colored_wide_cropped: {crop: landmarks, grow_x: 10, grow_y: 20, "
-                      "colour: stacked, out_size: 32}\nbuild: {shard_size: 4, min_shards: 2}\n")
+    params.write_text(
+        "variants:\n  colored_wide_cropped: {crop: landmarks, grow_x: 10, grow_y: 20, "
+        "colour: stacked, out_size: 32}\nbuild: {shard_size: 4, min_shards: 2}\n"
+    )
     out = data / "variants" / "colored_wide_cropped"
-    cmd = [sys.executable, "-m", "csxa_data", "build", "--params", str(params), "--variant", "colored_wide_cropped",
-           "--manifest", str(data / "ingest" / "manifest.csv"), "--release", str(tiny_synth / "release"),
-           "--out", str(out), "--workers", "2", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "csxa_data",
+        "build",
+        "--params",
+        str(params),
+        "--variant",
+        "colored_wide_cropped",
+        "--manifest",
+        str(data / "ingest" / "manifest.csv"),
+        "--release",
+        str(tiny_synth / "release"),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     duration = run(cmd)
     reference = files(out)
     assert any(name.startswith("train-") for name in reference)
@@ -124,15 +153,38 @@ def test_killed_build_reruns_to_identical_outputs(tiny_synth, data):
 
 @pytest.fixture(scope="module")
 def train_variant(tmp_path_factory):
-    return tiny_variant(tmp_path_factory.mktemp("fault-train"),
-                        SynthParams(seed=5, cases=40, size_scale=0.2, asymptomatic_fraction=0.25), "cropped",
-                        VariantSpec(crop="landmarks", out_size=32), BuildParams(shard_size=8, min_shards=2))
+    return tiny_variant(
+        tmp_path_factory.mktemp("fault-train"),
+        SynthParams(seed=5, cases=40, size_scale=0.2, asymptomatic_fraction=0.25),
+        "cropped",
+        VariantSpec(crop="landmarks", out_size=32),
+        BuildParams(shard_size=8, min_shards=2),
+    )
 
 
 def fit_args(variant: Path, out: Path, epochs: int = 2) -> list[str]:
-    return [sys.executable, "-m", "csxa_train", "fit", "--variant", str(variant), "--model", "smallcnn",
-            "--weights", "none", "--balance", "smote", "--epochs", str(epochs), "--batch-size", "8", "--workers", "0",
-            "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "csxa_train",
+        "fit",
+        "--variant",
+        str(variant),
+        "--model",
+        "smallcnn",
+        "--weights",
+        "none",
+        "--balance",
+        "smote",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
 
 
 def hidden_temporaries(out: Path) -> list[str]:
@@ -167,8 +219,12 @@ def test_killed_fit_resumes_to_identical_weights_and_logs(train_variant, tmp_pat
     # what older killed runs left beside the files: temporaries of dead processes, one not named by a
     # process, and the fixed name earlier versions gave the checkpoint's
     out.mkdir(parents=True, exist_ok=True)
-    for name in (f".{CHECKPOINT}.tmp-{dead_pid()}-x1y2", ".metrics.json.tmp-abc123", f".report.png.tmp-{dead_pid()}-q",
-                 f".{CHECKPOINT}.tmp"):
+    for name in (
+        f".{CHECKPOINT}.tmp-{dead_pid()}-x1y2",
+        ".metrics.json.tmp-abc123",
+        f".report.png.tmp-{dead_pid()}-q",
+        f".{CHECKPOINT}.tmp",
+    ):
         (out / name).write_bytes(b"half a file")
     run(fit_args(train_variant, out))
     # every file byte-identical to the uninterrupted run's: weights, logs, predictions, metrics, figures
@@ -182,8 +238,9 @@ def test_killed_fit_resumes_to_identical_weights_and_logs(train_variant, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
-def test_a_fit_failing_while_it_writes_its_results_leaves_the_previous_ones_whole(train_variant, tmp_path,
-                                                                                   monkeypatch, capsys, failure):
+def test_a_fit_failing_while_it_writes_its_results_leaves_the_previous_ones_whole(
+    train_variant, tmp_path, monkeypatch, capsys, failure
+):
     """The results of a run (metrics, predictions, figures, log, card) are replaced together: `csxa-train
     fit` failing at the figure, written after the tables, leaves every old result file as it was; a
     full disk there is one line, exit 2; Ctrl-C says it was interrupted, exit 130."""
@@ -206,7 +263,9 @@ def test_a_fit_failing_while_it_writes_its_results_leaves_the_previous_ones_whol
     assert "Traceback" not in stderr and len(error) == 1, stderr[-2000:]
     if isinstance(failure, OSError):
         assert code == 2
-        assert error[0].startswith(f"csxa-train: error: {out / 'report.png'}: cannot write it (No space left on device)")
+        assert error[0].startswith(
+            f"csxa-train: error: {out / 'report.png'}: cannot write it (No space left on device)"
+        )
     else:
         assert code == 130 and error[0].startswith("csxa-train: interrupted")
     after = files(out)
@@ -225,9 +284,13 @@ def test_a_full_disk_while_fit_saves_is_one_line_and_keeps_the_last_checkpoint(t
     before = files(out)
     assert len(before["checkpoint.pt"]) > 16384
     # the limit set in the child before it becomes fit (Python ignores SIGXFSZ: an error, not a signal)
-    limited = [sys.executable, "-c", "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, "
-               "(16384, 16384)); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
-               *fit_args(train_variant, out, epochs=1)[1:]]
+    limited = [
+        sys.executable,
+        "-c",
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, "
+        "(16384, 16384)); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+        *fit_args(train_variant, out, epochs=1)[1:],
+    ]
     result = subprocess.run(limited, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     error = [line for line in result.stderr.splitlines() if line.startswith("csxa-train: ")]
@@ -246,23 +309,32 @@ def test_two_dvc_repro_at_once_second_refuses_with_the_lock_message(tmp_path):
         subprocess.run(cmd, cwd=repo, check=True, env=env)
     (repo / "dvc.yaml").write_text(
         "stages:\n  slow:\n    cmd: python -c \"import time; time.sleep(6); open('out.txt', 'w').write('done')\"\n"
-        "    outs:\n      - out.txt\n")
-    first = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+        "    outs:\n      - out.txt\n"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 60
     while not (repo / ".dvc" / "tmp" / "rwlock").exists() and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)
-    second = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True,
-                            text=True, timeout=120)
+    second = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
     first_out, _ = first.communicate(timeout=120)
     assert first.returncode == 0, first_out
     assert second.returncode != 0
     # DVC's lock message (its wording for a locked output: "... is busy, it is being blocked by: (PID n)")
     assert "is being blocked by" in second.stderr or "Unable to acquire lock" in second.stderr, second.stderr
     assert (repo / "out.txt").read_text() == "done"
-    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=repo, env=env, capture_output=True,
-                            text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
     assert status.returncode == 0 and "up to date" in status.stdout  # nothing corrupted
 
 
@@ -282,13 +354,19 @@ def test_files_written_together_are_all_replaced_or_none(tmp_path, failure, fail
             path.write_bytes(b"new " + name.encode())
             if name == failing:
                 raise failure
+
         return write
 
     # a write error (a full disk) is one CsxaError naming the file: `PROG: error: PATH: ...`, exit 2
-    kind, message = (CsxaError, re.escape(f"{tmp_path / failing}: cannot write it")) if isinstance(failure, OSError) \
+    kind, message = (
+        (CsxaError, re.escape(f"{tmp_path / failing}: cannot write it"))
+        if isinstance(failure, OSError)
         else (type(failure), None)
+    )
     with pytest.raises(kind, match=message):
         write_files_atomic(tmp_path, {name: writer(name) for name in old})
     assert files(tmp_path) == old
-    write_files_atomic(tmp_path, {name: writer(name) for name in old} | {failing: lambda path: path.write_bytes(b"new")})
+    write_files_atomic(
+        tmp_path, {name: writer(name) for name in old} | {failing: lambda path: path.write_bytes(b"new")}
+    )
     assert files(tmp_path) == {"a.md": b"new a.md", "b.csv": b"new b.csv", "c.png": b"new c.png"} | {failing: b"new"}

@@ -35,8 +35,8 @@ def test_folds_are_stratified(salt):
     folds = assign_folds(NUMBERS, LABELS, 5, salt)
     assert is_stratified(folds, LABELS)
     counts = fold_counts(folds, LABELS)
-    assert (counts[0] >= 5).all() and (counts[0] <= 7).all()   # 30 asymptomatic: 6 +- 1 per fold
-    assert (abs(counts[1] - 24) <= 2.4).all()                   # 120 spondylotic: 24 +- 10%
+    assert (counts[0] >= 5).all() and (counts[0] <= 7).all()  # 30 asymptomatic: 6 +- 1 per fold
+    assert (abs(counts[1] - 24) <= 2.4).all()  # 120 spondylotic: 24 +- 10%
     # a salt that the search skipped is not stratified: the search does something
     assert salt == 0 or not is_stratified(assign_folds(NUMBERS, LABELS, 5, salt - 1), LABELS)
 
@@ -56,18 +56,26 @@ def test_folds_are_stable_under_adding_and_removing_cases(salt):
 
 
 def test_folds_cover_the_train_split_alone(salt):
-    manifest = pd.DataFrame({"number": np.arange(1, 301), "label": np.where(np.arange(300) % 5 == 0, 0, 1),
-                             "split": np.where(np.arange(300) % 2 == 0, "train", "test")})
+    manifest = pd.DataFrame(
+        {
+            "number": np.arange(1, 301),
+            "label": np.where(np.arange(300) % 5 == 0, 0, 1),
+            "split": np.where(np.arange(300) % 2 == 0, "train", "test"),
+        }
+    )
     folds = train_folds(manifest, 5, salt)
     assert folds.number.tolist() == manifest.number[manifest.split == "train"].tolist()
     assert list(folds.columns) == ["number", "label", "fold"]
 
 
-@pytest.mark.parametrize("folds, message", [
-    (31, "cv.folds 31 is larger than the 30 train cases of class 0: some fold would have none; use at most 30"),
-    (1, "cv.folds must be a whole number of at least 2, not 1"),
-    (True, "cv.folds must be a whole number of at least 2, not True"),
-])
+@pytest.mark.parametrize(
+    "folds, message",
+    [
+        (31, "cv.folds 31 is larger than the 30 train cases of class 0: some fold would have none; use at most 30"),
+        (1, "cv.folds must be a whole number of at least 2, not 1"),
+        (True, "cv.folds must be a whole number of at least 2, not True"),
+    ],
+)
 def test_bad_fold_counts_are_one_clear_line(folds, message):
     with pytest.raises(CsxaError, match=message):
         assign_folds(NUMBERS, LABELS, folds, 0)
@@ -126,8 +134,13 @@ def test_ttests_refuse_too_few_or_bad_differences():
 
 
 def _manifest(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"number": np.arange(1, n + 1), "label": np.where(np.arange(n) % 5 == 0, 0, 1),
-                         "split": np.where(np.arange(n) % 4 == 0, "test", "train")})
+    return pd.DataFrame(
+        {
+            "number": np.arange(1, n + 1),
+            "label": np.where(np.arange(n) % 5 == 0, 0, 1),
+            "split": np.where(np.arange(n) % 4 == 0, "test", "train"),
+        }
+    )
 
 
 def test_repeated_folds_have_one_stratified_salt_per_repeat_and_stay_put_when_cases_join():
@@ -149,8 +162,7 @@ def test_repeated_folds_have_one_stratified_salt_per_repeat_and_stay_put_when_ca
     assert len(merged) == len(folds) and (merged.fold == merged.fold_grown).all()
     # a single number s stands for the salts s, s + 1, ...
     single, _ = repeated_train_folds(manifest, 3, salts[0], 2)
-    assert single[single.repeat == 1].fold.tolist() == \
-        train_folds(manifest, 3, salts[0] + 1).fold.tolist()
+    assert single[single.repeat == 1].fold.tolist() == train_folds(manifest, 3, salts[0] + 1).fold.tolist()
 
 
 def test_the_folds_contract_refuses_a_case_in_two_folds_or_a_fold_without_a_class():

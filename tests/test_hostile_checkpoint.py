@@ -26,19 +26,29 @@ def test_bare_tensor_checkpoint_is_refused(tmp_path):
 def test_bare_tensor_checkpoint_is_one_line_from_the_cli(tmp_path):
     path = tmp_path / "checkpoint.pt"
     torch.save(torch.zeros(3), path)
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "evaluate", "--checkpoint", str(path),
-                             "--out", str(tmp_path / "eval")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "csxa_train", "evaluate", "--checkpoint", str(path), "--out", str(tmp_path / "eval")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"csxa-train: error: {path}: not a csxa-train checkpoint: it holds a Tensor, not a dict with "
-        "['model', 'epoch', 'config', 'digest', 'log', 'counts', 'normalisation']"]
+        "['model', 'epoch', 'config', 'digest', 'log', 'counts', 'normalisation']"
+    ]
 
 
-@pytest.mark.parametrize("state, text", [
-    ({"model": {}}, "no ['epoch', 'config'"),
-    ({"model": [1], "epoch": 0, "config": {}, "digest": "", "log": [], "counts": {}, "normalisation": {}},
-     "'model' is not a state dict of tensors"),
-])
+@pytest.mark.parametrize(
+    "state, text",
+    [
+        ({"model": {}}, "no ['epoch', 'config'"),
+        (
+            {"model": [1], "epoch": 0, "config": {}, "digest": "", "log": [], "counts": {}, "normalisation": {}},
+            "'model' is not a state dict of tensors",
+        ),
+    ],
+)
 def test_dict_that_is_not_a_checkpoint_is_refused(tmp_path, state, text):
     torch.save(state, tmp_path / "c.pt")
     with pytest.raises(CsxaError, match="not a csxa-train checkpoint") as error:
@@ -65,8 +75,7 @@ def test_full_disk_while_saving_leaves_no_temporary_and_keeps_the_old_checkpoint
             print(exc)
             sys.exit(2)
     """)
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300,
-                            cwd=REPO)
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 2, result.stderr
     assert "cannot write the checkpoint (File too large); the partial file was removed" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary left

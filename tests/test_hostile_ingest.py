@@ -38,6 +38,7 @@ from helpers import (
 
 # --- hangs -------------------------------------------------------------------------------------
 
+
 def test_xlsx_with_a_formatted_cell_at_xfd1048576_reads_fast_and_the_same(release, baseline):
     edit_sheet(release, lambda sheet: setattr(sheet["XFD1048576"], "font", Font(bold=True)))
     assert (release / "datasets.xlsx").stat().st_size < 50_000
@@ -53,6 +54,7 @@ def test_xlsx_with_a_formatted_cell_at_xfd1048576_reads_fast_and_the_same(releas
 
 # --- booleans are not numbers ------------------------------------------------------------------
 
+
 def test_labelme_boolean_coordinate_drops_that_case(release, baseline):
     stem = first_stem(release)
 
@@ -64,14 +66,22 @@ def test_labelme_boolean_coordinate_drops_that_case(release, baseline):
 
     edit_json(release, stem, change)
     result = ingest(release)
-    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid",
-                          "'C4 top left': points [[True, 10.0]] are not [x, y] numbers (booleans")
+    assert_only_case_lost(
+        result,
+        baseline,
+        int(stem[:4]),
+        "json",
+        "json_invalid",
+        "'C4 top left': points [[True, 10.0]] are not [x, y] numbers (booleans",
+    )
 
 
 def test_sheet_number_true_is_invalid_and_case_1_survives(release, baseline):
     assert 1 in set(baseline.manifest.number)
     victim = sorted(baseline.manifest.number)[1]
-    edit_sheet(release, lambda sheet: setattr(sheet.cell(row=victim + 2, column=column(sheet, "Number")), "value", True))
+    edit_sheet(
+        release, lambda sheet: setattr(sheet.cell(row=victim + 2, column=column(sheet, "Number")), "value", True)
+    )
     result = ingest(release)
     row = result.drops[(result.drops.source == "sheet") & (result.drops.key == f"row {victim + 2}")]
     assert row.rule.tolist() == ["sheet_number_invalid"] and "'True' is not valid" in row.reason.iloc[0]
@@ -80,8 +90,14 @@ def test_sheet_number_true_is_invalid_and_case_1_survives(release, baseline):
 
 # --- file names --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("digits", ["\u0660\u0661\u0662\u0663\u0664\u0665\u0666",   # Arabic-Indic
-                                    "\uff10\uff11\uff12\uff13\uff14\uff15\uff16"])  # fullwidth
+
+@pytest.mark.parametrize(
+    "digits",
+    [
+        "\u0660\u0661\u0662\u0663\u0664\u0665\u0666",  # Arabic-Indic
+        "\uff10\uff11\uff12\uff13\uff14\uff15\uff16",
+    ],
+)  # fullwidth
 def test_copy_under_non_ascii_digits_is_a_bad_file_name_alone(release, baseline, digits):
     stem = first_stem(release)
     copy = "".join(digits[int(c)] for c in stem)  # the same case number, written in other digits
@@ -121,30 +137,34 @@ def test_symlink_to_root_inside_the_png_folder_is_not_followed(release, baseline
 
 # --- CSV formula injection ---------------------------------------------------------------------
 
+
 def test_input_text_is_neutralised_in_every_csv(release, tmp_path):
     stem = first_stem(release)
 
     def change(doc):
-        doc["shapes"].append({**doc["shapes"][0], "label": "=HYPERLINK(\"http://x\",\"y\")"})
+        doc["shapes"].append({**doc["shapes"][0], "label": '=HYPERLINK("http://x","y")'})
         return json.dumps(doc)
 
     edit_json(release, stem, change)
     (release / "datasets-PNG" / "@SUM(1+1).png").write_bytes(b"x")
     (release / "datasets-PNG" / "-3.5.png").write_bytes(b"x")
-    edit_sheet(release, lambda sheet: setattr(sheet.cell(row=3, column=column(sheet, "Age")), "value", "+cmd|' /C calc'!A0"))
+    edit_sheet(
+        release, lambda sheet: setattr(sheet.cell(row=3, column=column(sheet, "Age")), "value", "+cmd|' /C calc'!A0")
+    )
     write_ingest(ingest(release), tmp_path / "out")
     for name in ("manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv"):
         table = pd.read_csv(tmp_path / "out" / name, dtype=str, keep_default_na=False)
         cells = table.to_numpy().ravel().tolist() + list(table.columns)
         assert not [c for c in cells if c[:1] in ("=", "+", "@")], name
     repairs = pd.read_csv(tmp_path / "out" / "repairs.csv", dtype=str)
-    assert "'=HYPERLINK(\"http://x\",\"y\")" in set(repairs.old)
+    assert '\'=HYPERLINK("http://x","y")' in set(repairs.old)
     assert "'+cmd|' /C calc'!A0" in set(repairs.old)
     drops = pd.read_csv(tmp_path / "out" / "drops.csv", dtype=str)
     assert {"'@SUM(1+1).png", "'-3.5.png"} <= set(drops.key)
 
 
 # --- memory ------------------------------------------------------------------------------------
+
 
 def rezip_png_set(tiny_synth, tmp_path, replace: dict[str, bytes] | None = None, extra=()) -> tuple[Path, str]:
     """A zipped copy of the tiny release whose PNG zip has members replaced or added."""
@@ -177,8 +197,14 @@ def test_member_declaring_more_than_the_cap_is_not_read(tiny_synth, baseline, tm
     noise = np.random.default_rng(0).integers(0, 256, 3 * 2**20, dtype=np.uint8).tobytes()
     root, stem = rezip_png_set(tiny_synth, tmp_path, {"first": noise})
     result = ingest(root)
-    assert_only_case_lost(result, baseline, int(stem[:4]), "png", "png_unreadable",
-                          "declares 3,145,728 bytes, over the 2,097,152 a release file may have; not read")
+    assert_only_case_lost(
+        result,
+        baseline,
+        int(stem[:4]),
+        "png",
+        "png_unreadable",
+        "declares 3,145,728 bytes, over the 2,097,152 a release file may have; not read",
+    )
 
 
 def test_labelme_file_over_the_json_cap_is_dropped_without_reading_it(release, baseline, monkeypatch):
@@ -194,8 +220,14 @@ def test_labelme_file_over_the_json_cap_is_dropped_without_reading_it(release, b
     monkeypatch.setattr(release_module.FileSet, "read", lambda self, name: read.append(name) or real_read(self, name))
     result = ingest(release)
     assert f"{stem}.png" in read and f"{stem}.json" not in read
-    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid",
-                          "1,048,577 bytes, over the 1,048,576 a LabelMe file may have")
+    assert_only_case_lost(
+        result,
+        baseline,
+        int(stem[:4]),
+        "json",
+        "json_invalid",
+        "1,048,577 bytes, over the 1,048,576 a LabelMe file may have",
+    )
 
 
 def test_huge_16_bit_film_is_dropped_as_png_too_large_without_decoding(release, baseline):
@@ -207,8 +239,14 @@ def test_huge_16_bit_film_is_dropped_as_png_too_large_without_decoding(release, 
     result = ingest(release)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 300  # decoding it would take 2.35 GB
-    assert_only_case_lost(result, baseline, int(stem[:4]), "png", "png_too_large",
-                          "9400 x 9400 px = 88,360,000 pixels, over the 16,000,000 allowed per film")
+    assert_only_case_lost(
+        result,
+        baseline,
+        int(stem[:4]),
+        "png",
+        "png_too_large",
+        "9400 x 9400 px = 88,360,000 pixels, over the 16,000,000 allowed per film",
+    )
 
 
 def test_pixel_cap_is_a_setting(release, baseline):
@@ -221,6 +259,7 @@ def test_pixel_cap_is_a_setting(release, baseline):
 
 
 # --- duplicated names, misleading messages -------------------------------------------------------
+
 
 def test_duplicated_zip_member_name_drops_that_case_not_the_release(tiny_synth, baseline, tmp_path):
     root, stem = rezip_png_set(tiny_synth, tmp_path, extra=[("FIRST", b"another film")])
@@ -265,30 +304,49 @@ def test_read_only_output_folder_is_refused_before_any_work(release, tmp_path):
     locked.mkdir()
     os.chmod(locked, 0o555)
     start = time.perf_counter()
-    result = subprocess.run([*without_root_override(), sys.executable, "-m", "csxa_data", "ingest", "--release",
-                             str(release), "--out", str(locked / "out"), "--quiet"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            *without_root_override(),
+            sys.executable,
+            "-m",
+            "csxa_data",
+            "ingest",
+            "--release",
+            str(release),
+            "--out",
+            str(locked / "out"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.perf_counter() - start
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"csxa-data: error: {locked / 'out'}: cannot write the output here (Permission denied); nothing was done"]
+        f"csxa-data: error: {locked / 'out'}: cannot write the output here (Permission denied); nothing was done"
+    ]
     assert elapsed < 60 and not (locked / "out").exists()
 
 
 # --- the second audit: entries that are not the film must never stand in for it ----------------
+
 
 def test_a_macosx_copy_or_a_folder_entry_named_like_a_film_never_replaces_it(tiny_synth, baseline, tmp_path):
     with zipfile.ZipFile(tiny_synth / "release" / "datasets-PNG.zip") as z:
         names = sorted(n for n in z.namelist() if n.endswith(".png"))
         other_film = z.read(names[1])
     # listed after the real member, so a lookup by base name alone would take them instead
-    root, stem = rezip_png_set(tiny_synth, tmp_path, extra=[("__MACOSX/FIRST", other_film),
-                                                            ("other/FIRST/", b"x" * 4680)])
+    root, stem = rezip_png_set(
+        tiny_synth, tmp_path, extra=[("__MACOSX/FIRST", other_film), ("other/FIRST/", b"x" * 4680)]
+    )
     result = ingest(root)
     pd.testing.assert_frame_equal(result.manifest, baseline.manifest)
     logged = result.drops[result.drops.source == "png"].set_index("key").rule.to_dict()
-    assert logged == {f"__MACOSX/datasets-PNG/{stem}.png": "not_release_file",
-                      f"other/datasets-PNG/{stem}.png/": "not_regular_file"}
+    assert logged == {
+        f"__MACOSX/datasets-PNG/{stem}.png": "not_release_file",
+        f"other/datasets-PNG/{stem}.png/": "not_regular_file",
+    }
 
 
 def test_backslashes_between_folders_in_a_zip_are_folder_separators(tiny_synth, baseline, tmp_path):
@@ -333,6 +391,7 @@ def test_a_hidden_file_beside_the_single_unpacked_folder_is_logged(tiny_synth, b
 
 # --- the second audit: the workbook's own parts ------------------------------------------------
 
+
 def rewrite_parts(xlsx: Path, change: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> None:
     with zipfile.ZipFile(xlsx) as z:
         parts = [(i.filename, z.read(i)) for i in z.infolist()]
@@ -347,8 +406,9 @@ def test_a_workbook_part_that_is_not_xml_is_one_clear_line(release, part):
     result = run_cli("check-release", "--release", release)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"csxa-data: error: {release / 'datasets.xlsx'}: cannot read as an "
-                                                   ".xlsx workbook"), lines
+    assert len(lines) == 1 and lines[0].startswith(
+        f"csxa-data: error: {release / 'datasets.xlsx'}: cannot read as an .xlsx workbook"
+    ), lines
 
 
 def test_a_sheet_that_is_a_chart_is_one_clear_line(release):
@@ -364,7 +424,8 @@ def test_a_sheet_that_is_a_chart_is_one_clear_line(release):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {release / 'datasets.xlsx'}: sheet 'Sheet1' is a chart, not a worksheet (release.sheet "
-        "names the sheet holding the table)"]
+        "names the sheet holding the table)"
+    ]
 
 
 def test_check_release_of_a_release_without_films_fails_naming_what_is_empty(release):
@@ -375,7 +436,8 @@ def test_check_release_of_a_release_without_films_fails_naming_what_is_empty(rel
     assert "datasets-PNG: 0 files" in result.stdout  # the summary is still printed
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {release}: datasets-PNG holds nothing: ingest would keep no case (a case needs its "
-        "sheet row, film and landmarks)"]
+        "sheet row, film and landmarks)"
+    ]
 
 
 def test_a_workbook_part_inflating_to_a_huge_size_is_refused_unread(release):
@@ -396,8 +458,14 @@ def test_a_json_of_millions_of_tiny_values_drops_that_case_without_parsing_it(re
     stem = first_stem(release)
     edit_json(release, stem, lambda doc: json.dumps({**doc, "x": [{}] * 2_000_000}))  # 8 MB: parsed, about 150 MB
     result = ingest(release)
-    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid",
-                          "holds over 100,000 JSON values (a LabelMe file of the release has a few hundred); not parsed")
+    assert_only_case_lost(
+        result,
+        baseline,
+        int(stem[:4]),
+        "json",
+        "json_invalid",
+        "holds over 100,000 JSON values (a LabelMe file of the release has a few hundred); not parsed",
+    )
 
 
 def test_a_label_with_a_lone_surrogate_is_logged_escaped_and_nothing_is_lost(release, baseline, tmp_path):
@@ -437,19 +505,27 @@ def test_an_invalid_curvature_or_pixel_equivalent_is_blanked_and_logged(release,
     assert pd.isna(got.at[second, "pixel_equivalent"])
     logged = result.repairs[result.repairs.rule.str.endswith("_invalid_blanked")]
     assert sorted(zip(logged.number, logged.field, logged.old)) == [
-        (first, "curvature", "#DIV/0!"), (second, "curvature", "7"), (second, "pixel_equivalent", "2024-01-02 00:00:00"),
-        (third, "curvature", "\u0663")]
+        (first, "curvature", "#DIV/0!"),
+        (second, "curvature", "7"),
+        (second, "pixel_equivalent", "2024-01-02 00:00:00"),
+        (third, "curvature", "\u0663"),
+    ]
     others = got.drop(index=[first, second, third])
     expected = baseline.manifest.set_index("number").drop(index=[first, second, third])
-    assert (others.curvature == expected.curvature).all() and (others.pixel_equivalent == expected.pixel_equivalent).all()
+    assert (others.curvature == expected.curvature).all() and (
+        others.pixel_equivalent == expected.pixel_equivalent
+    ).all()
 
 
-@pytest.mark.parametrize("content, says", [
-    (b"", "cannot read as CSV (EmptyDataError: No columns to parse from file)"),
-    (b"\xff\xfe\x00n\x00u\x00m", "cannot read as CSV (UnicodeDecodeError: "),
-    (b'number,stem\n1,"0001054\n', "cannot read as CSV (ParserError: "),
-    (None, "is a folder, not a CSV file"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b"", "cannot read as CSV (EmptyDataError: No columns to parse from file)"),
+        (b"\xff\xfe\x00n\x00u\x00m", "cannot read as CSV (UnicodeDecodeError: "),
+        (b'number,stem\n1,"0001054\n', "cannot read as CSV (ParserError: "),
+        (None, "is a folder, not a CSV file"),
+    ],
+)
 def test_a_manifest_that_does_not_read_as_csv_is_one_line(tmp_path, content, says):
     manifest = tmp_path / "manifest.csv"
     manifest.mkdir() if content is None else manifest.write_bytes(content)
@@ -463,16 +539,19 @@ def test_a_negative_synth_seed_is_one_line(tmp_path):
     result = run_cli("synth", "--out", tmp_path / "s", "--seed", "-1", "--cases", "5")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "csxa-data: error: synth.seed must be a whole number within 0..2**63-1, not -1"]
+        "csxa-data: error: synth.seed must be a whole number within 0..2**63-1, not -1"
+    ]
 
 
 def test_contact_sheet_skips_a_superscript_number_and_a_huge_coordinate(release, tmp_path):
     stem = first_stem(release)
-    edit_sheet(release, lambda sheet: setattr(sheet.cell(row=int(stem[:4]) + 2, column=column(sheet, "Number")),
-                                              "value", "\u00b2"))  # "²".isdigit() is True; int("²") fails
+    edit_sheet(
+        release,
+        lambda sheet: setattr(sheet.cell(row=int(stem[:4]) + 2, column=column(sheet, "Number")), "value", "\u00b2"),
+    )  # "²".isdigit() is True; int("²") fails
     second = sorted(p.stem for p in (release / "datasets-JSON").iterdir())[1]
     path = release / "datasets-JSON" / f"{second}.json"
-    path.write_text(set_first_point(path.read_text(), 10 ** 400))
+    path.write_text(set_first_point(path.read_text(), 10**400))
     out = tmp_path / "sheet.png"
     result = run_cli("contact-sheet", "--release", release, "--out", out, "--landmarks")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
@@ -523,19 +602,22 @@ def test_a_manifest_box_coordinate_that_is_blank_is_reported_against_its_own_col
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {tmp_path / 'manifest.csv'}: does not satisfy schemas.Manifest (3 failure(s); first: "
-        "column 'box_x0' check 'not_nullable' value nan in data row 4)"]
+        "column 'box_x0' check 'not_nullable' value nan in data row 4)"
+    ]
     frame.loc[frame.index[3], "box_x0"] = 0
     frame.to_csv(tmp_path / "manifest.csv", index=False)
     result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {tmp_path / 'manifest.csv'}: does not satisfy schemas.Manifest (1 failure(s); first: "
-        "check 'box_inside_film' in data row 7)"]
+        "check 'box_inside_film' in data row 7)"
+    ]
     # a missing column is named (the table's own rule has no row), and reported before the row's
     frame.drop(columns=["label"]).to_csv(tmp_path / "manifest.csv", index=False)
     result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {tmp_path / 'manifest.csv'}: does not satisfy schemas.Manifest (2 failure(s); first: "
-        "check 'column_in_dataframe' value 'label')"]
+        "check 'column_in_dataframe' value 'label')"
+    ]
 
 
 def test_a_manifest_with_a_header_only_says_so(baseline, tmp_path):
@@ -544,4 +626,5 @@ def test_a_manifest_with_a_header_only_says_so(baseline, tmp_path):
     result = run_cli("split-salt", "--manifest", tmp_path / "manifest.csv")
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"csxa-data: error: {tmp_path / 'manifest.csv'}: holds no cases (a header only); ingest writes one row per "
-        "kept case"]
+        "kept case"
+    ]

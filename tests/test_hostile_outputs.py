@@ -30,17 +30,22 @@ def assert_refused(result, path: Path, says: str) -> None:
     assert result.stderr.strip().splitlines() == [f"csxa-data: error: {path}: {says}"]
 
 
-FOREIGN = ("holds 'datasets-JSON.zip', 'datasets-PNG.zip', 'datasets.xlsx', which this command does not write; "
-           "the output folder is replaced whole, so it is left alone: give an empty or new folder; nothing was done")
+FOREIGN = (
+    "holds 'datasets-JSON.zip', 'datasets-PNG.zip', 'datasets.xlsx', which this command does not write; "
+    "the output folder is replaced whole, so it is left alone: give an empty or new folder; nothing was done"
+)
 
 
 def test_ingest_out_set_to_the_release_is_refused_and_the_release_is_kept(release, tmp_path):
     before = digests(release)
     assert_refused(run_cli("ingest", "--release", release, "--out", release, "--quiet"), release, FOREIGN)
     xlsx = release / "datasets.xlsx"
-    assert_refused(run_cli("ingest", "--release", release, "--out", xlsx, "--quiet"), xlsx,
-                   "exists and is not a folder; the output is a folder written whole in its place, so it is left "
-                   "alone; nothing was done")
+    assert_refused(
+        run_cli("ingest", "--release", release, "--out", xlsx, "--quiet"),
+        xlsx,
+        "exists and is not a folder; the output is a folder written whole in its place, so it is left "
+        "alone; nothing was done",
+    )
     assert digests(release) == before
 
 
@@ -52,22 +57,40 @@ def test_an_output_folder_is_replaced_only_when_it_holds_nothing_but_that_comman
     assert run_cli("ingest", "--release", release, "--out", out, "--quiet").returncode == 0  # its own: replaced
     assert digests(out) == first
     (out / "notes.txt").write_text("mine")
-    assert_refused(run_cli("ingest", "--release", release, "--out", out, "--quiet"), out,
-                   "holds 'notes.txt', which this command does not write; the output folder is replaced whole, so "
-                   "it is left alone: give an empty or new folder; nothing was done")
+    assert_refused(
+        run_cli("ingest", "--release", release, "--out", out, "--quiet"),
+        out,
+        "holds 'notes.txt', which this command does not write; the output folder is replaced whole, so "
+        "it is left alone: give an empty or new folder; nothing was done",
+    )
     assert (out / "notes.txt").read_text() == "mine"
     (out / "notes.txt").unlink()
 
     params = tmp_path / "params.yaml"
-    params.write_text("variants:\n  original: {crop: centre, centre_size: 100, colour: grey, out_size: 32}\n"
-                      "build: {shard_size: 10, min_shards: 2}\n")
-    build = ("build", "--params", params, "--variant", "original", "--manifest", out / "manifest.csv",
-             "--release", release, "--quiet")
+    params.write_text(
+        "variants:\n  original: {crop: centre, centre_size: 100, colour: grey, out_size: 32}\n"
+        "build: {shard_size: 10, min_shards: 2}\n"
+    )
+    build = (
+        "build",
+        "--params",
+        params,
+        "--variant",
+        "original",
+        "--manifest",
+        out / "manifest.csv",
+        "--release",
+        release,
+        "--quiet",
+    )
     assert_refused(run_cli(*build, "--out", release), release, FOREIGN)
-    assert_refused(run_cli(*build, "--out", out), out,  # the ingest folder is not a variant folder
-                   "holds 'drops.csv', 'landmarks.csv', 'manifest.csv' and 3 more, which this command does not "
-                   "write; the output folder is replaced whole, so it is left alone: give an empty or new folder; "
-                   "nothing was done")
+    assert_refused(
+        run_cli(*build, "--out", out),
+        out,  # the ingest folder is not a variant folder
+        "holds 'drops.csv', 'landmarks.csv', 'manifest.csv' and 3 more, which this command does not "
+        "write; the output folder is replaced whole, so it is left alone: give an empty or new folder; "
+        "nothing was done",
+    )
     variant = tmp_path / "variant"
     assert run_cli(*build, "--out", variant).returncode == 0
     assert run_cli(*build, "--out", variant).returncode == 0
@@ -81,9 +104,12 @@ def test_synth_never_replaces_a_release_it_did_not_write(release, tmp_path):
     shutil.copytree(release, parent / "release")  # a real release sits at data/release
     before = digests(parent / "release")
     result = run_cli("synth", "--out", parent, "--cases", "12", "--size-scale", "0.1", "--quiet")
-    assert_refused(result, parent / "release",
-                   "holds a release that `csxa-data synth` did not write (no faults.csv beside it); synth replaces "
-                   "its release folder whole, so it is left alone; nothing was done")
+    assert_refused(
+        result,
+        parent / "release",
+        "holds a release that `csxa-data synth` did not write (no faults.csv beside it); synth replaces "
+        "its release folder whole, so it is left alone; nothing was done",
+    )
     assert digests(parent / "release") == before
     own = tmp_path / "synthetic"
     for _ in range(2):  # its own release is replaced

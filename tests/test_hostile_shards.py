@@ -36,8 +36,11 @@ def through_a_shard(tmp_path, members: list[tuple[str, bytes]]) -> dict:
 
 def members(png_bytes=None, cls=b"1", meta=META):
     data = sample_members("0001035", png_bytes if png_bytes is not None else png(GREY), 1, {})
-    return [(data[0][0], cls), (data[1][0], meta if isinstance(meta, bytes) else json.dumps(meta).encode()),
-            (data[2][0], data[2][1])]
+    return [
+        (data[0][0], cls),
+        (data[1][0], meta if isinstance(meta, bytes) else json.dumps(meta).encode()),
+        (data[2][0], data[2][1]),
+    ]
 
 
 def test_plain_sample_decodes(tmp_path):
@@ -47,7 +50,7 @@ def test_plain_sample_decodes(tmp_path):
 
 
 def test_16_bit_png_member_is_scaled_not_saturated(tmp_path):
-    wide = (GREY.astype(np.uint16) * 257)  # 16-bit grey: v * 257 has v as its high byte
+    wide = GREY.astype(np.uint16) * 257  # 16-bit grey: v * 257 has v as its high byte
     out = decode_sample(through_a_shard(tmp_path, members(png(wide))))
     assert np.array_equal(out["image"], np.repeat(GREY[..., None], 3, axis=2))  # was all 255
 
@@ -70,14 +73,17 @@ def test_pillows_own_bomb_guard_is_a_shard_error_too(tmp_path, monkeypatch):
         decode_sample(through_a_shard(tmp_path, members(png(GREY))))
 
 
-@pytest.mark.parametrize("meta, text", [
-    (b"[1, 2]", "is a list, not an object"),
-    (b'{"key": "0001035"}', "has no whole case 'number'"),
-    (b'{"number": true}', "has no whole case 'number'"),
-    (b'{"number": "1"}', "has no whole case 'number'"),
-    (b"{not json", "does not decode (JSONDecodeError"),
-    (b"\xff\xfe", "does not decode (UnicodeDecodeError"),
-])
+@pytest.mark.parametrize(
+    "meta, text",
+    [
+        (b"[1, 2]", "is a list, not an object"),
+        (b'{"key": "0001035"}', "has no whole case 'number'"),
+        (b'{"number": true}', "has no whole case 'number'"),
+        (b'{"number": "1"}', "has no whole case 'number'"),
+        (b"{not json", "does not decode (JSONDecodeError"),
+        (b"\xff\xfe", "does not decode (UnicodeDecodeError"),
+    ],
+)
 def test_json_member_not_an_object_with_a_number_is_refused(tmp_path, meta, text):
     with pytest.raises(ShardError, match=r"sample '0001035'") as error:
         decode_sample(through_a_shard(tmp_path, members(meta=meta)))
@@ -119,6 +125,7 @@ def test_local_reader_refuses_what_a_source_refuses(tmp_path):
 # (pax records, whose parsing is quadratic in Python 3.11.7, GNU long names and sparse maps, read
 # whole before any cap) never reach a parser.
 
+
 def tar_with(tmp_path, build) -> Path:
     import tarfile
 
@@ -138,14 +145,26 @@ def add(tar, name: str, data: bytes, **fields) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-@pytest.mark.parametrize("kind, build, expected", [
-    ("pax record", lambda tar: add(tar, "0001035.cls", b"1", pax_headers={"comment": "9" * 100_000}),
-     r"not a readable tar \(a pax header of 100,0[0-9][0-9] bytes at byte 0, over the 65,536 a shard's may have\)"),
-    ("pax sparse map", lambda tar: add(tar, "0001035.cls", b"1", pax_headers={"GNU.sparse.map": "0,1"}),
-     r"a pax record 'GNU.sparse.map' at byte 0: a csxa shard holds plain files only"),
-    ("GNU long name", lambda tar: add(tar, "0001035." + "p" * 200, b"1"),
-     r"member '././@LongLink' is not a regular file \(a GNU long name\); a csxa shard holds plain USTAR"),
-])
+@pytest.mark.parametrize(
+    "kind, build, expected",
+    [
+        (
+            "pax record",
+            lambda tar: add(tar, "0001035.cls", b"1", pax_headers={"comment": "9" * 100_000}),
+            r"not a readable tar \(a pax header of 100,0[0-9][0-9] bytes at byte 0, over the 65,536 a shard's may have\)",
+        ),
+        (
+            "pax sparse map",
+            lambda tar: add(tar, "0001035.cls", b"1", pax_headers={"GNU.sparse.map": "0,1"}),
+            r"a pax record 'GNU.sparse.map' at byte 0: a csxa shard holds plain files only",
+        ),
+        (
+            "GNU long name",
+            lambda tar: add(tar, "0001035." + "p" * 200, b"1"),
+            r"member '././@LongLink' is not a regular file \(a GNU long name\); a csxa shard holds plain USTAR",
+        ),
+    ],
+)
 def test_tar_extension_headers_are_refused_before_they_are_parsed(tmp_path, kind, build, expected):
     import tarfile
 
@@ -166,6 +185,7 @@ def test_shards_written_by_tarfile_or_webdataset_with_pax_times_are_read(tmp_pat
     def pax_times(tar):
         for name, data in members():
             add(tar, name, data, mtime=time.time())
+
     pax_times.format = tarfile.PAX_FORMAT
     path = tar_with(tmp_path, pax_times)
     assert b"PaxHeader" in path.read_bytes()
@@ -182,6 +202,7 @@ def test_a_gnu_sparse_member_and_a_bad_checksum_are_refused(tmp_path):
 
     def sparse(tar):
         add(tar, "0001035.png", b"x" * 10, type=tarfile.GNUTYPE_SPARSE)
+
     sparse.format = tarfile.GNU_FORMAT
     with pytest.raises(ShardError, match=r"member '0001035.png' is not a regular file \(a GNU sparse file\)"):
         list(iter_tar_samples(tar_with(tmp_path, sparse)))
@@ -216,6 +237,9 @@ def test_a_member_of_an_unknown_kind_is_refused_before_its_bytes_are_read(tmp_pa
 def test_a_long_thin_png_member_is_refused_from_its_header(tmp_path):
     """262144 x 16 px is within the pixel cap, but no variant's image: previews would resize it into
     gigabytes."""
-    with pytest.raises(ShardError, match=r"sample '0001035': \.png member is 262144x16 px; a shard image has at "
-                                         r"most 2048 px a side"):
+    with pytest.raises(
+        ShardError,
+        match=r"sample '0001035': \.png member is 262144x16 px; a shard image has at "
+        r"most 2048 px a side",
+    ):
         decode_sample(through_a_shard(tmp_path, members(png_header_only(262144, 16, 8))))

@@ -53,20 +53,28 @@ def pairs(frame, label_column):
 
 def test_landmark_faults_repaired_exactly_where_injected(small_synth, ingested):
     repairs = ingested.repairs
-    assert pairs(repairs[repairs.rule == "polygon_median"], "field") == pairs(faults_of(small_synth, "polygon_landmark"), "label")
-    assert pairs(repairs[repairs.rule == "duplicate_label_merged"], "field") == pairs(faults_of(small_synth, "duplicate_label"), "label")
-    assert pairs(repairs[repairs.rule == "label_normalised"], "new") == pairs(faults_of(small_synth, "untidy_label"), "label")
+    assert pairs(repairs[repairs.rule == "polygon_median"], "field") == pairs(
+        faults_of(small_synth, "polygon_landmark"), "label"
+    )
+    assert pairs(repairs[repairs.rule == "duplicate_label_merged"], "field") == pairs(
+        faults_of(small_synth, "duplicate_label"), "label"
+    )
+    assert pairs(repairs[repairs.rule == "label_normalised"], "new") == pairs(
+        faults_of(small_synth, "untidy_label"), "label"
+    )
     sizes = repairs[repairs.rule == "json_size_from_png"]
     assert set(sizes.number) == set(faults_of(small_synth, "json_size_mismatch").number)
     assert set(sizes.field) == {"imageWidth", "imageHeight"}
 
 
 def test_nothing_else_is_touched(small_synth, ingested):
-    expected = {"age_from_file_name": len(faults_of(small_synth, "age_mismatch")),
-                "polygon_median": len(faults_of(small_synth, "polygon_landmark")),
-                "duplicate_label_merged": len(faults_of(small_synth, "duplicate_label")),
-                "label_normalised": len(faults_of(small_synth, "untidy_label")),
-                "json_size_from_png": 2 * len(faults_of(small_synth, "json_size_mismatch"))}
+    expected = {
+        "age_from_file_name": len(faults_of(small_synth, "age_mismatch")),
+        "polygon_median": len(faults_of(small_synth, "polygon_landmark")),
+        "duplicate_label_merged": len(faults_of(small_synth, "duplicate_label")),
+        "label_normalised": len(faults_of(small_synth, "untidy_label")),
+        "json_size_from_png": 2 * len(faults_of(small_synth, "json_size_mismatch")),
+    }
     assert ingested.repairs.rule.value_counts().to_dict() == {k: v for k, v in expected.items() if v}
 
 
@@ -93,8 +101,21 @@ def test_manifest_and_logs_pass_their_contracts(ingested):
     Landmarks.validate(ingested.landmarks)
     Repairs.validate(ingested.repairs)
     Drops.validate(ingested.drops)
-    assert {"number", "stem", "gender", "age", "label", "split", "width", "height", "box_x0", "box_y0",
-            "box_x1", "box_y1", "inverted"} <= set(ingested.manifest.columns)
+    assert {
+        "number",
+        "stem",
+        "gender",
+        "age",
+        "label",
+        "split",
+        "width",
+        "height",
+        "box_x0",
+        "box_y0",
+        "box_x1",
+        "box_y1",
+        "inverted",
+    } <= set(ingested.manifest.columns)
 
 
 def test_counts_reconcile(small_synth, ingested):
@@ -110,7 +131,7 @@ def test_counts_reconcile(small_synth, ingested):
 def test_split_is_stratified_disjoint_and_stable(small_synth, ingested):
     manifest = ingested.manifest
     assert manifest.number.is_unique and set(manifest.split) == {"train", "test"}
-    for label, group in manifest.groupby("label"):  # stratified in expectation: within 3 binomial sd
+    for _, group in manifest.groupby("label"):  # stratified in expectation: within 3 binomial sd
         assert abs((group.split == "test").sum() - 0.25 * len(group)) <= 3 * (0.25 * 0.75 * len(group)) ** 0.5 + 1
     again = run_ingest(small_synth / "release", PARAMS, workers=1, progress=False)
     pd.testing.assert_frame_equal(again.manifest, manifest)
@@ -124,7 +145,8 @@ def test_written_outputs_and_cli(small_synth, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ingest: 59 cases kept" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv", "validation.json", "validation.md"])
+        ["manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv", "validation.json", "validation.md"]
+    )
     manifest = pd.read_csv(out / "manifest.csv", dtype={"stem": str})
     Manifest.validate(manifest)
     assert "| sheet | 60 | 59 | 1 |" in (out / "validation.md").read_text()
@@ -139,8 +161,12 @@ def test_real_release_counts_at_5000_cases(tmp_path):
     assert sources["sheet"] == {"in": 5000, "kept": 4963, "dropped": 37}
     assert set(result.drops.rule) == {"no_image"}
     assert result.validation["kept"]["by_class"] == {"0": 181, "1": 4782}
-    assert result.validation["kept"]["by_split_and_class"] == {"test/0": 45, "test/1": 1196,
-                                                               "train/0": 136, "train/1": 3586}
+    assert result.validation["kept"]["by_split_and_class"] == {
+        "test/0": 45,
+        "test/1": 1196,
+        "train/0": 136,
+        "train/1": 3586,
+    }
 
 
 def test_split_moves_no_other_case_when_cases_are_added_or_removed():

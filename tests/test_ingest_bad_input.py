@@ -15,12 +15,15 @@ from PIL import Image
 from helpers import assert_only_case_lost, column, edit_json, edit_sheet, first_stem, ingest, run_cli
 
 
-@pytest.mark.parametrize("kind, damage, text", [
-    ("corrupt", lambda b: b[:60] + bytes(200) + b[260:], "PNG does not decode"),
-    ("truncated", lambda b: b[: len(b) // 2], "PNG does not decode"),
-    ("empty", lambda b: b"", "empty file (0 bytes)"),
-    ("jpeg", None, "not a PNG (the bytes are JPEG)"),
-])
+@pytest.mark.parametrize(
+    "kind, damage, text",
+    [
+        ("corrupt", lambda b: b[:60] + bytes(200) + b[260:], "PNG does not decode"),
+        ("truncated", lambda b: b[: len(b) // 2], "PNG does not decode"),
+        ("empty", lambda b: b"", "empty file (0 bytes)"),
+        ("jpeg", None, "not a PNG (the bytes are JPEG)"),
+    ],
+)
 def test_unusable_png(release, baseline, kind, damage, text):
     stem = first_stem(release)
     path = release / "datasets-PNG" / f"{stem}.png"
@@ -40,17 +43,21 @@ def set_point(label, point):
             if " ".join(shape["label"].split()).lower() == label.lower():
                 shape["points"] = point
         return json.dumps(doc)
+
     return change
 
 
-@pytest.mark.parametrize("change, text", [
-    ('{"version": "5.2.1", "shapes": [', "JSON does not parse"),
-    (lambda doc: json.dumps({k: v for k, v in doc.items() if k != "shapes"}), "no 'shapes' list"),
-    (set_point("C4 top left", [[float("nan"), 10.0]]), "'C4 top left': NaN or infinite coordinate"),
-    (set_point("C4 top left", [[-3.0, 10.0]]), "'C4 top left': negative coordinate"),
-    (set_point("C5 bottom right", [[40.0, 60.0], [49.0, 60.0]]), "'C5 bottom right': 2 vertices spread 9.0 px"),
-    (set_point("C6 top left", [[1e6, 10.0]]), "'C6 top left' at (1000000.0,10.0) lies outside"),
-])
+@pytest.mark.parametrize(
+    "change, text",
+    [
+        ('{"version": "5.2.1", "shapes": [', "JSON does not parse"),
+        (lambda doc: json.dumps({k: v for k, v in doc.items() if k != "shapes"}), "no 'shapes' list"),
+        (set_point("C4 top left", [[float("nan"), 10.0]]), "'C4 top left': NaN or infinite coordinate"),
+        (set_point("C4 top left", [[-3.0, 10.0]]), "'C4 top left': negative coordinate"),
+        (set_point("C5 bottom right", [[40.0, 60.0], [49.0, 60.0]]), "'C5 bottom right': 2 vertices spread 9.0 px"),
+        (set_point("C6 top left", [[1e6, 10.0]]), "'C6 top left' at (1000000.0,10.0) lies outside"),
+    ],
+)
 def test_unusable_json(release, baseline, change, text):
     stem = first_stem(release)
     edit_json(release, stem, change)
@@ -60,15 +67,27 @@ def test_unusable_json(release, baseline, change, text):
 
 def test_missing_landmark(release, baseline):
     stem = first_stem(release)
-    edit_json(release, stem, lambda doc: json.dumps(
-        {**doc, "shapes": [s for s in doc["shapes"] if "c7 bottom left" not in " ".join(s["label"].split()).lower()]}))
+    edit_json(
+        release,
+        stem,
+        lambda doc: json.dumps(
+            {
+                **doc,
+                "shapes": [s for s in doc["shapes"] if "c7 bottom left" not in " ".join(s["label"].split()).lower()],
+            }
+        ),
+    )
     result = ingest(release)
-    assert_only_case_lost(result, baseline, int(stem[:4]), "json", "json_invalid", "missing landmark(s) ['C7 bottom left']")
+    assert_only_case_lost(
+        result, baseline, int(stem[:4]), "json", "json_invalid", "missing landmark(s) ['C7 bottom left']"
+    )
 
 
 def test_duplicated_numbers_drop_both_rows_and_the_files(release, baseline):
-    first, second = sorted(baseline.manifest.number)[:2]   # two cases with images; row = number + 2
-    edit_sheet(release, lambda sheet: setattr(sheet.cell(row=second + 2, column=column(sheet, "Number")), "value", first))
+    first, second = sorted(baseline.manifest.number)[:2]  # two cases with images; row = number + 2
+    edit_sheet(
+        release, lambda sheet: setattr(sheet.cell(row=second + 2, column=column(sheet, "Number")), "value", first)
+    )
     result = ingest(release)
     rows = result.drops[result.drops.source == "sheet"]
     dup = rows[rows.rule == "sheet_number_duplicated"]
@@ -78,8 +97,10 @@ def test_duplicated_numbers_drop_both_rows_and_the_files(release, baseline):
     assert set(result.manifest.number) == set(baseline.manifest.number) - lost
     files = result.drops[(result.drops.source != "sheet") & result.drops.number.isin(lost)]
     assert (files.rule == "no_sheet_row").all() and len(files) == 4
-    assert all(f"case {first:04d}: no sheet row (its sheet row was dropped: sheet_number_duplicated)" in r
-               for r in files.reason[files.number == first])
+    assert all(
+        f"case {first:04d}: no sheet row (its sheet row was dropped: sheet_number_duplicated)" in r
+        for r in files.reason[files.number == first]
+    )
 
 
 def test_non_numeric_age_is_repaired_from_the_file_name(release, baseline):
@@ -133,7 +154,8 @@ def test_sheet_without_number_column_stops_with_one_line(release, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"csxa-data: error: {release / 'datasets.xlsx'}: no header row: no cell 'Number' in the first 20 rows "
-        "of sheet 'Sheet1' (release.columns.number)"]
+        "of sheet 'Sheet1' (release.columns.number)"
+    ]
     assert not (tmp_path / "out").exists()
 
 
@@ -143,13 +165,19 @@ def flatten_y(doc):
     return json.dumps(doc)
 
 
-@pytest.mark.parametrize("change, text", [
-    ("[" * 100000, "JSON does not parse (RecursionError"),
-    ('{"shapes": [{"label": "C2 centroid", "points": [[' + "1" * 5000 + ", 1]]}]}", "JSON does not parse (ValueError"),
-    (set_point("C4 top left", [[10**400, 10]]), "'C4 top left': points"),
-    (flatten_y, "no spine box"),
-    ('["a list", "not an object"]', "the JSON is not an object"),
-])
+@pytest.mark.parametrize(
+    "change, text",
+    [
+        ("[" * 100000, "JSON does not parse (RecursionError"),
+        (
+            '{"shapes": [{"label": "C2 centroid", "points": [[' + "1" * 5000 + ", 1]]}]}",
+            "JSON does not parse (ValueError",
+        ),
+        (set_point("C4 top left", [[10**400, 10]]), "'C4 top left': points"),
+        (flatten_y, "no spine box"),
+        ('["a list", "not an object"]', "the JSON is not an object"),
+    ],
+)
 def test_hostile_json(release, baseline, change, text):
     stem = first_stem(release)
     edit_json(release, stem, change)
@@ -192,8 +220,16 @@ def test_upper_case_extension_flows_into_the_build(release, baseline, tmp_path):
     result = ingest(release)
     assert len(result.manifest) == len(baseline.manifest)
     assert result.manifest.set_index("stem").at[stem, "png_name"] == f"{stem}.PNG"
-    report = build_variant("cropped", VariantSpec(crop="landmarks", out_size=16), result.manifest, release,
-                           tmp_path / "v", BuildParams(min_shards=1), workers=1, progress=False)
+    report = build_variant(
+        "cropped",
+        VariantSpec(crop="landmarks", out_size=16),
+        result.manifest,
+        release,
+        tmp_path / "v",
+        BuildParams(min_shards=1),
+        workers=1,
+        progress=False,
+    )
     assert sum(t["cases"] for t in report["totals"].values()) == len(result.manifest)
 
 

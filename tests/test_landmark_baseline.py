@@ -35,8 +35,14 @@ def ingest(tmp_path_factory):
 @pytest.fixture(scope="module")
 def results(ingest, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    details = run_baseline(ingest / "manifest.csv", ingest / "landmarks.csv", out, CONFIG, PROTOCOL,
-                           measurements_out=out / "measurements.csv")
+    details = run_baseline(
+        ingest / "manifest.csv",
+        ingest / "landmarks.csv",
+        out,
+        CONFIG,
+        PROTOCOL,
+        measurements_out=out / "measurements.csv",
+    )
     return out, details
 
 
@@ -67,8 +73,12 @@ def test_compare_reads_the_baseline_like_any_experiment(results):
     from csxa_train.report.table import CompareParams, load_experiments
 
     out, _ = results
-    loaded, reference = load_experiments(out, {name: {"variant": "landmarks"} for name in EXPERIMENTS}, "resnet18",
-                                         CompareParams(reference="landmarks_logreg"))
+    loaded, reference = load_experiments(
+        out,
+        {name: {"variant": "landmarks"} for name in EXPERIMENTS},
+        "resnet18",
+        CompareParams(reference="landmarks_logreg"),
+    )
     assert reference == "landmarks_logreg" and [e.name for e in loaded] == list(EXPERIMENTS)
     assert all(e.majority_class == 1 for e in loaded)
 
@@ -91,8 +101,9 @@ def test_no_leakage_test_labels_and_features_do_not_reach_the_fit(ingest, result
     landmarks = pd.read_csv(ingest / "landmarks.csv")
     landmarks.loc[landmarks.number.isin(moved), "x"] *= 1.1
     landmarks.to_csv(tmp_path / "landmarks.csv", index=False)
-    flipped = run_baseline(tmp_path / "manifest.csv", tmp_path / "landmarks.csv", tmp_path / "results", CONFIG,
-                           PROTOCOL)
+    flipped = run_baseline(
+        tmp_path / "manifest.csv", tmp_path / "landmarks.csv", tmp_path / "results", CONFIG, PROTOCOL
+    )
     for name in EXPERIMENTS:
         assert flipped[name]["threshold"] == json.loads((out / name / "evaluation.json").read_text())["threshold"]
         original = pd.read_csv(out / name / "predictions.csv", dtype={"key": str})
@@ -127,13 +138,28 @@ def test_a_case_without_landmarks_is_one_clear_line(ingest, tmp_path):
         read_inputs(ingest / "manifest.csv", tmp_path / "landmarks.csv")
     part = landmarks[~((landmarks.number == gone) & (landmarks.label == "C4 bottom left"))]
     part.to_csv(tmp_path / "part.csv", index=False)
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "landmarks", "--manifest", str(ingest / "manifest.csv"),
-                             "--landmarks", str(tmp_path / "part.csv"), "--results", str(tmp_path / "r")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "landmarks",
+            "--manifest",
+            str(ingest / "manifest.csv"),
+            "--landmarks",
+            str(tmp_path / "part.csv"),
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"csxa-train: error: {tmp_path / 'part.csv'}: case {gone}: 1 of the 23 landmarks missing: ['C4 bottom left']; "
-        "every case needs all 23 for its measurements"]
+        "every case needs all 23 for its measurements"
+    ]
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
@@ -167,6 +193,12 @@ def test_a_results_path_that_is_a_file_is_refused_before_anything_is_written(ing
         results.mkdir()
         (results / which).write_text("x")
     with pytest.raises(CsxaError, match="exists and is not a folder"):
-        run_baseline(ingest / "manifest.csv", ingest / "landmarks.csv", results, CONFIG, PROTOCOL,
-                     measurements_out=tmp_path / "measurements.csv")
+        run_baseline(
+            ingest / "manifest.csv",
+            ingest / "landmarks.csv",
+            results,
+            CONFIG,
+            PROTOCOL,
+            measurements_out=tmp_path / "measurements.csv",
+        )
     assert not (tmp_path / "measurements.csv").exists() and not (tmp_path / "results" / "landmarks_logreg").exists()

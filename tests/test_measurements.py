@@ -23,8 +23,12 @@ def straight_spine() -> dict:
     for n in range(3, 8):
         top = y + DISC
         y = top + BODY
-        lm |= {f"C{n} top left": (0.0, top), f"C{n} top right": (WIDTH, top),
-               f"C{n} bottom left": (0.0, y), f"C{n} bottom right": (WIDTH, y)}
+        lm |= {
+            f"C{n} top left": (0.0, top),
+            f"C{n} top right": (WIDTH, top),
+            f"C{n} bottom left": (0.0, y),
+            f"C{n} bottom right": (WIDTH, y),
+        }
     return lm
 
 
@@ -43,8 +47,9 @@ def shift(lm: dict, level: int, dx: float) -> dict:
 
 
 def long_table(cases: dict[int, dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"number": n, "label": label, "x": x, "y": y}
-                         for n, lm in cases.items() for label, (x, y) in lm.items()])
+    return pd.DataFrame(
+        [{"number": n, "label": label, "x": x, "y": y} for n, lm in cases.items() for label, (x, y) in lm.items()]
+    )
 
 
 def test_straight_spine_has_the_heights_and_zero_angles_it_was_built_with():
@@ -60,11 +65,14 @@ def test_straight_spine_has_the_heights_and_zero_angles_it_was_built_with():
     assert row["sva_px"] == pytest.approx(6.0)
 
 
-@pytest.mark.parametrize("c2, c7, cobb, curvature", [
-    (10.0, -15.0, 25.0, 1),    # lordotic: C2's endplate and C7's tilt opposite ways, 10 + 15 degrees
-    (-4.0, 6.0, -10.0, 5),     # kyphotic: below -5 degrees
-    (2.0, -2.0, 4.0, 2),       # within +-5 degrees: straight
-])
+@pytest.mark.parametrize(
+    "c2, c7, cobb, curvature",
+    [
+        (10.0, -15.0, 25.0, 1),  # lordotic: C2's endplate and C7's tilt opposite ways, 10 + 15 degrees
+        (-4.0, 6.0, -10.0, 5),  # kyphotic: below -5 degrees
+        (2.0, -2.0, 4.0, 2),  # within +-5 degrees: straight
+    ],
+)
 def test_cobb_angle_and_curvature_from_known_endplate_tilts(c2, c7, cobb, curvature):
     lm = tilt(tilt(straight_spine(), 2, "bottom", c2), 7, "bottom", c7)
     row = M.case_measurements(lm)

@@ -19,47 +19,85 @@ def one_line(result):
     return lines[0]
 
 
-@pytest.mark.parametrize("params, expected", [
-    ("ingest:\n  test_fraction: '0.25'\n", "ingest.test_fraction must be float, not '0.25'"),
-    ("ingest:\n  test_fraction: 1.5\n", "ingest.test_fraction must be within (0, 1)"),
-    ("ingest:\n  seed: null\n", "ingest.seed must be int, not None"),
-    ("ingest:\n  gender_codes: [0, 1]\n", "ingest.gender_codes must be dict"),
-    ("release:\n  columns: [Number]\n", "release.columns must be a mapping of settings"),
-    ("release:\n  label_codes: {a: zero}\n", "release.label_codes must map the class column's values to 0"),
-    ("release:\n  md5: sometimes\n", "release.md5 must be one of"),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ("ingest:\n  test_fraction: '0.25'\n", "ingest.test_fraction must be float, not '0.25'"),
+        ("ingest:\n  test_fraction: 1.5\n", "ingest.test_fraction must be within (0, 1)"),
+        ("ingest:\n  seed: null\n", "ingest.seed must be int, not None"),
+        ("ingest:\n  gender_codes: [0, 1]\n", "ingest.gender_codes must be dict"),
+        ("release:\n  columns: [Number]\n", "release.columns must be a mapping of settings"),
+        ("release:\n  label_codes: {a: zero}\n", "release.label_codes must map the class column's values to 0"),
+        ("release:\n  md5: sometimes\n", "release.md5 must be one of"),
+    ],
+)
 def test_ingest_params(tmp_path, params, expected):
     (tmp_path / "params.yaml").write_text(params)
-    line = one_line(run_cli("ingest", "--params", tmp_path / "params.yaml", "--release", tmp_path, "--out", tmp_path / "o"))
+    line = one_line(
+        run_cli("ingest", "--params", tmp_path / "params.yaml", "--release", tmp_path, "--out", tmp_path / "o")
+    )
     assert expected in line
 
 
-@pytest.mark.parametrize("params, expected", [
-    ("variants:\n  v:\n    out_size: '224'\n", "variants.v.out_size must be int, not '224'"),
-    ("variants:\n  v: [1, 2]\n", "variants.v must be a mapping of settings"),
-    ("variants:\n  v:\n    crop: circle\n", "variants.v.crop must be 'centre' or 'landmarks'"),
-    ("variants:\n  v: {}\nbuild:\n  shard_size: 0\n", "build.shard_size and build.min_shards must be at least 1"),
-    ("variants:\n  v: {}\nbuild:\n  png_compress_level: 10\n", "build.png_compress_level must be within 0..9"),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ("variants:\n  v:\n    out_size: '224'\n", "variants.v.out_size must be int, not '224'"),
+        ("variants:\n  v: [1, 2]\n", "variants.v must be a mapping of settings"),
+        ("variants:\n  v:\n    crop: circle\n", "variants.v.crop must be 'centre' or 'landmarks'"),
+        ("variants:\n  v: {}\nbuild:\n  shard_size: 0\n", "build.shard_size and build.min_shards must be at least 1"),
+        ("variants:\n  v: {}\nbuild:\n  png_compress_level: 10\n", "build.png_compress_level must be within 0..9"),
+    ],
+)
 def test_build_params(tmp_path, params, expected):
     (tmp_path / "params.yaml").write_text(params)
-    line = one_line(run_cli("build", "--params", tmp_path / "params.yaml", "--variant", "v", "--manifest",
-                            tmp_path / "m.csv", "--out", tmp_path / "o"))
+    line = one_line(
+        run_cli(
+            "build",
+            "--params",
+            tmp_path / "params.yaml",
+            "--variant",
+            "v",
+            "--manifest",
+            tmp_path / "m.csv",
+            "--out",
+            tmp_path / "o",
+        )
+    )
     assert expected in line
 
 
-@pytest.mark.parametrize("params, expected", [
-    ("train:\n  epochs: '2'\n", "train.epochs must be int, not '2'"),
-    ("train:\n  augment: [1]\n", "train.augment must be a mapping of settings"),
-    ("train:\n  lr_step: 0\n", "train.lr_step at least 1"),
-    ("train:\n  balance: magic\n", "train.balance must be one of"),
-    ("experiments:\n  e1:\n", "no experiment 'e2'"),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ("train:\n  epochs: '2'\n", "train.epochs must be int, not '2'"),
+        ("train:\n  augment: [1]\n", "train.augment must be a mapping of settings"),
+        ("train:\n  lr_step: 0\n", "train.lr_step at least 1"),
+        ("train:\n  balance: magic\n", "train.balance must be one of"),
+        ("experiments:\n  e1:\n", "no experiment 'e2'"),
+    ],
+)
 def test_train_params(tmp_path, params, expected):
     (tmp_path / "params.yaml").write_text(params)
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--params", str(tmp_path / "params.yaml"),
-                             "--experiment", "e2" if "e1" in params else "", "--variant", str(tmp_path),
-                             "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "fit",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--experiment",
+            "e2" if "e1" in params else "",
+            "--variant",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert expected in one_line(result)
 
 
@@ -105,7 +143,7 @@ def test_the_papers_params_have_the_demos_keys_and_pass_every_stages_checks():
     LandmarkParams.from_dict(paper["landmarks"])
     Protocol.from_train_section(paper["train"])
     models = set()
-    for name, experiment in paper["experiments"].items():
+    for experiment in paper["experiments"].values():
         settings = {**paper["train"], **(experiment or {})}
         variant = settings.pop("variant")
         assert variant in paper["variants"]
@@ -144,30 +182,46 @@ def test_the_papers_protocol_is_one_command(tmp_path):
 
 # --- the second audit: settings that were tracebacks, hangs or silently wrong ------------------
 
-BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
-               for prev, name in zip("abcdef", "bcdefg"))  # 9**6 strings once expanded
+BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, name in zip("abcdef", "bcdefg")
+)  # 9**6 strings once expanded
 
 
-@pytest.mark.parametrize("params, args, says", [
-    ("variants:\n  ../../escaped: {crop: centre, colour: grey, out_size: 32}\n", ("build", "--variant", "../../escaped"),
-     "variants: the name '../../escaped' is not a plain name"),
-    ("ingest:\n  test_fraction: " + "9" * 400 + "\n", ("split-salt",), "not valid YAML (a whole number of 1329 bits"),
-    ("ingest:\n  test_fraction: 1.0e+400\n", ("split-salt",), "ingest.test_fraction must be float, not inf"),
-    ("ingest:\n  test_fraction: .inf\n", ("split-salt",), "ingest.test_fraction must be float, not inf"),
-    ("unused:\n  x: " + "9" * 5000 + "\n", ("check-release",), "not valid YAML (Exceeds the limit (4300 digits)"),
-    ("synth:\n  cases: 10\n  cases: 30\n", ("synth",), "not valid YAML (key 'cases' given twice"),
-    ("release:\n  label_codes: {asymptomatic: 1, symptomatic: 1}\n", ("check-release",),
-     "release.label_codes must map the class column's"),
-    ("release:\n  columns: {gender: Age}\n", ("check-release",), "release.columns name a sheet column twice"),
-    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + BOMB + "synth:\n  cases: *g\n", ("synth",),
-     "synth.cases must be int, not [["),
-
-    ("", ("check-release",), "holds no settings (empty, or only comments); write {} to mean every default"),
-    ("# synth:\n#   cases: 10\n", ("synth",), "holds no settings"),
-    ("0\n", ("check-release",), "top level must be a mapping of sections"),
-    ("synth: false\n", ("synth",), "section 'synth' must be a mapping"),
-    ("release: []\n", ("check-release",), "section 'release' must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "params, args, says",
+    [
+        (
+            "variants:\n  ../../escaped: {crop: centre, colour: grey, out_size: 32}\n",
+            ("build", "--variant", "../../escaped"),
+            "variants: the name '../../escaped' is not a plain name",
+        ),
+        (
+            "ingest:\n  test_fraction: " + "9" * 400 + "\n",
+            ("split-salt",),
+            "not valid YAML (a whole number of 1329 bits",
+        ),
+        ("ingest:\n  test_fraction: 1.0e+400\n", ("split-salt",), "ingest.test_fraction must be float, not inf"),
+        ("ingest:\n  test_fraction: .inf\n", ("split-salt",), "ingest.test_fraction must be float, not inf"),
+        ("unused:\n  x: " + "9" * 5000 + "\n", ("check-release",), "not valid YAML (Exceeds the limit (4300 digits)"),
+        ("synth:\n  cases: 10\n  cases: 30\n", ("synth",), "not valid YAML (key 'cases' given twice"),
+        (
+            "release:\n  label_codes: {asymptomatic: 1, symptomatic: 1}\n",
+            ("check-release",),
+            "release.label_codes must map the class column's",
+        ),
+        ("release:\n  columns: {gender: Age}\n", ("check-release",), "release.columns name a sheet column twice"),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\n" + BOMB + "synth:\n  cases: *g\n",
+            ("synth",),
+            "synth.cases must be int, not [[",
+        ),
+        ("", ("check-release",), "holds no settings (empty, or only comments); write {} to mean every default"),
+        ("# synth:\n#   cases: 10\n", ("synth",), "holds no settings"),
+        ("0\n", ("check-release",), "top level must be a mapping of sections"),
+        ("synth: false\n", ("synth",), "section 'synth' must be a mapping"),
+        ("release: []\n", ("check-release",), "section 'release' must be a mapping"),
+    ],
+)
 def test_a_hostile_setting_is_one_line_naming_the_file_given(tmp_path, params, args, says):
     """Second audit: a name that became ../../ (written outside), a 400-digit float, .inf, an int
     of 5,000 digits, a key given twice (last won), classes coded alike, a YAML alias bomb whose
@@ -177,8 +231,11 @@ def test_a_hostile_setting_is_one_line_naming_the_file_given(tmp_path, params, a
 
     path = tmp_path / "other.yaml"
     path.write_text(params)
-    extra = {"synth": ("--out", tmp_path / "s", "--cases", "5"), "split-salt": ("--manifest", tmp_path / "none.csv"),
-             "check-release": ("--release", tmp_path)}.get(args[0], ())
+    extra = {
+        "synth": ("--out", tmp_path / "s", "--cases", "5"),
+        "split-salt": ("--manifest", tmp_path / "none.csv"),
+        "check-release": ("--release", tmp_path),
+    }.get(args[0], ())
     if "cases: *g" in params or "cases: 10" in params or params.startswith("synth: false"):
         extra = ("--out", tmp_path / "s")
     result = run_cli(*args, *extra, "--params", path, cwd=tmp_path)
@@ -188,11 +245,14 @@ def test_a_hostile_setting_is_one_line_naming_the_file_given(tmp_path, params, a
     assert len(lines[0]) < 600 and not (tmp_path.parent / "escaped").exists()
 
 
-@pytest.mark.parametrize("args, says", [
-    (("synth", "--workers", "0"), "argument --workers: 0 is not within 1..256"),
-    (("contact-sheet", "--tile", "0"), "argument --tile: 0 is not within 16..2048"),
-    (("ingest", "--workers", "-1"), "argument --workers: -1 is not within 1..256"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("synth", "--workers", "0"), "argument --workers: 0 is not within 1..256"),
+        (("contact-sheet", "--tile", "0"), "argument --tile: 0 is not within 16..2048"),
+        (("ingest", "--workers", "-1"), "argument --workers: -1 is not within 1..256"),
+    ],
+)
 def test_out_of_range_command_line_numbers_are_usage_errors(args, says):
     from helpers import run_cli
 
@@ -205,9 +265,12 @@ def test_train_and_compare_seeds_and_batch_sizes_are_bounded():
     from csxa_train.params import TrainParams
     from csxa_train.report.table import CompareParams
 
-    for bad, says in (({"seed": -1}, "train.seed must be within 0..2**32-1"),
-                      ({"seed": 2**64}, "train.seed must be within 0..2**32-1"),
-                      ({"eval_batch_size": 10**9}, "at most 65536"), ({"workers": 2000}, "train.workers must be within")):
+    for bad, says in (
+        ({"seed": -1}, "train.seed must be within 0..2**32-1"),
+        ({"seed": 2**64}, "train.seed must be within 0..2**32-1"),
+        ({"eval_batch_size": 10**9}, "at most 65536"),
+        ({"workers": 2000}, "train.workers must be within"),
+    ):
         with pytest.raises(CsxaError, match=re.escape(says)):
             TrainParams.from_dict({"variant": "v", **bad})
     with pytest.raises(CsxaError, match=re.escape("compare.seed must be within 0..2**32-1")):
@@ -220,8 +283,9 @@ def test_merge_keys_still_load_and_huge_hex_or_sexagesimal_ints_are_one_line(tmp
     from helpers import run_cli
 
     path = tmp_path / "merge.yaml"
-    path.write_text("variants:\n  base: &b {crop: centre, colour: grey, out_size: 32}\n"
-                    "  v2:\n    <<: *b\n    out_size: 64\n")
+    path.write_text(
+        "variants:\n  base: &b {crop: centre, colour: grey, out_size: 32}\n  v2:\n    <<: *b\n    out_size: 64\n"
+    )
     assert load_section(path, "variants")["v2"] == {"crop": "centre", "colour": "grey", "out_size": 64}
     for number in ("0x" + "F" * 4000, "1" + ":59" * 3000):
         path.write_text(f"synth:\n  cases: {number}\n")

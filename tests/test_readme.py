@@ -31,8 +31,9 @@ def new_user_env() -> dict:
 
 
 def bash(cmd: str, cwd: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", cmd], cwd=cwd, env=new_user_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["bash", "-c", cmd], cwd=cwd, env=new_user_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.readme  # not in the default run (nor in `-m slow`): `python -m pytest -m readme`, which CI runs after the suite
@@ -50,12 +51,16 @@ def test_readme_pipeline_command_in_a_fresh_clone(tmp_path):
         # machine and an AVX2 one differ in the last bits, and two epochs at 32 px amplify that), so
         # every stage that trains or reads a model (train, cv, the landmark classifiers, explain) and
         # compare, which reads their predictions, is exempt, with their git-tracked metrics.
-        changed = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True,
-                                 text=True).stdout.splitlines()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True
+        ).stdout.splitlines()
         unexpected = [line for line in changed if not line[3:].startswith(("results/", "dvc.lock"))]
         assert unexpected == [], f"the pipeline changed tracked files: {unexpected}"
-        committed = yaml.safe_load(subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=clone, capture_output=True,
-                                                  text=True, check=True).stdout)["stages"]
+        committed = yaml.safe_load(
+            subprocess.run(
+                ["git", "show", "HEAD:dvc.lock"], cwd=clone, capture_output=True, text=True, check=True
+            ).stdout
+        )["stages"]
         rebuilt = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
         model_stages = ("train@", "cv@", "cv_landmarks", "landmark_baseline", "explain", "compare")
         data_stages = [name for name in committed if not name.startswith(model_stages)]

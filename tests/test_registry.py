@@ -60,6 +60,7 @@ def test_versions_of_a_registry_that_is_not_there_is_one_line(tmp_path):
 
 # --- third audit: registry commands on hostile repositories ----------------------------------------
 
+
 def _one_line(result) -> str:
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
@@ -73,8 +74,17 @@ def test_versions_from_a_git_url_that_never_answers_ends_at_the_timeout(tmp_path
 
     with silent_server() as url:
         started = time.monotonic()
-        result = csxa_data("versions", "wide_cropped", "--repo", f"{url}/r.git", "--timeout", "2", cwd=tmp_path,
-                           check=False, timeout=120)
+        result = csxa_data(
+            "versions",
+            "wide_cropped",
+            "--repo",
+            f"{url}/r.git",
+            "--timeout",
+            "2",
+            cwd=tmp_path,
+            check=False,
+            timeout=120,
+        )
         elapsed = time.monotonic() - started
     assert "cannot read versions of 'wide_cropped': no answer within 2 s" in _one_line(result)
     assert elapsed < 30
@@ -86,8 +96,20 @@ def test_a_version_tag_on_a_tree_is_one_line(tmp_path):
     (tmp_path / "f").write_text("x")
     sh("git", "add", "f", cwd=tmp_path)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one", cwd=tmp_path)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "tag", "-a", "-m", "x", "ds@v4.0.0", "HEAD^{tree}",
-       cwd=tmp_path)
+    sh(
+        "git",
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "tag",
+        "-a",
+        "-m",
+        "x",
+        "ds@v4.0.0",
+        "HEAD^{tree}",
+        cwd=tmp_path,
+    )
     line = _one_line(csxa_data("versions", "ds", "--repo", tmp_path, cwd=tmp_path, check=False))
     assert "cannot read versions of 'ds': AttributeError: " in line and "other than a commit" in line
 
@@ -100,13 +122,16 @@ def test_a_damaged_dvc_config_and_odd_pull_arguments_are_one_line(tmp_path):
     sh("dvc", "init", "-q", cwd=tmp_path)
     (tmp_path / ".dvc" / "config.local").write_text("junk\n")
     for args in (("versions",), ("publish", "ds", "v1.0.0", "--repo", tmp_path)):
-        assert "cannot open as a DVC repository (ConfigError: " in _one_line(csxa_data(*args, cwd=tmp_path,
-                                                                                       check=False))
+        assert "cannot open as a DVC repository (ConfigError: " in _one_line(
+            csxa_data(*args, cwd=tmp_path, check=False)
+        )
     (tmp_path / "file").write_text("x")
     assert _one_line(csxa_data("pull", "--repo", tmp_path / "file", cwd=tmp_path, check=False)).endswith(
-        "file: not a folder (give the repository's root)")
+        "file: not a folder (give the repository's root)"
+    )
     assert _one_line(csxa_data("pull", "--repo", tmp_path / "missing", cwd=tmp_path, check=False)).endswith(
-        "missing: not found")
+        "missing: not found"
+    )
     for bad in ("nan", "0", "-5", "inf"):
         result = csxa_data("pull", "--timeout", bad, cwd=tmp_path, check=False)
         assert result.returncode == 2 and "argument --timeout" in result.stderr and "Traceback" not in result.stderr
@@ -121,11 +146,11 @@ def test_versions_of_an_artifact_the_registry_does_not_name_is_an_error():
 def test_published_version_is_an_annotated_gto_tag(registry):
     root = registry.root
     kind = sh("git", "cat-file", "-t", "wide_cropped@v1.0.0", cwd=root).stdout.strip()
-    assert kind == "tag"   # annotated: `dvc artifacts get` ignores lightweight tags
+    assert kind == "tag"  # annotated: `dvc artifacts get` ignores lightweight tags
     from gto.api import show
 
     versions = show(str(root), "wide_cropped", registered_only=True)
-    assert "v1.0.0" in [v["version"] for v in versions]   # (v1.1.0 too once a later test publishes it)
+    assert "v1.0.0" in [v["version"] for v in versions]  # (v1.1.0 too once a later test publishes it)
     listed = csxa_data("versions", "wide_cropped", "--repo", root, cwd=root)
     assert "wide_cropped@v1.0.0" in listed.stdout
 
@@ -164,8 +189,9 @@ def test_publish_refuses_a_stage_out_of_date(registry, second_version):
 
 @pytest.mark.slow
 def test_consumer_pinning_a_missing_version_is_told_which_exist(registry, second_version):
-    missing = csxa_data("versions", "wide_cropped", "--repo", registry.root, "--check", "v9.9.9",
-                        cwd=registry.base.parent, check=False)
+    missing = csxa_data(
+        "versions", "wide_cropped", "--repo", registry.root, "--check", "v9.9.9", cwd=registry.base.parent, check=False
+    )
     assert missing.returncode == 2, missing.stderr
     lines = missing.stderr.strip().splitlines()
     assert len(lines) == 1 and "wide_cropped@v9.9.9 is not published" in lines[0]

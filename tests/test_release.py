@@ -137,9 +137,10 @@ def test_md5_statuses(small_synth, tmp_path, monkeypatch):
     (root / "datasets.xlsx").write_bytes(xlsx)
     (root / "datasets-PNG.zip").write_bytes(b"\0" * 1000)
     import hashlib
+
     official = dict(release_module.OFFICIAL_FILES)
     official["datasets.xlsx"] = (len(xlsx), hashlib.md5(xlsx).hexdigest())  # pretend this is the official sheet
-    official["datasets-PNG.zip"] = (1000, "0" * 32)                          # same size, other bytes
+    official["datasets-PNG.zip"] = (1000, "0" * 32)  # same size, other bytes
     monkeypatch.setattr(release_module, "OFFICIAL_FILES", official)
     table = verify_official(root).set_index("file")
     assert table.status.to_dict() == {"datasets.xlsx": "match", "datasets-PNG.zip": "mismatch"}

@@ -34,11 +34,17 @@ FAST = SourceParams(timeout=1.5, retries=1)
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory) -> Path:
-    return tiny_variant(tmp_path_factory.mktemp("sources"), TINY, "cropped", VariantSpec(crop="landmarks", out_size=32),
-                        BuildParams(shard_size=12, min_shards=2))
+    return tiny_variant(
+        tmp_path_factory.mktemp("sources"),
+        TINY,
+        "cropped",
+        VariantSpec(crop="landmarks", out_size=32),
+        BuildParams(shard_size=12, min_shards=2),
+    )
 
 
 # --- a static mirror that misbehaves on demand -------------------------------------------------
+
 
 class Mirror:
     """A threaded HTTP server over a folder; ``faults`` maps a file name to what goes wrong."""
@@ -136,19 +142,23 @@ def test_a_mirror_streams_the_same_verified_samples_as_the_folder(variant, mirro
     local_images, local_labels, local_keys = load_split(variant, "train")
     assert remote_keys == local_keys and np.array_equal(remote_images, local_images)
     assert np.array_equal(remote_labels, local_labels)
-    assert [k for batch in eval_loader(source, 8, 2) for k in batch["key"]] == \
-        [k for batch in eval_loader(variant, 8, 0) for k in batch["key"]]
+    assert [k for batch in eval_loader(source, 8, 2) for k in batch["key"]] == [
+        k for batch in eval_loader(variant, 8, 0) for k in batch["key"]
+    ]
     assert verify(source)["totals"]["test"]["samples"] > 0
 
 
-@pytest.mark.parametrize("name, fault, expected", [
-    ("train-000000.tar", "truncate", "train-000000.tar: "),
-    ("train-000001.tar", "swap:train-000000.tar", "train-000001.tar: sha256 differs from shards.json"),
-    ("test-000000.tar", "404", "test-000000.tar: HTTP 404"),
-    ("test-000001.tar", "503", "test-000001.tar: HTTP 503 Service Unavailable, after 2 tries"),
-    ("shards.json", "huge", "shards.json: larger than the 16,777,216-byte limit"),
-    ("stats.json", "404", "stats.json: HTTP 404"),
-])
+@pytest.mark.parametrize(
+    "name, fault, expected",
+    [
+        ("train-000000.tar", "truncate", "train-000000.tar: "),
+        ("train-000001.tar", "swap:train-000000.tar", "train-000001.tar: sha256 differs from shards.json"),
+        ("test-000000.tar", "404", "test-000000.tar: HTTP 404"),
+        ("test-000001.tar", "503", "test-000001.tar: HTTP 503 Service Unavailable, after 2 tries"),
+        ("shards.json", "huge", "shards.json: larger than the 16,777,216-byte limit"),
+        ("stats.json", "404", "stats.json: HTTP 404"),
+    ],
+)
 def test_a_misbehaving_mirror_is_one_clear_error_naming_the_file(mirror, name, fault, expected):
     mirror.faults[name] = fault
     start = time.monotonic()
@@ -163,9 +173,31 @@ def test_a_server_that_stalls_after_its_headers_ends_training_within_the_timeout
     (tmp_path / "params.yaml").write_text("sources:\n  timeout: 2\n  retries: 1\n")
     out = tmp_path / "out"
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--params", str(tmp_path / "params.yaml"),
-                             "--variant", mirror.url, "--out", str(out), "--model", "smallcnn", "--weights", "none",
-                             "--epochs", "1", "--workers", "0"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "fit",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--variant",
+            mirror.url,
+            "--out",
+            str(out),
+            "--model",
+            "smallcnn",
+            "--weights",
+            "none",
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - start
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
@@ -175,13 +207,19 @@ def test_a_server_that_stalls_after_its_headers_ends_training_within_the_timeout
     assert not out.exists(), "nothing may be written when the source is bad"
 
 
-@pytest.mark.parametrize("fault, expected", [
-    ("trickle", "shards.json: the server sent "),
-    ("trickle_headers", "shards.json: no status and headers within 1.5 s (sources.timeout), after 2 tries"),
-    ("long_header", "shards.json: not a usable HTTP answer (LineTooLong: "),
-    ("redirect_loop", "shards.json: HTTP 302 The HTTP server returned a redirect error that would lead to an "
-                      "infinite loop. The last 30x error message was: Found; is this a published csxa variant?"),
-])
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        ("trickle", "shards.json: the server sent "),
+        ("trickle_headers", "shards.json: no status and headers within 1.5 s (sources.timeout), after 2 tries"),
+        ("long_header", "shards.json: not a usable HTTP answer (LineTooLong: "),
+        (
+            "redirect_loop",
+            "shards.json: HTTP 302 The HTTP server returned a redirect error that would lead to an "
+            "infinite loop. The last 30x error message was: Found; is this a published csxa variant?",
+        ),
+    ],
+)
 def test_a_trickling_or_malformed_server_is_one_line_within_the_limits(mirror, fault, expected):
     """A byte every quarter second never trips a 1.5 s read timeout; the minimum rate over the time
     spent waiting (body) and the deadline on the status and headers do."""
@@ -210,6 +248,7 @@ def test_a_fifo_or_a_deeply_nested_json_in_a_variant_folder_is_one_line(variant,
 
 # --- hostile local variants: the bytes match shards.json but the contents lie ------------------
 
+
 def rewrite_shard(folder: Path, name: str, members: list[tuple[str, bytes]], *, recount: bool) -> None:
     """Replace a shard's members, update its sha256 in shards.json, and its counts if ``recount``."""
     buffer = io.BytesIO()
@@ -225,8 +264,10 @@ def rewrite_shard(folder: Path, name: str, members: list[tuple[str, bytes]], *, 
     if recount:
         labels = [int(d) for m, d in members if m.endswith(".cls")]
         old = entry["by_class"]
-        entry["samples"], entry["by_class"] = len(labels), {c: labels.count(int(c)) for c in ("0", "1") if c in labels
-                                                            or c in old}
+        entry["samples"], entry["by_class"] = (
+            len(labels),
+            {c: labels.count(int(c)) for c in ("0", "1") if c in labels or c in old},
+        )
         totals = report["totals"][entry["split"]]
         split_shards = [s for s in report["shards"] if s["split"] == entry["split"]]
         totals["samples"] = sum(s["samples"] for s in split_shards)
@@ -258,8 +299,10 @@ def test_test_samples_in_a_train_shard_never_reach_training(copy):
 
 
 def test_a_sample_key_that_is_not_a_stem_is_refused(copy):
-    members = [(name.replace(name.split(".")[0], "=HYPERLINK(1)") if i < 3 else name, data)
-               for i, (name, data) in enumerate(members_of(copy / "test-000000.tar"))]
+    members = [
+        (name.replace(name.split(".")[0], "=HYPERLINK(1)") if i < 3 else name, data)
+        for i, (name, data) in enumerate(members_of(copy / "test-000000.tar"))
+    ]
     rewrite_shard(copy, "test-000000.tar", members, recount=False)
     with pytest.raises(CsxaError, match=r"sample key '=HYPERLINK\(1\)' is not a 7-digit stem"):
         verify(copy)
@@ -277,13 +320,16 @@ def test_an_image_of_another_size_is_named(copy):
         verify(copy)
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda r: r.pop("totals"), "'totals' must hold 'train' and 'test'"),
-    (lambda r: r["shards"][0].update(sha256="x" * 64), "sha256 must be 64 lower-case hex digits"),
-    (lambda r: r["shards"][0].update(name="../../etc/passwd"), "is not SPLIT-NNNNNN.tar"),
-    (lambda r: r["totals"]["train"].update(samples=r["totals"]["train"]["samples"] + 1), "differ from the sum"),
-    (lambda r: r["shards"][0].update(samples=True), "counts that agree"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda r: r.pop("totals"), "'totals' must hold 'train' and 'test'"),
+        (lambda r: r["shards"][0].update(sha256="x" * 64), "sha256 must be 64 lower-case hex digits"),
+        (lambda r: r["shards"][0].update(name="../../etc/passwd"), "is not SPLIT-NNNNNN.tar"),
+        (lambda r: r["totals"]["train"].update(samples=r["totals"]["train"]["samples"] + 1), "differ from the sum"),
+        (lambda r: r["shards"][0].update(samples=True), "counts that agree"),
+    ],
+)
 def test_a_malformed_shards_json_is_refused_before_anything_is_read(copy, change, expected):
     report = json.loads((copy / "shards.json").read_text())
     change(report)
@@ -293,13 +339,16 @@ def test_a_malformed_shards_json_is_refused_before_anything_is_read(copy, change
     assert expected in str(error.value)
 
 
-@pytest.mark.parametrize("stats, expected", [
-    ('{"mean": [NaN, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "NaN is not a number"),
-    ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, Infinity, 0.2]}', "Infinity is not a number"),
-    ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.0000001, 0.2]}', "std must be at least 1e-6"),
-    ('{"mean": [0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "mean must be three finite numbers"),
-    ('{"mean": [true, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "mean must be three finite numbers"),
-])
+@pytest.mark.parametrize(
+    "stats, expected",
+    [
+        ('{"mean": [NaN, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "NaN is not a number"),
+        ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, Infinity, 0.2]}', "Infinity is not a number"),
+        ('{"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.0000001, 0.2]}', "std must be at least 1e-6"),
+        ('{"mean": [0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "mean must be three finite numbers"),
+        ('{"mean": [true, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}', "mean must be three finite numbers"),
+    ],
+)
 def test_bad_normalisation_statistics_are_refused_naming_the_file(copy, stats, expected):
     (copy / "stats.json").write_text(stats)
     with pytest.raises(CsxaError, match="stats.json") as error:
@@ -309,14 +358,22 @@ def test_bad_normalisation_statistics_are_refused_naming_the_file(copy, stats, e
 
 # --- a registry revision, read without a clone -------------------------------------------------
 
+
 def git(*args, cwd):
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def dvc(*args, cwd):
-    result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    result = subprocess.run(
+        ["dvc", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
 
@@ -346,12 +403,37 @@ def test_a_registry_revision_streams_verified_samples_without_a_clone(registry, 
     local = load_split(variant, "train")
     assert keys == local[2] and np.array_equal(images, local[0])
     out = tmp_path / "fit"
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--variant", source.spec, "--out", str(out),
-                             "--model", "smallcnn", "--weights", "none", "--epochs", "1", "--workers", "0",
-                             "--image-size", "32"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "fit",
+            "--variant",
+            source.spec,
+            "--out",
+            str(out),
+            "--model",
+            "smallcnn",
+            "--weights",
+            "none",
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+            "--image-size",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "metrics.json").read_text())["n"] == json.loads(
-        (variant / "shards.json").read_text())["totals"]["test"]["samples"]
+    assert (
+        json.loads((out / "metrics.json").read_text())["n"]
+        == json.loads((variant / "shards.json").read_text())["totals"]["test"]["samples"]
+    )
 
 
 def test_a_registry_whose_http_remote_stalls_stops_within_the_source_timeout(registry, tmp_path):
@@ -365,7 +447,9 @@ def test_a_registry_whose_http_remote_stalls_stops_within_the_source_timeout(reg
     try:
         dvc("remote", "modify", "store", "url", server.url, cwd=copy)
         git("commit", "-qam", "the remote behind a web server", cwd=copy)
-        source = open_source(registry_spec(str(copy), "data/variants/cropped", "HEAD"), SourceParams(timeout=1, retries=0))
+        source = open_source(
+            registry_spec(str(copy), "data/variants/cropped", "HEAD"), SourceParams(timeout=1, retries=0)
+        )
         started = time.monotonic()
         with pytest.raises(SourceError) as error:
             load_split(source, "train")
@@ -377,13 +461,16 @@ def test_a_registry_whose_http_remote_stalls_stops_within_the_source_timeout(reg
     assert "cannot fetch from the registry's remote (no answer within 1 s (sources.timeout): " in str(error.value)
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("https://dvc.example.org/store", {"connect_timeout": 2.5, "read_timeout": 2.5}),
-    ("s3://bucket/store", {"connect_timeout": 3, "read_timeout": 3}),
-    ("/srv/store", {}),
-    ("../store", {}),
-    (None, {}),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("https://dvc.example.org/store", {"connect_timeout": 2.5, "read_timeout": 2.5}),
+        ("s3://bucket/store", {"connect_timeout": 3, "read_timeout": 3}),
+        ("/srv/store", {}),
+        ("../store", {}),
+        (None, {}),
+    ],
+)
 def test_remote_timeouts_are_given_as_each_kind_of_remote_takes_them(url, expected):
     from csxa_data.shards.sources import remote_timeouts
 
@@ -393,12 +480,16 @@ def test_remote_timeouts_are_given_as_each_kind_of_remote_takes_them(url, expect
 
 def test_a_version_that_does_not_exist_names_those_that_do(registry):
     source = open_source(registry_spec(str(registry), "data/variants/cropped", "cropped@v9.9.9"))
-    with pytest.raises(CsxaError, match=r"no version 'cropped@v9.9.9' in the registry; published versions of "
-                                        r"cropped: v1.0.0"):
+    with pytest.raises(
+        CsxaError,
+        match=r"no version 'cropped@v9.9.9' in the registry; published versions of "
+        r"cropped: v1.0.0",
+    ):
         load_split(source, "train")
 
 
 # --- the second audit: cases across shards and splits, checked before training ----------------
+
 
 def with_meta(members: list[tuple[str, bytes]], key: str, new_key: str | None = None, **meta) -> list:
     """One sample's members (``key``), renamed to ``new_key`` and its JSON fields changed."""
@@ -421,8 +512,11 @@ def test_a_test_case_relabelled_train_in_a_train_shard_is_refused_before_trainin
     train = members_of(copy / "train-000000.tar")
     rewrite_shard(copy, "train-000000.tar", train + with_meta(test, key, split="train"), recount=True)
     test_cases = preflight(copy)
-    with pytest.raises(CsxaError, match=rf"train-000000.tar: case {int(key[:4])} is in the test split .* and in the "
-                                        r"train split .*: refused, so that no test case reaches training"):
+    with pytest.raises(
+        CsxaError,
+        match=rf"train-000000.tar: case {int(key[:4])} is in the test split .* and in the "
+        r"train split .*: refused, so that no test case reaches training",
+    ):
         load_split(copy, "train", test_cases)
 
 
@@ -454,11 +548,33 @@ def test_a_test_image_that_does_not_decode_stops_fit_before_training_naming_the_
     test[png] = (name, data[:41] + bytes(len(data) - 53) + data[-12:])  # header kept, pixels zeroed
     rewrite_shard(copy, "test-000000.tar", test, recount=False)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--variant", str(copy), "--out", str(out),
-                             "--model", "smallcnn", "--weights", "none", "--epochs", "1", "--workers", "0"],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "fit",
+            "--variant",
+            str(copy),
+            "--out",
+            str(out),
+            "--model",
+            "smallcnn",
+            "--weights",
+            "none",
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [
         f"csxa-train: error: {copy / 'test-000000.tar'}: sample {name.split('.')[0]!r}: .png member: PNG does not "
-        + result.stderr.split("PNG does not ", 1)[1].strip()]
+        + result.stderr.split("PNG does not ", 1)[1].strip()
+    ]
     assert not out.exists(), "nothing may be trained or written"

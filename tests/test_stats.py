@@ -49,11 +49,11 @@ def test_two_sided_ztest_equals_the_chi_square_test_without_correction():
 
 
 def test_mcnemar_exact_counts_discordant_pairs_and_matches_the_binomial_sum():
-    ref = np.array([1] * 10 + [0] * 20 + [1] * 5 + [0] * 15, bool)     # 5 only-reference, 15 only-other
+    ref = np.array([1] * 10 + [0] * 20 + [1] * 5 + [0] * 15, bool)  # 5 only-reference, 15 only-other
     other = np.array([1] * 10 + [0] * 20 + [0] * 5 + [1] * 15, bool)
     result = stats.mcnemar_exact(ref, other)
     assert (result["only_reference_correct"], result["only_other_correct"]) == (5, 15)
-    expected = 2 * sum(math.comb(20, i) for i in range(6)) / 2 ** 20   # two-sided exact: 2 * P(X <= 5)
+    expected = 2 * sum(math.comb(20, i) for i in range(6)) / 2**20  # two-sided exact: 2 * P(X <= 5)
     assert result["p"] == pytest.approx(expected) and result["p"] == pytest.approx(0.04138946533203125)
     assert stats.mcnemar_exact(ref, ref)["p"] == 1.0
     with pytest.raises(CsxaError, match="paired"):
@@ -102,6 +102,7 @@ def test_stratified_bootstrap_keeps_the_class_counts_and_is_seeded():
 
 # --- edge cases of the metrics ------------------------------------------------------------------
 
+
 def test_one_class_test_set_balanced_accuracy_as_scikit_learn_and_auroc_undefined():
     from sklearn.metrics import balanced_accuracy_score
 
@@ -115,8 +116,10 @@ def test_one_class_test_set_balanced_accuracy_as_scikit_learn_and_auroc_undefine
     assert details["auroc"] is None and details["baseline"]["auroc"] is None
 
 
-@pytest.mark.parametrize("scores,match", [([0.1, np.nan, 0.5], "NaN or outside"), ([0.1, 1.2, 0.5], "NaN or outside"),
-                                          ([-0.1, 0.2, 0.5], "NaN or outside")])
+@pytest.mark.parametrize(
+    "scores,match",
+    [([0.1, np.nan, 0.5], "NaN or outside"), ([0.1, 1.2, 0.5], "NaN or outside"), ([-0.1, 0.2, 0.5], "NaN or outside")],
+)
 def test_nan_or_out_of_range_scores_are_a_clear_error(scores, match):
     with pytest.raises(CsxaError, match=match):
         classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 1]), np.array(scores))
@@ -136,7 +139,7 @@ def test_threshold_rules_on_validation_scores():
     assert youden == 0.4 and "validation" in note  # all positives, three of four negatives right: J = 0.75
     t, _ = choose_threshold(labels, scores, "sensitivity@0.8")
     assert t == 0.6 and ((scores >= t) & (labels == 1)).sum() / 6 >= 0.8
-    assert choose_threshold(np.ones(4, int), np.linspace(0, 1, 4), "youden") [0] == 0.5
+    assert choose_threshold(np.ones(4, int), np.linspace(0, 1, 4), "youden")[0] == 0.5
     for bad in ("median", "sensitivity@1.5", 1.5, True):
         with pytest.raises(CsxaError, match="train.threshold"):
             parse_threshold_rule(bad)

@@ -19,22 +19,44 @@ from csxa_data.synthetic.generate import SynthParams, plan_cases, write_syntheti
 
 from helpers import SMALL
 
-EXPECTED_FAULTS = {"orphan_row", "age_mismatch", "inverted", "border", "burned_text", "scale_bar",
-                   "rgba_equal_channels", "polygon_landmark", "polygon_type", "duplicate_label",
-                   "untidy_label", "shuffled_shapes", "image_data_embedded", "json_size_mismatch"}
+EXPECTED_FAULTS = {
+    "orphan_row",
+    "age_mismatch",
+    "inverted",
+    "border",
+    "burned_text",
+    "scale_bar",
+    "rgba_equal_channels",
+    "polygon_landmark",
+    "polygon_type",
+    "duplicate_label",
+    "untidy_label",
+    "shuffled_shapes",
+    "image_data_embedded",
+    "json_size_mismatch",
+}
 
 
 def digests(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_bytes_whatever_the_workers(small_synth, tmp_path):
     again = tmp_path / "again"
     write_synthetic_release(again, SMALL, workers=1, progress=False)
     first, second = digests(small_synth), digests(again)
-    assert set(first) == {"release/datasets.xlsx", "release/datasets-PNG.zip", "release/datasets-JSON.zip",
-                          "faults.csv", "truth.csv", "truth_landmarks.csv"}
+    assert set(first) == {
+        "release/datasets.xlsx",
+        "release/datasets-PNG.zip",
+        "release/datasets-JSON.zip",
+        "faults.csv",
+        "truth.csv",
+        "truth_landmarks.csv",
+    }
     assert first == second
 
 
@@ -136,8 +158,9 @@ def test_images_and_jsons_carry_the_recorded_faults(small_synth):
             assert shape["shape_type"] == "polygon" and 2 <= len(points) <= 4 and np.ptp(points, axis=0).max() < 2
         # landmarks lie inside the film, left of right, as drawn
         case_points = landmarks[landmarks.number == case.number].set_index("label")
-        assert ((case_points.x >= 0) & (case_points.x < case.width) & (case_points.y >= 0)
-                & (case_points.y < case.height)).all()
+        assert (
+            (case_points.x >= 0) & (case_points.x < case.width) & (case_points.y >= 0) & (case_points.y < case.height)
+        ).all()
         for n in range(3, 8):
             for side in ("top", "bottom"):
                 assert case_points.x[f"C{n} {side} left"] < case_points.x[f"C{n} {side} right"]
@@ -151,6 +174,6 @@ def test_inverted_films_have_a_bright_background(small_synth):
     for member in release.pngs:
         grey = np.asarray(Image.open(io.BytesIO(release.pngs.read(member.name))).convert("L"), dtype=float)
         h, w = grey.shape
-        corner_means[member.stem] = np.median(grey[h // 4: 3 * h // 4, : w // 12])
+        corner_means[member.stem] = np.median(grey[h // 4 : 3 * h // 4, : w // 12])
     assert all(corner_means[s] > 128 for s in inverted)
     assert np.median([v for s, v in corner_means.items() if s not in inverted]) < 100

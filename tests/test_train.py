@@ -39,14 +39,26 @@ TINY = SynthParams(seed=5, cases=64, size_scale=0.2, asymptomatic_fraction=0.25)
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory):
-    return tiny_variant(tmp_path_factory.mktemp("train-data"), TINY, "colored_cropped",
-                        VariantSpec(crop="landmarks", colour="stacked", out_size=32),
-                        BuildParams(shard_size=16, min_shards=4))
+    return tiny_variant(
+        tmp_path_factory.mktemp("train-data"),
+        TINY,
+        "colored_cropped",
+        VariantSpec(crop="landmarks", colour="stacked", out_size=32),
+        BuildParams(shard_size=16, min_shards=4),
+    )
 
 
 def config(variant, **overrides):
-    settings = dict(variant=str(variant), model="smallcnn", weights="none", balance="smote", epochs=1, batch_size=16,
-                    workers=0, eval_batch_size=16)
+    settings = dict(
+        variant=str(variant),
+        model="smallcnn",
+        weights="none",
+        balance="smote",
+        epochs=1,
+        batch_size=16,
+        workers=0,
+        eval_batch_size=16,
+    )
     settings.update(overrides)
     return TrainParams.from_dict(settings)
 
@@ -60,8 +72,17 @@ def fitted(variant, tmp_path_factory):
 
 def test_fit_writes_metrics_predictions_and_checkpoint(fitted, variant):
     out, metrics = fitted
-    for name in ("checkpoint.pt", "metrics.json", "evaluation.json", "predictions.csv", "roc.csv", "confusion.csv",
-                 "calibration.csv", "train_log.csv", "report.png"):
+    for name in (
+        "checkpoint.pt",
+        "metrics.json",
+        "evaluation.json",
+        "predictions.csv",
+        "roc.csv",
+        "confusion.csv",
+        "calibration.csv",
+        "train_log.csv",
+        "report.png",
+    ):
         assert (out / name).is_file(), name
     predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str})
     report = json.loads((variant / "shards.json").read_text())
@@ -107,7 +128,9 @@ def test_metrics_match_scikit_learn_and_report_the_baseline(fitted):
     assert m["brier"] == pytest.approx(sk.brier_score_loss(p.label, p.score))
     t = m["threshold"]
     assert (p.pred_at_threshold == (p.score >= t)).all()
-    assert m["at_threshold"]["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(p.label, p.pred_at_threshold))
+    assert m["at_threshold"]["balanced_accuracy"] == pytest.approx(
+        sk.balanced_accuracy_score(p.label, p.pred_at_threshold)
+    )
     roc = pd.read_csv(out / "roc.csv")
     fpr, tpr, _ = sk.roc_curve(p.label, p.score, drop_intermediate=False)
     assert np.allclose(roc.fpr, fpr, atol=1e-6) and np.allclose(roc.tpr, tpr, atol=1e-6)
@@ -139,8 +162,9 @@ def test_smote_balances_the_train_split_and_never_touches_test(fitted, variant):
 
 def test_smote_output_balanced_and_in_range():
     rng = np.random.default_rng(0)
-    minority = np.stack([np.full((3, 4, 4), 10, np.uint8), np.full((3, 4, 4), 250, np.uint8),
-                         np.full((3, 4, 4), 200, np.uint8)])
+    minority = np.stack(
+        [np.full((3, 4, 4), 10, np.uint8), np.full((3, 4, 4), 250, np.uint8), np.full((3, 4, 4), 200, np.uint8)]
+    )
     majority = rng.integers(0, 256, size=(20, 3, 4, 4), dtype=np.uint8)
     images, labels = np.concatenate([minority, majority]), np.r_[np.zeros(3, int), np.ones(20, int)]
     new, new_labels = smote_oversample(images, labels, seed=1, k_neighbors=2, chunk=5)
@@ -171,19 +195,50 @@ def test_rotations_stay_within_80_degrees():
 
 def test_imagenet_weights_offline_give_a_clear_error(tmp_path, variant):
     closed = "http://127.0.0.1:9"  # nothing listens: the download fails at once, as offline
-    env = {**os.environ, "TORCH_HOME": str(tmp_path), "https_proxy": closed, "HTTPS_PROXY": closed,
-           "http_proxy": closed, "HTTP_PROXY": closed, "no_proxy": "", "NO_PROXY": ""}
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "fit", "--variant", str(variant), "--out",
-                             str(tmp_path / "out"), "--model", "resnet18", "--weights", "imagenet", "--epochs", "1"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(tmp_path),
+        "https_proxy": closed,
+        "HTTPS_PROXY": closed,
+        "http_proxy": closed,
+        "HTTP_PROXY": closed,
+        "no_proxy": "",
+        "NO_PROXY": "",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "fit",
+            "--variant",
+            str(variant),
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            "resnet18",
+            "--weights",
+            "imagenet",
+            "--epochs",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert "cannot download the ImageNet weights of resnet18" in line and "set the model's weights to that file's path" in line
+    assert (
+        "cannot download the ImageNet weights of resnet18" in line
+        and "set the model's weights to that file's path" in line
+    )
 
 
 def test_local_weights_file_is_loaded(tmp_path):
     torch.manual_seed(3)
     from torchvision.models import resnet18
+
     reference = resnet18()
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
     model = build_model("resnet18", str(tmp_path / "resnet18.pth"))
@@ -213,34 +268,80 @@ def test_streams_shards_over_http(variant):
 
 
 def torchrun(*args, timeout=600):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "csxa_train", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "csxa_train",
+        *args,
+    ]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
 def test_ddp_two_processes_score_every_test_sample_once(fitted, variant, tmp_path):
     out, _ = fitted
-    torchrun("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "ddp-eval"), "--workers", "1")
+    torchrun(
+        "evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "ddp-eval"), "--workers", "1"
+    )
     single = pd.read_csv(out / "predictions.csv", dtype={"key": str})
     ddp = pd.read_csv(tmp_path / "ddp-eval" / "predictions.csv", dtype={"key": str})
     assert ddp.key.is_unique and list(ddp.key) == list(single.key)
     assert np.allclose(ddp.score, single.score, atol=1e-5)
     assert json.loads((tmp_path / "ddp-eval" / "evaluation.json").read_text())["world_size"] == 2
-    torchrun("fit", "--variant", str(variant), "--out", str(tmp_path / "ddp-fit"), "--model", "smallcnn",
-             "--weights", "none", "--epochs", "1", "--batch-size", "8", "--workers", "1")
+    torchrun(
+        "fit",
+        "--variant",
+        str(variant),
+        "--out",
+        str(tmp_path / "ddp-fit"),
+        "--model",
+        "smallcnn",
+        "--weights",
+        "none",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--workers",
+        "1",
+    )
     fitted_ddp = pd.read_csv(tmp_path / "ddp-fit" / "predictions.csv", dtype={"key": str})
     assert list(fitted_ddp.key) == list(single.key)
 
 
 def test_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(variant, tmp_path):
     # vggsmall has dropout: a resumed run must draw the same masks as an uninterrupted one
-    args = [sys.executable, "-m", "csxa_train", "fit", "--variant", str(variant), "--model", "vggsmall",
-            "--weights", "none", "--epochs", "8", "--batch-size", "8", "--workers", "0"]
+    args = [
+        sys.executable,
+        "-m",
+        "csxa_train",
+        "fit",
+        "--variant",
+        str(variant),
+        "--model",
+        "vggsmall",
+        "--weights",
+        "none",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+    ]
     whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr
-    victim = subprocess.Popen(args + ["--out", str(tmp_path / "cut")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        args + ["--out", str(tmp_path / "cut")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoint = tmp_path / "cut" / "checkpoint.pt"
     deadline = time.time() + 300
     while not checkpoint.exists() and time.time() < deadline and victim.poll() is None:
@@ -255,8 +356,9 @@ def test_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(varian
     log = pd.read_csv(tmp_path / "cut" / "train_log.csv")
     assert log.epoch.tolist() == list(range(1, 9))
     pd.testing.assert_frame_equal(log, pd.read_csv(tmp_path / "whole" / "train_log.csv"))
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cut" / "predictions.csv"),
-                                  pd.read_csv(tmp_path / "whole" / "predictions.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "cut" / "predictions.csv"), pd.read_csv(tmp_path / "whole" / "predictions.csv")
+    )
 
 
 def test_missing_or_damaged_shard_is_one_clear_line(fitted, variant, tmp_path):
@@ -267,31 +369,67 @@ def test_missing_or_damaged_shard_is_one_clear_line(fitted, variant, tmp_path):
     shutil.copytree(variant, copy)
     shards = sorted(copy.glob("test-*.tar"))
     shards[0].unlink()
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "evaluate", "--checkpoint", str(out / "checkpoint.pt"),
-                             "--variant", str(copy), "--out", str(tmp_path / "e")], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "evaluate",
+            "--checkpoint",
+            str(out / "checkpoint.pt"),
+            "--variant",
+            str(copy),
+            "--out",
+            str(tmp_path / "e"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "listed in shards.json but missing" in result.stderr.strip().splitlines()[-1]
     shutil.copy(variant / shards[0].name, shards[0])
     data = bytearray(shards[1].read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped bit in the middle of a PNG
     shards[1].write_bytes(bytes(data))
-    result = subprocess.run([sys.executable, "-m", "csxa_train", "evaluate", "--checkpoint", str(out / "checkpoint.pt"),
-                             "--variant", str(copy), "--out", str(tmp_path / "e")], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csxa_train",
+            "evaluate",
+            "--checkpoint",
+            str(out / "checkpoint.pt"),
+            "--variant",
+            str(copy),
+            "--out",
+            str(tmp_path / "e"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "sha256 differs from shards.json" in result.stderr
 
 
 # --- fair colour variants, validation part, operating points (issue 9) ----------------------------
+
 
 @pytest.fixture(scope="module")
 def grey_twin(variant, tmp_path_factory):
     """The grey variant of the same cases (the tiny atlas the colour fixture was built from)."""
     root = variant.parent
     out = tmp_path_factory.mktemp("grey") / "variant"
-    build_variant("cropped", VariantSpec(crop="landmarks", colour="grey", out_size=32),
-                  read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release", out,
-                  BuildParams(shard_size=16, min_shards=4), workers=2, progress=False)
+    build_variant(
+        "cropped",
+        VariantSpec(crop="landmarks", colour="grey", out_size=32),
+        read_manifest(root / "ingest" / "manifest.csv"),
+        root / "synth" / "release",
+        out,
+        BuildParams(shard_size=16, min_shards=4),
+        workers=2,
+        progress=False,
+    )
     return out
 
 
@@ -371,10 +509,16 @@ def one_order_twin(variant, tmp_path_factory):
     """The same colour variant stored with order a only (``both_orders_in_train: false``)."""
     root = variant.parent
     out = tmp_path_factory.mktemp("one-order") / "variant"
-    build_variant("colored_cropped", VariantSpec(crop="landmarks", colour="stacked", both_orders_in_train=False,
-                                                 out_size=32),
-                  read_manifest(root / "ingest" / "manifest.csv"), root / "synth" / "release", out,
-                  BuildParams(shard_size=16, min_shards=4), workers=2, progress=False)
+    build_variant(
+        "colored_cropped",
+        VariantSpec(crop="landmarks", colour="stacked", both_orders_in_train=False, out_size=32),
+        read_manifest(root / "ingest" / "manifest.csv"),
+        root / "synth" / "release",
+        out,
+        BuildParams(shard_size=16, min_shards=4),
+        workers=2,
+        progress=False,
+    )
     return out
 
 
@@ -421,7 +565,9 @@ def test_test_time_score_is_the_mean_of_both_orders(fitted, variant):
     assert np.allclose(both, (a + b) / 2, atol=1e-6) and not np.allclose(a, b)
     predictions = pd.read_csv(out / "predictions.csv", dtype={"key": str}).set_index("key")
     assert np.allclose(predictions.loc[batch["key"], "score"], both, atol=1e-6)
-    assert state["colour"] is True and state["threshold"] == json.loads((out / "evaluation.json").read_text())["threshold"]
+    assert (
+        state["colour"] is True and state["threshold"] == json.loads((out / "evaluation.json").read_text())["threshold"]
+    )
 
 
 def test_calibration_csv_and_threshold_come_from_the_run(fitted):
@@ -434,6 +580,7 @@ def test_calibration_csv_and_threshold_come_from_the_run(fitted):
 
 
 # --- the command line (issue 8, item 8) ------------------------------------------------------------
+
 
 def test_fit_help_names_every_model_and_explains_every_option():
     from csxa_train import cli, models
@@ -450,17 +597,43 @@ def test_fit_help_names_every_model_and_explains_every_option():
 
 def _params(tmp_path, variant, **experiment):
     path = tmp_path / "params.yaml"
-    path.write_text(json.dumps({"train": {"model": "smallcnn", "weights": "none", "epochs": 1, "batch_size": 16,
-                                          "workers": 0, "eval_batch_size": 16},
-                                "experiments": {"tiny": {"variant": str(variant), **experiment}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "train": {
+                    "model": "smallcnn",
+                    "weights": "none",
+                    "epochs": 1,
+                    "batch_size": 16,
+                    "workers": 0,
+                    "eval_batch_size": 16,
+                },
+                "experiments": {"tiny": {"variant": str(variant), **experiment}},
+            }
+        )
+    )
     return path
 
 
 def test_unknown_experiment_key_is_named_as_in_the_experiment(tmp_path, variant, capsys):
     from csxa_train.cli import main
 
-    assert main(["fit", "--params", str(_params(tmp_path, variant, epochz=3)), "--experiment", "tiny",
-                 "--variant", str(variant), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                "--params",
+                str(_params(tmp_path, variant, epochz=3)),
+                "--experiment",
+                "tiny",
+                "--variant",
+                str(variant),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "unknown key(s) ['epochz'] in experiments.tiny" in capsys.readouterr().err
 
 
@@ -471,8 +644,22 @@ def test_unknown_model_refused_before_any_data_and_no_empty_output_left(tmp_path
     assert main(["fit", "--variant", str(tmp_path / "no-such-variant"), "--model", "resnet9", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "train.model must be one of" in err and "resnet9" in err and not out.exists()
-    assert main(["fit", "--variant", str(tmp_path / "no-such-variant"), "--model", "smallcnn", "--weights", "none",
-                 "--out", str(out)]) == 2  # fails reading the variant: the folder it made is removed
+    assert (
+        main(
+            [
+                "fit",
+                "--variant",
+                str(tmp_path / "no-such-variant"),
+                "--model",
+                "smallcnn",
+                "--weights",
+                "none",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )  # fails reading the variant: the folder it made is removed
     assert "not found" in capsys.readouterr().err and not out.exists()
 
 
@@ -518,8 +705,15 @@ def test_checkpoint_identity_covers_exactly_the_train_stages_code():
     from helpers import REPO
 
     code = training_code()
-    assert {"csxa_train/cli.py", "csxa_train/fit.py", "csxa_data/shards/verify.py", "csxa_data/atomic.py",
-            "csxa_data/errors.py", "csxa_data/params.py", "schemas/shards.py"} <= set(code)
+    assert {
+        "csxa_train/cli.py",
+        "csxa_train/fit.py",
+        "csxa_data/shards/verify.py",
+        "csxa_data/atomic.py",
+        "csxa_data/errors.py",
+        "csxa_data/params.py",
+        "schemas/shards.py",
+    } <= set(code)
     assert not {"csxa_train/report/table.py", "csxa_train/explain.py", "csxa_data/synthetic/generate.py"} & set(code)
     assert expand(listed_code((REPO / "dvc.yaml").read_text(), "train")) == code
     assert all((REPO / name).is_file() for name in code)
@@ -537,12 +731,18 @@ def test_every_stage_lists_the_code_its_command_imports():
     assert differences((REPO / "dvc.yaml").read_text()) == []
 
 
-@pytest.mark.parametrize("change, says", [
-    (lambda s: s["config"].update(model="vggsmall"), "its weights do not fit a vggsmall (RuntimeError: "),
-    (lambda s: s.update(normalisation="oops"), "its normalisation is not three finite means and three positive stds"),
-    (lambda s: s.update(threshold=float("nan")), "its threshold nan is not a number within [0, 1]"),
-    (lambda s: s.update(colour=False), "it was trained on a grey variant; "),
-])
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda s: s["config"].update(model="vggsmall"), "its weights do not fit a vggsmall (RuntimeError: "),
+        (
+            lambda s: s.update(normalisation="oops"),
+            "its normalisation is not three finite means and three positive stds",
+        ),
+        (lambda s: s.update(threshold=float("nan")), "its threshold nan is not a number within [0, 1]"),
+        (lambda s: s.update(colour=False), "it was trained on a grey variant; "),
+    ],
+)
 def test_a_tampered_checkpoint_is_one_line_naming_it_before_scoring(fitted, tmp_path, change, says):
     """Second audit: these were tracebacks, or (a NaN threshold, a grey model on a colour variant)
     silently wrong metrics."""
@@ -576,8 +776,9 @@ def test_a_bad_setting_saved_in_a_checkpoint_is_blamed_on_the_checkpoint(fitted,
             evaluate_checkpoint(tmp_path / "checkpoint.pt", tmp_path / "eval")
         else:
             explain(tmp_path / "checkpoint.pt", tmp_path / "eval", progress=False)
-    assert str(error.value) == (f"{tmp_path / 'checkpoint.pt'}: its saved settings: "
-                                "train.batch_size must be int, not 'lots'"), str(error.value)
+    assert str(error.value) == (
+        f"{tmp_path / 'checkpoint.pt'}: its saved settings: train.batch_size must be int, not 'lots'"
+    ), str(error.value)
     assert not (tmp_path / "eval").exists()
 
 
@@ -593,10 +794,18 @@ def test_one_class_train_cases_are_refused_without_blaming_val_fraction():
 
     labels = np.ones(9, dtype=np.int64)
     stems = [f"{i:07d}" for i in range(9)]
-    with pytest.raises(CsxaError, match=r"^v: the train cases are all of class 1 \(9 cases\); a classifier needs both "
-                                        r"classes$"):
-        cases_train_data(np.zeros((9, 8, 8), np.uint8), labels, stems, False,
-                         TrainParams.from_dict({"variant": "v", "balance": "smote"}))
+    with pytest.raises(
+        CsxaError,
+        match=r"^v: the train cases are all of class 1 \(9 cases\); a classifier needs both "
+        r"classes$",
+    ):
+        cases_train_data(
+            np.zeros((9, 8, 8), np.uint8),
+            labels,
+            stems,
+            False,
+            TrainParams.from_dict({"variant": "v", "balance": "smote"}),
+        )
     cases = pd.DataFrame({"stem": stems, "label": labels, "split": "train"})
     with pytest.raises(CsxaError, match="all of class 1 .9 cases.; a classifier needs both classes$"):
         split_train(cases, Protocol(seed=0, val_fraction=0.2, threshold="youden", calibration_bins=10))

@@ -33,8 +33,9 @@ SPECS = {
     "wide_cropped": VariantSpec(crop="landmarks", grow_x=20, grow_y=40, out_size=48),
     "colored": VariantSpec(crop="centre", centre_size=100, colour="stacked", out_size=48),
     "colored_wide_cropped": VariantSpec(crop="landmarks", grow_x=20, grow_y=40, colour="stacked", out_size=48),
-    "colored_one_order": VariantSpec(crop="centre", centre_size=100, colour="stacked", both_orders_in_train=False,
-                                     out_size=48),
+    "colored_one_order": VariantSpec(
+        crop="centre", centre_size=100, colour="stacked", both_orders_in_train=False, out_size=48
+    ),
 }
 PARAMS = BuildParams(shard_size=20, min_shards=3)
 
@@ -101,13 +102,15 @@ def test_test_split_holds_one_sample_per_case_in_every_variant(built):
 def test_rebuild_with_one_worker_is_byte_identical(built, small_synth, ingested, tmp_path):
     manifest = read_manifest(ingested / "manifest.csv")
     for name in ("wide_cropped", "colored"):
-        build_variant(name, SPECS[name], manifest, small_synth / "release", tmp_path / name, PARAMS, workers=1,
-                      progress=False)
+        build_variant(
+            name, SPECS[name], manifest, small_synth / "release", tmp_path / name, PARAMS, workers=1, progress=False
+        )
         again = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()}
         first = {p.name: p.read_bytes() for p in (built / name).iterdir()}
         assert again.keys() == first.keys() and again == first
         shas = {s["name"]: s["sha256"] for s in report(built, name)["shards"]}
         import hashlib
+
         assert shas == {n: hashlib.sha256(b).hexdigest() for n, b in again.items() if n.endswith(".tar")}
 
 
@@ -131,8 +134,9 @@ def test_crop_is_the_landmark_box(built, small_synth, ingested, name):
         box = independent_box(landmarks[landmarks.number == meta["number"]], w, h, spec.grow_x, spec.grow_y)
         assert tuple(meta["crop_box"]) == box
         x0, y0, x1, y1 = box
-        expected = np.asarray(Image.fromarray(grey[y0:y1, x0:x1]).resize((48, 48), Image.Resampling.LANCZOS,
-                                                                          reducing_gap=1.0))
+        expected = np.asarray(
+            Image.fromarray(grey[y0:y1, x0:x1]).resize((48, 48), Image.Resampling.LANCZOS, reducing_gap=1.0)
+        )
         assert np.array_equal(sample["image"][..., 0], expected)
 
 
@@ -156,7 +160,11 @@ def test_equalised_and_inverted_channels_follow_their_definitions():
     assert T.equalise(grey).min() == 0 and T.equalise(grey).max() == 255
     assert np.array_equal(T.invert(grey), 255 - grey.astype(int))
     a, b = T.colour_stack(grey, "a"), T.colour_stack(grey, "b")
-    assert np.array_equal(a[..., 0], grey) and np.array_equal(a[..., 1], expected) and np.array_equal(a[..., 2], 255 - grey)
+    assert (
+        np.array_equal(a[..., 0], grey)
+        and np.array_equal(a[..., 1], expected)
+        and np.array_equal(a[..., 2], 255 - grey)
+    )
     assert np.array_equal(b[..., 1], a[..., 2]) and np.array_equal(b[..., 2], a[..., 1])
     # the builder's planes at out_size: grey and equalised resized from the crop's own resolution,
     # inverted as the negative of the resized grey (inverting first differs by rounding and clamping)
@@ -171,8 +179,18 @@ def test_equalised_and_inverted_channels_follow_their_definitions():
         assert np.abs(inverted_first - planes[..., 2]).max() <= 3
 
 
-@pytest.mark.parametrize("shape, size", [((500, 500), 224), ((500, 500), 16), ((47, 130), 16), ((40, 15), 16),
-                                         ((64, 64), 16), ((16, 16), 16), ((9, 300), 16)])
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((500, 500), 224),
+        ((500, 500), 16),
+        ((47, 130), 16),
+        ((40, 15), 16),
+        ((64, 64), 16),
+        ((16, 16), 16),
+        ((9, 300), 16),
+    ],
+)
 def test_colour_planes_are_each_plane_resized_alone(shape, size):
     # the pair is box-reduced band by band before one two-band Lanczos pass; whatever the reduction
     # factors (none, one axis, both, exact multiples), each plane must be what resizing it alone gives
@@ -190,7 +208,7 @@ def test_channel_sums_are_exact(shape):
 
     image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     pixels = image.reshape(-1, 1 if len(shape) == 2 else 3).astype(np.int64)
-    expected = np.stack([np.full(pixels.shape[1], len(pixels)), pixels.sum(0), (pixels ** 2).sum(0)])
+    expected = np.stack([np.full(pixels.shape[1], len(pixels)), pixels.sum(0), (pixels**2).sum(0)])
     assert np.array_equal(channel_sums(image), np.repeat(expected, 3, axis=1) if len(shape) == 2 else expected)
 
 
@@ -210,7 +228,9 @@ def test_a_colour_variants_grey_channel_is_the_grey_variant_and_its_inverse_is_e
     assert coloured and {s["key"] for s in coloured} == set(grey)
     for sample in coloured:
         image = sample["image"]
-        assert np.array_equal(image[..., 0], grey[sample["key"]][..., 0])  # readers give a grey image as three equal channels
+        assert np.array_equal(
+            image[..., 0], grey[sample["key"]][..., 0]
+        )  # readers give a grey image as three equal channels
         assert np.array_equal(image[..., 2], 255 - image[..., 0])
         assert not np.array_equal(image[..., 1], image[..., 0])  # equalised
 
@@ -271,8 +291,16 @@ def test_degenerate_box_is_skipped_and_logged(small_synth, ingested, tmp_path):
     manifest = read_manifest(ingested / "manifest.csv")
     victim = manifest.number.iloc[0]
     manifest.loc[manifest.number == victim, "box_x1"] = manifest.loc[manifest.number == victim, "box_x0"] + 1
-    rep = build_variant("cropped", SPECS["cropped"], manifest, small_synth / "release", tmp_path / "v", PARAMS,
-                        workers=1, progress=False)
+    rep = build_variant(
+        "cropped",
+        SPECS["cropped"],
+        manifest,
+        small_synth / "release",
+        tmp_path / "v",
+        PARAMS,
+        workers=1,
+        progress=False,
+    )
     assert [s["number"] for s in rep["skipped"]] == [victim]
     assert "degenerate" in rep["skipped"][0]["reason"]
     split = manifest.set_index("number").at[victim, "split"]
@@ -284,12 +312,21 @@ def test_failed_build_leaves_nothing_behind(small_synth, ingested, tmp_path):
     manifest = read_manifest(ingested / "manifest.csv")
     manifest.loc[manifest.index[-1], "png_name"] = "9999199.png"  # no such PNG: the build fails near the end
     with pytest.raises(CsxaError, match="case .*re-run ingest"):
-        build_variant("original", SPECS["original"], manifest, small_synth / "release", tmp_path / "v", PARAMS,
-                      workers=2, progress=False)
+        build_variant(
+            "original",
+            SPECS["original"],
+            manifest,
+            small_synth / "release",
+            tmp_path / "v",
+            PARAMS,
+            workers=2,
+            progress=False,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 # --- the fast decoder --------------------------------------------------------------------------
+
 
 def _png(array: np.ndarray, mode: str | None = None, **save) -> bytes:
     buffer = io.BytesIO()
@@ -303,11 +340,16 @@ def _layouts() -> dict[str, bytes]:
     grey = rng.integers(0, 256, (37, 53), dtype=np.uint8)
     colour = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     return {
-        "L": _png(grey), "I;16": _png(rng.integers(0, 65536, (37, 53), dtype=np.uint16)),
-        "RGB equal": _png(np.repeat(grey[..., None], 3, axis=2)), "RGB": _png(colour),
+        "L": _png(grey),
+        "I;16": _png(rng.integers(0, 65536, (37, 53), dtype=np.uint16)),
+        "RGB equal": _png(np.repeat(grey[..., None], 3, axis=2)),
+        "RGB": _png(colour),
         "RGBA equal": _png(np.dstack([grey, grey, grey, np.full_like(grey, 255)])),
-        "RGBA": _png(np.dstack([colour, grey])), "LA": _png(np.dstack([grey, grey]), "LA"),
-        "P": _png(colour, "P"), "1": _png(grey, "1"), "L with tRNS": _png(grey, transparency=7),
+        "RGBA": _png(np.dstack([colour, grey])),
+        "LA": _png(np.dstack([grey, grey]), "LA"),
+        "P": _png(colour, "P"),
+        "1": _png(grey, "1"),
+        "L with tRNS": _png(grey, transparency=7),
     }
 
 
@@ -344,8 +386,13 @@ def test_grey_as_colour_is_kept_only_where_every_pixel_has_equal_channels(alpha,
     rgb = np.repeat(grey[..., None], 3, axis=2)
     if channel is not None:
         rgb[30, 40, channel] += 1
-    pixels = rgb if alpha is None else np.dstack(
-        [rgb, np.full_like(grey, 255) if alpha == "opaque" else rng.integers(1, 256, grey.shape, dtype=np.uint8)])
+    pixels = (
+        rgb
+        if alpha is None
+        else np.dstack(
+            [rgb, np.full_like(grey, 255) if alpha == "opaque" else rng.integers(1, 256, grey.shape, dtype=np.uint8)]
+        )
+    )
     film = decode_film(_png(pixels))
     assert film.pixels is not None and film.mode == ("RGB" if alpha is None else "RGBA")
     whole, equal = film.grey()
@@ -375,13 +422,19 @@ def _interlaced_png(pixels: np.ndarray) -> bytes:
     passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes
-                   for row in pixels[y0::dy, x0::dx].reshape(len(range(y0, height, dy)), -1) if row.size)
+    raw = b"".join(
+        b"\x00" + row.tobytes()
+        for x0, y0, dx, dy in passes
+        for row in pixels[y0::dy, x0::dx].reshape(len(range(y0, height, dy)), -1)
+        if row.size
+    )
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, 1])
+    header = (
+        width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, 1])
+    )
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
@@ -395,8 +448,10 @@ def test_interlaced_film_decodes_without_libpng_warnings(channels, tmp_path):
     assert np.array_equal(np.asarray(open_png(data)), pixels)
     (tmp_path / "film.png").write_bytes(data)
     # libpng's warning goes through C's stdio and shows only when the process ends: decode in a child
-    script = ("import sys; from csxa_data.release.images import decode_film; "
-              "film = decode_film(open(sys.argv[1], 'rb').read()); sys.stdout.buffer.write(film.grey()[0].tobytes())")
+    script = (
+        "import sys; from csxa_data.release.images import decode_film; "
+        "film = decode_film(open(sys.argv[1], 'rb').read()); sys.stdout.buffer.write(film.grey()[0].tobytes())"
+    )
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "film.png")], capture_output=True, check=True)
     assert done.stdout == grey.tobytes()
     assert "PNG warning" not in done.stderr.decode()
@@ -423,9 +478,18 @@ def test_shard_png_encoder_round_trips_through_pillow(shape, level):
     assert np.array_equal(np.asarray(decoded), image)
 
 
-@pytest.mark.parametrize("sizes, stem", [([], "0000001"), ([0], "0000001"), ([1, 511, 512, 513], "0000001"),
-                                         ([10_240 - 512 * 3], "0000001"), ([70_000, 3, 90_001, 17], "0000001"),
-                                         ([5, 600], "a/" * 60 + "0000001"), ([5], "ünïcødé-0000001")])
+@pytest.mark.parametrize(
+    "sizes, stem",
+    [
+        ([], "0000001"),
+        ([0], "0000001"),
+        ([1, 511, 512, 513], "0000001"),
+        ([10_240 - 512 * 3], "0000001"),
+        ([70_000, 3, 90_001, 17], "0000001"),
+        ([5, 600], "a/" * 60 + "0000001"),
+        ([5], "ünïcødé-0000001"),
+    ],
+)
 def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, sizes, stem):
     """write_shard writes the tar itself, in one pass, hashing on the way; its bytes must be exactly
     what tarfile.addfile wrote (the shards of every variant depend on it)."""
@@ -435,7 +499,7 @@ def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, siz
 
     rng = np.random.default_rng(len(sizes))
     members = [(f"{stem}{i}.png", rng.integers(0, 256, size, dtype=np.uint8).tobytes()) for i, size in enumerate(sizes)]
-    samples = [members[i:i + 2] for i in range(0, len(members), 2)]
+    samples = [members[i : i + 2] for i in range(0, len(members), 2)]
     sha = write_shard(tmp_path / "ours.tar", samples)
     with tarfile.open(tmp_path / "theirs.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data in members:
@@ -446,6 +510,7 @@ def test_shard_writer_writes_tarfiles_ustar_bytes_and_their_sha256(tmp_path, siz
 
 
 # --- third audit: the sheets of variants ----------------------------------------------------------
+
 
 def test_compare_variants_draws_the_same_cases_from_verified_shards(built, tmp_path):
     import shutil
@@ -476,8 +541,16 @@ def test_compare_variants_refuses_a_variant_without_the_chosen_cases(built, smal
     manifest = read_manifest(ingested / "manifest.csv")
     first = next(iter(read_shards(split_shards(built / "original", "test"))))
     fewer = manifest[manifest.number != first["meta"]["number"]]
-    build_variant("cropped", SPECS["cropped"], fewer, small_synth / "release", tmp_path / "cropped", PARAMS,
-                  workers=1, progress=False)
+    build_variant(
+        "cropped",
+        SPECS["cropped"],
+        fewer,
+        small_synth / "release",
+        tmp_path / "cropped",
+        PARAMS,
+        workers=1,
+        progress=False,
+    )
     with pytest.raises(CsxaError, match=rf"variant cropped lacks test case\(s\) \['{first['key']}'\] of original"):
         compare_variants(tmp_path, ["original", "cropped"], tmp_path / "sheet.png")
 

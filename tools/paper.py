@@ -43,26 +43,38 @@ def run(args: argparse.Namespace) -> int:
 
     release = args.release.resolve()
     if not (release / "datasets.xlsx").is_file():
-        raise CsxaError("not a CSXA release folder (no datasets.xlsx): give the folder that holds datasets.xlsx "
-                        "and the PNG and JSON sets", path=args.release)
+        raise CsxaError(
+            "not a CSXA release folder (no datasets.xlsx): give the folder that holds datasets.xlsx "
+            "and the PNG and JSON sets",
+            path=args.release,
+        )
     template = Path(args.template)
     if not template.is_file():
         raise CsxaError("params file not found (run from the project's root)", path=template)
     with atomic_path("params.yaml") as tmp:
         tmp.write_text(paper_params(template, release), encoding="utf-8")
     command = ["dvc", "repro"]
-    print(f"paper: wrote params.yaml from {template} with ingest.release {release}; "
-          f"{'would run' if args.dry_run else 'running'}: {' '.join(command)}", flush=True)
+    print(
+        f"paper: wrote params.yaml from {template} with ingest.release {release}; "
+        f"{'would run' if args.dry_run else 'running'}: {' '.join(command)}",
+        flush=True,
+    )
     if args.dry_run:
         return 0
     return subprocess.run(command).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--release", type=Path, required=True, help="the CSXA release folder (holds datasets.xlsx)")
-    parser.add_argument("--template", default="params.paper.yaml", help="the protocol's params (default: params.paper.yaml)")
-    parser.add_argument("--dry-run", dest="dry_run", action="store_true", help="write params.yaml, do not run dvc repro")
+    parser.add_argument(
+        "--template", default="params.paper.yaml", help="the protocol's params (default: params.paper.yaml)"
+    )
+    parser.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="write params.yaml, do not run dvc repro"
+    )
     return run_command(PROG, run, parser.parse_args(argv), "params.yaml is written; rerun dvc repro to go on")
 
 

@@ -36,8 +36,9 @@ def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CsxaError(f"{what} not found" + (": run `dvc repro` first" if what == "report" else ""),
-                        path=path) from None
+        raise CsxaError(
+            f"{what} not found" + (": run `dvc repro` first" if what == "report" else ""), path=path
+        ) from None
     except UnicodeDecodeError:
         raise CsxaError(f"{what} is not UTF-8 text", path=path) from None
     except OSError as exc:
@@ -50,9 +51,12 @@ def with_block(text: str, name: str, report: Path, stop_at: str | None, where: P
     begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
     if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
         found = (text.count(begin), text.count(end))
-        raise CsxaError(f"no {begin} ... {end} block" if found == (0, 0) else
-                        f"{begin} and {end} must each occur once, in that order (found {found[0]} and {found[1]})",
-                        path=where)
+        raise CsxaError(
+            f"no {begin} ... {end} block"
+            if found == (0, 0)
+            else f"{begin} and {end} must each occur once, in that order (found {found[0]} and {found[1]})",
+            path=where,
+        )
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     block = readme_block(_read_text(report, "report"), stop_at)
@@ -87,5 +91,11 @@ def refresh_readme(readme: str | Path = "docs/results.md", root: str | Path = ".
 if __name__ == "__main__":
     from csxa_data.errors import run_command
 
-    sys.exit(run_command("readme_blocks", lambda readme: refresh_readme(readme) or 0,
-                         sys.argv[1] if len(sys.argv) > 1 else "docs/results.md", "the page was left as it was"))
+    sys.exit(
+        run_command(
+            "readme_blocks",
+            lambda readme: refresh_readme(readme) or 0,
+            sys.argv[1] if len(sys.argv) > 1 else "docs/results.md",
+            "the page was left as it was",
+        )
+    )

@@ -84,8 +84,10 @@ def stage_blocks(text: str) -> dict[str, tuple[int, int]]:
     """Each stage's line span in dvc.yaml (indices into ``text.splitlines()``)."""
     lines = text.splitlines()
     starts = [(i, m.group(1)) for i, line in enumerate(lines) if (m := re.match(r"^  ([a-z_]+):\s*$", line))]
-    end_of_stages = next((i for i, line in enumerate(lines) if re.match(r"^[a-z]", line) and i > 0
-                          and line.rstrip(":") != "stages"), len(lines))
+    end_of_stages = next(
+        (i for i, line in enumerate(lines) if re.match(r"^[a-z]", line) and i > 0 and line.rstrip(":") != "stages"),
+        len(lines),
+    )
     blocks = {}
     for k, (i, name) in enumerate(starts):
         if i > end_of_stages:
@@ -115,7 +117,7 @@ def rewrite(text: str) -> str:
         new = [f"{indent}- {dep}" for dep in as_deps(stage_code(stage))]
         for i in reversed(at):
             del lines[i]
-        lines[at[0]:at[0]] = new
+        lines[at[0] : at[0]] = new
     return "\n".join(lines) + "\n"
 
 

@@ -13,10 +13,10 @@ from csxa_data.release.images import ImageProblem, decode_film, is_inverted
 from csxa_data.release.landmarks import LandmarkProblem, parse_landmarks
 from csxa_data.release.reader import JSON_SET, PNG_SET, FileSet, Release, open_file_set
 
-MAX_JSON_BYTES = 64 * 2**20   # a LabelMe file, its base64 imageData included
+MAX_JSON_BYTES = 64 * 2**20  # a LabelMe file, its base64 imageData included
 
 
-MAX_JSON_VALUES = 100_000     # objects, lists and comma-separated items in one LabelMe file
+MAX_JSON_VALUES = 100_000  # objects, lists and comma-separated items in one LabelMe file
 
 
 _SETS: tuple[FileSet, FileSet] | None = None
@@ -35,8 +35,13 @@ def examine_film(png_bytes: bytes, params: IngestParams) -> dict:
         return {"png_problem": str(exc), "png_rule": exc.rule}
     grey, channels_equal = film.grey()
     height, width = grey.shape
-    return {"width": width, "height": height, "mode": film.mode, "channels_equal": channels_equal,
-            "inverted": is_inverted(grey)}
+    return {
+        "width": width,
+        "height": height,
+        "mode": film.mode,
+        "channels_equal": channels_equal,
+        "inverted": is_inverted(grey),
+    }
 
 
 def json_size_problem(size: int) -> str | None:
@@ -57,23 +62,35 @@ def examine_landmarks(json_bytes: bytes, facts: dict, params: IngestParams) -> d
     # (",", "[" and "{" never occur in base64 imageData, so this is one cheap pass over the bytes)
     values = json_bytes.count(b",") + json_bytes.count(b"[") + json_bytes.count(b"{")
     if values > MAX_JSON_VALUES:
-        return {**facts, "json_problem": f"holds over {MAX_JSON_VALUES:,} JSON values (a LabelMe file of the "
-                                         "release has a few hundred); not parsed"}
+        return {
+            **facts,
+            "json_problem": f"holds over {MAX_JSON_VALUES:,} JSON values (a LabelMe file of the "
+            "release has a few hundred); not parsed",
+        }
     try:
         document = json.loads(json_bytes.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError covers JSONDecodeError
         return {**facts, "json_problem": f"JSON does not parse ({type(exc).__name__}: {str(exc)[:200]})"}
     try:
-        points, repairs = parse_landmarks(document, width, height, max_spread=params.max_landmark_spread,
-                                          duplicate_tolerance=params.duplicate_tolerance)
+        points, repairs = parse_landmarks(
+            document,
+            width,
+            height,
+            max_spread=params.max_landmark_spread,
+            duplicate_tolerance=params.duplicate_tolerance,
+        )
     except LandmarkProblem as exc:
         return {**facts, "json_problem": str(exc)}
     for key, actual in (("imageWidth", width), ("imageHeight", height)):
         if document.get(key) != actual:
             repairs.append({"field": key, "old": document.get(key), "new": actual, "rule": "json_size_from_png"})
     xs, ys = [p[0] for p in points.values()], [p[1] for p in points.values()]
-    return {**facts, "points": points, "repairs": repairs,
-            "box": (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))}
+    return {
+        **facts,
+        "points": points,
+        "repairs": repairs,
+        "box": (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys))),
+    }
 
 
 def _examine_job(job: tuple[int, str, str, IngestParams]) -> tuple[int, dict]:

@@ -41,8 +41,11 @@ from schemas.measurements import Measurements
 from schemas.vocabulary import BODY_LEVELS, DISCS, LANDMARK_LABELS, MEASUREMENT_COLUMNS, disc_name
 
 # the measurements a classifier can compare across films of different scales
-SCALE_FREE_FEATURES = (("cobb_c2_c7",) + tuple(f"disc_ratio_{disc_name(u)}" for u, _ in DISCS)
-                       + tuple(f"slip_{disc_name(u)}" for u, _ in DISCS))
+SCALE_FREE_FEATURES = (
+    ("cobb_c2_c7",)
+    + tuple(f"disc_ratio_{disc_name(u)}" for u, _ in DISCS)
+    + tuple(f"slip_{disc_name(u)}" for u, _ in DISCS)
+)
 
 
 def point(landmarks: dict, label: str) -> np.ndarray:
@@ -88,7 +91,9 @@ def sva(landmarks: dict) -> float:
 
 def body_height(landmarks: dict, level: int) -> float:
     """Vertebral body height of C3..C7 in pixels: the mean of the anterior and posterior heights."""
-    sides = [(point(landmarks, f"C{level} top {s}"), point(landmarks, f"C{level} bottom {s}")) for s in ("left", "right")]
+    sides = [
+        (point(landmarks, f"C{level} top {s}"), point(landmarks, f"C{level} bottom {s}")) for s in ("left", "right")
+    ]
     return float(np.mean([np.linalg.norm(a - b) for a, b in sides]))
 
 
@@ -121,8 +126,11 @@ def slip(landmarks: dict, upper: int) -> tuple[float, float]:
 def case_measurements(landmarks: dict) -> dict:
     """Every measurement of one case (``MEASUREMENT_COLUMNS`` but ``number``), lengths in pixels."""
     cobb = cobb_angle(landmarks)
-    row = {"cobb_c2_c7": cobb, "curvature": curvature_class(cobb, segmental_angles(landmarks)),
-           "sva_px": float(sva(landmarks))}
+    row = {
+        "cobb_c2_c7": cobb,
+        "curvature": curvature_class(cobb, segmental_angles(landmarks)),
+        "sva_px": float(sva(landmarks)),
+    }
     for n in BODY_LEVELS:
         row[f"body_height_c{n}_px"] = body_height(landmarks, n)
     for upper, _ in DISCS:
@@ -146,7 +154,6 @@ def measurement_table(landmarks: pd.DataFrame, *, source: str = "landmarks.csv")
     """
     import pandera.pandas as pa
 
-
     missing_columns = [c for c in ("number", "label", "x", "y") if c not in landmarks.columns]
     if missing_columns:
         raise CsxaError(f"missing column(s) {missing_columns}", path=source)
@@ -158,9 +165,11 @@ def measurement_table(landmarks: pd.DataFrame, *, source: str = "landmarks.csv")
         points = {label: (x, y) for label, x, y in zip(group.label, group.x, group.y)}
         absent = [label for label in LANDMARK_LABELS if label not in points]
         if absent:
-            raise CsxaError(f"case {number}: {len(absent)} of the 23 landmarks missing: {absent[:4]}"
-                            f"{' ...' if len(absent) > 4 else ''}; every case needs all 23 for its measurements",
-                            path=source)
+            raise CsxaError(
+                f"case {number}: {len(absent)} of the 23 landmarks missing: {absent[:4]}"
+                f"{' ...' if len(absent) > 4 else ''}; every case needs all 23 for its measurements",
+                path=source,
+            )
         try:
             coordinates = np.array([points[label] for label in LANDMARK_LABELS], dtype=float)
         except (ValueError, TypeError, OverflowError):
@@ -180,5 +189,8 @@ def measurement_table(landmarks: pd.DataFrame, *, source: str = "landmarks.csv")
     except pa.errors.SchemaErrors as exc:
         first = exc.failure_cases.iloc[0]
         case = table.number.iloc[int(first["index"])] if pd.notna(first["index"]) else None
-        raise CsxaError(f"case {case}: measurement {first['column']!r} breaks check {first['check']!r} "
-                        f"(value {first['failure_case']!r}) of schemas/measurements.py", path=source) from None
+        raise CsxaError(
+            f"case {case}: measurement {first['column']!r} breaks check {first['check']!r} "
+            f"(value {first['failure_case']!r}) of schemas/measurements.py",
+            path=source,
+        ) from None

@@ -20,8 +20,14 @@ OUTPUTS = ("manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv", "validat
 
 def validation_report(validation: dict) -> str:
     """The validation counts as a short Markdown report for people."""
-    lines = ["# Ingest report", "", f"Release: `{validation['release']}`", "",
-             "| source | in | kept | dropped |", "|---|---:|---:|---:|"]
+    lines = [
+        "# Ingest report",
+        "",
+        f"Release: `{validation['release']}`",
+        "",
+        "| source | in | kept | dropped |",
+        "|---|---:|---:|---:|",
+    ]
     for source, c in validation["sources"].items():
         lines.append(f"| {source} | {c['in']} | {c['kept']} | {c['dropped']} |")
     lines += ["", "Drops by rule:", ""]
@@ -31,9 +37,13 @@ def validation_report(validation: dict) -> str:
     lines += ["", "Repairs by rule:", ""]
     lines += [f"- `{rule}`: {n}" for rule, n in validation["repairs_by_rule"].items()] or ["- none"]
     kept = validation["kept"]
-    lines += ["", f"Kept {kept['cases']} cases; by class (0 = asymptomatic, 1 = spondylosis): {kept['by_class']}; "
-              f"by split and class: {kept['by_split_and_class']}; inverted films: {kept['inverted']}; "
-              f"PNG modes: {kept['modes']}.", ""]
+    lines += [
+        "",
+        f"Kept {kept['cases']} cases; by class (0 = asymptomatic, 1 = spondylosis): {kept['by_class']}; "
+        f"by split and class: {kept['by_split_and_class']}; inverted films: {kept['inverted']}; "
+        f"PNG modes: {kept['modes']}.",
+        "",
+    ]
     for entry in validation["md5"]:
         lines.append(f"md5 {entry['file']}: {entry['status']}")
     return "\n".join(lines) + "\n"
@@ -92,13 +102,16 @@ def validation_problem(validation) -> str | None:
     checks = {
         "release": isinstance(validation.get("release"), str),
         "synthetic": isinstance(validation.get("synthetic", False), bool),
-        "md5": isinstance(md5, list) and all(isinstance(e, dict) and isinstance(e.get("file"), str)
-                                             and isinstance(e.get("status"), str) for e in md5),
+        "md5": isinstance(md5, list)
+        and all(
+            isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("status"), str) for e in md5
+        ),
         "sources": _is_counts(validation.get("sources"), 2),
         "drops_by_rule": _is_counts(validation.get("drops_by_rule"), 2),
         "repairs_by_rule": _is_counts(validation.get("repairs_by_rule")),
-        "kept": isinstance(kept, dict) and _is_counts({"cases": kept.get("cases")})
-                and _is_counts(kept.get("by_split_and_class")),
+        "kept": isinstance(kept, dict)
+        and _is_counts({"cases": kept.get("cases")})
+        and _is_counts(kept.get("by_split_and_class")),
     }
     wrong = [key for key, ok in checks.items() if not ok]
     if wrong:
@@ -134,8 +147,11 @@ class NothingKept(CsxaError):
         self.drops = pd.DataFrame(drops, columns=["source", "key", "number", "rule", "reason"])
         self.drops["number"] = self.drops.number.astype(float)
         self.top_reasons = top_reasons(self.drops)
-        super().__init__(f"no case survived validation; top reasons: {self.top_reasons} (every drop is in "
-                         "drops.csv beside validation.md)", path=release_root)
+        super().__init__(
+            f"no case survived validation; top reasons: {self.top_reasons} (every drop is in "
+            "drops.csv beside validation.md)",
+            path=release_root,
+        )
 
 
 def top_reasons(drops: pd.DataFrame, n: int = 5) -> str:

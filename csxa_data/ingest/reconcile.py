@@ -12,8 +12,11 @@ from schemas import Drops, Landmarks, Manifest, Repairs
 
 def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, repairs: pd.DataFrame) -> dict:
     """Counts in and out per source, per rule, class and split; refuses if anything is unaccounted for."""
-    inputs = {"sheet": len(release.columns), "png": len(release.pngs) + len(release.pngs.skipped),
-              "json": len(release.jsons) + len(release.jsons.skipped)}
+    inputs = {
+        "sheet": len(release.columns),
+        "png": len(release.pngs) + len(release.pngs.skipped),
+        "json": len(release.jsons) + len(release.jsons.skipped),
+    }
     sources = {}
     for source, count in inputs.items():
         dropped = drops[drops.source == source]
@@ -22,15 +25,16 @@ def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, rep
             raise CsxaError(f"counts do not reconcile: {source} item(s) {twice} dropped twice")
         sources[source] = {"in": count, "kept": len(manifest), "dropped": len(dropped)}
         if count != len(manifest) + len(dropped):
-            raise CsxaError(f"counts do not reconcile for {source}: {count} in, {len(manifest)} kept, "
-                            f"{len(dropped)} dropped")
+            raise CsxaError(
+                f"counts do not reconcile for {source}: {count} in, {len(manifest)} kept, {len(dropped)} dropped"
+            )
     by_split_class = manifest.groupby(["split", "label"]).size()
     return {
         "release": str(release.root),
         # written by csxa-data synth: its workbook author, and its faults.csv beside the release (a
         # dataset card then says "no patient data"; anything short of both is an unverified copy)
         "synthetic": release.sheet.attrs.get("creator") == SYNTHETIC_CREATOR
-                     and (release.root.parent / "faults.csv").is_file(),
+        and (release.root.parent / "faults.csv").is_file(),
         "md5": release.checksums.to_dict("records"),
         "sources": sources,
         "drops_by_rule": {s: drops[drops.source == s].rule.value_counts().sort_index().to_dict() for s in inputs},
@@ -51,13 +55,18 @@ def check_contracts(manifest, landmarks, repairs, drops) -> None:
     """Our own outputs must satisfy the published contracts; a failure here is a bug, not bad data."""
     import pandera.pandas as pa
 
-
-    for name, contract, table in (("manifest", Manifest, manifest), ("landmarks", Landmarks, landmarks),
-                                  ("repairs", Repairs, repairs), ("drops", Drops, drops)):
+    for name, contract, table in (
+        ("manifest", Manifest, manifest),
+        ("landmarks", Landmarks, landmarks),
+        ("repairs", Repairs, repairs),
+        ("drops", Drops, drops),
+    ):
         try:
             contract.validate(table, lazy=True)
         except pa.errors.SchemaErrors as exc:
             first = exc.failure_cases.iloc[0]
-            raise CsxaError(f"internal error: the {name} table breaks its own contract schemas.{contract.__name__} "
-                            f"(column {first['column']!r}, check {first['check']!r}, value {first['failure_case']!r}); "
-                            "please report it with the release's drops.csv") from None
+            raise CsxaError(
+                f"internal error: the {name} table breaks its own contract schemas.{contract.__name__} "
+                f"(column {first['column']!r}, check {first['check']!r}, value {first['failure_case']!r}); "
+                "please report it with the release's drops.csv"
+            ) from None

@@ -36,11 +36,13 @@ class Ledger:
         self.drops.append({"source": source, "key": key, "number": number, "rule": rule, "reason": reason})
 
     def repair(self, number: int, field_name: str, old, new, rule: str) -> None:
-        self.repairs.append({"number": int(number), "field": field_name, "old": cell_text(old), "new": cell_text(new),
-                             "rule": rule})
+        self.repairs.append(
+            {"number": int(number), "field": field_name, "old": cell_text(old), "new": cell_text(new), "rule": rule}
+        )
 
 
 # --- the files ---------------------------------------------------------------------------------
+
 
 def usable_files(files: FileSet, suffix: str, source: str, ledger: Ledger) -> dict[int, str]:
     """Case number -> file name for the set's well-named files; every other file is dropped."""
@@ -50,8 +52,9 @@ def usable_files(files: FileSet, suffix: str, source: str, ledger: Ledger) -> di
         ledger.drop(source, key, parsed[0] if parsed else np.nan, rule, reason)
     for member in files:
         if not member.name.lower().endswith(suffix):
-            ledger.drop(source, member.name, np.nan, f"not_{suffix[1:]}",
-                        f"{member.location}: not a {suffix} file name")
+            ledger.drop(
+                source, member.name, np.nan, f"not_{suffix[1:]}", f"{member.location}: not a {suffix} file name"
+            )
             continue
         problem = stem_problem(member.stem)
         if problem:
@@ -63,8 +66,13 @@ def usable_files(files: FileSet, suffix: str, source: str, ledger: Ledger) -> di
     for number, names in by_number.items():
         if len(names) > 1:
             for name in names:
-                ledger.drop(source, name, number, "duplicate_case_file",
-                            f"{files.set_name}: case {number:04d} has several files {names}; the join is ambiguous")
+                ledger.drop(
+                    source,
+                    name,
+                    number,
+                    "duplicate_case_file",
+                    f"{files.set_name}: case {number:04d} has several files {names}; the join is ambiguous",
+                )
         else:
             usable[number] = names[0]
     return usable
@@ -72,8 +80,15 @@ def usable_files(files: FileSet, suffix: str, source: str, ledger: Ledger) -> di
 
 # --- the whole release -------------------------------------------------------------------------
 
-def run_ingest(release_root: str | Path, params: IngestParams, config: ReleaseParams | None = None, *,
-               workers: int | None = None, progress: bool = True) -> IngestResult:
+
+def run_ingest(
+    release_root: str | Path,
+    params: IngestParams,
+    config: ReleaseParams | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> IngestResult:
     """Validate, repair, reconcile and split a release; nothing is written."""
     config = config or ReleaseParams()
     release = open_release(release_root, config)
@@ -91,13 +106,23 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleasePa
         key, number = f"row {int(row.excel_row)}", row.number
         if "number" in issue:
             rule = "sheet_number_duplicated" if "appears in rows" in issue["number"] else "sheet_number_invalid"
-            ledger.drop("sheet", key, number if rule == "sheet_number_duplicated" else np.nan, rule,
-                        f"{XLSX_NAME}: {key}: Number {issue['number']}")
+            ledger.drop(
+                "sheet",
+                key,
+                number if rule == "sheet_number_duplicated" else np.nan,
+                rule,
+                f"{XLSX_NAME}: {key}: Number {issue['number']}",
+            )
             if rule == "sheet_number_duplicated":
                 dropped_rows[int(number)] = rule
         elif "label" in issue:
-            ledger.drop("sheet", key, number, "sheet_label_invalid",
-                        f"{XLSX_NAME}: {key}: class {issue['label']} (release.label_codes: {sorted(config.label_codes)})")
+            ledger.drop(
+                "sheet",
+                key,
+                number,
+                "sheet_label_invalid",
+                f"{XLSX_NAME}: {key}: class {issue['label']} (release.label_codes: {sorted(config.label_codes)})",
+            )
             dropped_rows[int(number)] = "sheet_label_invalid"
         else:
             rows[int(number)] = index
@@ -131,12 +156,30 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleasePa
     for number, png, jsn, _ in jobs:
         fact, row = facts[number], rows[number]
         if "png_problem" in fact:
-            _drop_case(ledger, typed, number, row, png, jsn, fact.get("png_rule", "png_unreadable"),
-                       f"{PNG_SET}/{png}: {fact['png_problem']}", culprit="png")
+            _drop_case(
+                ledger,
+                typed,
+                number,
+                row,
+                png,
+                jsn,
+                fact.get("png_rule", "png_unreadable"),
+                f"{PNG_SET}/{png}: {fact['png_problem']}",
+                culprit="png",
+            )
             continue
         if "json_problem" in fact:
-            _drop_case(ledger, typed, number, row, png, jsn, "json_invalid",
-                       f"{JSON_SET}/{jsn}: {fact['json_problem']}", culprit="json")
+            _drop_case(
+                ledger,
+                typed,
+                number,
+                row,
+                png,
+                jsn,
+                "json_invalid",
+                f"{JSON_SET}/{jsn}: {fact['json_problem']}",
+                culprit="json",
+            )
             continue
         _, gender, age = parse_stem(png[:-4])
         sheet = typed.loc[row]
@@ -147,18 +190,32 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleasePa
         for repair in fact["repairs"]:
             ledger.repair(number, repair["field"], repair["old"], repair["new"], repair["rule"])
         x0, y0, x1, y1 = fact["box"]
-        record = {"number": number, "stem": png[:-4], "png_name": png, "gender": gender, "age": age, "label": int(sheet.label),
-                  "width": fact["width"], "height": fact["height"], "box_x0": x0, "box_y0": y0, "box_x1": x1,
-                  "box_y1": y1, "inverted": fact["inverted"], "mode": fact["mode"],
-                  "channels_equal": fact["channels_equal"]}
+        record = {
+            "number": number,
+            "stem": png[:-4],
+            "png_name": png,
+            "gender": gender,
+            "age": age,
+            "label": int(sheet.label),
+            "width": fact["width"],
+            "height": fact["height"],
+            "box_x0": x0,
+            "box_y0": y0,
+            "box_x1": x1,
+            "box_y1": y1,
+            "inverted": fact["inverted"],
+            "mode": fact["mode"],
+            "channels_equal": fact["channels_equal"],
+        }
         for extra, check in SHEET_MEASURES.items():
             if extra in measures:
                 record[extra] = check(measures[extra].at[row])
                 if record[extra] is None and cell_text(raw.at[row, extra]).strip() != "":  # an error cell, a date, text
                     ledger.repair(number, extra, raw.at[row, extra], "", f"{extra}_invalid_blanked")
         kept.append(record)
-        landmark_rows += [{"number": number, "label": label, "x": x, "y": y}
-                          for label, (x, y) in fact["points"].items()]
+        landmark_rows += [
+            {"number": number, "label": label, "x": x, "y": y} for label, (x, y) in fact["points"].items()
+        ]
 
     if not kept:
         raise NothingKept(release.root, ledger.repairs, ledger.drops)
@@ -166,8 +223,11 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleasePa
     manifest.insert(6, "split", split_cases(manifest.number, manifest.label, params.test_fraction, params.seed))
     for split in ("train", "test"):
         if not (manifest.split == split).any():
-            raise CsxaError(f"ingest.test_fraction {params.test_fraction:g} leaves the {split} split of these "
-                            f"{len(manifest)} cases empty; nothing was written", path=release_root)
+            raise CsxaError(
+                f"ingest.test_fraction {params.test_fraction:g} leaves the {split} split of these "
+                f"{len(manifest)} cases empty; nothing was written",
+                path=release_root,
+            )
     landmarks = pd.DataFrame(landmark_rows, columns=["number", "label", "x", "y"])
     repairs = pd.DataFrame(ledger.repairs, columns=["number", "field", "old", "new", "rule"])
     drops = pd.DataFrame(ledger.drops, columns=["source", "key", "number", "rule", "reason"])
@@ -177,14 +237,16 @@ def run_ingest(release_root: str | Path, params: IngestParams, config: ReleasePa
     return IngestResult(manifest, landmarks, repairs, drops, validation)
 
 
-def _drop_case(ledger: Ledger, typed: pd.DataFrame, number: int, row, png, jsn, rule: str, reason: str,
-               culprit: str | None = None) -> None:
+def _drop_case(
+    ledger: Ledger, typed: pd.DataFrame, number: int, row, png, jsn, rule: str, reason: str, culprit: str | None = None
+) -> None:
     """Drop every item of a case; the culprit carries the rule, the others point to it."""
-    for source, key in (("sheet", None if row is None else f"row {typed.at[row, 'excel_row']}"),
-                        ("png", png), ("json", jsn)):
+    for source, key in (
+        ("sheet", None if row is None else f"row {typed.at[row, 'excel_row']}"),
+        ("png", png),
+        ("json", jsn),
+    ):
         if key is None:
             continue
         own = culprit is None or culprit == source
         ledger.drop(source, key, number, rule if own else f"{culprit}_dropped", reason)
-
-

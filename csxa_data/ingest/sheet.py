@@ -28,8 +28,9 @@ def _coded(raw: pd.Series, codes: dict) -> pd.Series:
 def sheet_numbers(raw: pd.Series) -> pd.Series:
     """Cells as numbers, null where empty or not a number; an Excel TRUE/FALSE is not a number
     (pandas would read it as 1/0, and a TRUE in Number would then collide with case 1)."""
-    return pd.to_numeric(raw.map(lambda v: None if isinstance(v, (bool, np.bool_)) else v),
-                         errors="coerce").astype(float)
+    return pd.to_numeric(raw.map(lambda v: None if isinstance(v, (bool, np.bool_)) else v), errors="coerce").astype(
+        float
+    )
 
 
 def curvature_code(number: float) -> int | None:
@@ -48,19 +49,21 @@ SHEET_MEASURES = {"curvature": curvature_code, "pixel_equivalent": mm_per_pixel}
 
 def type_sheet(columns: pd.DataFrame, config: ReleaseParams, params: IngestParams) -> pd.DataFrame:
     """The sheet's key columns as numbers (null where a cell is empty, not a number or not a code)."""
-    return pd.DataFrame({
-        "excel_row": columns.excel_row.astype("int64"),
-        "number": sheet_numbers(columns.number),
-        "gender": _coded(columns.gender, params.gender_codes),
-        "age": sheet_numbers(columns.age),
-        "label": _coded(columns.label, config.label_codes),
-    }, index=columns.index)
+    return pd.DataFrame(
+        {
+            "excel_row": columns.excel_row.astype("int64"),
+            "number": sheet_numbers(columns.number),
+            "gender": _coded(columns.gender, params.gender_codes),
+            "age": sheet_numbers(columns.age),
+            "label": _coded(columns.label, config.label_codes),
+        },
+        index=columns.index,
+    )
 
 
 def sheet_problems(typed: pd.DataFrame, raw: pd.DataFrame) -> dict[int, dict[str, str]]:
     """Row index -> {column: what is wrong}, from a lazy validation against ``SheetRows``."""
     import pandera.pandas as pa
-
 
     try:
         SheetRows.validate(typed, lazy=True)

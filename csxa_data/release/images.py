@@ -44,8 +44,10 @@ def png_header(data: bytes) -> tuple[int, int, int, int] | None:
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise ImageTooLarge(f"{width} x {height} px = {width * height:,} pixels, over the {max_pixels:,} "
-                            "allowed per film (ingest.max_film_pixels); not decoded")
+        raise ImageTooLarge(
+            f"{width} x {height} px = {width * height:,} pixels, over the {max_pixels:,} "
+            "allowed per film (ingest.max_film_pixels); not decoded"
+        )
 
 
 def open_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -68,8 +70,14 @@ def open_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise ImageProblem("not an image (unrecognised bytes)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise ImageProblem(f"PNG does not decode ({exc})") from None
     return img
 
@@ -210,5 +218,5 @@ def is_inverted(grey: np.ndarray) -> bool:
     left out.
     """
     h, w = grey.shape
-    inner = grey[h // 12: h - h // 12, w // 12: w - w // 12]
+    inner = grey[h // 12 : h - h // 12, w // 12 : w - w // 12]
     return float(np.median(inner if inner.size else grey)) > 127.5

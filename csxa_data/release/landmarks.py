@@ -9,19 +9,30 @@ from schemas.vocabulary import LANDMARK_LABELS
 LABELME_VERSION = "5.2.1"
 
 
-
-
 def labelme_shape(label: str, points: list[list[float]], shape_type: str) -> dict:
     """One LabelMe shape, with the keys LabelMe 5 writes."""
-    return {"label": label, "points": points, "group_id": None, "description": "",
-            "shape_type": shape_type, "flags": {}, "mask": None}
+    return {
+        "label": label,
+        "points": points,
+        "group_id": None,
+        "description": "",
+        "shape_type": shape_type,
+        "flags": {},
+        "mask": None,
+    }
 
 
-def labelme_document(image_path: str, width: int, height: int, shapes: list[dict],
-                     image_data: str | None) -> dict:
+def labelme_document(image_path: str, width: int, height: int, shapes: list[dict], image_data: str | None) -> dict:
     """A LabelMe annotation, keys in the release's order."""
-    return {"version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": image_path,
-            "imageData": image_data, "imageHeight": height, "imageWidth": width}
+    return {
+        "version": LABELME_VERSION,
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image_path,
+        "imageData": image_data,
+        "imageHeight": height,
+        "imageWidth": width,
+    }
 
 
 def dump_labelme(document: dict) -> bytes:
@@ -61,7 +72,8 @@ def _numbers_only(points) -> bool:
     """True if ``points`` is a list of lists of JSON numbers (not booleans, text or null)."""
     return isinstance(points, list) and all(
         isinstance(point, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)
-        for point in points)
+        for point in points
+    )
 
 
 def _location(shape: dict, label: str, max_spread: float) -> tuple[tuple[float, float], int]:
@@ -71,8 +83,9 @@ def _location(shape: dict, label: str, max_spread: float) -> tuple[tuple[float, 
 
     raw = shape.get("points")
     if not _numbers_only(raw):  # true/false and "12" would pass np.asarray(dtype=float) as 1/0 and 12
-        raise LandmarkProblem(f"{label!r}: points {str(raw)[:200]} are not [x, y] numbers "
-                              "(booleans and text are not coordinates)")
+        raise LandmarkProblem(
+            f"{label!r}: points {str(raw)[:200]} are not [x, y] numbers (booleans and text are not coordinates)"
+        )
     try:
         points = np.asarray(raw, dtype=float).reshape(-1, 2)
     except (TypeError, ValueError, OverflowError):
@@ -85,14 +98,17 @@ def _location(shape: dict, label: str, max_spread: float) -> tuple[tuple[float, 
         raise LandmarkProblem(f"{label!r}: negative coordinate in {points.tolist()}")
     spread = float(np.ptp(points, axis=0).max())
     if spread > max_spread:
-        raise LandmarkProblem(f"{label!r}: {len(points)} vertices spread {spread:.1f} px, over the "
-                              f"{max_spread:g} px allowed for one landmark")
+        raise LandmarkProblem(
+            f"{label!r}: {len(points)} vertices spread {spread:.1f} px, over the "
+            f"{max_spread:g} px allowed for one landmark"
+        )
     x, y = np.median(points, axis=0).tolist()
     return (x, y), len(points)
 
 
-def parse_landmarks(document: object, width: int, height: int, *, max_spread: float = 2.0,
-                    duplicate_tolerance: float = 0.5) -> tuple[dict[str, tuple[float, float]], list[dict]]:
+def parse_landmarks(
+    document: object, width: int, height: int, *, max_spread: float = 2.0, duplicate_tolerance: float = 0.5
+) -> tuple[dict[str, tuple[float, float]], list[dict]]:
     """The 23 landmarks of a LabelMe document checked against the film's size, plus repairs made.
 
     Repairs (each a dict field/old/new/rule): untidy label -> canonical; polygon of near-equal
@@ -125,8 +141,14 @@ def parse_landmarks(document: object, width: int, height: int, *, max_spread: fl
             problems.append(str(exc))
             continue
         if vertices > 1:
-            repairs.append({"field": label, "old": f"{vertices} vertices",
-                            "new": f"{location[0]:.3f},{location[1]:.3f}", "rule": "polygon_median"})
+            repairs.append(
+                {
+                    "field": label,
+                    "old": f"{vertices} vertices",
+                    "new": f"{location[0]:.3f},{location[1]:.3f}",
+                    "rule": "polygon_median",
+                }
+            )
         if label in found:
             (x0, y0), (x1, y1) = found[label], location
             if max(abs(x0 - x1), abs(y0 - y1)) > duplicate_tolerance:
@@ -142,10 +164,12 @@ def parse_landmarks(document: object, width: int, height: int, *, max_spread: fl
         if not (x < width and y < height):
             problems.append(f"{label!r} at ({x:.1f},{y:.1f}) lies outside the {width}x{height} PNG")
     for n in range(2, 8):
-        for side in (("bottom",) if n == 2 else ("top", "bottom")):
+        for side in ("bottom",) if n == 2 else ("top", "bottom"):
             left, right = found.get(f"C{n} {side} left"), found.get(f"C{n} {side} right")
             if left and right and not left[0] < right[0]:
-                problems.append(f"'C{n} {side} left' x {left[0]:.1f} is not left of 'C{n} {side} right' x {right[0]:.1f}")
+                problems.append(
+                    f"'C{n} {side} left' x {left[0]:.1f} is not left of 'C{n} {side} right' x {right[0]:.1f}"
+                )
     if not problems:
         xs, ys = [p[0] for p in found.values()], [p[1] for p in found.values()]
         if max(xs) - min(xs) < 1 or max(ys) - min(ys) < 1:

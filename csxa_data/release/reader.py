@@ -11,9 +11,9 @@ import hashlib
 import os
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 from xml.etree.ElementTree import ParseError
 
 import pandas as pd
@@ -67,7 +67,7 @@ class ReleaseParams:
     md5: str = "report"
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "ReleaseParams":
+    def from_dict(cls, data: dict | None) -> ReleaseParams:
         """Build from the ``release`` section of params.yaml; unknown keys are an error."""
 
         config = dataclass_from_section(cls, data, "release", nested={"columns": SheetColumns})
@@ -75,9 +75,11 @@ class ReleaseParams:
             require(bool(getattr(config.columns, key)), f"release.columns.{key} must name a column")
         require(config.md5 in MD5_POLICIES, f"release.md5 must be one of {MD5_POLICIES}, not {config.md5!r}")
         codes = list(config.label_codes.values())
-        require(all(v in (0, 1) and not isinstance(v, bool) for v in codes) and set(codes) == {0, 1},
-                "release.label_codes must map the class column's values to 0 (asymptomatic) and 1 (spondylosis), "
-                "each class at least once")
+        require(
+            all(v in (0, 1) and not isinstance(v, bool) for v in codes) and set(codes) == {0, 1},
+            "release.label_codes must map the class column's values to 0 (asymptomatic) and 1 (spondylosis), "
+            "each class at least once",
+        )
         named = [name for name in vars(config.columns).values() if name]
         require(len(named) == len(set(named)), f"release.columns name a sheet column twice: {named}")
         return config
@@ -87,10 +89,10 @@ class ReleaseParams:
 class Member:
     """One file of the PNG or JSON set, wherever it is stored."""
 
-    name: str       # base name, e.g. 0001035.png
-    stem: str       # name without its last suffix
+    name: str  # base name, e.g. 0001035.png
+    stem: str  # name without its last suffix
     size: int
-    location: str   # for messages: datasets-PNG.zip:datasets-PNG/0001035.png or the file path
+    location: str  # for messages: datasets-PNG.zip:datasets-PNG/0001035.png or the file path
 
 
 # Caps on what one file of a set may claim, checked before it is read: the real films are about
@@ -98,7 +100,7 @@ class Member:
 # that inflates from far fewer compressed bytes (a zip bomb), is refused and its case dropped alone.
 MAX_FILE_BYTES = 256 * 2**20
 MAX_COMPRESSION_RATIO = 100
-RATIO_CHECK_FROM_BYTES = 2**20   # tiny members may compress very well (a JSON of zeros)
+RATIO_CHECK_FROM_BYTES = 2**20  # tiny members may compress very well (a JSON of zeros)
 
 
 class FileSet:
@@ -111,8 +113,7 @@ class FileSet:
     ingest logs those too and the case of a duplicated name is dropped alone.
     """
 
-    def __init__(self, set_name: str, members: list[Member], opener,
-                 skipped: list[tuple[str, str, str]] = ()):
+    def __init__(self, set_name: str, members: list[Member], opener, skipped: list[tuple[str, str, str]] = ()):
         self.set_name = set_name
         counts: dict[str, int] = {}
         for m in members:
@@ -140,10 +141,14 @@ class FileSet:
 
     def table(self) -> pd.DataFrame:
         """One row per file: set, name, stem, size."""
-        return pd.DataFrame({"set": self.set_name,
-                             "name": [m.name for m in self.members],
-                             "stem": [m.stem for m in self.members],
-                             "size": [m.size for m in self.members]})
+        return pd.DataFrame(
+            {
+                "set": self.set_name,
+                "name": [m.name for m in self.members],
+                "stem": [m.stem for m in self.members],
+                "size": [m.size for m in self.members],
+            }
+        )
 
 
 def _duplicate_entries(copies: list[Member]) -> list[tuple[str, str, str]]:
@@ -155,9 +160,14 @@ def _duplicate_entries(copies: list[Member]) -> list[tuple[str, str, str]]:
         key = m.location.rsplit(":", 1)[-1] if ":" in m.location else m.location
         if where.count(m.location) > 1:  # the very same path twice in one zip
             key = f"{key} (copy {seen[m.location]})"
-        out.append((key, "duplicate_case_file",
-                    f"{m.location}: {len(where)} files named {m.name} in the set; which one is the film is "
-                    "ambiguous, so none is used"))
+        out.append(
+            (
+                key,
+                "duplicate_case_file",
+                f"{m.location}: {len(where)} files named {m.name} in the set; which one is the film is "
+                "ambiguous, so none is used",
+            )
+        )
     return out
 
 
@@ -176,9 +186,15 @@ def size_problem(declared: int, compressed: int | None = None) -> str | None:
     """Why a file of this declared (and, in a zip, compressed) size is not read, or None."""
     if declared > MAX_FILE_BYTES:
         return f"declares {declared:,} bytes, over the {MAX_FILE_BYTES:,} a release file may have; not read"
-    if compressed is not None and declared >= RATIO_CHECK_FROM_BYTES and declared > MAX_COMPRESSION_RATIO * max(compressed, 1):
-        return (f"declares {declared:,} bytes from {compressed:,} compressed (over {MAX_COMPRESSION_RATIO}:1, "
-                "a zip bomb?); not read")
+    if (
+        compressed is not None
+        and declared >= RATIO_CHECK_FROM_BYTES
+        and declared > MAX_COMPRESSION_RATIO * max(compressed, 1)
+    ):
+        return (
+            f"declares {declared:,} bytes from {compressed:,} compressed (over {MAX_COMPRESSION_RATIO}:1, "
+            "a zip bomb?); not read"
+        )
     return None
 
 
@@ -187,8 +203,10 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
         archive = zipfile.ZipFile(path)
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise CsxaError(f"cannot open as a zip archive ({exc}); expected the {set_name} zip "
-                        f"or an unpacked folder {set_name}/", path=path) from None
+        raise CsxaError(
+            f"cannot open as a zip archive ({exc}); expected the {set_name} zip or an unpacked folder {set_name}/",
+            path=path,
+        ) from None
     members, skipped, info_of = [], [], {}
     for info in infos:
         # some Windows tools write "\\" between folders; a file name cannot hold one there
@@ -197,12 +215,23 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
             continue
         if info.is_dir():
             if info.file_size:  # a folder entry with data: not a file of the release, but not silently
-                skipped.append((info.filename, "not_regular_file", f"{path}:{info.filename}: a folder entry "
-                                f"holding {info.file_size:,} bytes, not a file; not read"))
+                skipped.append(
+                    (
+                        info.filename,
+                        "not_regular_file",
+                        f"{path}:{info.filename}: a folder entry "
+                        f"holding {info.file_size:,} bytes, not a file; not read",
+                    )
+                )
             continue
         if _is_junk(parts):
-            skipped.append((info.filename, "not_release_file",
-                            f"{path}:{info.filename}: archive-tool metadata, not a release file"))
+            skipped.append(
+                (
+                    info.filename,
+                    "not_release_file",
+                    f"{path}:{info.filename}: archive-tool metadata, not a release file",
+                )
+            )
             continue
         name = parts[-1]
         members.append(Member(name, PurePosixPath(name).stem, info.file_size, f"{path}:{info.filename}"))
@@ -216,8 +245,15 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
             raise CsxaError(problem, path=member.location)
         try:
             return archive.read(info)  # never more than the declared size (zipfile stops there)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
-                RuntimeError) as exc:  # damaged, Deflate64 or encrypted members
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            OSError,
+            EOFError,
+            ValueError,
+            NotImplementedError,
+            RuntimeError,
+        ) as exc:  # damaged, Deflate64 or encrypted members
             raise CsxaError(f"cannot read from the zip ({exc})", path=member.location) from None
 
     files._open = opener
@@ -240,8 +276,14 @@ def _folder_set(path: Path, set_name: str) -> FileSet:
     members, skipped, files = [], [], {}
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         for hidden in sorted(p for p in path.iterdir() if p.name.startswith(".")):  # logged, not lost
-            skipped.append((_printable(hidden.name), "not_release_file", f"{_printable(str(hidden))}: a hidden entry "
-                            f"beside the folder {_printable(entries[0].name)}/ that the files are read from; not read"))
+            skipped.append(
+                (
+                    _printable(hidden.name),
+                    "not_release_file",
+                    f"{_printable(str(hidden))}: a hidden entry "
+                    f"beside the folder {_printable(entries[0].name)}/ that the files are read from; not read",
+                )
+            )
         path = entries[0]
     for p, is_link in sorted(_walk(path)):
         relative = _printable(p.relative_to(path).as_posix())
@@ -249,8 +291,14 @@ def _folder_set(path: Path, set_name: str) -> FileSet:
         if _is_junk(p.relative_to(path).parts):
             skipped.append((relative, "not_release_file", f"{shown}: archive-tool metadata, not a release file"))
         elif is_link:
-            skipped.append((relative, "not_regular_file", f"{shown}: a symbolic link (to {_printable(os.readlink(p))}); "
-                            "links are never followed, so nothing outside the release is read"))
+            skipped.append(
+                (
+                    relative,
+                    "not_regular_file",
+                    f"{shown}: a symbolic link (to {_printable(os.readlink(p))}); "
+                    "links are never followed, so nothing outside the release is read",
+                )
+            )
         elif not p.is_file():
             skipped.append((relative, "not_regular_file", f"{shown}: not a regular file"))
         else:
@@ -280,13 +328,24 @@ def open_file_set(root: Path, set_name: str) -> FileSet:
     if archive.is_file():
         files = _zip_set(archive, set_name)
         if folder.is_dir():
-            files.skipped = sorted(files.skipped + [(f"{set_name}/", "not_release_file", f"{_printable(str(folder))}: "
-                                   f"a folder beside {archive.name}; the zip is read, the folder is not")])
+            files.skipped = sorted(
+                files.skipped
+                + [
+                    (
+                        f"{set_name}/",
+                        "not_release_file",
+                        f"{_printable(str(folder))}: "
+                        f"a folder beside {archive.name}; the zip is read, the folder is not",
+                    )
+                ]
+            )
         return files
     if folder.is_dir():
         return _folder_set(folder, set_name)
-    raise CsxaError(f"missing {set_name}.zip and {set_name}/; expected one of them "
-                    f"(the release's {set_name.split('-')[1]} files)", path=root)
+    raise CsxaError(
+        f"missing {set_name}.zip and {set_name}/; expected one of them (the release's {set_name.split('-')[1]} files)",
+        path=root,
+    )
 
 
 def _cell_text(value) -> str:
@@ -307,10 +366,21 @@ def read_sheet(path: Path, config: ReleaseParams) -> pd.DataFrame:
     _check_workbook_parts(path)
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, SyntaxError, zlib.error,
-            EOFError, TypeError, AttributeError) as exc:  # a damaged part of the workbook, whichever
-        raise CsxaError(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {str(exc)[:200]})",
-                        path=path) from None
+    except (
+        InvalidFileException,
+        zipfile.BadZipFile,
+        KeyError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        zlib.error,
+        EOFError,
+        TypeError,
+        AttributeError,
+    ) as exc:  # a damaged part of the workbook, whichever
+        raise CsxaError(
+            f"cannot read as an .xlsx workbook ({type(exc).__name__}: {str(exc)[:200]})", path=path
+        ) from None
     try:
         rows = _sheet_rows(book, path, config)
         rows.attrs["creator"] = str(book.properties.creator or "")
@@ -335,9 +405,12 @@ def _check_workbook_parts(path: Path) -> None:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise CsxaError(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {exc})", path=path) from None
     for info in infos:
-        problem = (f"declares {info.file_size:,} bytes, over the {MAX_SHEET_PART_BYTES:,} a part of the release's "
-                   f"workbook may have; not read" if info.file_size > MAX_SHEET_PART_BYTES
-                   else size_problem(info.file_size, info.compress_size))
+        problem = (
+            f"declares {info.file_size:,} bytes, over the {MAX_SHEET_PART_BYTES:,} a part of the release's "
+            f"workbook may have; not read"
+            if info.file_size > MAX_SHEET_PART_BYTES
+            else size_problem(info.file_size, info.compress_size)
+        )
         if problem:
             raise CsxaError(f"part {_printable(info.filename)!r} {problem}", path=path)
 
@@ -348,23 +421,28 @@ def _sheet_rows(book, path: Path, config: ReleaseParams) -> pd.DataFrame:
         raise CsxaError(f"no sheet named {config.sheet!r}; the workbook has {book.sheetnames}", path=path)
     sheet = book[config.sheet]
     if not hasattr(sheet, "iter_rows"):
-        raise CsxaError(f"sheet {config.sheet!r} is a chart, not a worksheet (release.sheet names the sheet "
-                        "holding the table)", path=path)
+        raise CsxaError(
+            f"sheet {config.sheet!r} is a chart, not a worksheet (release.sheet names the sheet holding the table)",
+            path=path,
+        )
     # The stored dimension may claim the whole grid (one formatted cell at XFD1048576 in a 9 kB
     # file): forget it, so rows are as wide as their own cells and no filler row follows the last.
     sheet.reset_dimensions()
     key = config.columns.number
     header, header_row = None, 0
-    for header_row, values in enumerate(sheet.iter_rows(min_row=1, max_row=HEADER_SEARCH_ROWS, values_only=True),
-                                        start=1):
+    rows = sheet.iter_rows(min_row=1, max_row=HEADER_SEARCH_ROWS, values_only=True)
+    for header_row, values in enumerate(rows, start=1):  # noqa: B007 (read after the loop)
         if key in (_cell_text(v) for v in values):
             while values and _cell_text(values[-1]) == "":
                 values = values[:-1]  # formatted but empty cells right of the header are not columns
             header = [_cell_text(v) for v in values]
             break
     if header is None:
-        raise CsxaError(f"no header row: no cell {key!r} in the first {HEADER_SEARCH_ROWS} rows "
-                        f"of sheet {config.sheet!r} (release.columns.number)", path=path)
+        raise CsxaError(
+            f"no header row: no cell {key!r} in the first {HEADER_SEARCH_ROWS} rows "
+            f"of sheet {config.sheet!r} (release.columns.number)",
+            path=path,
+        )
     records, excel_rows = [], []
     # only the header's columns are read; rows missing from the file come back as cheap empty tuples
     rows = sheet.iter_rows(min_row=header_row + 1, max_col=len(header), values_only=True)
@@ -393,8 +471,9 @@ def select_columns(sheet: pd.DataFrame, config: ReleaseParams, path: Path) -> pd
     missing = [f"{v!r} (release.columns.{k})" for k, v in wanted.items() if v not in sheet.columns]
     if missing:
         have = ", ".join(repr(c) for c in sheet.columns if c != "excel_row")
-        raise CsxaError(f"sheet {config.sheet!r} lacks the configured column(s) {', '.join(missing)}; "
-                        f"it has: {have}", path=path)
+        raise CsxaError(
+            f"sheet {config.sheet!r} lacks the configured column(s) {', '.join(missing)}; it has: {have}", path=path
+        )
     out = pd.DataFrame({"excel_row": sheet["excel_row"]})
     for key, column in wanted.items():
         out[key] = sheet[column]
@@ -429,8 +508,11 @@ def verify_official(root: Path, policy: str = "report") -> pd.DataFrame:
         status = "match" if actual == md5 else ("mismatch" if actual_size == size else "not official")
         rows.append({"file": name, "bytes": actual_size, "md5": actual, "official_md5": md5, "status": status})
         if policy == "strict" and status != "match":
-            raise CsxaError(f"md5 {actual} != official {md5} ({status}, {actual_size} bytes, official "
-                            f"{size}); release.md5 is 'strict'", path=path)
+            raise CsxaError(
+                f"md5 {actual} != official {md5} ({status}, {actual_size} bytes, official "
+                f"{size}); release.md5 is 'strict'",
+                path=path,
+            )
     return pd.DataFrame(rows, columns=["file", "bytes", "md5", "official_md5", "status"])
 
 
@@ -452,10 +534,12 @@ class Release:
 
     def summary(self) -> str:
         """A few human-readable lines on what was found."""
-        lines = [f"release {self.root}",
-                 f"  sheet: {len(self.sheet)} rows (header on row {self.sheet.attrs.get('header_row')}), "
-                 f"{len(self.sheet.columns) - 1} columns",
-                 f"  {PNG_SET}: {len(self.pngs)} files; {JSON_SET}: {len(self.jsons)} files"]
+        lines = [
+            f"release {self.root}",
+            f"  sheet: {len(self.sheet)} rows (header on row {self.sheet.attrs.get('header_row')}), "
+            f"{len(self.sheet.columns) - 1} columns",
+            f"  {PNG_SET}: {len(self.pngs)} files; {JSON_SET}: {len(self.jsons)} files",
+        ]
         for row in self.checksums.itertuples():
             lines.append(f"  md5 {row.file}: {row.status}")
         return "\n".join(lines)
@@ -466,11 +550,13 @@ def open_release(root: str | Path, config: ReleaseParams | None = None) -> Relea
     root = Path(root)
     config = config or ReleaseParams()
     if not root.is_dir():
-        raise CsxaError("not a folder; expected a folder holding datasets.xlsx and the PNG and JSON "
-                        "sets (zips or unpacked folders)", path=root)
+        raise CsxaError(
+            "not a folder; expected a folder holding datasets.xlsx and the PNG and JSON "
+            "sets (zips or unpacked folders)",
+            path=root,
+        )
     checksums = verify_official(root, config.md5)
     xlsx = root / XLSX_NAME
     sheet = read_sheet(xlsx, config)
     columns = select_columns(sheet, config, xlsx)
-    return Release(root, config, sheet, columns, open_file_set(root, PNG_SET), open_file_set(root, JSON_SET),
-                   checksums)
+    return Release(root, config, sheet, columns, open_file_set(root, PNG_SET), open_file_set(root, JSON_SET), checksums)

@@ -13,8 +13,9 @@ import json
 import os
 import stat
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -33,9 +34,11 @@ def sample_members(key: str, png: bytes, label: int, meta: dict) -> list[tuple[s
     """The tar members of one sample, in a fixed order."""
     if "." in key:
         raise ValueError(f"sample key {key!r} contains a dot")
-    return [(f"{key}.cls", str(int(label)).encode()),
-            (f"{key}.json", json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()),
-            (f"{key}.png", png)]
+    return [
+        (f"{key}.cls", str(int(label)).encode()),
+        (f"{key}.json", json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()),
+        (f"{key}.png", png),
+    ]
 
 
 def _tar_info(name: str, size: int) -> tarfile.TarInfo:
@@ -80,14 +83,18 @@ def shard_counts(total: int, per_shard: int, min_shards: int) -> list[int]:
 
 # --- reading -----------------------------------------------------------------------------------
 
+
 def check_sample(sample: dict) -> dict:
     """Refuse a sample with any member other than png, cls and json (a pickle, a torch file, ...)."""
     url = sample.get("__url__", "?")
     key = sample.get("__key__", "?")
     unknown = sorted(k for k in sample if not k.startswith("__") and k not in MEMBER_KINDS)
     if unknown:
-        raise ShardError(f"sample {key!r} has member(s) {['.' + k for k in unknown]}; a csxa shard holds only "
-                         f".png, .cls and .json, and nothing else is decoded (untrusted input)", path=url)
+        raise ShardError(
+            f"sample {key!r} has member(s) {['.' + k for k in unknown]}; a csxa shard holds only "
+            f".png, .cls and .json, and nothing else is decoded (untrusted input)",
+            path=url,
+        )
     missing = [k for k in MEMBER_KINDS if k not in sample]
     if missing:
         raise ShardError(f"sample {key!r} lacks member(s) {['.' + k for k in missing]}", path=url)
@@ -115,8 +122,7 @@ def decode_sample(sample: dict, *, image: bool = True) -> dict:
     except ShardError as exc:
         raise ShardError(f"sample {key!r}: {exc}", path=url) from None
     except Exception as exc:  # noqa: BLE001 - an untrusted shard may break a decoder in any way
-        raise ShardError(f"sample {key!r} does not decode ({type(exc).__name__}: {str(exc)[:200]})",
-                         path=url) from None
+        raise ShardError(f"sample {key!r} does not decode ({type(exc).__name__}: {str(exc)[:200]})", path=url) from None
     return decoded
 
 
@@ -144,15 +150,17 @@ def _image(data: bytes) -> np.ndarray:
     header = png_header(data)
     # 262144 x 16 px is within the pixel cap (checked first, by open_png), but no variant's image
     if header is not None and header[0] * header[1] <= MAX_SAMPLE_PIXELS and max(header[:2]) > MAX_SAMPLE_SIDE:
-        raise ShardError(f".png member is {header[0]}x{header[1]} px; a shard image has at most "
-                         f"{MAX_SAMPLE_SIDE} px a side")
+        raise ShardError(
+            f".png member is {header[0]}x{header[1]} px; a shard image has at most {MAX_SAMPLE_SIDE} px a side"
+        )
     try:
         img = open_png(data, MAX_SAMPLE_PIXELS)
     except ImageProblem as exc:
         raise ShardError(f".png member: {exc}") from None
     if max(img.size) > MAX_SAMPLE_SIDE:
-        raise ShardError(f".png member is {img.width}x{img.height} px; a shard image has at most "
-                         f"{MAX_SAMPLE_SIDE} px a side")
+        raise ShardError(
+            f".png member is {img.width}x{img.height} px; a shard image has at most {MAX_SAMPLE_SIDE} px a side"
+        )
     if img.mode in ("L", "I;16", "I;16B", "I;16L", "I", "LA"):
         grey, _ = to_grey(img)
         return np.repeat(grey[:, :, None], 3, axis=2)
@@ -165,10 +173,22 @@ MAX_MEMBER_BYTES = 256 << 20
 
 
 _BLOCK = 512
-_TYPES = {b"1": "a hard link", b"2": "a symbolic link", b"3": "a character device", b"4": "a block device",
-          b"5": "a folder", b"6": "a FIFO", b"7": "a contiguous file", b"x": "a pax extended header",
-          b"g": "a pax global header", b"L": "a GNU long name", b"K": "a GNU long link name",
-          b"S": "a GNU sparse file", b"M": "a GNU multi-volume part", b"V": "a GNU volume label"}
+_TYPES = {
+    b"1": "a hard link",
+    b"2": "a symbolic link",
+    b"3": "a character device",
+    b"4": "a block device",
+    b"5": "a folder",
+    b"6": "a FIFO",
+    b"7": "a contiguous file",
+    b"x": "a pax extended header",
+    b"g": "a pax global header",
+    b"L": "a GNU long name",
+    b"K": "a GNU long link name",
+    b"S": "a GNU sparse file",
+    b"M": "a GNU multi-volume part",
+    b"V": "a GNU volume label",
+}
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes:
@@ -199,19 +219,20 @@ def _pax_records(data: bytes, offset: int, where: str) -> dict[str, str]:
     """The ``path`` and ``size`` records of a pax extended header (``LEN key=value\\n`` each, in one
     linear pass); times and owners are ignored, any other key (sparse maps, link names) refused."""
     records, pos = {}, 0
-    while pos < len(data) and data[pos:pos + 1] != b"\0":
+    while pos < len(data) and data[pos : pos + 1] != b"\0":
         space = data.find(b" ", pos, pos + 21)
         length = int(data[pos:space]) if space > pos and data[pos:space].isdigit() else 0
-        record = data[pos:pos + length]
+        record = data[pos : pos + length]
         if length <= space - pos + 1 or len(record) < length or not record.endswith(b"\n") or b"=" not in record:
             raise ShardError(f"not a readable tar (a malformed pax record at byte {offset:,})", path=where)
-        key, _, value = record[space - pos + 1:-1].partition(b"=")
+        key, _, value = record[space - pos + 1 : -1].partition(b"=")
         key = key.decode("ascii", "replace")
         if key in _PAX_KEPT:
             records[key] = value.decode("utf-8", "replace")
         elif key not in _PAX_IGNORED:
-            raise ShardError(f"a pax record {key[:40]!r} at byte {offset:,}: a csxa shard holds plain files only",
-                             path=where)
+            raise ShardError(
+                f"a pax record {key[:40]!r} at byte {offset:,}: a csxa shard holds plain files only", path=where
+            )
         pos += length
     return records
 
@@ -237,9 +258,12 @@ def _member_header(block: bytes, offset: int, where: str, pax: dict | None = Non
     kind = block[156:157]
     if kind not in (b"0", b"\0"):
         what = _TYPES.get(kind, f"of tar type {kind!r}")
-        raise ShardError(f"member {name!r} is not a regular file ({what}); a csxa shard holds plain USTAR "
-                         "files only", path=where)
-    size = int(pax["size"]) if pax.get("size", "").isascii() and pax.get("size", "").isdigit() else _octal(block[124:136])
+        raise ShardError(
+            f"member {name!r} is not a regular file ({what}); a csxa shard holds plain USTAR files only", path=where
+        )
+    size = (
+        int(pax["size"]) if pax.get("size", "").isascii() and pax.get("size", "").isdigit() else _octal(block[124:136])
+    )
     if size is None:
         raise ShardError(f"member {name!r} has no readable size", path=where)
     return name, size
@@ -265,8 +289,11 @@ def iter_tar_stream(stream: IO[bytes], where: str, member_cap: int = MAX_MEMBER_
             _check_checksum(block, offset, where)
             size = _octal(block[124:136])
             if size is None or size > _PAX_CAP:
-                raise ShardError(f"not a readable tar (a pax header of {size or 0:,} bytes at byte {offset:,}, over "
-                                 f"the {_PAX_CAP:,} a shard's may have)", path=where)
+                raise ShardError(
+                    f"not a readable tar (a pax header of {size or 0:,} bytes at byte {offset:,}, over "
+                    f"the {_PAX_CAP:,} a shard's may have)",
+                    path=where,
+                )
             data = _read_exactly(stream, size + (-size % _BLOCK))
             if len(data) < size:
                 raise ShardError(f"not a readable tar (it ends inside the pax header at byte {offset:,})", path=where)
@@ -276,14 +303,20 @@ def iter_tar_stream(stream: IO[bytes], where: str, member_cap: int = MAX_MEMBER_
         name, size = _member_header(block, offset, where, pax)
         pax = None
         if size > member_cap:
-            raise ShardError(f"member {name!r} is {size:,} bytes, more than the {member_cap:,}-byte member cap "
-                             "(sources.max_member_bytes)", path=where)
+            raise ShardError(
+                f"member {name!r} is {size:,} bytes, more than the {member_cap:,}-byte member cap "
+                "(sources.max_member_bytes)",
+                path=where,
+            )
         key, dot, kind = name.partition(".")
         if not dot or "/" in name:
             raise ShardError(f"member {name!r} is not KEY.KIND", path=where)
         if kind not in MEMBER_KINDS:
-            raise ShardError(f"sample {key!r} has member(s) {['.' + kind]}; a csxa shard holds only .png, .cls "
-                             "and .json, and nothing else is decoded (untrusted input)", path=where)
+            raise ShardError(
+                f"sample {key!r} has member(s) {['.' + kind]}; a csxa shard holds only .png, .cls "
+                "and .json, and nothing else is decoded (untrusted input)",
+                path=where,
+            )
         if current is None or current["__key__"] != key:
             if current is not None:
                 yield current

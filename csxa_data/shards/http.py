@@ -119,25 +119,31 @@ class PacedReader(io.RawIOBase):
         started = time.monotonic()
         try:
             data = self._read(len(buffer))
-        except (socket.timeout, TimeoutError):
-            raise SourceError(f"the server stopped sending for {self.timeout:g} s (sources.timeout)",
-                              path=where) from None
+        except TimeoutError:
+            raise SourceError(
+                f"the server stopped sending for {self.timeout:g} s (sources.timeout)", path=where
+            ) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, truncated chunked body, ...
-            raise SourceError(f"the transfer broke off ({type(exc).__name__}: {one_line(str(exc))})",
-                              path=where) from None
+            raise SourceError(
+                f"the transfer broke off ({type(exc).__name__}: {one_line(str(exc))})", path=where
+            ) from None
         except SourceError:
             raise
         except Exception as exc:  # noqa: BLE001 - a registry's file system raises its own kinds
-            raise SourceError(f"the transfer broke off ({type(exc).__name__}: {one_line(str(exc)) or 'no reason given'})",
-                              path=where) from None
+            raise SourceError(
+                f"the transfer broke off ({type(exc).__name__}: {one_line(str(exc)) or 'no reason given'})", path=where
+            ) from None
         self.waited += time.monotonic() - started
         self.window_bytes += len(data)
         if data and self.waited >= self.timeout:
             if self.window_bytes < self.min_rate * self.waited:
-                raise SourceError(f"the server sent {self.window_bytes:,} bytes in {self.waited:.0f} s, under "
-                                  f"sources.min_rate ({self.min_rate:,} bytes/s)", path=where)
+                raise SourceError(
+                    f"the server sent {self.window_bytes:,} bytes in {self.waited:.0f} s, under "
+                    f"sources.min_rate ({self.min_rate:,} bytes/s)",
+                    path=where,
+                )
             self.waited, self.window_bytes = 0.0, 0
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -178,7 +184,7 @@ class HashingReader(io.RawIOBase):
         if self.size > self.cap:
             raise SourceError(f"more than {self.cap:,} bytes (sources.max_shard_bytes)", path=self.where)
         self.digest.update(data)
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def drain(self) -> None:

@@ -40,22 +40,26 @@ from csxa_data.shards.http import HeaderWatch, PacedReader, one_line, read_at_mo
 class SourceParams:
     """Limits for reading a source (the ``sources`` section of params.yaml)."""
 
-    timeout: float = 60.0              # seconds: connect, each read, and a response's status and headers
-    min_rate: int = 10_000             # bytes per second a network transfer must average over each timeout
-    retries: int = 2                   # further tries of a failed request (connection errors, 5xx)
-    max_json_bytes: int = 16 << 20     # shards.json / stats.json larger than this are refused
-    max_shard_bytes: int = 8 << 30     # one shard tar
+    timeout: float = 60.0  # seconds: connect, each read, and a response's status and headers
+    min_rate: int = 10_000  # bytes per second a network transfer must average over each timeout
+    retries: int = 2  # further tries of a failed request (connection errors, 5xx)
+    max_json_bytes: int = 16 << 20  # shards.json / stats.json larger than this are refused
+    max_shard_bytes: int = 8 << 30  # one shard tar
     max_member_bytes: int = MAX_MEMBER_BYTES  # one member of a shard (a PNG, its JSON, its class)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "SourceParams":
+    def from_dict(cls, data: dict | None) -> SourceParams:
 
         params = dataclass_from_section(cls, data, "sources")
-        require(0 < params.timeout <= 86400 and 0 <= params.retries <= 100,
-                "sources.timeout must be within (0, 86400] seconds and sources.retries within 0..100")
+        require(
+            0 < params.timeout <= 86400 and 0 <= params.retries <= 100,
+            "sources.timeout must be within (0, 86400] seconds and sources.retries within 0..100",
+        )
         require(params.min_rate >= 0, "sources.min_rate must not be negative (0: no minimum)")
-        require(min(params.max_json_bytes, params.max_shard_bytes, params.max_member_bytes) > 0,
-                "sources.max_json_bytes, max_shard_bytes and max_member_bytes must be positive")
+        require(
+            min(params.max_json_bytes, params.max_shard_bytes, params.max_member_bytes) > 0,
+            "sources.max_json_bytes, max_shard_bytes and max_member_bytes must be positive",
+        )
         return params
 
 
@@ -78,6 +82,7 @@ def configure_from_params(path) -> SourceParams:
 
 # --- sources -----------------------------------------------------------------------------------
 
+
 class Source:
     """A published variant: names inside it are opened as byte streams."""
 
@@ -96,8 +101,10 @@ class Source:
         with self.open(name) as stream:
             data = read_at_most(stream, cap + 1, self.where(name))
         if len(data) > cap:
-            raise SourceError(f"larger than the {cap:,}-byte limit (sources.max_json_bytes); not a csxa "
-                              f"variant file", path=self.where(name))
+            raise SourceError(
+                f"larger than the {cap:,}-byte limit (sources.max_json_bytes); not a csxa variant file",
+                path=self.where(name),
+            )
         return data
 
     def __reduce__(self):  # DataLoader workers rebuild the source rather than share handles
@@ -116,8 +123,11 @@ class FolderSource(Source):
         try:
             return open_regular_file(path, SourceError)
         except FileNotFoundError:
-            hint = ("listed in shards.json but missing (an incomplete dvc pull?)" if name.endswith(".tar")
-                    else "not found; is this a built variant (csxa-data build, dvc pull)?")
+            hint = (
+                "listed in shards.json but missing (an incomplete dvc pull?)"
+                if name.endswith(".tar")
+                else "not found; is this a built variant (csxa-data build, dvc pull)?"
+            )
             raise SourceError(hint, path=path) from None
         except OSError as exc:
             raise SourceError(f"cannot read ({exc.strerror or exc})", path=path) from None
@@ -148,13 +158,14 @@ class HttpSource(Source):
                     last = f"no answer within {self.params.timeout:g} s (sources.timeout)"
                 elif isinstance(exc, (http.client.HTTPException, ValueError)) and not isinstance(exc, OSError):
                     # a malformed answer (status line, header, redirect address) will not mend on retry
-                    raise SourceError(f"not a usable HTTP answer ({type(exc).__name__}: {one_line(str(exc))})",
-                                      path=url) from None
+                    raise SourceError(
+                        f"not a usable HTTP answer ({type(exc).__name__}: {one_line(str(exc))})", path=url
+                    ) from None
                 else:
                     last = f"cannot connect ({one_line(str(reason))})"
             finally:
                 watch.cancel()
-            pause = min(0.5 * 2 ** attempt, max(0.0, deadline - time.monotonic()))
+            pause = min(0.5 * 2**attempt, max(0.0, deadline - time.monotonic()))
             if attempt < self.params.retries and pause > 0:
                 time.sleep(pause)
         raise SourceError(f"{last}, after {self.params.retries + 1} tries", path=url)
@@ -192,11 +203,14 @@ class RegistrySource(Source):
     def open(self, name: str) -> IO[bytes]:
         fs = self.filesystem()
         try:
-            return PacedReader(fs.open(f"{self.path}/{name}", mode="rb"), self.where(name), self.params.timeout,
-                               self.params.min_rate)
+            return PacedReader(
+                fs.open(f"{self.path}/{name}", mode="rb"), self.where(name), self.params.timeout, self.params.min_rate
+            )
         except FileNotFoundError:
-            raise SourceError(f"not in the registry at {self.rev or 'HEAD'}; is {self.path} a published variant?",
-                              path=self.where(name)) from None
+            raise SourceError(
+                f"not in the registry at {self.rev or 'HEAD'}; is {self.path} a published variant?",
+                path=self.where(name),
+            ) from None
         except Exception as exc:  # an unknown revision, a remote that cannot be reached, ...
             if type(exc).__name__ == "RevError":
                 raise SourceError(_registry_problem(self.repo, self.rev, self.path, exc), path=self.repo) from None
@@ -205,10 +219,15 @@ class RegistrySource(Source):
             while cause is not None and len(chain) < 20:
                 chain.append(cause)
                 cause = cause.__cause__ or cause.__context__
-            waited = (f"no answer within {self.params.timeout:g} s (sources.timeout): "
-                      if any(isinstance(e, TimeoutError) for e in chain) else "")
-            raise SourceError(f"cannot fetch from the registry's remote ({waited}{type(exc).__name__}: "
-                              f"{one_line(reason)})", path=self.where(name)) from None
+            waited = (
+                f"no answer within {self.params.timeout:g} s (sources.timeout): "
+                if any(isinstance(e, TimeoutError) for e in chain)
+                else ""
+            )
+            raise SourceError(
+                f"cannot fetch from the registry's remote ({waited}{type(exc).__name__}: {one_line(reason)})",
+                path=self.where(name),
+            ) from None
 
 
 def remote_timeouts(config, timeout: float) -> dict:
@@ -236,8 +255,7 @@ def _registry_problem(repo: str, rev: str | None, path: str, exc: Exception) -> 
         except CsxaError:
             versions = []
         if version not in versions:
-            return (f"no version {rev!r} in the registry; published versions of {name}: "
-                    f"{', '.join(versions) or 'none'}")
+            return f"no version {rev!r} in the registry; published versions of {name}: {', '.join(versions) or 'none'}"
     return f"cannot open the registry at {rev or 'HEAD'} ({text})"
 
 
@@ -265,11 +283,9 @@ def open_source(spec: str | os.PathLike | Source, params: SourceParams | None = 
     if text.startswith(("http://", "https://")):
         return HttpSource(text.rstrip("/"), params)
     if text.startswith("dvc://"):
-        repo, _, query = text[len("dvc://"):].rpartition("?")
+        repo, _, query = text[len("dvc://") :].rpartition("?")
         fields = urllib.parse.parse_qs(query, keep_blank_values=False)
         if not repo or "path" not in fields:
             raise SourceError("a registry source is dvc://REPO?rev=REVISION&path=PATH/IN/REPO", path=text)
         return RegistrySource(repo, fields.get("rev", [None])[0], fields["path"][0], params)
     return FolderSource(text, params)
-
-

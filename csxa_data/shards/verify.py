@@ -7,7 +7,7 @@ import io
 import json
 import math
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from csxa_data.errors import SourceError
 from csxa_data.shards.format import MEMBER_KINDS, ShardError, decode_sample, iter_tar_stream
@@ -25,8 +25,9 @@ def _json(source: Source, name: str) -> dict:
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise SourceError(f"not valid JSON ({type(exc).__name__}: {one_line(str(exc))[:200]})",
-                          path=source.where(name)) from None
+        raise SourceError(
+            f"not valid JSON ({type(exc).__name__}: {one_line(str(exc))[:200]})", path=source.where(name)
+        ) from None
     if not isinstance(value, dict):
         raise SourceError("must be a JSON object", path=source.where(name))
     return value
@@ -47,6 +48,7 @@ def _by_class(value) -> bool:
 def check_shard_report(report: dict, where: str) -> dict:
     """``shards.json`` against its contract: every shard named, split, counted and hashed, each
     split's totals equal to the sum of its shards. Returns the report."""
+
     def fail(message: str):
         raise SourceError(f"not a valid csxa shards.json: {message}", path=where)
 
@@ -69,8 +71,11 @@ def check_shard_report(report: dict, where: str) -> dict:
             fail(f"shard {name}: split {shard.get('split')!r} does not match its name")
         if not isinstance(shard.get("sha256"), str) or not SHA256.fullmatch(shard["sha256"]):
             fail(f"shard {name}: sha256 must be 64 lower-case hex digits")
-        if not _count(shard.get("samples")) or not _by_class(shard.get("by_class")) \
-                or sum(shard["by_class"].values()) != shard["samples"]:
+        if (
+            not _count(shard.get("samples"))
+            or not _by_class(shard.get("by_class"))
+            or sum(shard["by_class"].values()) != shard["samples"]
+        ):
             fail(f"shard {name}: samples and by_class must be counts that agree")
     for split in SPLITS:
         total = totals[split]
@@ -78,10 +83,13 @@ def check_shard_report(report: dict, where: str) -> dict:
             fail(f"totals.{split} must hold counts 'samples' and 'by_class'")
         listed = [s for s in shards if s["split"] == split]
         summed = {c: sum(s["by_class"].get(c, 0) for s in listed) for c in ("0", "1")}
-        if sum(s["samples"] for s in listed) != total["samples"] or \
-                {c: n for c, n in summed.items() if n} != {c: n for c, n in total["by_class"].items() if n}:
-            fail(f"totals.{split} ({total['samples']} samples, {total['by_class']}) differ from the sum of its "
-                 f"shards ({sum(s['samples'] for s in listed)}, {summed})")
+        if sum(s["samples"] for s in listed) != total["samples"] or {c: n for c, n in summed.items() if n} != {
+            c: n for c, n in total["by_class"].items() if n
+        }:
+            fail(
+                f"totals.{split} ({total['samples']} samples, {total['by_class']}) differ from the sum of its "
+                f"shards ({sum(s['samples'] for s in listed)}, {summed})"
+            )
         if not listed:
             fail(f"no {split} shards")
     spec = report.get("spec", {})
@@ -95,15 +103,19 @@ def check_stats(stats: dict, where: str) -> dict:
     values = {}
     for key in ("mean", "std"):
         value = stats.get(key)
-        if not (isinstance(value, list) and len(value) == 3
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+        if not (
+            isinstance(value, list)
+            and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        ):
             raise SourceError(f"{key} must be three finite numbers, one per channel, not {value!r}", path=where)
         values[key] = value
     if not all(0 <= m <= 1 for m in values["mean"]):
         raise SourceError(f"mean must lie within [0, 1] (pixel / 255), not {values['mean']}", path=where)
     if not all(s >= 1e-6 for s in values["std"]):
-        raise SourceError(f"std must be at least 1e-6 per channel (nothing to normalise by), not {values['std']}",
-                          path=where)
+        raise SourceError(
+            f"std must be at least 1e-6 per channel (nothing to normalise by), not {values['std']}", path=where
+        )
     return stats
 
 
@@ -145,8 +157,9 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
         reader = HashingReader(raw, source.params.max_shard_bytes, where)
         stream = io.BufferedReader(reader, buffer_size=1 << 20)
         try:
-            yield from _checked_samples(iter_tar_stream(stream, where, source.params.max_member_bytes), split,
-                                        out_size, where, by_class, decode)
+            yield from _checked_samples(
+                iter_tar_stream(stream, where, source.params.max_member_bytes), split, out_size, where, by_class, decode
+            )
         except ShardError:
             # a damaged download breaks the tar anywhere; its sha256 names the cause better
             stream.read()
@@ -160,17 +173,23 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
         raise _sha256_differs(reader, where)
     counted = {c: n for c, n in by_class.items() if n}
     if sum(by_class.values()) != shard["samples"] or counted != {c: n for c, n in shard["by_class"].items() if n}:
-        raise SourceError(f"holds {sum(by_class.values())} samples {counted}; shards.json lists {shard['samples']} "
-                          f"{shard['by_class']}", path=where)
+        raise SourceError(
+            f"holds {sum(by_class.values())} samples {counted}; shards.json lists {shard['samples']} "
+            f"{shard['by_class']}",
+            path=where,
+        )
 
 
 def _sha256_differs(reader: HashingReader, where: str) -> SourceError:
-    return SourceError(f"sha256 differs from shards.json ({reader.size:,} bytes read): a truncated, damaged or "
-                       f"swapped shard", path=where)
+    return SourceError(
+        f"sha256 differs from shards.json ({reader.size:,} bytes read): a truncated, damaged or swapped shard",
+        path=where,
+    )
 
 
-def _checked_samples(samples: Iterator[dict], split: str, out_size: int, where: str, by_class: dict,
-                     decode: bool) -> Iterator[dict]:
+def _checked_samples(
+    samples: Iterator[dict], split: str, out_size: int, where: str, by_class: dict, decode: bool
+) -> Iterator[dict]:
     """The raw samples of one shard checked (key, image size, split) and decoded; counts by class."""
     for sample in samples:
         if not SAMPLE_KEY.fullmatch(sample["__key__"]):
@@ -179,13 +198,19 @@ def _checked_samples(samples: Iterator[dict], split: str, out_size: int, where: 
         if size is None and all(k in sample for k in MEMBER_KINDS):
             raise ShardError(f"sample {sample['__key__']!r}: the .png member is not a PNG", path=where)
         if size is not None and size != (out_size, out_size):
-            raise ShardError(f"sample {sample['__key__']!r} is {size[0]}x{size[1]} px; every image of this "
-                             f"variant is {out_size}x{out_size} (spec.out_size)", path=where)
+            raise ShardError(
+                f"sample {sample['__key__']!r} is {size[0]}x{size[1]} px; every image of this "
+                f"variant is {out_size}x{out_size} (spec.out_size)",
+                path=where,
+            )
         decoded = decode_sample(sample, image=decode)
         split_of_sample = decoded["meta"].get("split")  # decode_sample: a JSON object, a class 0 or 1
         if split_of_sample != split:
-            raise ShardError(f"sample {decoded['key']!r} belongs to the {split_of_sample!r} split but is in a "
-                             f"{split} shard: refused, so that no test case reaches training", path=where)
+            raise ShardError(
+                f"sample {decoded['key']!r} belongs to the {split_of_sample!r} split but is in a "
+                f"{split} shard: refused, so that no test case reaches training",
+                path=where,
+            )
         by_class[str(decoded["label"])] += 1
         yield decoded
 
@@ -211,8 +236,11 @@ class CaseLedger:
             raise ShardError(f"sample {key!r}: its .json says case {number}, its key case {int(key[:4])}", path=where)
         other, other_split, other_where = self.cases.get(number, (None, split, None))
         if other_split != split:
-            raise ShardError(f"case {number} is in the {other_split} split ({other_where}, {other!r}) and in the "
-                             f"{split} split ({key!r}): refused, so that no test case reaches training", path=where)
+            raise ShardError(
+                f"case {number} is in the {other_split} split ({other_where}, {other!r}) and in the "
+                f"{split} split ({key!r}): refused, so that no test case reaches training",
+                path=where,
+            )
         if key in self.where_key:
             raise ShardError(f"sample {key!r} appears twice (first in {self.where_key[key]})", path=where)
         self.where_key[key] = where
@@ -220,13 +248,16 @@ class CaseLedger:
             self.cases[number] = (key, split, where)
             return
         if split != "train" or {other[-2:], key[-2:]} != {"_a", "_b"} or other[:-2] != key[:-2]:
-            raise ShardError(f"case {number} has two samples in the {split} split ({other!r} in {other_where}, and "
-                             f"{key!r}); a case has one (two in train only as the channel orders _a and _b)",
-                             path=where)
+            raise ShardError(
+                f"case {number} has two samples in the {split} split ({other!r} in {other_where}, and "
+                f"{key!r}); a case has one (two in train only as the channel orders _a and _b)",
+                path=where,
+            )
 
 
-def split_samples(source: Source, report: dict, split: str, *, decode: bool = True,
-                  cases: CaseLedger | None = None) -> Iterator[dict]:
+def split_samples(
+    source: Source, report: dict, split: str, *, decode: bool = True, cases: CaseLedger | None = None
+) -> Iterator[dict]:
     """Every verified sample of a split, shard after shard, each case checked in ``cases`` (a new
     ledger if None: no case twice within the split)."""
     cases = cases if cases is not None else CaseLedger()
@@ -239,8 +270,9 @@ def split_samples(source: Source, report: dict, split: str, *, decode: bool = Tr
             cases.add(key, number, split, source.where(shard["name"]))
 
 
-def verify(source: Source | str, splits: tuple[str, ...] = SPLITS, *, decode: bool = False,
-           cases: CaseLedger | None = None) -> dict:
+def verify(
+    source: Source | str, splits: tuple[str, ...] = SPLITS, *, decode: bool = False, cases: CaseLedger | None = None
+) -> dict:
     """Stream every shard of ``splits`` once (sha256, counts, splits, image headers, or with
     ``decode`` the whole images; no case twice, none in two splits, in ``cases``) and check both
     JSON files; returns shards.json. Run before training so that a bad test shard stops the run

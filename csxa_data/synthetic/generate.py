@@ -53,25 +53,25 @@ class SynthParams:
     seed: int = 2024
     cases: int = 400
     size_scale: float = 0.3
-    asymptomatic_fraction: float = 0.03647   # of the images: 181 / 4963
-    orphan_row_rate: float = 0.0074           # of the rows: 37 / 5000
+    asymptomatic_fraction: float = 0.03647  # of the images: 181 / 4963
+    orphan_row_rate: float = 0.0074  # of the rows: 37 / 5000
     age_mismatch_rate: float = 0.05
     inverted_rate: float = 0.1
     border_rate: float = 0.2
     text_rate: float = 0.35
     scale_bar_rate: float = 0.4
-    rgb_rate: float = 0.05                    # stored as RGB; grey_rate as L; the rest RGBA
+    rgb_rate: float = 0.05  # stored as RGB; grey_rate as L; the rest RGBA
     grey_rate: float = 0.05
-    polygon_landmark_rate: float = 0.05       # files with 1-3 landmarks saved as a polygon
-    polygon_type_rate: float = 0.15           # files whose single points are typed 'polygon'
-    duplicate_label_rate: float = 0.0002      # files with 'C3 top right' twice
+    polygon_landmark_rate: float = 0.05  # files with 1-3 landmarks saved as a polygon
+    polygon_type_rate: float = 0.15  # files whose single points are typed 'polygon'
+    duplicate_label_rate: float = 0.0002  # files with 'C3 top right' twice
     untidy_label_rate: float = 0.05
     shuffled_shapes_rate: float = 0.5
-    image_data_rate: float = 0.5              # JSONs carrying base64 imageData (others: null)
-    json_size_mismatch_rate: float = 0.01     # imageWidth/imageHeight that disagree with the PNG
+    image_data_rate: float = 0.5  # JSONs carrying base64 imageData (others: null)
+    json_size_mismatch_rate: float = 0.01  # imageWidth/imageHeight that disagree with the PNG
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "SynthParams":
+    def from_dict(cls, data: dict | None) -> SynthParams:
         """From the ``synth`` section of params.yaml; unknown keys are an error."""
 
         params = dataclass_from_section(cls, data, "synth")
@@ -110,44 +110,63 @@ def plan_cases(params: SynthParams) -> pd.DataFrame:
     orphans = _pick(rng, numbers, params.orphan_row_rate)
     imaged = np.array([x for x in numbers if x not in orphans], dtype=int)
     healthy = _pick(rng, imaged, params.asymptomatic_fraction)
-    label = np.array([0 if x in healthy else int(rng.random() > params.asymptomatic_fraction)
-                      if x in orphans else 1 for x in numbers])
+    label = np.array(
+        [
+            0 if x in healthy else int(rng.random() > params.asymptomatic_fraction) if x in orphans else 1
+            for x in numbers
+        ]
+    )
     gender = rng.integers(0, 2, size=n)
-    age = np.where(label == 0, rng.integers(20, 56, size=n),
-                   np.clip(np.round(rng.normal(53, 12, size=n)), 18, 89)).astype(int)
+    age = np.where(
+        label == 0, rng.integers(20, 56, size=n), np.clip(np.round(rng.normal(53, 12, size=n)), 18, 89)
+    ).astype(int)
     severity = np.where(label == 0, rng.beta(2.0, 6.0, size=n), rng.beta(4.0, 2.5, size=n))
     width = np.round(rng.uniform(*BASE_WIDTH, size=n) * params.size_scale).astype(int)
     height = np.round(width * rng.uniform(*ASPECT, size=n)).astype(int)
     mm_per_pixel = rng.uniform(0.11, 0.16, size=n) / params.size_scale
-    plan = pd.DataFrame({"number": numbers, "has_image": [x not in orphans for x in numbers],
-                         "label": label, "gender": gender, "age_name": age, "severity": severity,
-                         "width": width, "height": height, "mm_per_pixel": mm_per_pixel})
+    plan = pd.DataFrame(
+        {
+            "number": numbers,
+            "has_image": [x not in orphans for x in numbers],
+            "label": label,
+            "gender": gender,
+            "age_name": age,
+            "severity": severity,
+            "width": width,
+            "height": height,
+            "mm_per_pixel": mm_per_pixel,
+        }
+    )
     plan["stem"] = [f"{x:04d}{g}{a:02d}" for x, g, a in zip(numbers, gender, age)]
 
     mismatched = _pick(rng, imaged, params.age_mismatch_rate)
     shift = rng.choice([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], size=n)
-    plan["age_sheet"] = [int(np.clip(a + s, 18, 99)) if x in mismatched else a
-                         for x, a, s in zip(numbers, age, shift)]
+    plan["age_sheet"] = [int(np.clip(a + s, 18, 99)) if x in mismatched else a for x, a, s in zip(numbers, age, shift)]
 
     coloured = rng.permutation(imaged)
     n_rgb, n_grey = fault_count(params.rgb_rate, len(imaged)), fault_count(params.grey_rate, len(imaged))
-    modes = {int(x): "RGB" for x in coloured[:n_rgb]} | {int(x): "L" for x in coloured[n_rgb:n_rgb + n_grey]}
+    modes = {int(x): "RGB" for x in coloured[:n_rgb]} | {int(x): "L" for x in coloured[n_rgb : n_rgb + n_grey]}
     plan["mode"] = [modes.get(x, "RGBA") if x not in orphans else "" for x in numbers]
-    for column, rate in [("inverted", params.inverted_rate), ("border", params.border_rate),
-                         ("burned_text", params.text_rate), ("scale_bar", params.scale_bar_rate),
-                         ("polygon_landmarks", params.polygon_landmark_rate),
-                         ("polygon_type", params.polygon_type_rate),
-                         ("duplicate_label", params.duplicate_label_rate),
-                         ("untidy_labels", params.untidy_label_rate),
-                         ("shuffled_shapes", params.shuffled_shapes_rate),
-                         ("image_data", params.image_data_rate),
-                         ("json_size_mismatch", params.json_size_mismatch_rate)]:
+    for column, rate in [
+        ("inverted", params.inverted_rate),
+        ("border", params.border_rate),
+        ("burned_text", params.text_rate),
+        ("scale_bar", params.scale_bar_rate),
+        ("polygon_landmarks", params.polygon_landmark_rate),
+        ("polygon_type", params.polygon_type_rate),
+        ("duplicate_label", params.duplicate_label_rate),
+        ("untidy_labels", params.untidy_label_rate),
+        ("shuffled_shapes", params.shuffled_shapes_rate),
+        ("image_data", params.image_data_rate),
+        ("json_size_mismatch", params.json_size_mismatch_rate),
+    ]:
         chosen = _pick(rng, imaged, rate)
         plan[column] = [x in chosen for x in numbers]
     return plan
 
 
 # --- one case ----------------------------------------------------------------------------------
+
 
 def _untidy(label: str, rng: np.random.Generator) -> str:
     words = label.split(" ")
@@ -185,8 +204,9 @@ def _shapes(case: dict, landmarks: dict, rng: np.random.Generator) -> tuple[list
             jitter = rng.uniform(-0.6, 0.6, size=(k, 2))
             points = [[round(x + dx, 4), round(y + dy, 4)] for dx, dy in jitter]
             spread = float(np.ptp(np.array(points), axis=0).max())
-            faults.append({"fault": "polygon_landmark", "label": label,
-                           "detail": f"{k} vertices, spread {spread:.2f} px"})
+            faults.append(
+                {"fault": "polygon_landmark", "label": label, "detail": f"{k} vertices, spread {spread:.2f} px"}
+            )
             shapes.append(labelme_shape(name, points, "polygon"))
         else:
             shapes.append(labelme_shape(name, [[round(x, 4), round(y, 4)]], point_type))
@@ -223,8 +243,12 @@ def radiographic_parameters(landmarks: dict, mm_per_pixel: float) -> dict:
     cobb = measurements.cobb_angle(landmarks)
     curvature = measurements.curvature_class(cobb, measurements.segmental_angles(landmarks))
     sva = measurements.sva(landmarks) * mm_per_pixel
-    row = {CURVATURE_COLUMN: curvature, "Pixel equivalent (mm/pixel)": round(mm_per_pixel, 4),
-           "C2-7 Cobb angle (°)": round(cobb, 2), "C2-7 SVA (mm)": round(sva, 2)}
+    row = {
+        CURVATURE_COLUMN: curvature,
+        "Pixel equivalent (mm/pixel)": round(mm_per_pixel, 4),
+        "C2-7 Cobb angle (°)": round(cobb, 2),
+        "C2-7 SVA (mm)": round(sva, 2),
+    }
     for n in range(2, 7):
         height = measurements.disc_height(landmarks, n) * mm_per_pixel
         row[f"C{n}-{n + 1} disc height (mm)"] = round(float(height), 2)
@@ -250,14 +274,21 @@ def render_case(case: dict, seed: int) -> dict:
     json_w, json_h = width, height
     if case["json_size_mismatch"]:
         json_w, json_h = height, width  # swapped, as a careless export would
-        faults.append({"fault": "json_size_mismatch", "label": "",
-                       "detail": f"json {json_w}x{json_h}, png {width}x{height}"})
+        faults.append(
+            {"fault": "json_size_mismatch", "label": "", "detail": f"json {json_w}x{json_h}, png {width}x{height}"}
+        )
     image_data = base64.b64encode(png).decode("ascii") if case["image_data"] else None
     if case["image_data"]:
         faults.append({"fault": "image_data_embedded", "label": "", "detail": ""})
     document = labelme_document(f"{case['stem']}.png", json_w, json_h, shapes, image_data)
-    return {"number": case["number"], "png": png, "json": dump_labelme(document),
-            "measures": measures, "faults": faults, "landmarks": landmarks}
+    return {
+        "number": case["number"],
+        "png": png,
+        "json": dump_labelme(document),
+        "measures": measures,
+        "faults": faults,
+        "landmarks": landmarks,
+    }
 
 
 def _render_star(job: tuple[dict, int]) -> dict:
@@ -265,6 +296,7 @@ def _render_star(job: tuple[dict, int]) -> dict:
 
 
 # --- the release -------------------------------------------------------------------------------
+
 
 def sheet_bytes(rows: pd.DataFrame) -> bytes:
     """``datasets.xlsx``: Sheet1, a title row, the header on row 2, one row per case; fixed bytes."""
@@ -298,13 +330,17 @@ def check_synthetic_release_replaceable(out: Path) -> None:
     release = out / "release"
     empty = release.is_dir() and not release.is_symlink() and not any(release.iterdir())
     if os.path.lexists(release) and not empty and not (out / "faults.csv").is_file():
-        raise CsxaError("holds a release that `csxa-data synth` did not write (no faults.csv beside it); synth "
-                        "replaces its release folder whole, so it is left alone; nothing was done", path=release)
+        raise CsxaError(
+            "holds a release that `csxa-data synth` did not write (no faults.csv beside it); synth "
+            "replaces its release folder whole, so it is left alone; nothing was done",
+            path=release,
+        )
     check_replaceable(release, RELEASE_FILES)
 
 
-def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, workers: int | None = None,
-                            progress: bool = True) -> dict:
+def write_synthetic_release(
+    out: str | os.PathLike, params: SynthParams, *, workers: int | None = None, progress: bool = True
+) -> dict:
     """Write ``out/release``, ``out/faults.csv`` and ``out/truth.csv``; returns counts.
 
     Each output is written under a temporary name and renamed into place at the end.
@@ -328,15 +364,30 @@ def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, work
                 case = cases[result["number"] - 1]
                 rendered[result["number"]] = result["measures"]
                 if result["png"] is None:
-                    fault_rows.append({"number": case["number"], "stem": case["stem"], "fault": "orphan_row",
-                                       "label": "", "detail": "sheet row without PNG or JSON"})
+                    fault_rows.append(
+                        {
+                            "number": case["number"],
+                            "stem": case["stem"],
+                            "fault": "orphan_row",
+                            "label": "",
+                            "detail": "sheet row without PNG or JSON",
+                        }
+                    )
                     continue
                 png_zip.writestr(zip_member(f"{PNG_SET}/{case['stem']}.png", compress=False), result["png"])
-                json_zip.writestr(zip_member(f"{JSON_SET}/{case['stem']}.json", compress=True), result["json"],
-                                  compresslevel=1)
+                json_zip.writestr(
+                    zip_member(f"{JSON_SET}/{case['stem']}.json", compress=True), result["json"], compresslevel=1
+                )
                 if case["age_sheet"] != case["age_name"]:
-                    fault_rows.append({"number": case["number"], "stem": case["stem"], "fault": "age_mismatch",
-                                       "label": "", "detail": f"sheet {case['age_sheet']}, name {case['age_name']}"})
+                    fault_rows.append(
+                        {
+                            "number": case["number"],
+                            "stem": case["stem"],
+                            "fault": "age_mismatch",
+                            "label": "",
+                            "detail": f"sheet {case['age_sheet']}, name {case['age_name']}",
+                        }
+                    )
                 for fault in result["faults"]:
                     fault_rows.append({"number": case["number"], "stem": case["stem"], **fault})
                 for label, (x, y) in result["landmarks"].items():
@@ -359,14 +410,18 @@ def write_synthetic_release(out: str | os.PathLike, params: SynthParams, *, work
             truth.to_csv(tmp, index=False, float_format="%.6f")
         with atomic_path(out / "truth_landmarks.csv") as tmp:
             pd.DataFrame(landmark_rows).to_csv(tmp, index=False, float_format="%.4f")
-    return {"rows": len(plan), "images": int(plan.has_image.sum()),
-            "asymptomatic_images": int(((plan.label == 0) & plan.has_image).sum()),
-            "orphan_rows": int((~plan.has_image).sum()), "faults": len(faults)}
+    return {
+        "rows": len(plan),
+        "images": int(plan.has_image.sum()),
+        "asymptomatic_images": int(((plan.label == 0) & plan.has_image).sum()),
+        "orphan_rows": int((~plan.has_image).sum()),
+        "faults": len(faults),
+    }
 
 
 def _sheet_rows(plan: pd.DataFrame, measures: dict[int, dict]) -> pd.DataFrame:
-    base = pd.DataFrame({"Number": plan.number, "Gender": plan.gender, "Age": plan.age_sheet,
-                         "Class": plan.label.map(CLASS_NAMES)})
+    base = pd.DataFrame(
+        {"Number": plan.number, "Gender": plan.gender, "Age": plan.age_sheet, "Class": plan.label.map(CLASS_NAMES)}
+    )
     extra = pd.DataFrame([measures[n] for n in plan.number])
     return pd.concat([base, extra], axis=1)
-

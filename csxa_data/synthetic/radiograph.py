@@ -16,9 +16,9 @@ from PIL import Image, ImageDraw, ImageFilter
 _BODY_HEIGHT = (14.0, 13.8, 13.6, 13.8, 14.4, 15.5)
 _BODY_DEPTH = (15.5, 16.0, 16.5, 17.0, 17.5, 18.5)
 _DISC_HEIGHT = (4.6, 5.0, 5.4, 5.9, 6.0, 5.4)
-_DISC_NARROWING = (0.35, 0.5, 0.7, 1.0, 0.9, 0.45)   # how strongly each disc degenerates
+_DISC_NARROWING = (0.35, 0.5, 0.7, 1.0, 0.9, 0.45)  # how strongly each disc degenerates
 _SPINOUS_LENGTH = (22.0, 12.0, 14.0, 17.0, 22.0, 30.0, 30.0)  # C2..T1, from the laminar line
-_OSTEO_WEIGHT = (0.5, 0.6, 0.8, 1.0, 1.0, 0.7)           # C2..C7
+_OSTEO_WEIGHT = (0.5, 0.6, 0.8, 1.0, 1.0, 0.7)  # C2..C7
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -45,7 +45,7 @@ def _round_corner(prev_pt, corner, next_pt, r, n=5):
     c1 = corner + _unit(prev_pt - corner) * r
     c2 = corner + _unit(next_pt - corner) * r
     tau = np.linspace(0.0, 1.0, n)[:, None]
-    pts = (1 - tau) ** 2 * c1 + 2 * tau * (1 - tau) * corner + tau ** 2 * c2
+    pts = (1 - tau) ** 2 * c1 + 2 * tau * (1 - tau) * corner + tau**2 * c2
     return pts, 0.25 * c1 + 0.5 * corner + 0.25 * c2
 
 
@@ -104,8 +104,11 @@ class _Pen:
         self.extra = Image.new("L", size, 0)
         soft_size = (max(8, self.w // soft_factor), max(8, self.h // soft_factor))
         self.soft = Image.new("L", soft_size, 0)
-        self.draw = {"bone": ImageDraw.Draw(self.bone), "extra": ImageDraw.Draw(self.extra),
-                     "soft": ImageDraw.Draw(self.soft)}
+        self.draw = {
+            "bone": ImageDraw.Draw(self.bone),
+            "extra": ImageDraw.Draw(self.extra),
+            "soft": ImageDraw.Draw(self.soft),
+        }
 
     def px(self, pts: np.ndarray) -> np.ndarray:
         return np.asarray(pts, dtype=float) @ self.m.T + self.shift
@@ -124,11 +127,11 @@ class _Pen:
         if closed:
             pts = np.vstack([pts, pts[:1]])
         w = width_mm * self.scale / (self.sf if layer == "soft" else 1)
-        self.draw[layer].line(self._xy(layer, pts), fill=int(fill), width=max(1, int(round(w))),
-                              joint="curve")
+        self.draw[layer].line(self._xy(layer, pts), fill=int(fill), width=max(1, int(round(w))), joint="curve")
 
 
 # ----------------------------------------------------------------------------- geometry
+
 
 def _build_spine(rng: np.random.Generator, sev: float, size: float):
     """Place C2..T1 along the lordotic curve; returns (curve, vertebrae, C2 extras)."""
@@ -138,12 +141,12 @@ def _build_spine(rng: np.random.Generator, sev: float, size: float):
     heights = np.array(_BODY_HEIGHT) * size * jitter * (1 - 0.08 * sev * rng.uniform(0.3, 1.0, 6))
     depths = np.array(_BODY_DEPTH) * size * rng.uniform(0.94, 1.06, 6)
     wedge = rng.uniform(-0.04, 0.03, 6)
-    narrowing = 1 - sev ** 1.2 * np.array(_DISC_NARROWING) * rng.uniform(0.6, 0.9, 6)
+    narrowing = 1 - sev**1.2 * np.array(_DISC_NARROWING) * rng.uniform(0.6, 0.9, 6)
     discs = np.array(_DISC_HEIGHT) * size * rng.uniform(0.88, 1.12, 6) * narrowing
 
     # lordosis (C2-C7 angle) fades with severity and reverses slightly at the top end
     theta_h = np.clip(rng.normal(30.0, 7.0), 14.0, 45.0)
-    theta = theta_h * (1 - 1.15 * sev ** 1.3) + rng.normal(0.0, 3.0)
+    theta = theta_h * (1 - 1.15 * sev**1.3) + rng.normal(0.0, 3.0)
     s_total = h2 + discs[:5].sum() + heights[:5].sum()
     k = np.deg2rad(theta) / s_total
     # keep every disc open at its narrow side (the bodies are rigid, the curve bends the discs)
@@ -151,8 +154,7 @@ def _build_spine(rng: np.random.Generator, sev: float, size: float):
         h_next = heights[i]
         h_prev = h2 if i == 0 else heights[i - 1]
         half = 0.5 * max(depths[i], d2 if i == 0 else depths[i - 1])
-        need = (half * abs(k) * 0.5 * (h_prev + h_next) + 1.0 + 0.5 * h_next * abs(wedge[i])) / (
-            1 - half * abs(k))
+        need = (half * abs(k) * 0.5 * (h_prev + h_next) + 1.0 + 0.5 * h_next * abs(wedge[i])) / (1 - half * abs(k))
         discs[i] = max(discs[i], need)
     phi_mid = np.deg2rad(rng.uniform(2.0, 12.0))
     curve = _Curve(phi_mid, k, 0.5 * s_total, -120.0 * size, s_total + 120.0 * size)
@@ -165,8 +167,7 @@ def _build_spine(rng: np.random.Generator, sev: float, size: float):
     for i in range(6):
         s += discs[i]
         c, t, na = curve.frame(s + heights[i] / 2)
-        verts.append(_Vertebra(c, t, na, heights[i] * (1 + wedge[i]), heights[i] * (1 - wedge[i]),
-                               depths[i]))
+        verts.append(_Vertebra(c, t, na, heights[i] * (1 + wedge[i]), heights[i] * (1 - wedge[i]), depths[i]))
         s += heights[i]
     return curve, verts, discs
 
@@ -176,9 +177,9 @@ def _body_outline(v: _Vertebra, rng, top_sag, bottom_sag):
     na, t = v.na, v.t
     r = 0.09 * v.depth
     edges = [
-        _bulge(v.tl, v.tr, t, top_sag),            # superior endplate (dips caudally)
-        _bulge(v.tr, v.br, -na, -0.5),             # posterior wall (slightly concave)
-        _bulge(v.br, v.bl, -t, bottom_sag),        # inferior endplate (arches cranially)
+        _bulge(v.tl, v.tr, t, top_sag),  # superior endplate (dips caudally)
+        _bulge(v.tr, v.br, -na, -0.5),  # posterior wall (slightly concave)
+        _bulge(v.br, v.bl, -t, bottom_sag),  # inferior endplate (arches cranially)
         _bulge(v.bl, v.tl, -na, 0.8 * rng.uniform(0.5, 1.2)),  # anterior wall (concave)
     ]
     names = ["top left", "top right", "bottom right", "bottom left"]
@@ -198,8 +199,8 @@ def _c2_outline(v: _Vertebra, rng):
     na, t = v.na, v.t
     r = 0.09 * v.depth
     psi = np.deg2rad(rng.uniform(4.0, 16.0))
-    up = _unit(-t * np.cos(psi) - na * np.sin(psi))     # dens leans backwards
-    side = np.array([-up[1], up[0]])                     # anterior side of the dens
+    up = _unit(-t * np.cos(psi) - na * np.sin(psi))  # dens leans backwards
+    side = np.array([-up[1], up[0]])  # anterior side of the dens
     if side @ na < 0:
         side = -side
     hd = rng.uniform(13.0, 16.0) * v.depth / 15.5
@@ -219,15 +220,27 @@ def _c2_outline(v: _Vertebra, rng):
     bottom = _bulge(v.br, v.bl, -t, 0.6, 6)
     br_pts, br_apex = _round_corner(post_wall[-2], v.br, bottom[1], r)
     bl_pts, bl_apex = _round_corner(bottom[-2], v.bl, ant_wall[1], r)
-    v.outline = np.vstack([bl_pts, ant_wall[1:], shoulder_a[1:], dens_a[1:], cap[1:],
-                           dens_p[1:], shoulder_p[1:], post_wall[1:-1], br_pts, bottom[1:-1]])
-    v.corners = {"bottom left": bl_apex, "bottom right": br_apex,
-                 "centroid": 0.25 * (v.tl + v.tr + v.bl + v.br)}
+    v.outline = np.vstack(
+        [
+            bl_pts,
+            ant_wall[1:],
+            shoulder_a[1:],
+            dens_a[1:],
+            cap[1:],
+            dens_p[1:],
+            shoulder_p[1:],
+            post_wall[1:-1],
+            br_pts,
+            bottom[1:-1],
+        ]
+    )
+    v.corners = {"bottom left": bl_apex, "bottom right": br_apex, "centroid": 0.25 * (v.tl + v.tr + v.bl + v.br)}
     v.edges = [None, None, bottom, None]
     v.dens = (top_mid, up, side, hd, wd, tip)
 
 
 # ----------------------------------------------------------------------------- drawing
+
 
 def _smooth(x):
     x = np.clip(x, 0.0, 1.0)
@@ -241,28 +254,51 @@ def _draw_neck(pen: _Pen, curve: _Curve, verts, rng, size):
     s = np.linspace(-110 * size, s_c7 + 110 * size, 48)
     rel = s / max(s_c7, 1.0)
     half = 0.5 * c2.depth
-    ant = half + size * (rng.uniform(48, 60) + 6 * np.sin(2.5 * rel + rng.uniform(0, 6))
-                         + 160 * _smooth((0.12 - rel) / 0.4) + 90 * _smooth((rel - 1.15) / 0.6))
-    post = -(half + size * (rng.uniform(62, 74) + 18 * _smooth(-rel / 0.6)
-                            + 45 * _smooth((rel - 1.0) / 0.7)))
+    ant = half + size * (
+        rng.uniform(48, 60)
+        + 6 * np.sin(2.5 * rel + rng.uniform(0, 6))
+        + 160 * _smooth((0.12 - rel) / 0.4)
+        + 90 * _smooth((rel - 1.15) / 0.6)
+    )
+    post = -(half + size * (rng.uniform(62, 74) + 18 * _smooth(-rel / 0.6) + 45 * _smooth((rel - 1.0) / 0.7)))
     front = curve.offset(s, ant)
     back = curve.offset(s, post)
     far = 500 * size
-    pen.poly("soft", np.vstack([front[0] + [-far, -far], front, front[-1] + [-far, far],
-                                back[-1] + [far, far], back[::-1], back[0] + [far, -far]]), 170)
+    pen.poly(
+        "soft",
+        np.vstack(
+            [
+                front[0] + [-far, -far],
+                front,
+                front[-1] + [-far, far],
+                back[-1] + [far, far],
+                back[::-1],
+                back[0] + [far, -far],
+            ]
+        ),
+        170,
+    )
     # shoulders overlapping the cervicothoracic junction: stepped, blurred later
     sh = c7.center + c7.t * rng.uniform(35, 55) * size
     for i, val in enumerate((185, 200, 215, 228)):
-        pen.poly("soft", _ellipse(sh + [0, 4 * i * size], np.array([1.0, 0.0]),
-                                  np.array([0.0, 1.0]), (170 - 12 * i) * size,
-                                  (42 - 5 * i) * size), val)
+        pen.poly(
+            "soft",
+            _ellipse(
+                sh + [0, 4 * i * size],
+                np.array([1.0, 0.0]),
+                np.array([0.0, 1.0]),
+                (170 - 12 * i) * size,
+                (42 - 5 * i) * size,
+            ),
+            val,
+        )
     # airway: pharynx in front of the prevertebral soft tissue, trachea lower down
     sa = np.linspace(-40 * size, s_c7 + 110 * size, 30)
     ra = sa / max(s_c7, 1.0)
-    pvst = size * (3.5 + 2.5 * rng.uniform() + 10 * _smooth((ra - 0.5) / 0.25)
-                   + 8 * _smooth(-ra / 0.3))
-    width = size * (rng.uniform(9, 14) + 4 * _smooth((ra - 0.6) / 0.3)
-                    - 4 * _smooth((ra - 0.35) / 0.1) * _smooth((0.55 - ra) / 0.1))
+    pvst = size * (3.5 + 2.5 * rng.uniform() + 10 * _smooth((ra - 0.5) / 0.25) + 8 * _smooth(-ra / 0.3))
+    width = size * (
+        rng.uniform(9, 14) + 4 * _smooth((ra - 0.6) / 0.3) - 4 * _smooth((ra - 0.35) / 0.1) * _smooth((0.55 - ra) / 0.1)
+    )
     back_w = curve.offset(sa, half + pvst)
     front_w = curve.offset(sa, half + pvst + width)
     pen.poly("soft", np.vstack([back_w, front_w[::-1]]), rng.uniform(60, 90))
@@ -273,16 +309,26 @@ def _draw_skull(pen: _Pen, c2: _Vertebra, rng, size):
     top_mid, up, side, hd, wd, tip = c2.dens
     basion = tip + np.array([-2.0, -rng.uniform(4.0, 7.0)]) * size
     opis = basion + np.array([rng.uniform(32, 38), -rng.uniform(0, 6)]) * size
-    occ = opis + np.array([[0, 0], [10, 2], [22, 1], [34, -6], [44, -18], [52, -34], [58, -58],
-                           [62, -100], [64, -200]], float) * size * rng.uniform(0.9, 1.1)
+    occ = opis + np.array(
+        [[0, 0], [10, 2], [22, 1], [34, -6], [44, -18], [52, -34], [58, -58], [62, -100], [64, -200]], float
+    ) * size * rng.uniform(0.9, 1.1)
     clivus_top = basion + np.array([-16.0, -28.0]) * size
     palate_y = basion[1] + rng.uniform(-2, 8) * size
     pns = np.array([basion[0] - rng.uniform(26, 34) * size, palate_y])
     far = 500 * size
     foramen = _bulge(basion, opis, np.array([0.0, -1.0]), 5.0 * size, 7)
-    skull = np.vstack([[pns[0] - far, palate_y], pns, pns + [3 * size, -20 * size], clivus_top,
-                       foramen[:-1], occ,
-                       occ[-1] + [far, -far], [pns[0] - far, occ[-1][1] - far]])
+    skull = np.vstack(
+        [
+            [pns[0] - far, palate_y],
+            pns,
+            pns + [3 * size, -20 * size],
+            clivus_top,
+            foramen[:-1],
+            occ,
+            occ[-1] + [far, -far],
+            [pns[0] - far, occ[-1][1] - far],
+        ]
+    )
     pen.poly("extra", skull, 95)
     thick = np.linspace(6.0, 10.0, len(occ))[:, None] * size
     inner = occ + np.array([-0.8, -0.6]) * thick
@@ -313,21 +359,24 @@ def _draw_skull(pen: _Pen, c2: _Vertebra, rng, size):
     post_b = _bulge(condyle, angle + up_r * 9 * size, fwd, 2.5 * size, 6)
     a_pts, _ = _round_corner(post_b[-2], angle, angle + fwd * 20 * size, 8 * size, 6)
     lower = np.vstack([angle + fwd * 12 * size, angle + fwd * far])
-    upper = np.vstack([angle + fwd * far + up_b * body_h, angle + fwd * ramus_w * 0.95 + up_b * body_h,
-                       angle + up_r * ramus_h * 0.92 + fwd * ramus_w * 0.95,
-                       angle + up_r * ramus_h * 0.72 + fwd * ramus_w * 0.5,
-                       condyle + fwd * 4 * size - up_r * 7 * size])
+    upper = np.vstack(
+        [
+            angle + fwd * far + up_b * body_h,
+            angle + fwd * ramus_w * 0.95 + up_b * body_h,
+            angle + up_r * ramus_h * 0.92 + fwd * ramus_w * 0.95,
+            angle + up_r * ramus_h * 0.72 + fwd * ramus_w * 0.5,
+            condyle + fwd * 4 * size - up_r * 7 * size,
+        ]
+    )
     pen.poly("extra", np.vstack([post_b, a_pts, lower, upper]), 50)
     pen.line("extra", np.vstack([post_b, a_pts, lower]), 2.6, 210)
     pen.line("extra", upper[1:3], 1.6, 150)
-    pen.poly("extra", _ellipse(condyle, np.array([1.0, 0]), np.array([0, 1.0]), 5 * size,
-                               4 * size), 140)
+    pen.poly("extra", _ellipse(condyle, np.array([1.0, 0]), np.array([0, 1.0]), 5 * size, 4 * size), 140)
     # molars on the mandible and the maxilla above them
     for i in range(8):
         base = angle + fwd * (ramus_w * 1.15 + i * 10.5 * size) + up_b * body_h
         for off, val in ((4.0, 200), (13.5, 190)):
-            pen.poly("extra", _ellipse(base + up_b * off * size, fwd, up_b, 4.8 * size,
-                                       4.2 * size, 20, 0.6), val)
+            pen.poly("extra", _ellipse(base + up_b * off * size, fwd, up_b, 4.8 * size, 4.2 * size, 20, 0.6), val)
     return basion, opis
 
 
@@ -362,8 +411,9 @@ def _draw_posterior(pen: _Pen, v: _Vertebra, level: int, rng, size):
         return base + npost * (u * size) + t * w
 
     hs = h / 2
-    pillar = np.array([p(3, -hs - 2.0), p(8, -hs + 0.5), p(12.5, -hs + 4.5), p(13, hs + 3.5),
-                       p(8, hs + 1.5), p(3.5, hs - 2.5)])
+    pillar = np.array(
+        [p(3, -hs - 2.0), p(8, -hs + 0.5), p(12.5, -hs + 4.5), p(13, hs + 3.5), p(8, hs + 1.5), p(3.5, hs - 2.5)]
+    )
     pedicle = np.array([p(-1, -hs + 1.5), p(4, -hs + 0.5), p(4, -hs + 6.5), p(-1, -hs + 6.0)])
     lamina = np.array([p(10, hs - 4.0), p(17, hs - 5.0), p(18.5, hs + 0.5), p(11, hs + 2.5)])
     length = _SPINOUS_LENGTH[level] * size * rng.uniform(0.88, 1.12)
@@ -373,10 +423,18 @@ def _draw_posterior(pen: _Pen, v: _Vertebra, level: int, rng, size):
     root = p(16, hs - 2.0)
     thick = (10.0 if level == 0 else 7.5) * size
     tipc = root + dirn * length
-    spin = np.vstack([root + perp * thick / 2, root + dirn * length * 0.5 + perp * thick * 0.2,
-                      tipc + perp * thick * 0.28, tipc + dirn * thick * 0.3 + perp * thick * 0.1,
-                      tipc + dirn * thick * 0.3 - perp * thick * 0.12, tipc - perp * thick * 0.3,
-                      root + dirn * length * 0.5 - perp * thick * 0.22, root - perp * thick / 2])
+    spin = np.vstack(
+        [
+            root + perp * thick / 2,
+            root + dirn * length * 0.5 + perp * thick * 0.2,
+            tipc + perp * thick * 0.28,
+            tipc + dirn * thick * 0.3 + perp * thick * 0.1,
+            tipc + dirn * thick * 0.3 - perp * thick * 0.12,
+            tipc - perp * thick * 0.3,
+            root + dirn * length * 0.5 - perp * thick * 0.22,
+            root - perp * thick / 2,
+        ]
+    )
     for shape, fill in ((spin, 90), (lamina, 85), (pillar, 105), (pedicle, 95)):
         pen.poly("bone", shape, fill)
     for shape, width, val in ((spin, 0.9, 175), (pillar, 1.0, 185), (lamina, 0.7, 140)):
@@ -389,8 +447,8 @@ def _osteophyte(pen: _Pen, v: _Vertebra, corner: str, length: float, size):
     c = v.corners[corner]
     vert = t if "bottom" in corner else -t
     horiz = na if "left" in corner else -na
-    base_w = c - vert * (2.0 * size + 0.5 * length)          # on the wall
-    base_e = c - horiz * (2.0 * size + 0.5 * length)         # on the endplate
+    base_w = c - vert * (2.0 * size + 0.5 * length)  # on the wall
+    base_e = c - horiz * (2.0 * size + 0.5 * length)  # on the endplate
     apex = c + _unit(vert * 0.75 + horiz * 0.66) * length
     mid = c + horiz * length * 0.55 + vert * length * 0.15
     shape = np.vstack([base_w, mid, apex, c + vert * length * 0.25, base_e])
@@ -405,11 +463,14 @@ def _draw_spine(pen: _Pen, verts, sev, rng, size):
     sclerosis = sev * rng.uniform(0.7, 1.0)
     for level, v in enumerate(verts):
         if level < 6:
-            ost = sev ** 1.3 * _OSTEO_WEIGHT[level] * rng.uniform(0.4, 1.0, 4) * 9.0 * size
-            ost[1::2] *= 0.4      # posterior corners grow less
-            ost -= 0.6 * size     # nothing visible while mild
-            names = (("bottom left", "bottom right") if level == 0 else
-                     ("top left", "bottom left", "top right", "bottom right"))
+            ost = sev**1.3 * _OSTEO_WEIGHT[level] * rng.uniform(0.4, 1.0, 4) * 9.0 * size
+            ost[1::2] *= 0.4  # posterior corners grow less
+            ost -= 0.6 * size  # nothing visible while mild
+            names = (
+                ("bottom left", "bottom right")
+                if level == 0
+                else ("top left", "bottom left", "top right", "bottom right")
+            )
             order = [0, 2, 1, 3] if level else [0, 1]
             for name, j in zip(names, order):
                 if ost[j] > 0.3 * size:
@@ -434,14 +495,15 @@ def _draw_spine(pen: _Pen, verts, sev, rng, size):
 def _draw_hyoid(pen: _Pen, verts, rng, size):
     v = verts[2] if rng.uniform() < 0.5 else verts[1]
     c = v.tl + v.na * rng.uniform(26, 36) * size + v.t * rng.uniform(-4, 6) * size
-    pen.poly("extra", _ellipse(c, np.array([1.0, 0.25]) / 1.03, np.array([-0.25, 1.0]) / 1.03,
-                               5.5 * size, 2.8 * size), 120)
-    horn = np.vstack([c + [3 * size, -1 * size], c + [14 * size, -5 * size],
-                      c + [24 * size, -10 * size]])
+    pen.poly(
+        "extra", _ellipse(c, np.array([1.0, 0.25]) / 1.03, np.array([-0.25, 1.0]) / 1.03, 5.5 * size, 2.8 * size), 120
+    )
+    horn = np.vstack([c + [3 * size, -1 * size], c + [14 * size, -5 * size], c + [24 * size, -10 * size]])
     pen.line("extra", horn, 1.6, 95)
 
 
 # ----------------------------------------------------------------------------- main entry
+
 
 def _placement(rng, verts, width, height):
     """Scale, rotation and shift that put the spine inside the frame."""
@@ -460,13 +522,15 @@ def _placement(rng, verts, width, height):
     want_x = rng.uniform(0.44, 0.6) * width - 0.5 * (lo[0] + hi[0])
     want_y = rng.uniform(0.12, 0.2) * height - tip[1]
     mx, my = 0.04 * width + 2, 0.04 * height + 2
-    shift = np.array([np.clip(want_x, mx - lo[0], width - mx - hi[0]),
-                      np.clip(want_y, my - lo[1], height - my - hi[1])])
+    shift = np.array(
+        [np.clip(want_x, mx - lo[0], width - mx - hi[0]), np.clip(want_y, my - lo[1], height - my - hi[1])]
+    )
     return scale, rot, shift
 
 
-def draw_radiograph(rng: np.random.Generator, width: int, height: int,
-                    severity: float) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+def draw_radiograph(
+    rng: np.random.Generator, width: int, height: int, severity: float
+) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
     """Draw one synthetic lateral cervical-spine radiograph.
 
     Returns (grey image uint8 of shape (height, width), normal polarity: dark background,
@@ -483,9 +547,9 @@ def draw_radiograph(rng: np.random.Generator, width: int, height: int,
     while True:  # never let the spine exceed the frame (rare tiny or very wide images)
         pen = _Pen((width, height), scale, rot, shift, 4)
         pts = pen.px(np.array([v.corners[k] for v in verts[:6] for k in v.corners]))
-        if (pts.min() >= 1 and (pts[:, 0] <= width - 2).all() and (pts[:, 1] <= height - 2).all()):
+        if pts.min() >= 1 and (pts[:, 0] <= width - 2).all() and (pts[:, 1] <= height - 2).all():
             break
-        scale *= 0.9           # shrink about the frame centre and recentre the spine
+        scale *= 0.9  # shrink about the frame centre and recentre the spine
         shift = 0.5 * np.array([width, height]) - (pts.mean(axis=0) - shift) * 0.9
 
     _draw_neck(pen, curve, verts, rng, size)
@@ -523,8 +587,11 @@ def draw_radiograph(rng: np.random.Generator, width: int, height: int,
     img *= np.float32(k_soft)
     img += bone
     gy, gx = rng.uniform(-0.1, 0.3), rng.uniform(-0.15, 0.15)
-    ramp = (1.0 + gy * (np.linspace(-0.5, 0.5, height, dtype=np.float32)[:, None])
-            + gx * np.linspace(-0.5, 0.5, width, dtype=np.float32)[None, :])
+    ramp = (
+        1.0
+        + gy * (np.linspace(-0.5, 0.5, height, dtype=np.float32)[:, None])
+        + gx * np.linspace(-0.5, 0.5, width, dtype=np.float32)[None, :]
+    )
     img *= ramp
     grain *= np.float32(rng.uniform(0.012, 0.03))
     grain += np.float32(rng.uniform(0.02, 0.07))
@@ -540,8 +607,11 @@ def draw_radiograph(rng: np.random.Generator, width: int, height: int,
 
     marks = {}
     c2 = verts[0]
-    for label, key in (("C2 centroid", "centroid"), ("C2 bottom left", "bottom left"),
-                       ("C2 bottom right", "bottom right")):
+    for label, key in (
+        ("C2 centroid", "centroid"),
+        ("C2 bottom left", "bottom left"),
+        ("C2 bottom right", "bottom right"),
+    ):
         x, y = pen.px(c2.corners[key])
         marks[label] = (float(x), float(y))
     for n, v in zip(range(3, 8), verts[1:6]):

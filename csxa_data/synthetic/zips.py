@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -30,7 +31,8 @@ def normalise_zip(data: bytes, replace: dict[str, bytes] | None = None) -> bytes
     replace = replace or {}
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as source:
-        members = [(info.filename, replace.get(info.filename, source.read(info.filename)))
-                   for info in source.infolist()]
+        members = [
+            (info.filename, replace.get(info.filename, source.read(info.filename))) for info in source.infolist()
+        ]
     write_zip(out, members)
     return out.getvalue()

@@ -36,6 +36,7 @@ VARIANT_FILES = ("train-*.tar", "test-*.tar", "stats.json", "shards.json", "prev
 
 # --- what to write for one case ----------------------------------------------------------------
 
+
 def cut(film: Film, box: T.Box, pad_value: int) -> np.ndarray:
     """The crop box of a decoded film as grey, padded where the box reaches outside the film."""
     region, (rx0, ry0, _, _) = film.grey_region(box)
@@ -75,12 +76,15 @@ def encode_png(image: np.ndarray, level: int) -> bytes:
     rows = np.ascontiguousarray(image).reshape(height, width * channels)
     filtered = np.empty((height, width * channels + 1), dtype=np.uint8)
     filtered[:, 0] = 1  # filter type Sub: each byte minus the byte one pixel to its left (mod 256)
-    filtered[:, 1:channels + 1] = rows[:, :channels]
-    np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, channels + 1:])
+    filtered[:, 1 : channels + 1] = rows[:, :channels]
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, channels + 1 :])
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, {1: 0, 3: 2}[channels], 0, 0, 0])
-    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", imagecodecs.deflate_encode(filtered.tobytes(), level=level))
-            + _png_chunk(b"IEND", b""))
+    return (
+        _PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", imagecodecs.deflate_encode(filtered.tobytes(), level=level))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def channel_sums(image: np.ndarray) -> np.ndarray:
@@ -104,13 +108,28 @@ def case_samples(film: Film, case: dict, spec: VariantSpec, variant: str, level:
         image = render_image(planes, order)
         sums = plane_sums if order is None else T.order_channels(plane_sums[None], order)[0]
         key = f"{case['stem']}{suffix}"
-        meta = {"key": key, "number": case["number"], "stem": case["stem"], "split": case["split"],
-                "variant": variant, "gender": case["gender"], "age": case["age"], "label": case["label"],
-                "landmark_box": [case["box_x0"], case["box_y0"], case["box_x1"], case["box_y1"]],
-                "crop_box": list(box), "channels": list(T.COLOUR_ORDERS[order]) if order else ["grey"],
-                "inverted": bool(case["inverted"])}
-        out.append({"key": key, "members": sample_members(key, encode_png(image, level), case["label"], meta),
-                    "sums": sums, "label": case["label"]})
+        meta = {
+            "key": key,
+            "number": case["number"],
+            "stem": case["stem"],
+            "split": case["split"],
+            "variant": variant,
+            "gender": case["gender"],
+            "age": case["age"],
+            "label": case["label"],
+            "landmark_box": [case["box_x0"], case["box_y0"], case["box_x1"], case["box_y1"]],
+            "crop_box": list(box),
+            "channels": list(T.COLOUR_ORDERS[order]) if order else ["grey"],
+            "inverted": bool(case["inverted"]),
+        }
+        out.append(
+            {
+                "key": key,
+                "members": sample_members(key, encode_png(image, level), case["label"], meta),
+                "sums": sums,
+                "label": case["label"],
+            }
+        )
     return out
 
 
@@ -138,8 +157,10 @@ def _build_job(job: tuple[dict, VariantSpec, str, int]) -> tuple[int, list[dict]
 
 # --- the variant -------------------------------------------------------------------------------
 
-def check_manifest_against_validation(manifest: pd.DataFrame, validation: dict, release: str | Path,
-                                      where: str | Path) -> None:
+
+def check_manifest_against_validation(
+    manifest: pd.DataFrame, validation: dict, release: str | Path, where: str | Path
+) -> None:
     """The manifest must be the one ingest reported in ``validation`` (the dataset card states its
     counts): the same cases per split and class; and the build must read the release ingest read (the
     same path, or one whose files have the sizes ingest recorded)."""
@@ -147,36 +168,55 @@ def check_manifest_against_validation(manifest: pd.DataFrame, validation: dict, 
     here = {f"{split}/{label}": int(n) for (split, label), n in counted.items()}
     reported = validation["kept"]["by_split_and_class"]
     if len(manifest) != validation["kept"]["cases"] or here != reported:
-        raise CsxaError(f"the manifest holds {len(manifest)} cases {dict(sorted(here.items()))}, but ingest reported "
-                        f"{validation['kept']['cases']} {dict(sorted(reported.items()))}: the manifest was edited or "
-                        "comes from another ingest; run csxa-data ingest again", path=where)
+        raise CsxaError(
+            f"the manifest holds {len(manifest)} cases {dict(sorted(here.items()))}, but ingest reported "
+            f"{validation['kept']['cases']} {dict(sorted(reported.items()))}: the manifest was edited or "
+            "comes from another ingest; run csxa-data ingest again",
+            path=where,
+        )
     if Path(validation["release"]).resolve() == Path(release).resolve():
         return
     # another path (ingest run from another folder, or a copy moved since): the same release if every
     # file whose size ingest recorded has that size here
     recorded = [e for e in validation["md5"] if isinstance(e.get("bytes"), int) and not isinstance(e["bytes"], bool)]
-    if recorded and all((Path(release) / e["file"]).is_file() and (Path(release) / e["file"]).stat().st_size == e["bytes"]
-                        for e in recorded):
+    if recorded and all(
+        (Path(release) / e["file"]).is_file() and (Path(release) / e["file"]).stat().st_size == e["bytes"]
+        for e in recorded
+    ):
         return
-    raise CsxaError(f"ingest read the release {validation['release']}, but the build would read {release}, whose "
-                    f"{'files differ in size from those' if recorded else 'files cannot be compared with what'} ingest "
-                    "recorded: give --release the release ingest read, or run csxa-data ingest on this one", path=where)
+    raise CsxaError(
+        f"ingest read the release {validation['release']}, but the build would read {release}, whose "
+        f"{'files differ in size from those' if recorded else 'files cannot be compared with what'} ingest "
+        "recorded: give --release the release ingest read, or run csxa-data ingest on this one",
+        path=where,
+    )
 
 
-def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release: str | Path, out: str | Path,
-                  params: BuildParams, *, workers: int | None = None, progress: bool = True,
-                  validation: dict | None = None) -> dict:
+def build_variant(
+    name: str,
+    spec: VariantSpec,
+    manifest: pd.DataFrame,
+    release: str | Path,
+    out: str | Path,
+    params: BuildParams,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    validation: dict | None = None,
+) -> dict:
     """Build the variant's shards, stats, shard manifest, preview and, given ingest's
     ``validation`` report, its dataset card (README.md) into ``out``; returns shards.json."""
     from tqdm import tqdm
-
 
     release, out = Path(release), Path(out)
     cases = manifest.sort_values("number").to_dict("records")
     skipped, todo = [], []
     for case in cases:
-        problem = T.box_problem(crop_box(spec, case), case["width"], case["height"], spec.min_box_side) \
-            if spec.crop == "landmarks" else None
+        problem = (
+            T.box_problem(crop_box(spec, case), case["width"], case["height"], spec.min_box_side)
+            if spec.crop == "landmarks"
+            else None
+        )
         if problem:
             skipped.append({"number": case["number"], "stem": case["stem"], "split": case["split"], "reason": problem})
         else:
@@ -207,7 +247,6 @@ def build_variant(name: str, spec: VariantSpec, manifest: pd.DataFrame, release:
         (tmp / "shards.json").write_text(json.dumps(report, indent=2) + "\n")
         variant_preview(tmp, name, params.preview_cases).save(tmp / "preview.png", format="PNG")
         if validation is not None:
-
             (tmp / "README.md").write_text(dataset_card(name, report, stats, validation), encoding="utf-8")
     return report
 
@@ -221,13 +260,20 @@ def _write_splits(folder: Path, stream, plan, expected, params, release) -> tupl
         pending: list[dict] = []
         index = 0
 
-        def flush(batch: list[dict]) -> None:
+        def flush(batch: list[dict], split: str = split) -> None:
             nonlocal index
             path = folder / SHARD_PATTERN.format(split=split, index=index)
             sha = write_shard(path, (s["members"] for s in batch))
             by_class = pd.Series([s["label"] for s in batch]).value_counts().sort_index()
-            shards.append({"name": path.name, "split": split, "samples": len(batch),
-                           "by_class": {str(k): int(v) for k, v in by_class.items()}, "sha256": sha})
+            shards.append(
+                {
+                    "name": path.name,
+                    "split": split,
+                    "samples": len(batch),
+                    "by_class": {str(k): int(v) for k, v in by_class.items()},
+                    "sha256": sha,
+                }
+            )
             index += 1
 
         for _ in plan[split]:
@@ -251,9 +297,14 @@ def _stats(sums: np.ndarray, name: str) -> dict:
         raise CsxaError(f"variant {name}: the train split is empty; nothing to compute statistics from")
     mean = total / count / 255.0
     std = np.sqrt(np.maximum(squares / count / 255.0**2 - mean**2, 0.0))
-    return {"variant": name, "split": "train", "pixels_per_channel": int(count[0]),
-            "mean": [round(float(v), 10) for v in mean], "std": [round(float(v), 10) for v in std],
-            "scale": "pixel / 255"}
+    return {
+        "variant": name,
+        "split": "train",
+        "pixels_per_channel": int(count[0]),
+        "mean": [round(float(v), 10) for v in mean],
+        "std": [round(float(v), 10) for v in std],
+        "scale": "pixel / 255",
+    }
 
 
 def _shard_report(name, spec, params, shards, skipped, manifest, plan) -> dict:
@@ -268,10 +319,23 @@ def _shard_report(name, spec, params, shards, skipped, manifest, plan) -> dict:
         written_cases = len(plan[split])
         skipped_here = sum(1 for s in skipped if s["split"] == split)
         if in_manifest != written_cases + skipped_here:
-            raise CsxaError(f"variant {name}: {split} counts do not reconcile ({in_manifest} in the manifest, "
-                            f"{written_cases} written, {skipped_here} skipped)")
-        totals[split] = {"manifest_cases": in_manifest, "cases": written_cases, "skipped_cases": skipped_here,
-                         "samples": sum(s["samples"] for s in split_shards), "by_class": dict(sorted(by_class.items())),
-                         "shards": len(split_shards)}
-    return {"variant": name, "spec": asdict(spec), "build": asdict(params), "totals": totals,
-            "shards": shards, "skipped": skipped}
+            raise CsxaError(
+                f"variant {name}: {split} counts do not reconcile ({in_manifest} in the manifest, "
+                f"{written_cases} written, {skipped_here} skipped)"
+            )
+        totals[split] = {
+            "manifest_cases": in_manifest,
+            "cases": written_cases,
+            "skipped_cases": skipped_here,
+            "samples": sum(s["samples"] for s in split_shards),
+            "by_class": dict(sorted(by_class.items())),
+            "shards": len(split_shards),
+        }
+    return {
+        "variant": name,
+        "spec": asdict(spec),
+        "build": asdict(params),
+        "totals": totals,
+        "shards": shards,
+        "skipped": skipped,
+    }

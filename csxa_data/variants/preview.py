@@ -24,8 +24,13 @@ def tile_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], tile: int, 
     """Rows of (title, [(image, caption), ...]) on a dark page, each image scaled to ``tile`` high."""
     font = ImageFont.load_default(size=max(10, tile // 18))
     title_h, caption_h = tile // 8, tile // 12
-    scaled = [[(img.resize((max(1, round(img.width * tile / img.height)), tile), Image.Resampling.LANCZOS), cap)
-               for img, cap in items] for _, items in rows]
+    scaled = [
+        [
+            (img.resize((max(1, round(img.width * tile / img.height)), tile), Image.Resampling.LANCZOS), cap)
+            for img, cap in items
+        ]
+        for _, items in rows
+    ]
     # at least two tiles wide, so that a title over an empty row still shows
     width = max([sum(im.width + pad for im, _ in items) + pad for items in scaled] + [2 * tile])
     height = len(rows) * (title_h + tile + caption_h + pad) + pad
@@ -53,8 +58,15 @@ def _mark(img: Image.Image, points: dict[str, tuple[float, float]]) -> Image.Ima
     return img
 
 
-def release_contact_sheet(root: str | Path, config: ReleaseParams, out: str | Path, *, per_class: int = 4,
-                          tile: int = 260, landmarks: bool = False) -> Path:
+def release_contact_sheet(
+    root: str | Path,
+    config: ReleaseParams,
+    out: str | Path,
+    *,
+    per_class: int = 4,
+    tile: int = 260,
+    landmarks: bool = False,
+) -> Path:
     """The first ``per_class`` films of each class (by case number) in two labelled rows."""
     release = open_release(root, config)
     codes = {str(k).strip().lower(): int(v) for k, v in config.label_codes.items()}
@@ -103,13 +115,17 @@ def _first_per_class(variant_dir: Path, per_class: int) -> dict[int, list[dict]]
 def variant_preview(variant_dir: str | Path, name: str, per_class: int = 3, tile: int = 160) -> Image.Image:
     """The first test cases of each class as this variant shows them (the paper's Figure 4)."""
     picked = _first_per_class(Path(variant_dir), per_class)
-    rows = [(f"{name}: {CLASS_TITLES[label]}", [(Image.fromarray(s["image"]), s["key"]) for s in samples])
-            for label, samples in picked.items() if samples]
+    rows = [
+        (f"{name}: {CLASS_TITLES[label]}", [(Image.fromarray(s["image"]), s["key"]) for s in samples])
+        for label, samples in picked.items()
+        if samples
+    ]
     return tile_grid(rows or [(f"{name}: no test samples to show", [])], tile)
 
 
-def compare_variants(variants_dir: str | Path, names: list[str], out: str | Path, per_class: int = 2,
-                     tile: int = 150) -> Path:
+def compare_variants(
+    variants_dir: str | Path, names: list[str], out: str | Path, per_class: int = 2, tile: int = 150
+) -> Path:
     """One sheet: the same test cases (first of each class) in every variant, a row per variant.
     Each variant's test split is streamed whole and verified against its shards.json (sha256,
     counts, splits), as a trainer reads it; a variant without one of the chosen cases, or giving it
@@ -119,7 +135,7 @@ def compare_variants(variants_dir: str | Path, names: list[str], out: str | Path
     missing = [n for n in names if not (variants_dir / n / "shards.json").is_file()]
     if missing:
         raise CsxaError(f"no built variant(s) {missing}; run `dvc repro` first", path=variants_dir)
-    rows, chosen = [], None   # chosen: key -> label, from the first variant
+    rows, chosen = [], None  # chosen: key -> label, from the first variant
     for name in names:
         source = open_source(variants_dir / name)
         counts, picked = {0: 0, 1: 0}, {}
@@ -133,10 +149,17 @@ def compare_variants(variants_dir: str | Path, names: list[str], out: str | Path
             chosen = {s["key"]: s["label"] for label in (0, 1) for s in picked.values() if s["label"] == label}
         lacking = [k for k in chosen if k not in picked or picked[k]["label"] != chosen[k]]
         if lacking:
-            raise CsxaError(f"variant {name} lacks test case(s) {lacking[:3]} of {names[0]}, or labels them otherwise: "
-                            "were they built from different manifests? Rebuild them (dvc repro)", path=variants_dir / name)
-        rows.append((name, [(Image.fromarray(picked[k]["image"]), f"{k} ({CLASS_TITLES[chosen[k]].split()[0]})")
-                            for k in chosen]))
+            raise CsxaError(
+                f"variant {name} lacks test case(s) {lacking[:3]} of {names[0]}, or labels them otherwise: "
+                "were they built from different manifests? Rebuild them (dvc repro)",
+                path=variants_dir / name,
+            )
+        rows.append(
+            (
+                name,
+                [(Image.fromarray(picked[k]["image"]), f"{k} ({CLASS_TITLES[chosen[k]].split()[0]})") for k in chosen],
+            )
+        )
     out = Path(out)
     with atomic_path(out) as tmp:
         tile_grid(rows, tile).save(tmp, format="PNG")

@@ -20,14 +20,19 @@ def centre_box(width: int, height: int, size: int) -> Box:
     return x0, y0, x0 + size, y0 + size
 
 
-def landmark_box(box: tuple[float, float, float, float], width: int, height: int,
-                 grow_x: float = 0, grow_y: float = 0) -> Box:
+def landmark_box(
+    box: tuple[float, float, float, float], width: int, height: int, grow_x: float = 0, grow_y: float = 0
+) -> Box:
     """The pixels covering the landmark bounding box, grown by ``grow_x``/``grow_y`` in all (half
     on each side, as the paper's wide crop: up to 100 px horizontally, 200 px vertically), clamped
     to the image."""
     x0, y0, x1, y1 = box
-    return (max(0, math.floor(x0 - grow_x / 2)), max(0, math.floor(y0 - grow_y / 2)),
-            min(width, math.floor(x1 + grow_x / 2) + 1), min(height, math.floor(y1 + grow_y / 2) + 1))
+    return (
+        max(0, math.floor(x0 - grow_x / 2)),
+        max(0, math.floor(y0 - grow_y / 2)),
+        min(width, math.floor(x1 + grow_x / 2) + 1),
+        min(height, math.floor(y1 + grow_y / 2) + 1),
+    )
 
 
 def box_problem(box: Box, width: int, height: int, min_side: int) -> str | None:
@@ -49,7 +54,7 @@ def crop(grey: np.ndarray, box: Box, fill: int = 0) -> np.ndarray:
     out = np.full((y1 - y0, x1 - x0) + grey.shape[2:], fill, dtype=grey.dtype)
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = grey[sy0:sy1, sx0:sx1]
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = grey[sy0:sy1, sx0:sx1]
     return out
 
 
@@ -83,10 +88,7 @@ def stack(*channels: np.ndarray) -> np.ndarray:
 
 
 COLOUR_PLANES = ("grey", "equalised", "inverted")
-COLOUR_ORDERS = {
-    "a": ("grey", "equalised", "inverted"),
-    "b": ("grey", "inverted", "equalised"),
-}
+COLOUR_ORDERS = {"a": ("grey", "equalised", "inverted"), "b": ("grey", "inverted", "equalised")}
 
 
 def colour_stack(grey: np.ndarray, order: str) -> np.ndarray:
@@ -126,7 +128,8 @@ def _resized_pair(first: Image.Image, second: Image.Image, size: int) -> tuple[n
     if factor != (1, 1):
         first, second = first.reduce(factor), second.reduce(factor)
     pair = Image.merge("La", (first, second)).resize(
-        (size, size), Image.Resampling.LANCZOS, box=(0, 0, width / factor[0], height / factor[1]))
+        (size, size), Image.Resampling.LANCZOS, box=(0, 0, width / factor[0], height / factor[1])
+    )
     return tuple(np.asarray(band) for band in pair.split())
 
 

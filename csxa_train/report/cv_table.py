@@ -44,9 +44,13 @@ from csxa_train.report.table import (
 from schemas.folds import fold_layout_problem
 
 # (key, label, shown as a percentage)
-METRICS = (("balanced_accuracy", "Balanced accuracy (%)", True), ("auroc", "AUROC", False),
-           ("sensitivity", "Sensitivity (%)", True), ("specificity", "Specificity (%)", True),
-           ("accuracy", "Accuracy (%)", True))
+METRICS = (
+    ("balanced_accuracy", "Balanced accuracy (%)", True),
+    ("auroc", "AUROC", False),
+    ("sensitivity", "Sensitivity (%)", True),
+    ("specificity", "Specificity (%)", True),
+    ("accuracy", "Accuracy (%)", True),
+)
 TESTED = (("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"))
 
 
@@ -55,18 +59,30 @@ class CvExperiment:
     name: str
     variant: str
     model: str
-    frame: pd.DataFrame     # key, label, repeat, fold, score, pred (at the operating point); sorted by repeat, key
+    frame: pd.DataFrame  # key, label, repeat, fold, score, pred (at the operating point); sorted by repeat, key
 
 
 def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
     """One experiment's out-of-fold predictions, checked: columns, one row per case and repeat, 0/1
     labels, scores in [0, 1], whole-number repeats and folds."""
-    frame = read_scored_csv(path, operating_point, columns=("repeat", "fold"), unique=("repeat", "key"),
-                            twice="case(s) listed twice in one repeat",
-                            not_found="out-of-fold predictions not found (has the experiment been cross-validated? "
-                                      "dvc repro)")
-    out = pd.DataFrame({"key": frame.key, "label": frame.label, "repeat": check_whole_numbers(frame.repeat, "repeat", path),
-                        "fold": check_whole_numbers(frame.fold, "fold", path), "score": frame.score, "pred": frame.pred})
+    frame = read_scored_csv(
+        path,
+        operating_point,
+        columns=("repeat", "fold"),
+        unique=("repeat", "key"),
+        twice="case(s) listed twice in one repeat",
+        not_found="out-of-fold predictions not found (has the experiment been cross-validated? dvc repro)",
+    )
+    out = pd.DataFrame(
+        {
+            "key": frame.key,
+            "label": frame.label,
+            "repeat": check_whole_numbers(frame.repeat, "repeat", path),
+            "fold": check_whole_numbers(frame.fold, "fold", path),
+            "score": frame.score,
+            "pred": frame.pred,
+        }
+    )
     per_repeat = out.groupby("repeat").key.apply(lambda k: tuple(sorted(k)))
     if per_repeat.nunique() != 1:
         raise CsxaError("the repeats hold different cases", path=path)
@@ -77,8 +93,7 @@ def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
     return out.sort_values(["repeat", "key"], ignore_index=True)
 
 
-def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: CompareParams
-            ) -> tuple[list[CvExperiment], str]:
+def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: CompareParams) -> tuple[list[CvExperiment], str]:
     """Every experiment's out-of-fold rows, checked to be the reference's cases, classes and folds."""
     reference, names = reference_first(experiments, config)
     loaded = []
@@ -88,9 +103,11 @@ def load_cv(cv_dir: Path, experiments: dict, train_model: str, config: ComparePa
             ref = loaded[0].frame
             for column, what in (("key", "cases"), ("label", "classes"), ("fold", "folds")):
                 if not np.array_equal(frame[column].to_numpy(), ref[column].to_numpy()) or len(frame) != len(ref):
-                    raise CsxaError(f"{name}'s out-of-fold {what} differ from the reference {reference}'s "
-                                    f"(cross-validate every experiment on the same data/folds.csv: dvc repro)",
-                                    path=cv_dir / name / "oof.csv")
+                    raise CsxaError(
+                        f"{name}'s out-of-fold {what} differ from the reference {reference}'s "
+                        f"(cross-validate every experiment on the same data/folds.csv: dvc repro)",
+                        path=cv_dir / name / "oof.csv",
+                    )
         spec = experiments[name] or {}
         loaded.append(CvExperiment(name, str(spec.get("variant", "?")), str(spec.get("model", train_model)), frame))
     return loaded, reference
@@ -107,8 +124,15 @@ def per_fold(experiments: list[CvExperiment]) -> pd.DataFrame:
     rows = []
     for e in experiments:
         for (r, k), part in e.frame.groupby(["repeat", "fold"], sort=True):
-            rows.append({"experiment": e.name, "repeat": int(r), "fold": int(k), "n": int(len(part)),
-                         **_metrics(part.label.to_numpy(), part.pred.to_numpy(), part.score.to_numpy())})
+            rows.append(
+                {
+                    "experiment": e.name,
+                    "repeat": int(r),
+                    "fold": int(k),
+                    "n": int(len(part)),
+                    **_metrics(part.label.to_numpy(), part.pred.to_numpy(), part.score.to_numpy()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -121,8 +145,9 @@ def pooled_index(frame: pd.DataFrame, resamples: int, seed: int) -> np.ndarray:
     return np.concatenate([cases + r * n for r in range(repeats)], axis=1)
 
 
-def summarise(experiments: list[CvExperiment], folds: pd.DataFrame, reference: str, config: CompareParams
-              ) -> tuple[pd.DataFrame, dict]:
+def summarise(
+    experiments: list[CvExperiment], folds: pd.DataFrame, reference: str, config: CompareParams
+) -> tuple[pd.DataFrame, dict]:
     """One row per experiment: per-fold mean and SD, pooled metrics with intervals, and against the
     reference the uncorrected and the corrected t-test on each tested metric; and the facts."""
     ref = experiments[0].frame
@@ -136,8 +161,13 @@ def summarise(experiments: list[CvExperiment], folds: pd.DataFrame, reference: s
     rows = []
     for e in experiments:
         mine = folds[folds.experiment == e.name].reset_index(drop=True)
-        row = {"experiment": e.name, "variant": e.variant, "model": e.model, "reference": e.name == reference,
-               "folds": int(len(mine))}
+        row = {
+            "experiment": e.name,
+            "variant": e.variant,
+            "model": e.model,
+            "reference": e.name == reference,
+            "folds": int(len(mine)),
+        }
         for key, _, _ in METRICS:
             row[f"{key}_mean"] = float(mine[key].mean())
             row[f"{key}_sd"] = float(mine[key].std(ddof=1)) if len(mine) > 1 else math.nan
@@ -155,14 +185,24 @@ def summarise(experiments: list[CvExperiment], folds: pd.DataFrame, reference: s
                 if np.isfinite(d).all() and len(d) >= 2:
                     row[f"{key}_t_uncorrected"], row[f"{key}_p_uncorrected"] = stats.paired_ttest_folds(d)
                     row[f"{key}_t_corrected"], row[f"{key}_p_corrected"] = stats.corrected_resampled_ttest(
-                        d, n_train=n_train, n_test=n_test)
+                        d, n_train=n_train, n_test=n_test
+                    )
         rows.append(row)
     counts = np.bincount(labels[: int(total)], minlength=2)
-    facts = {"reference": reference, "operating_point": str(config.operating_point), "n": int(total),
-             "by_class": {"0": int(counts[0]), "1": int(counts[1])}, "folds": int(ref.fold.max()) + 1,
-             "repeats": int(ref.repeat.nunique()), "differences": int(len(ref_folds)),
-             "n_test": n_test, "n_train": n_train, "resamples": config.resamples, "seed": config.seed,
-             "confidence": config.confidence}
+    facts = {
+        "reference": reference,
+        "operating_point": str(config.operating_point),
+        "n": int(total),
+        "by_class": {"0": int(counts[0]), "1": int(counts[1])},
+        "folds": int(ref.fold.max()) + 1,
+        "repeats": int(ref.repeat.nunique()),
+        "differences": int(len(ref_folds)),
+        "n_test": n_test,
+        "n_train": n_train,
+        "resamples": config.resamples,
+        "seed": config.seed,
+        "confidence": config.confidence,
+    }
     return pd.DataFrame(rows), facts
 
 
@@ -194,12 +234,16 @@ def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
         "",
         f"## Per fold: mean ± SD across the {j} folds",
         "",
-        header, rule,
+        header,
+        rule,
     ]
     for _, row in table.iterrows():
         name = row.experiment + (" (reference)" if row.reference is True else "")
-        lines.append(f"| {name} | {row.variant} | {row.model} | " + " | ".join(
-            _cell(row[f"{key}_mean"], row[f"{key}_sd"], pct) for key, _, pct in METRICS) + " |")
+        lines.append(
+            f"| {name} | {row.variant} | {row.model} | "
+            + " | ".join(_cell(row[f"{key}_mean"], row[f"{key}_sd"], pct) for key, _, pct in METRICS)
+            + " |"
+        )
     lines += [
         "",
         "## Pooled out-of-fold predictions",
@@ -208,7 +252,8 @@ def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
         f"bootstrap over cases ({facts['resamples']} resamples, seed {facts['seed']}). The pooled AUROC mixes "
         "scores of different models (one per fold).",
         "",
-        header, rule,
+        header,
+        rule,
     ]
     for _, row in table.iterrows():
         cells = []
@@ -216,15 +261,30 @@ def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
             fmt = percent_cell if pct else number_cell
             cells.append(fmt(g(row, f"{key}_pooled"), g(row, f"{key}_pooled_low"), g(row, f"{key}_pooled_high")))
         lines.append(f"| {row.experiment} | {row.variant} | {row.model} | " + " | ".join(cells) + " |")
-    labels = [f"r{r} f{k}" if facts["repeats"] > 1 else f"fold {k}" for r, k in
-              folds[folds.experiment == facts["reference"]][["repeat", "fold"]].itertuples(index=False)]
-    lines += ["", "## Balanced accuracy (%) and AUROC of each fold", "",
-              "| Experiment | " + " | ".join(f"{c} BA" for c in labels) + " | " + " | ".join(f"{c} AUROC" for c in labels)
-              + " |", "|---|" + "---|" * (2 * len(labels))]
+    labels = [
+        f"r{r} f{k}" if facts["repeats"] > 1 else f"fold {k}"
+        for r, k in folds[folds.experiment == facts["reference"]][["repeat", "fold"]].itertuples(index=False)
+    ]
+    lines += [
+        "",
+        "## Balanced accuracy (%) and AUROC of each fold",
+        "",
+        "| Experiment | "
+        + " | ".join(f"{c} BA" for c in labels)
+        + " | "
+        + " | ".join(f"{c} AUROC" for c in labels)
+        + " |",
+        "|---|" + "---|" * (2 * len(labels)),
+    ]
     for name in table.experiment:
         mine = folds[folds.experiment == name]
-        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in mine.balanced_accuracy) + " | "
-                     + " | ".join("n/a" if is_missing(v) else f"{v:.3f}" for v in mine.auroc) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{100 * v:.1f}" for v in mine.balanced_accuracy)
+            + " | "
+            + " | ".join("n/a" if is_missing(v) else f"{v:.3f}" for v in mine.auroc)
+            + " |"
+        )
     lines += [
         "",
         f"## Against the reference ({facts['reference']}): t-tests across the {j} folds",
@@ -245,25 +305,35 @@ def markdown(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> str:
             continue
         for key, label in TESTED:
             pct = key != "auroc"
-            lines.append(f"| {row.experiment} | {label} | {_cell(g(row, f'{key}_difference'), g(row, f'{key}_difference_sd'), pct)} | "
-                         f"{_t(g(row, f'{key}_t_uncorrected'))} | {p_cell(g(row, f'{key}_p_uncorrected'))} | "
-                         f"{_t(g(row, f'{key}_t_corrected'))} | {p_cell(g(row, f'{key}_p_corrected'))} |")
+            lines.append(
+                f"| {row.experiment} | {label} | {_cell(g(row, f'{key}_difference'), g(row, f'{key}_difference_sd'), pct)} | "
+                f"{_t(g(row, f'{key}_t_uncorrected'))} | {p_cell(g(row, f'{key}_p_uncorrected'))} | "
+                f"{_t(g(row, f'{key}_t_corrected'))} | {p_cell(g(row, f'{key}_p_corrected'))} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def metrics_json(table: pd.DataFrame, facts: dict) -> dict:
     """cv.json: per experiment the per-fold mean and SD and the pooled value of balanced accuracy and
     AUROC, and the two p-values of balanced accuracy against the reference."""
+
     def r(v):
         return None if is_missing(v) else round(float(v), 6)
 
-    out = {"reference": facts["reference"], "n": facts["n"], "folds": facts["folds"], "repeats": facts["repeats"],
-           "experiments": {}}
+    out = {
+        "reference": facts["reference"],
+        "n": facts["n"],
+        "folds": facts["folds"],
+        "repeats": facts["repeats"],
+        "experiments": {},
+    }
     for _, row in table.iterrows():
         entry = {f"{key}_{part}": r(row[f"{key}_{part}"]) for key, _ in TESTED for part in ("mean", "sd", "pooled")}
         if row.reference is not True:
-            entry |= {"balanced_accuracy_p_uncorrected": r(row.get("balanced_accuracy_p_uncorrected")),
-                      "balanced_accuracy_p_corrected": r(row.get("balanced_accuracy_p_corrected"))}
+            entry |= {
+                "balanced_accuracy_p_uncorrected": r(row.get("balanced_accuracy_p_uncorrected")),
+                "balanced_accuracy_p_corrected": r(row.get("balanced_accuracy_p_corrected")),
+            }
         out["experiments"][row.experiment] = entry
     return out
 
@@ -272,15 +342,19 @@ def folds_figure(folds: pd.DataFrame, table: pd.DataFrame, facts: dict, out) -> 
     """cv.png: per experiment, each fold's balanced accuracy and AUROC as dots and their mean as a bar."""
     from PIL import Image, ImageDraw
 
-
     names = list(table.experiment)
     label_width, panel, gap, row_h, top = 250, 300, 30, 26, 60
     width, height = label_width + 2 * (panel + gap), top + row_h * len(names) + 50
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     font, small = figure_font(16), figure_font(12)
-    draw.text((10, 8), f"{facts['folds']} folds x {facts['repeats']} repeat(s), {facts['n']} train cases: each fold a "
-              f"dot, the mean a bar; blue: reference {facts['reference']}", fill="black", font=font)
+    draw.text(
+        (10, 8),
+        f"{facts['folds']} folds x {facts['repeats']} repeat(s), {facts['n']} train cases: each fold a "
+        f"dot, the mean a bar; blue: reference {facts['reference']}",
+        fill="black",
+        font=font,
+    )
     y_end = top + len(names) * row_h + 10
     for i, name in enumerate(names):
         draw.text((10, top + 12 + i * row_h - 7), name, fill="black", font=small)
@@ -306,16 +380,20 @@ def folds_figure(folds: pd.DataFrame, table: pd.DataFrame, facts: dict, out) -> 
 def report_files(table: pd.DataFrame, folds: pd.DataFrame, facts: dict) -> dict:
     """The report's files, name -> a function writing it to a path: cv_table.md, cv_table.csv,
     cv_folds.csv, cv.json and cv.png (for ``csxa_data.atomic.write_files_atomic``)."""
-    return {"cv_table.md": lambda path: path.write_text(markdown(table, folds, facts)),
-            "cv_table.csv": lambda path: table.to_csv(path, index=False, float_format="%.8g"),
-            "cv_folds.csv": lambda path: folds.to_csv(path, index=False, float_format="%.8g"),
-            "cv.json": lambda path: path.write_text(json.dumps({**metrics_json(table, facts), "facts": facts},
-                                                               indent=2) + "\n"),
-            "cv.png": lambda path: folds_figure(folds, table, facts, path)}
+    return {
+        "cv_table.md": lambda path: path.write_text(markdown(table, folds, facts)),
+        "cv_table.csv": lambda path: table.to_csv(path, index=False, float_format="%.8g"),
+        "cv_folds.csv": lambda path: folds.to_csv(path, index=False, float_format="%.8g"),
+        "cv.json": lambda path: path.write_text(
+            json.dumps({**metrics_json(table, facts), "facts": facts}, indent=2) + "\n"
+        ),
+        "cv.png": lambda path: folds_figure(folds, table, facts, path),
+    }
 
 
-def cv_results(cv_dir: str | Path, experiments: dict, train_model: str,
-               config: CompareParams) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def cv_results(
+    cv_dir: str | Path, experiments: dict, train_model: str, config: CompareParams
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Read and summarise every experiment's out-of-fold predictions; returns the table, the
     per-fold rows and the facts."""
     loaded, reference = load_cv(Path(cv_dir), experiments, train_model, config)

@@ -55,21 +55,23 @@ PAPER_TABLE_1 = (
 class CompareParams:
     """The ``compare`` section of params.yaml."""
 
-    reference: str | None = None      # an experiment name; null: the first experiment on the `original` variant
+    reference: str | None = None  # an experiment name; null: the first experiment on the `original` variant
     operating_point: str | float = "0.5"  # 0.5 (the paper's) | chosen (each experiment's validation threshold)
-    resamples: int = 2000             # bootstrap resamples of the test cases
+    resamples: int = 2000  # bootstrap resamples of the test cases
     seed: int = 2024
     confidence: float = 0.95
-    landmarks: bool = False           # add the landmark-measurement baseline's rows (landmark_baseline stage)
+    landmarks: bool = False  # add the landmark-measurement baseline's rows (landmark_baseline stage)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "CompareParams":
+    def from_dict(cls, data: dict | None) -> CompareParams:
 
         config = dataclass_from_section(cls, data or {}, "compare")
         if not isinstance(config.operating_point, str):  # 0.5 written without quotes
             config = replace(config, operating_point=f"{config.operating_point:g}")
-        require(str(config.operating_point) in OPERATING_POINTS,
-                f"compare.operating_point must be one of {list(OPERATING_POINTS)}, not {config.operating_point!r}")
+        require(
+            str(config.operating_point) in OPERATING_POINTS,
+            f"compare.operating_point must be one of {list(OPERATING_POINTS)}, not {config.operating_point!r}",
+        )
         require(100 <= config.resamples <= 100000, "compare.resamples must be within 100..100000")
         require(0.5 < config.confidence < 1, "compare.confidence must be within (0.5, 1)")
         require(0 <= config.seed < 2**32, f"compare.seed must be within 0..2**32-1, not {config.seed}")
@@ -81,7 +83,7 @@ class Experiment:
     name: str
     variant: str
     model: str
-    frame: pd.DataFrame     # key, label, score, pred (at the operating point), in the reference's key order
+    frame: pd.DataFrame  # key, label, score, pred (at the operating point), in the reference's key order
     majority_class: int | None
 
 
@@ -97,8 +99,20 @@ def paper_table_recomputed() -> pd.DataFrame:
         if not reference:
             z, one = stats.two_proportion_ztest(k, PAPER_N, ref_k, PAPER_N, alternative="greater")
             two = stats.two_proportion_ztest(k, PAPER_N, ref_k, PAPER_N, alternative="two-sided")[1]
-        rows.append({"enhancement": enhancement, "model": model, "accuracy": accuracy, "precision": precision,
-                     "f1": f1, "correct": k, "p_paper": p, "z": z, "p_one_sided": one, "p_two_sided": two})
+        rows.append(
+            {
+                "enhancement": enhancement,
+                "model": model,
+                "accuracy": accuracy,
+                "precision": precision,
+                "f1": f1,
+                "correct": k,
+                "p_paper": p,
+                "z": z,
+                "p_one_sided": one,
+                "p_two_sided": two,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -110,8 +124,15 @@ def default_reference(experiments: dict) -> str:
     return next(iter(experiments))
 
 
-def read_scored_csv(path: Path, operating_point: str, *, columns: tuple[str, ...] = (), unique: tuple[str, ...],
-                    not_found: str, twice: str) -> pd.DataFrame:
+def read_scored_csv(
+    path: Path,
+    operating_point: str,
+    *,
+    columns: tuple[str, ...] = (),
+    unique: tuple[str, ...],
+    not_found: str,
+    twice: str,
+) -> pd.DataFrame:
     """A predictions table (a test split's or out-of-fold), checked: present, readable, with key,
     label, ``columns``, score and the operating point's prediction column, no two rows alike in
     ``unique``; returns it with ``label``, ``score`` and ``pred`` (the operating point's) as checked
@@ -123,19 +144,25 @@ def read_scored_csv(path: Path, operating_point: str, *, columns: tuple[str, ...
         raise CsxaError(f"missing column(s) {missing}", path=path)
     blank = frame.key.isna() | (frame.key.astype(str).str.strip() == "")
     if blank.any():
-        raise CsxaError(f"row {int(blank.to_numpy().argmax()) + 2} has no key (every prediction names its sample)",
-                        path=path)
+        raise CsxaError(
+            f"row {int(blank.to_numpy().argmax()) + 2} has no key (every prediction names its sample)", path=path
+        )
     if frame.duplicated(list(unique)).any():
         raise CsxaError(f"{twice}: {frame.key[frame.duplicated(list(unique))].tolist()[:5]}", path=path)
     try:
-        labels, scores = check_labels_and_scores(pd.to_numeric(frame.label, errors="coerce").to_numpy(),
-                                                 pd.to_numeric(frame.score, errors="coerce").to_numpy(), where=str(path))
-        preds, _ = check_labels_and_scores(pd.to_numeric(frame[column], errors="coerce").to_numpy(),
-                                           where=f"{path} column {column}")
+        labels, scores = check_labels_and_scores(
+            pd.to_numeric(frame.label, errors="coerce").to_numpy(),
+            pd.to_numeric(frame.score, errors="coerce").to_numpy(),
+            where=str(path),
+        )
+        preds, _ = check_labels_and_scores(
+            pd.to_numeric(frame[column], errors="coerce").to_numpy(), where=f"{path} column {column}"
+        )
     except CsxaError as exc:
         raise CsxaError(str(exc)) from None
-    _check_predictions_follow_scores(frame.assign(score=scores, pred=preds), column, [c for c in columns if c != "key"],
-                                     path)
+    _check_predictions_follow_scores(
+        frame.assign(score=scores, pred=preds), column, [c for c in columns if c != "key"], path
+    )
     return frame.assign(label=labels, score=scores, pred=preds)
 
 
@@ -148,20 +175,31 @@ def _check_predictions_follow_scores(frame: pd.DataFrame, column: str, groups: l
         scores = frame.score.to_numpy()
         wrong = (frame.pred.to_numpy() != (scores >= 0.5)) & (np.abs(scores - 0.5) > rounding)
         if wrong.any():
-            raise CsxaError(f"column pred disagrees with score >= 0.5 in {int(wrong.sum())} row(s) (first: key "
-                            f"{frame.key[wrong].iloc[0]!r})", path=path)
+            raise CsxaError(
+                f"column pred disagrees with score >= 0.5 in {int(wrong.sum())} row(s) (first: key "
+                f"{frame.key[wrong].iloc[0]!r})",
+                path=path,
+            )
         return
-    for _, part in (frame.groupby(groups) if groups else [(None, frame)]):
+    for _, part in frame.groupby(groups) if groups else [(None, frame)]:
         positive, negative = part.score[part.pred == 1], part.score[part.pred == 0]
         if len(positive) and len(negative) and positive.min() < negative.max() - rounding:
-            raise CsxaError(f"column {column} is not one threshold on the score: a case scored {negative.max():.4g} "
-                            f"is predicted 0 and one scored {positive.min():.4g} is predicted 1", path=path)
+            raise CsxaError(
+                f"column {column} is not one threshold on the score: a case scored {negative.max():.4g} "
+                f"is predicted 0 and one scored {positive.min():.4g} is predicted 1",
+                path=path,
+            )
 
 
 def read_predictions(path: Path, operating_point: str) -> pd.DataFrame:
     """One experiment's predictions, checked: columns, unique keys, 0/1 labels, scores in [0, 1]."""
-    frame = read_scored_csv(path, operating_point, unique=("key",), twice="case(s) listed twice",
-                            not_found="predictions not found (has the experiment been trained? dvc repro)")
+    frame = read_scored_csv(
+        path,
+        operating_point,
+        unique=("key",),
+        twice="case(s) listed twice",
+        not_found="predictions not found (has the experiment been trained? dvc repro)",
+    )
     return frame[["key", "label", "score", "pred"]]
 
 
@@ -170,22 +208,27 @@ def align(reference: pd.DataFrame, other: pd.DataFrame, name: str, reference_nam
     ref_keys, keys = set(reference.key), set(other.key)
     if ref_keys != keys:
         only_other, only_ref = sorted(keys - ref_keys, key=str), sorted(ref_keys - keys, key=str)
-        raise CsxaError(f"{name}'s test cases differ from the reference {reference_name}'s: "
-                        f"{len(only_other)} only in {name} {only_other[:5]}, "
-                        f"{len(only_ref)} only in {reference_name} {only_ref[:5]}; paired tests need the same cases")
+        raise CsxaError(
+            f"{name}'s test cases differ from the reference {reference_name}'s: "
+            f"{len(only_other)} only in {name} {only_other[:5]}, "
+            f"{len(only_ref)} only in {reference_name} {only_ref[:5]}; paired tests need the same cases"
+        )
     other = other.set_index("key").loc[reference.key].reset_index()
     differ = other.label.to_numpy() != reference.label.to_numpy()
     if differ.any():
-        raise CsxaError(f"{name} and {reference_name} disagree on the class of case(s) "
-                        f"{reference.key[differ].tolist()[:5]}")
+        raise CsxaError(
+            f"{name} and {reference_name} disagree on the class of case(s) {reference.key[differ].tolist()[:5]}"
+        )
     return other
 
 
 def with_landmark_baselines(experiments: dict) -> dict:
     """The experiments plus the landmark-measurement baseline's, which compare reads like any other."""
 
-    return {**experiments, **{name: {"variant": "landmarks", "model": MODEL_NAMES[kind]}
-                              for name, kind in EXPERIMENTS.items()}}
+    return {
+        **experiments,
+        **{name: {"variant": "landmarks", "model": MODEL_NAMES[kind]} for name, kind in EXPERIMENTS.items()},
+    }
 
 
 def reference_first(experiments: dict, config: CompareParams) -> tuple[str, list[str]]:
@@ -194,13 +237,15 @@ def reference_first(experiments: dict, config: CompareParams) -> tuple[str, list
         raise CsxaError("no experiments to compare (params.yaml experiments:)")
     reference = config.reference or default_reference(experiments)
     if reference not in experiments:
-        raise CsxaError(f"compare.reference {reference!r} is not an experiment; known: {sorted(experiments)}",
-                        path="params.yaml")
+        raise CsxaError(
+            f"compare.reference {reference!r} is not an experiment; known: {sorted(experiments)}", path="params.yaml"
+        )
     return reference, [reference] + [n for n in experiments if n != reference]
 
 
-def load_experiments(results: Path, experiments: dict, train_model: str, config: CompareParams
-                     ) -> tuple[list[Experiment], str]:
+def load_experiments(
+    results: Path, experiments: dict, train_model: str, config: CompareParams
+) -> tuple[list[Experiment], str]:
     """Every experiment's predictions aligned to the reference's cases; returns them (reference first)
     and the reference's name."""
     reference, names = reference_first(experiments, config)
@@ -212,8 +257,11 @@ def load_experiments(results: Path, experiments: dict, train_model: str, config:
         majority = None
         details = results / name / "evaluation.json"
         if os.path.lexists(details) and not details.is_file():
-            raise CsxaError("is not a file (a folder, or a link to nothing); fit writes evaluation.json as a file: "
-                            f"train {name} again (dvc repro)", path=details)
+            raise CsxaError(
+                "is not a file (a folder, or a link to nothing); fit writes evaluation.json as a file: "
+                f"train {name} again (dvc repro)",
+                path=details,
+            )
         if details.is_file():
             try:
                 evaluation = json.loads(details.read_text())
@@ -223,14 +271,18 @@ def load_experiments(results: Path, experiments: dict, train_model: str, config:
                 raise CsxaError(f"is a JSON {type(evaluation).__name__}, not an object", path=details)
             said = evaluation.get("experiment")
             if isinstance(said, str) and said != name:
-                raise CsxaError(f"holds the results of experiment {said!r}, not {name!r}: a copied or linked "
-                                f"results folder, or a fit written there under another name? Train {name} into "
-                                f"its own folder (dvc repro)", path=details)
+                raise CsxaError(
+                    f"holds the results of experiment {said!r}, not {name!r}: a copied or linked "
+                    f"results folder, or a fit written there under another name? Train {name} into "
+                    f"its own folder (dvc repro)",
+                    path=details,
+                )
             majority = evaluation.get("majority_class")
             if majority is not None and (majority not in (0, 1) or isinstance(majority, bool)):
                 raise CsxaError(f"majority_class must be 0 or 1, not {str(majority)[:40]}", path=details)
-        loaded.append(Experiment(name, str(spec.get("variant", "?")), str(spec.get("model", train_model)), frame,
-                                 majority))
+        loaded.append(
+            Experiment(name, str(spec.get("variant", "?")), str(spec.get("model", train_model)), frame, majority)
+        )
     return loaded, reference
 
 
@@ -250,15 +302,18 @@ MAX_BOOTSTRAP_CELLS = 200_000_000
 def check_bootstrap_size(cases: int, resamples: int, where) -> None:
     """Refuse a bootstrap whose index matrix would not fit in bounded memory."""
     if cases * resamples > MAX_BOOTSTRAP_CELLS:
-        raise CsxaError(f"{cases:,} predictions x {resamples:,} resamples is over the {MAX_BOOTSTRAP_CELLS:,} "
-                        "cells a bootstrap may hold; lower compare.resamples", path=where)
+        raise CsxaError(
+            f"{cases:,} predictions x {resamples:,} resamples is over the {MAX_BOOTSTRAP_CELLS:,} "
+            "cells a bootstrap may hold; lower compare.resamples",
+            path=where,
+        )
 
 
 def row_chunks(index: np.ndarray):
     """Consecutive blocks of rows of ``index`` of about ``CHUNK_CELLS`` cells each."""
     step = max(1, CHUNK_CELLS // max(index.shape[1], 1))
     for start in range(0, len(index), step):
-        yield index[start:start + step]
+        yield index[start : start + step]
 
 
 def bootstrap_auroc(labels: np.ndarray, scores: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -281,9 +336,15 @@ def _bootstrap_block(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray, 
     sens, spec = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
     present = ((tp + fn) > 0).astype(int) + ((tn + fp) > 0).astype(int)
     balanced = (sens * ((tp + fn) > 0) + spec * ((tn + fp) > 0)) / np.maximum(present, 1)
-    return {"balanced_accuracy": balanced, "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-            "auroc": stats.auroc_rows(y, s), "brier": ((s - y) ** 2).mean(1), "sensitivity": sens,
-            "specificity": spec, "accuracy": (tp + tn) / np.maximum(tp + tn + fp + fn, 1)}
+    return {
+        "balanced_accuracy": balanced,
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "auroc": stats.auroc_rows(y, s),
+        "brier": ((s - y) ** 2).mean(1),
+        "sensitivity": sens,
+        "specificity": spec,
+        "accuracy": (tp + tn) / np.maximum(tp + tn + fp + fn, 1),
+    }
 
 
 def experiment_row(name: str, variant: str, model: str, labels, preds, scores, index, confidence) -> dict:
@@ -292,8 +353,12 @@ def experiment_row(name: str, variant: str, model: str, labels, preds, scores, i
     c = m["confusion"]
     n = m["n"]
     row = {"experiment": name, "variant": variant, "model": model, "n": n, **c}
-    wilson = {"accuracy": (c["tp"] + c["tn"], n), "precision": (c["tp"], c["tp"] + c["fp"]),
-              "sensitivity": (c["tp"], c["tp"] + c["fn"]), "specificity": (c["tn"], c["tn"] + c["fp"])}
+    wilson = {
+        "accuracy": (c["tp"] + c["tn"], n),
+        "precision": (c["tp"], c["tp"] + c["fp"]),
+        "sensitivity": (c["tp"], c["tp"] + c["fn"]),
+        "specificity": (c["tn"], c["tn"] + c["fp"]),
+    }
     for key, (k, total) in wilson.items():
         row[key] = m[key] if total else None
         row[f"{key}_low"], row[f"{key}_high"] = stats.wilson_interval(k, total, confidence)
@@ -312,8 +377,10 @@ def compare(experiments: list[Experiment], reference: str, config: CompareParams
     index = stats.stratified_bootstrap_indices(labels, config.resamples, config.seed)
     named = {e.majority_class for e in experiments if e.majority_class is not None}
     if len(named) > 1:
-        raise CsxaError("the experiments' evaluation.json name different train majority classes "
-                        f"({', '.join(f'{e.name}: {e.majority_class}' for e in experiments)}); one train split has one")
+        raise CsxaError(
+            "the experiments' evaluation.json name different train majority classes "
+            f"({', '.join(f'{e.name}: {e.majority_class}' for e in experiments)}); one train split has one"
+        )
     majority = next(iter(named), None)
     majority_source = "the train split's majority class"
     if majority is None:
@@ -336,28 +403,47 @@ def compare(experiments: list[Experiment], reference: str, config: CompareParams
             if row["auroc"] is not None and rows[0]["auroc"] is not None:
                 diff = bootstrap_auroc(labels, scores, index) - ref_boot_auc
                 row["auroc_difference"] = row["auroc"] - rows[0]["auroc"]
-                row["auroc_difference_low"], row["auroc_difference_high"] = stats.bootstrap_interval(diff, config.confidence)
+                row["auroc_difference_low"], row["auroc_difference_high"] = stats.bootstrap_interval(
+                    diff, config.confidence
+                )
         rows.append(row)
     constant = np.full_like(labels, majority)
-    baseline = experiment_row(f"majority baseline (always class {majority})", "-", "-", labels, constant,
-                              constant.astype(float), index, config.confidence)
+    baseline = experiment_row(
+        f"majority baseline (always class {majority})",
+        "-",
+        "-",
+        labels,
+        constant,
+        constant.astype(float),
+        index,
+        config.confidence,
+    )
     baseline["reference"] = False
     table = pd.DataFrame(rows + [baseline])
     compared = table.index[table.p_two_sided.notna()] if "p_two_sided" in table else []
     for column in ("p_two_sided", "mcnemar_p"):
         if column in table and len(compared):
             table.loc[compared, f"{column}_holm"] = stats.holm(table.loc[compared, column].to_numpy())
-    table["beats_baseline"] = pd.Series([bool(a > baseline["accuracy"]) for a in table.accuracy[:-1]] + [None],
-                                        dtype=object)
-    facts = {"reference": reference, "operating_point": str(config.operating_point), "n": int(len(labels)),
-             "test_by_class": {str(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
-             "majority_class": int(majority), "majority_source": majority_source,
-             "resamples": config.resamples, "seed": config.seed, "confidence": config.confidence,
-             "comparisons": int(len(compared))}
+    table["beats_baseline"] = pd.Series(
+        [bool(a > baseline["accuracy"]) for a in table.accuracy[:-1]] + [None], dtype=object
+    )
+    facts = {
+        "reference": reference,
+        "operating_point": str(config.operating_point),
+        "n": int(len(labels)),
+        "test_by_class": {str(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))},
+        "majority_class": int(majority),
+        "majority_source": majority_source,
+        "resamples": config.resamples,
+        "seed": config.seed,
+        "confidence": config.confidence,
+        "comparisons": int(len(compared)),
+    }
     return table, facts
 
 
 # --- report ------------------------------------------------------------------------------------
+
 
 def markdown(table: pd.DataFrame, facts: dict) -> str:
     """table.md: the comparison, the tests against the reference, and the paper's Table 1."""
@@ -381,16 +467,25 @@ def markdown(table: pd.DataFrame, facts: dict) -> str:
     for _, row in table.iterrows():
         name = row.experiment + (" (reference)" if row.reference is True else "")
         name += " †" if row.beats_baseline is False else ""
-        lines.append(" | ".join([
-            f"| {name}", row.variant, row.model,
-            percent_cell(g(row, "accuracy"), g(row, "accuracy_low"), g(row, "accuracy_high")),
-            percent_cell(g(row, "precision"), g(row, "precision_low"), g(row, "precision_high")),
-            percent_cell(g(row, "sensitivity"), g(row, "sensitivity_low"), g(row, "sensitivity_high")),
-            percent_cell(g(row, "f1"), g(row, "f1_low"), g(row, "f1_high")),
-            percent_cell(g(row, "specificity"), g(row, "specificity_low"), g(row, "specificity_high")),
-            percent_cell(g(row, "balanced_accuracy"), g(row, "balanced_accuracy_low"), g(row, "balanced_accuracy_high")),
-            number_cell(g(row, "auroc"), g(row, "auroc_low"), g(row, "auroc_high")),
-            number_cell(g(row, "brier"), g(row, "brier_low"), g(row, "brier_high")) + " |"]))
+        lines.append(
+            " | ".join(
+                [
+                    f"| {name}",
+                    row.variant,
+                    row.model,
+                    percent_cell(g(row, "accuracy"), g(row, "accuracy_low"), g(row, "accuracy_high")),
+                    percent_cell(g(row, "precision"), g(row, "precision_low"), g(row, "precision_high")),
+                    percent_cell(g(row, "sensitivity"), g(row, "sensitivity_low"), g(row, "sensitivity_high")),
+                    percent_cell(g(row, "f1"), g(row, "f1_low"), g(row, "f1_high")),
+                    percent_cell(g(row, "specificity"), g(row, "specificity_low"), g(row, "specificity_high")),
+                    percent_cell(
+                        g(row, "balanced_accuracy"), g(row, "balanced_accuracy_low"), g(row, "balanced_accuracy_high")
+                    ),
+                    number_cell(g(row, "auroc"), g(row, "auroc_low"), g(row, "auroc_high")),
+                    number_cell(g(row, "brier"), g(row, "brier_low"), g(row, "brier_high")) + " |",
+                ]
+            )
+        )
     lines += [
         "",
         f"## Against the reference ({facts['reference']})",
@@ -414,7 +509,8 @@ def markdown(table: pd.DataFrame, facts: dict) -> str:
             f"| {row.experiment} | {row.z:.2f} | {p_cell(row.p_one_sided)} | {p_cell(row.p_two_sided)} | "
             f"{p_cell(g(row, 'p_two_sided_holm'))} | {int(row.mcnemar_only_reference_correct)} / "
             f"{int(row.mcnemar_only_this_correct)} | {p_cell(row.mcnemar_p)} | {p_cell(g(row, 'mcnemar_p_holm'))} | "
-            f"{number_cell(g(row, 'auroc_difference'), g(row, 'auroc_difference_low'), g(row, 'auroc_difference_high'))} |")
+            f"{number_cell(g(row, 'auroc_difference'), g(row, 'auroc_difference_low'), g(row, 'auroc_difference_high'))} |"
+        )
     lines += ["", paper_markdown()]
     return "\n".join(lines) + "\n"
 
@@ -437,22 +533,30 @@ def paper_markdown() -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in paper.itertuples():
-        lines.append(f"| {row.enhancement} | {row.model} | {row.accuracy:.2f} | {row.precision:.2f} | {row.f1:.2f} | "
-                     f"{'n/a' if is_missing(row.p_paper) else row.p_paper} | "
-                     f"{'n/a' if is_missing(row.p_one_sided) else f'{row.p_one_sided:.4f}'} | "
-                     f"{'n/a' if is_missing(row.p_two_sided) else f'{row.p_two_sided:.4f}'} |")
+        lines.append(
+            f"| {row.enhancement} | {row.model} | {row.accuracy:.2f} | {row.precision:.2f} | {row.f1:.2f} | "
+            f"{'n/a' if is_missing(row.p_paper) else row.p_paper} | "
+            f"{'n/a' if is_missing(row.p_one_sided) else f'{row.p_one_sided:.4f}'} | "
+            f"{'n/a' if is_missing(row.p_two_sided) else f'{row.p_two_sided:.4f}'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def metrics_json(table: pd.DataFrame, facts: dict) -> dict:
     """compare.json: few numbers per experiment, for ``dvc metrics show`` and ``dvc exp show``."""
-    out = {"reference": facts["reference"], "n": facts["n"],
-           "baseline_accuracy": float(table.iloc[-1].accuracy), "experiments": {}}
+    out = {
+        "reference": facts["reference"],
+        "n": facts["n"],
+        "baseline_accuracy": float(table.iloc[-1].accuracy),
+        "experiments": {},
+    }
     for _, row in table.iloc[:-1].iterrows():
-        entry = {"accuracy": round(float(row.accuracy), 6),
-                 "balanced_accuracy": round(float(row.balanced_accuracy), 6),
-                 "auroc": None if is_missing(row.auroc) else round(float(row.auroc), 6),
-                 "beats_baseline": bool(row.beats_baseline)}
+        entry = {
+            "accuracy": round(float(row.accuracy), 6),
+            "balanced_accuracy": round(float(row.balanced_accuracy), 6),
+            "auroc": None if is_missing(row.auroc) else round(float(row.auroc), 6),
+            "beats_baseline": bool(row.beats_baseline),
+        }
         if not is_missing(row.get("mcnemar_p_holm")):
             entry["mcnemar_p_holm"] = round(float(row.mcnemar_p_holm), 6)
         out["experiments"][row.experiment] = entry
@@ -463,14 +567,17 @@ def report_files(table: pd.DataFrame, facts: dict) -> dict:
     """The report's files, name -> a function writing it to a path: table.md, table.csv,
     compare.json and compare.png (for ``csxa_data.atomic.write_files_atomic``)."""
 
-    return {"table.md": lambda path: path.write_text(markdown(table, facts)),
-            "table.csv": lambda path: table.to_csv(path, index=False, float_format="%.8g"),
-            "compare.json": lambda path: path.write_text(json.dumps(metrics_json(table, facts), indent=2) + "\n"),
-            "compare.png": lambda path: comparison_figure(table, facts, path)}
+    return {
+        "table.md": lambda path: path.write_text(markdown(table, facts)),
+        "table.csv": lambda path: table.to_csv(path, index=False, float_format="%.8g"),
+        "compare.json": lambda path: path.write_text(json.dumps(metrics_json(table, facts), indent=2) + "\n"),
+        "compare.png": lambda path: comparison_figure(table, facts, path),
+    }
 
 
-def compare_results(results: str | Path, experiments: dict, train_model: str,
-                    config: CompareParams) -> tuple[pd.DataFrame, dict]:
+def compare_results(
+    results: str | Path, experiments: dict, train_model: str, config: CompareParams
+) -> tuple[pd.DataFrame, dict]:
     """Read and compare every experiment's test predictions; returns the table and facts."""
     loaded, reference = load_experiments(Path(results), experiments, train_model, config)
     return compare(loaded, reference, config)
