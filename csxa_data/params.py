@@ -84,6 +84,10 @@ def load_section(path: str | Path | None, section: str) -> dict:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:  # ValueError: an int of over 4300 digits
         raise CsxaError(f"not valid YAML ({' '.join(str(exc).split())[:300]})", path=path) from None
+    except RecursionError:  # [[[[... or {a: {a: ... nested beyond Python's stack
+        raise CsxaError(
+            "not a params file: nested too deeply to read (a settings file is a few levels deep)", path=path
+        ) from None
     if data is None:  # a truncated or blanked file must not quietly mean "every default"
         raise CsxaError("holds no settings (empty, or only comments); write {} to mean every default", path=path)
     if not isinstance(data, dict):

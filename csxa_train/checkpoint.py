@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -56,6 +57,20 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = ("model", "epoch", "config", "digest", "log", "counts", "normalisation")
 
 
+def load_problem(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to retry unsafely:
+    the global it blocked (code the file would run) where it names one, else its first line."""
+    text = str(exc)
+    blocked = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", text)
+    if blocked:
+        return (
+            f"it asks to run {blocked.group(1)}, which is not model weights; refused, nothing of it ran "
+            "(a csxa checkpoint holds tensors, numbers and text only)"
+        )
+    lines = [line for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return f"{type(exc).__name__}: {' '.join((lines or [text])[0].split())[:200]}"
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """A checkpoint loaded with ``weights_only=True`` (no code runs from the file) and checked to be
     what ``fit`` writes: a dict with the model's state dict and the run's settings."""
@@ -65,9 +80,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad or unsafe file
-        raise CsxaError(
-            f"cannot load checkpoint safely ({type(exc).__name__}: {str(exc).splitlines()[0]})", path=path
-        ) from None
+        raise CsxaError(f"cannot load checkpoint safely ({load_problem(exc)})", path=path) from None
     if not isinstance(state, dict):
         raise CsxaError(
             f"not a csxa-train checkpoint: it holds a {type(state).__name__}, not a dict with {list(CHECKPOINT_KEYS)}",

@@ -463,6 +463,13 @@ def test_compare_cv_refuses_a_repeat_or_fold_that_is_not_a_whole_number(cv_proje
         (lambda o: o.assign(fold=o.fold.replace(2, 7)), "a repeat's folds are [0, 1, 3, 7], not 0..k-1"),
         (lambda o: o.assign(fold=0), "a repeat's folds are [0], not 0..k-1 with k at least 2"),
         (lambda o: o.assign(repeat=1), "the repeats are [1], not 0..0"),
+        # fourth audit: a fold without an asymptomatic case gave specificity 0, averaged in, and fed
+        # sensitivity as balanced accuracy into the t-tests
+        (
+            lambda o: o.assign(fold=np.where((o.label == 0) & (o.fold == 2), 3, o.fold)),
+            "fold 2 of repeat 0 holds no asymptomatic (0) case, so its specificity, balanced accuracy and AUROC "
+            "are undefined",
+        ),
     ],
 )
 def test_compare_cv_refuses_folds_or_repeats_that_are_not_a_cross_validations(cv_project, capsys, tamper, says):

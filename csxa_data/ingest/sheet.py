@@ -3,6 +3,8 @@ wrong with each row."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -33,6 +35,26 @@ def sheet_numbers(raw: pd.Series) -> pd.Series:
     )
 
 
+CASE_NUMBER_TEXT = re.compile(r"[0-9]{1,9}", re.ASCII)
+
+
+def case_numbers(raw: pd.Series) -> pd.Series:
+    """The Number column, the join key, read strictly: a number cell as itself (a fraction is left to
+    the contract's whole-number check), a text cell only if it is ASCII digits alone; anything else
+    (TRUE, '1e1', ' 9 ', '٣') is null, so the row is dropped naming the cell, never joined to another
+    case's film."""
+
+    def read(value):
+        if isinstance(value, (bool, np.bool_)) or value is None:
+            return None
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return float(value)
+        text = str(value)
+        return float(text) if CASE_NUMBER_TEXT.fullmatch(text) else None
+
+    return raw.map(read).astype(float)
+
+
 def curvature_code(number: float) -> int | None:
     """The sheet's curvature code (1 lordotic .. 5 kyphotic) from a cell read by ``sheet_numbers``, or None."""
     return int(number) if np.isfinite(number) and number.is_integer() and 1 <= number <= 5 else None
@@ -52,7 +74,7 @@ def type_sheet(columns: pd.DataFrame, config: ReleaseParams, params: IngestParam
     return pd.DataFrame(
         {
             "excel_row": columns.excel_row.astype("int64"),
-            "number": sheet_numbers(columns.number),
+            "number": case_numbers(columns.number),
             "gender": _coded(columns.gender, params.gender_codes),
             "age": sheet_numbers(columns.age),
             "label": _coded(columns.label, config.label_codes),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -233,6 +234,16 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
                 )
             )
             continue
+        if _unsafe(info.filename):
+            skipped.append(
+                (
+                    _printable(info.filename),
+                    "unsafe_path",
+                    f"{path}:{_printable(info.filename)}: a member named with '..' or an absolute path "
+                    "points outside the archive's folder; not a release file, not read",
+                )
+            )
+            continue
         name = parts[-1]
         members.append(Member(name, PurePosixPath(name).stem, info.file_size, f"{path}:{info.filename}"))
         info_of[members[-1].location] = info  # only the entries kept as members are ever opened
@@ -260,13 +271,24 @@ def _zip_set(path: Path, set_name: str) -> FileSet:
     return files
 
 
+def _unsafe(name: str) -> bool:
+    """A zip member name that would leave the archive's folder: absolute, a drive, or with '..'."""
+    name = name.replace("\\", "/")
+    return name.startswith("/") or re.match(r"[A-Za-z]:", name) is not None or ".." in name.split("/")
+
+
+RELEASE_SUFFIXES = (".png", ".json")
+
+
 def _walk(root: Path) -> Iterator[tuple[Path, bool]]:
-    """(path, is a link) of every entry below ``root``, sorted, never descending into a link."""
+    """(path, is a link) of every entry below ``root``, sorted, never descending into a link; a
+    folder named like a release file (``0001183.json/``) is an entry too, so that it is logged."""
     for folder, dirs, names in os.walk(root, followlinks=False):
         base = Path(folder)
         linked_dirs = [d for d in dirs if (base / d).is_symlink()]
         dirs[:] = sorted(d for d in dirs if d not in linked_dirs)
-        for name in sorted(names + linked_dirs):
+        named_like_files = [d for d in dirs if d.lower().endswith(RELEASE_SUFFIXES)]
+        for name in sorted(names + linked_dirs + named_like_files):
             yield base / name, (base / name).is_symlink()
 
 
@@ -299,6 +321,8 @@ def _folder_set(path: Path, set_name: str) -> FileSet:
                     "links are never followed, so nothing outside the release is read",
                 )
             )
+        elif p.is_dir():
+            skipped.append((relative, "not_regular_file", f"{shown}: a folder named like a release file, not a file"))
         elif not p.is_file():
             skipped.append((relative, "not_regular_file", f"{shown}: not a regular file"))
         else:

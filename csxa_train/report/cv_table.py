@@ -90,6 +90,16 @@ def read_oof(path: Path, operating_point: str) -> pd.DataFrame:
     problem = fold_layout_problem(out)
     if problem:
         raise CsxaError(f"{problem}: not the folds of data/folds.csv (cross-validate again: dvc repro)", path=path)
+    for (r, k), part in out.groupby(["repeat", "fold"], sort=True):
+        missing = sorted({0, 1} - set(part.label.tolist()))
+        if missing:
+            which = "asymptomatic (0)" if missing == [0] else "spondylotic (1)"
+            raise CsxaError(
+                f"fold {int(k)} of repeat {int(r)} holds no {which} case, so its specificity, balanced accuracy "
+                "and AUROC are undefined and the folds cannot be compared: stratify the folds "
+                "(`csxa-data fold-salt`, then cv.seed) or use fewer folds",
+                path=path,
+            )
     return out.sort_values(["repeat", "key"], ignore_index=True)
 
 
