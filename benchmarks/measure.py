@@ -33,8 +33,9 @@ def _tree_rss_bytes(root_pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], **kwargs) -> dict:
-    """Run ``cmd``; return wall seconds, CPU seconds (user+sys of the tree) and peak tree RSS in MiB."""
+def run_measured(cmd: list[str], *, check: bool = True, **kwargs) -> dict:
+    """Run ``cmd``; return wall seconds, CPU seconds (user+sys of the tree), peak tree RSS in MiB and
+    the exit code (``check``: a non-zero exit ends the benchmark)."""
     before = os.times()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, **kwargs)
@@ -55,13 +56,14 @@ def run_measured(cmd: list[str], **kwargs) -> dict:
     wall = time.perf_counter() - start
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    if rc != 0:
+    if check and rc != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {rc}")
     return {
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2),
         "cores_used": round(cpu / wall, 2),
         "peak_rss_mib": round(peak / 2**20, 1),
+        "exit": rc,
     }
 
 

@@ -195,6 +195,8 @@ def _variant_specs(args: argparse.Namespace) -> dict:
     from csxa_data.params import load_section
     from csxa_data.variants.spec import VariantSpec
 
+    if args.params is None and not Path("params.yaml").is_file():
+        raise CsxaError("no params file: run in the project's folder (beside params.yaml) or give --params FILE")
     section = load_section(args.params, "variants")
     if not section:
         raise CsxaError("no variants section in the params file", path=args.params or "params.yaml")
@@ -307,7 +309,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from csxa_data.registry import pull
+    from csxa_data.pull import pull
 
     pull(args.repo, args.targets, remote=args.remote, timeout=args.timeout)
     return 0

@@ -9,7 +9,14 @@ gto's API, from a local clone or a git URL.
 
 from __future__ import annotations
 
+import datetime
+import os
+import re
+import signal
 import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +34,7 @@ class ArtifactInfo:
     labels: tuple[str, ...]
 
 
-def _open_repo(root: str | Path):
+def open_repo(root: str | Path):
     from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
@@ -45,7 +52,7 @@ def read_artifacts(root: str | Path = ".") -> dict[str, ArtifactInfo]:
     """The artifacts named in the top-level ``dvc.yaml`` of the repository at ``root``."""
     from dvc.exceptions import DvcException
 
-    with _open_repo(root) as repo:
+    with open_repo(root) as repo:
         try:
             entries = repo.artifacts.read().get("dvc.yaml", {})
         except DvcException as exc:
@@ -56,7 +63,7 @@ def read_artifacts(root: str | Path = ".") -> dict[str, ArtifactInfo]:
     }
 
 
-def _where(repo: str | Path) -> str:
+def registry_where(repo: str | Path) -> str:
     """A registry named for messages: a URL as given, a local path made absolute."""
     return str(repo) if "://" in str(repo) or str(repo).startswith("git@") else str(Path(repo).resolve())
 
@@ -69,12 +76,12 @@ def _gto_error(exc: Exception) -> str:
 VERSIONS_TIMEOUT = 300.0
 
 
-class _NoAnswer(Exception):
-    """``_within`` ran out of time."""
+class NoAnswer(Exception):
+    """``within`` ran out of time."""
 
 
-def _within(timeout: float, ask):
-    """``ask()``'s result, or its exception raised here, or ``_NoAnswer`` after ``timeout`` seconds.
+def within(timeout: float, ask):
+    """``ask()``'s result, or its exception raised here, or ``NoAnswer`` after ``timeout`` seconds.
     It runs in a daemon thread: a server that never answers must not keep this process alive at exit."""
     import threading
 
@@ -90,41 +97,187 @@ def _within(timeout: float, ask):
     asking.start()
     asking.join(timeout)
     if asking.is_alive():
-        raise _NoAnswer
+        raise NoAnswer
     if "error" in answer:
         raise answer["error"]
     return answer["value"]
 
 
-def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TIMEOUT) -> list[dict]:
-    """Registered, active versions of artifact ``name`` in ``repo`` (a path or a git URL), oldest
-    first by semantic version; each a dict with ``version``, ``commit_hexsha``, ``created_at``.
-    Reading them (a clone, for a URL) must end within ``timeout`` seconds."""
-    from gto.api import show
-    from gto.exceptions import ArtifactNotFound
+TAG_FIELDS = (
+    "%(refname:strip=2)",
+    "%(objecttype)",
+    "%(*objecttype)",
+    "%(*objectname)",
+    "%(taggerdate:iso-strict)",
+    "%(contents)",
+)
+VERSION_TAG = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:[-+][0-9A-Za-z.+-]*)?", re.ASCII)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """End a command and everything it started (git fetch runs helpers of its own)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def _git_within(args: list[str], timeout: float, cwd: str | None = None, input: str | None = None) -> str:
+    """A git command's standard output; ``NoAnswer`` after ``timeout`` seconds (git and its helpers
+    stopped), CsxaError with git's own last line when it fails."""
+    process = subprocess.Popen(
+        ["git", *args],
+        cwd=cwd,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+    )
+    try:
+        out, err = process.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        raise NoAnswer from None
+    except BaseException:
+        _stop(process)
+        raise
+    if process.returncode:
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        raise CsxaError(lines[-1] if lines else f"git {args[0]} failed (exit {process.returncode})")
+    return out
+
+
+def _tag_records(repo: str | Path, name: str, timeout: float) -> str:
+    """``git for-each-ref`` over the tags ``NAME@*`` of ``repo``: of a local repository directly, of
+    a git URL after fetching those tags alone (no history, no files) into a temporary repository that
+    is removed whatever happens."""
+    pattern = f"refs/tags/{name}@*"
+    listing = ["for-each-ref", f"--format={'%00'.join(TAG_FIELDS)}%1e", pattern]
+    deadline = time.monotonic() + timeout
+    local = Path(str(repo))
+    if "://" not in str(repo) and not str(repo).startswith("git@") and local.exists():
+        if not local.is_dir():
+            raise CsxaError("not a folder (give the registry's git repository or URL)", path=registry_where(repo))
+        return _git_within(["-C", str(local), *listing], timeout)
+    return _remote_tag_records(str(repo), pattern, deadline)
+
+
+def _remote_tag_records(url: str, pattern: str, deadline: float) -> str:
+    """What ``_tag_records`` reads, for a git URL: the tags named by ``git ls-remote``, their tag
+    objects fetched by id into a temporary repository (no ref written per tag, no history, no
+    files) and read with ``git cat-file``; the temporary repository is removed whatever happens."""
+    left = lambda: max(deadline - time.monotonic(), 0.1)  # noqa: E731
+    advertised = _git_within(["ls-remote", url, pattern], left())
+    targets, names = {}, {}
+    for line in advertised.splitlines():
+        sha, _, ref = line.partition("\t")
+        name = ref.removeprefix("refs/tags/")
+        if name.endswith("^{}"):
+            targets[name[:-3]] = sha
+        else:
+            names[name] = sha
+    records = [f"{name}\0commit\0\0{sha}\0\0" for name, sha in names.items() if name not in targets]  # lightweight
+    annotated = {name: sha for name, sha in names.items() if name in targets}
+    if not annotated:
+        return "\x1e".join(records)
+    with tempfile.TemporaryDirectory(prefix="csxa-versions-", ignore_cleanup_errors=True) as tmp:
+        _git_within(["init", "--bare", "-q", tmp], left())
+        _git_within(
+            ["-C", tmp, "fetch", "--quiet", "--no-tags", "--depth=1", "--stdin", url],
+            left(),
+            input="\n".join(sorted(set(annotated.values()))) + "\n",
+        )
+        batch = _git_within(["-C", tmp, "cat-file", "--batch"], left(), input="\n".join(annotated.values()) + "\n")
+    objects = _tag_objects(batch)
+    for name, sha in annotated.items():
+        tag = objects.get(sha, {})
+        records.append(
+            f"{name}\0tag\0{tag.get('type', '')}\0{tag.get('object', '')}\0{tag.get('date', '')}\0"
+            f"{tag.get('message', '')}"
+        )
+    return "\x1e".join(records)
+
+
+def _tag_objects(batch: str) -> dict[str, dict]:
+    """Tag objects from ``git cat-file --batch`` output: id -> object, type, date (ISO), message."""
+    out, at = {}, 0
+    while at < len(batch):
+        end = batch.index("\n", at)
+        header = batch[at:end].split()
+        if len(header) < 3:
+            break
+        size = int(header[2])
+        body = batch[end + 1 : end + 1 + size]  # tag objects are text: characters count as bytes here
+        at = end + 1 + size + 1
+        head, _, message = body.partition("\n\n")
+        fields = dict(line.split(" ", 1) for line in head.splitlines() if " " in line)
+        stamp = re.search(r"> (\d+) ([+-]\d{4})$", fields.get("tagger", ""))
+        date = ""
+        if stamp:
+            zone = datetime.timezone(
+                datetime.timedelta(hours=int(stamp.group(2)[:3]), minutes=int(stamp.group(2)[0] + stamp.group(2)[3:]))
+            )
+            date = datetime.datetime.fromtimestamp(int(stamp.group(1)), zone).isoformat()
+        out[header[0]] = {
+            "object": fields.get("object", ""),
+            "type": fields.get("type", ""),
+            "date": date,
+            "message": message,
+        }
+    return out
+
+
+def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TIMEOUT, *, warn=None) -> list[dict]:
+    """Published versions of artifact ``name`` in ``repo`` (a path or a git URL), oldest first by
+    semantic version: every annotated tag ``NAME@vX.Y.Z`` on a commit that no deregistration tag
+    ``NAME@vX.Y.Z!#N`` (gto's) cancels. Each is a dict with ``version``, ``tag``, ``commit_hexsha``,
+    ``created_at`` and ``message``. Tags are read as git stores them (``git for-each-ref``, no
+    object built per tag); a tag that is not annotated, or points at a tree or a blob, is left out
+    with one warning naming it (``warn``: a function of one line; stderr by default). Reading them
+    must end within ``timeout`` seconds."""
     from gto.versions import SemVer
 
+    warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
     try:
-        versions = _within(timeout, lambda: show(str(repo), name, registered_only=True))
-    except ArtifactNotFound:
-        versions = []  # no tag names it yet
-    except _NoAnswer:
+        text = _tag_records(repo, name, timeout)
+    except NoAnswer:
         raise CsxaError(
-            f"cannot read versions of {name!r}: no answer within {timeout:g} s", path=_where(repo)
+            f"cannot read versions of {name!r}: no answer within {timeout:g} s", path=registry_where(repo)
         ) from None
-    except Exception as exc:  # noqa: BLE001 - gto, scmrepo and git raise many kinds for one bad tag or URL
-        # gto's and scmrepo's own errors say what is wrong; anything else is a tag gto trips on
-        known = type(exc).__module__.startswith(("gto", "scmrepo"))
-        reason = (
-            _gto_error(exc)
-            if known
-            else (
-                f"{type(exc).__name__}: {_gto_error(exc)}; a tag naming {name} "
-                "that points at something other than a commit?"
-            )
-        )
-        raise CsxaError(f"cannot read versions of {name!r}: {reason}", path=_where(repo)) from None
-    return sorted((v for v in versions if v.get("is_active", True)), key=lambda v: SemVer(v["version"]))
+    except CsxaError as exc:
+        raise CsxaError(f"cannot read versions of {name!r}: {exc.message}", path=registry_where(repo)) from None
+    found, withdrawn = {}, set()
+    for record in text.split("\x1e"):
+        record = record.lstrip("\n")
+        if not record:
+            continue
+        tag, kind, target_kind, commit, date, message = (record.split("\0") + [""] * 6)[:6]
+        rest = tag[len(name) + 1 :]
+        version, _, cancel = rest.partition("!")
+        if not VERSION_TAG.fullmatch(version) or not SemVer.is_valid(version):
+            continue  # another action of gto's (a stage, a deprecation), or another artifact's prefix
+        if cancel:
+            if cancel.startswith("#"):
+                withdrawn.add(version)
+            continue
+        if kind != "tag":
+            warn(f"tag {tag} is not annotated (DVC and gto see only annotated tags); left out")
+            continue
+        if target_kind != "commit":
+            warn(f"tag {tag} points at a {target_kind or 'missing object'}, not a commit; left out")
+            continue
+        found[version] = {
+            "version": version,
+            "tag": tag,
+            "commit_hexsha": commit,
+            "created_at": date,
+            "message": message.strip(),
+        }
+    versions = [entry for version, entry in found.items() if version not in withdrawn]
+    return sorted(versions, key=lambda entry: SemVer(entry["version"]))
 
 
 def require_version(repo: str | Path, name: str, version: str, timeout: float = VERSIONS_TIMEOUT) -> dict:
@@ -134,7 +287,9 @@ def require_version(repo: str | Path, name: str, version: str, timeout: float = 
         if entry["version"] == version:
             return entry
     known = ", ".join(v["version"] for v in versions) or "none"
-    raise CsxaError(f"{name}@{version} is not published; published versions of {name}: {known}", path=_where(repo))
+    raise CsxaError(
+        f"{name}@{version} is not published; published versions of {name}: {known}", path=registry_where(repo)
+    )
 
 
 def check_version_name(version: str) -> None:
@@ -152,7 +307,7 @@ def _git(root: Path, *args: str) -> str:
     return result.stdout
 
 
-def _default_remote(repo, remote: str | None) -> tuple[str, str]:
+def default_remote(repo, remote: str | None) -> tuple[str, str]:
     """(name, url) of ``remote`` or of the repository's default remote."""
     config = repo.config
     name = remote or config["core"].get("remote")
@@ -167,13 +322,43 @@ def _default_remote(repo, remote: str | None) -> tuple[str, str]:
     return name, str(config["remote"][name].get("url", ""))
 
 
+# a remote that accepts connections and never answers must not hang a publish
+REMOTE_TIMEOUT = 120.0
+
+
+def output_objects(out) -> list[tuple[str, str]]:
+    """(path in the workspace, md5) of every object of a DVC output: a file's own; a folder's
+    listing and each file in it (the listing read from the local cache)."""
+    if not out.hash_info or not out.hash_info.value:
+        raise CsxaError(f"{out.def_path} has no recorded hash (run dvc repro or dvc commit)", path="dvc.lock")
+    if not out.hash_info.isdir:
+        return [(out.def_path, out.hash_info.value)]
+    tree = out.get_obj()
+    if tree is None:
+        raise CsxaError(
+            f"the listing of {out.def_path} is not in the local cache; `dvc pull {out.def_path}` or `dvc repro` first",
+            path=out.def_path,
+        )
+    files = [(f"{out.def_path}/{'/'.join(key)}", info.value) for key, _, info in tree]
+    return [(f"{out.def_path} (its listing)", out.hash_info.value), *files]
+
+
+def missing_on_remote(repo, outs, remote: str) -> list[tuple[str, str]]:
+    """(path, md5) of the objects of ``outs`` that the remote itself does not hold: each object
+    asked of the remote's file system, not of DVC's local record of what was pushed."""
+    odb = repo.cloud.get_remote_odb(remote)
+    objects = [entry for out in outs for entry in output_objects(out)]
+    present = set(odb.list_oids_exists([md5 for _, md5 in objects]))
+    return [(path, md5) for path, md5 in objects if md5 not in present]
+
+
 def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | None = None) -> str:
     """Refuse unless ``artifact``'s output is committed (stage up to date with a committed
     ``dvc.lock``) and pushed (every file in the remote). Returns the remote's name."""
     from dvc.exceptions import DvcException
 
     root = Path(root).resolve()
-    with _open_repo(root) as repo:
+    with open_repo(root) as repo:
         outs = [out for out in repo.index.outs if out.def_path == artifact.path]
         if not outs or outs[0].stage is None:
             raise CsxaError(
@@ -199,18 +384,30 @@ def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | No
                 "commit them first",
                 path=root,
             )
-        name, url = _default_remote(repo, remote)
+        name, url = default_remote(repo, remote)
         try:
-            missing = repo.status(targets=[artifact.path], cloud=True, remote=name)
-        except DvcException as exc:
+            missing = within(REMOTE_TIMEOUT, lambda: missing_on_remote(repo, outs, name))
+        except NoAnswer:
             raise CsxaError(
-                f"artifact {artifact.name!r}: cannot check remote {name!r} ({url}): {exc}", path=root
+                f"artifact {artifact.name!r}: remote {name!r} ({url}) gave no answer within "
+                f"{REMOTE_TIMEOUT:g} s; nothing was tagged",
+                path=root,
+            ) from None
+        except CsxaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each remote's file system raises its own kinds
+            raise CsxaError(
+                f"artifact {artifact.name!r}: cannot ask remote {name!r} ({url}) what it holds "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); nothing was tagged",
+                path=root,
             ) from None
         if missing:
-            states = sorted(set(missing.values()))
+            shown = ", ".join(path for path, _ in missing[:3]) + (
+                f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            )
             raise CsxaError(
-                f"artifact {artifact.name!r}: {artifact.path} is not pushed to remote {name!r} ({url}): "
-                f"{len(missing)} entries {'/'.join(states)}; run `dvc push {artifact.path}`",
+                f"artifact {artifact.name!r}: remote {name!r} ({url}) lacks {len(missing)} of its files "
+                f"({shown}); run `dvc push {artifact.path}`; nothing was tagged",
                 path=root,
             )
         return name
@@ -258,63 +455,3 @@ def _newer(version: str, than: str) -> bool:
     from gto.versions import SemVer
 
     return SemVer(version) > SemVer(than)
-
-
-def probe_remote(
-    root: str | Path = ".", remote: str | None = None, timeout: float = 20.0
-) -> tuple[str, str, str | None]:
-    """(name, url, problem) for ``remote`` or the default one: ``problem`` is None when the remote's
-    root answers within ``timeout`` seconds, else why not (one line)."""
-    with _open_repo(root) as repo:
-        name, url = _default_remote(repo, remote)
-        try:
-            fs_remote = repo.cloud.get_remote(name)
-        except Exception as exc:  # noqa: BLE001 - any config or plugin error is the answer
-            return name, url, f"{type(exc).__name__}: {exc}"
-
-    def ask() -> tuple[bool, bool]:
-        exists = fs_remote.fs.exists(fs_remote.path)
-        local = getattr(fs_remote.fs, "protocol", None) in ("local", "file", ("file", "local"))
-        return exists, bool(local and exists and not fs_remote.fs.isdir(fs_remote.path))
-
-    try:
-        exists, is_file = _within(timeout, ask)
-    except _NoAnswer:
-        return name, url, f"no answer within {timeout:g} s"
-    except Exception as exc:  # noqa: BLE001 - connection errors differ by file system
-        return name, url, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    if is_file:
-        return name, url, "it is a file, not a folder"
-    return name, url, None if exists else "nothing there (the folder or bucket does not exist)"
-
-
-def pull(root: str | Path, targets: list[str], *, remote: str | None = None, timeout: float = 600.0) -> None:
-    """``dvc pull TARGETS`` (DVC's own output passes through); on failure or after ``timeout``
-    seconds, one error line saying whether the remote answers, and what to do."""
-    command = ["dvc", "pull", *(["--remote", remote] if remote else []), *targets]
-    if not Path(root).is_dir():
-        raise CsxaError(
-            "not found" if not Path(root).exists() else "not a folder (give the repository's root)", path=root
-        )
-    try:
-        result = subprocess.run(command, cwd=root, timeout=timeout)
-        failed = f"dvc pull failed (exit {result.returncode})" if result.returncode else None
-    except subprocess.TimeoutExpired:
-        failed = f"dvc pull gave no result within {timeout:g} s and was stopped"
-    except FileNotFoundError:
-        raise CsxaError("the dvc command is not on PATH (pip install csxa installs it)") from None
-    if failed is None:
-        return
-    name, url, problem = probe_remote(root, remote, timeout=min(timeout, 20.0))
-    if problem:
-        hint = (
-            f"remote {name!r} ({url}) cannot be reached: {problem}; check the URL with `dvc remote list`, "
-            f"or point it at the registry's storage with `dvc remote modify --local {name} url URL` "
-            "(README, 'Remotes')"
-        )
-    else:
-        hint = (
-            f"remote {name!r} ({url}) answers, so it lacks some of these files: ask the data steward to "
-            f"`dvc push` them, or check that you are on a published commit"
-        )
-    raise CsxaError(f"{failed}: {hint}", path=Path(root).resolve())

@@ -5,12 +5,15 @@ through a read-only HTTP mirror and an S3-compatible server, and an unreachable 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import json
 import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -150,11 +153,63 @@ def test_pull_from_an_unreachable_remote_fails_fast_with_a_hint(registry):
     sh("dvc", "remote", "add", "-d", "--local", "web", url, cwd=clone)
     failed = csxa_data("pull", VARIANT, "--timeout", "60", cwd=clone, check=False, timeout=120)
     assert failed.returncode == 2, failed.stderr
-    assert "ERROR: failed to pull data from the cloud" in failed.stderr  # DVC's own error
     hint = failed.stderr.strip().splitlines()[-1]
     assert hint.startswith("csxa-data: error: ") and "dvc pull failed" in hint
-    assert f"remote 'web' ({url}) cannot be reached" in hint
+    assert f"remote 'web' ({url}) cannot be reached: connection refused (nothing listens" in hint
     assert "dvc remote modify --local web url" in hint
+    assert not (clone / VARIANT).exists()
+
+
+@contextlib.contextmanager
+def answering(status: int):
+    """A loopback HTTP server that answers every request with ``status`` (401: credentials wanted)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def answer(self):
+            self.send_response(status)
+            self.send_header("WWW-Authenticate", 'Basic realm="csxa"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = answer
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("kind", ["authentication", "missing folder", "empty mirror"])
+def test_pull_names_the_real_reason(registry, tmp_path, kind):
+    """Fourth audit: a refused or unroutable address was "nothing there (the folder or bucket does not
+    exist)". Each reason is named: refused (above), timed out (below), authentication, a folder that
+    does not exist, and a remote that answers but lacks the files."""
+    clone = consumer_dir(registry, f"reason-{kind.replace(' ', '-')}") / "csxa"
+    sh("git", "clone", "-q", registry.root, clone, cwd=registry.base)
+    with contextlib.ExitStack() as stack:
+        if kind == "authentication":
+            url = stack.enter_context(answering(401))
+        elif kind == "missing folder":
+            url = str(tmp_path / "no-such-remote")
+        else:
+            (tmp_path / "empty").mkdir()
+            url = stack.enter_context(serve(tmp_path / "empty"))
+        sh("dvc", "remote", "add", "-d", "--local", "web", url, cwd=clone)
+        failed = csxa_data("pull", VARIANT, "--timeout", "60", cwd=clone, check=False, timeout=120)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
+    hint = failed.stderr.strip().splitlines()[-1]
+    expected = {
+        "authentication": f"remote 'web' ({url}) cannot be reached: authentication refused (HTTP 401)",
+        "missing folder": f"remote 'web' ({url}) cannot be reached: nothing there (the folder or bucket does not",
+        "empty mirror": f"remote 'web' ({url}) answers but lacks {VARIANT} (its listing)",
+    }[kind]
+    assert expected in hint, hint
     assert not (clone / VARIANT).exists()
 
 

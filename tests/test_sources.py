@@ -50,7 +50,7 @@ class Mirror:
     """A threaded HTTP server over a folder; ``faults`` maps a file name to what goes wrong."""
 
     def __init__(self, folder: Path):
-        self.folder, self.faults, self.requests = folder, {}, []
+        self.folder, self.faults, self.requests, self.sent = folder, {}, [], {}
         self.stop = threading.Event()
         mirror = self
 
@@ -64,6 +64,9 @@ class Mirror:
                 fault = mirror.faults.get(name, mirror.faults.get("*", ""))
                 if fault in ("404", "503"):
                     self.send_error(int(fault))
+                    return
+                if fault in ("endless", "endless_junk"):
+                    self.endless(name, b"" if fault == "endless_junk" else (mirror.folder / name).read_bytes())
                     return
                 if fault in ("trickle", "trickle_headers", "long_header", "redirect_loop"):
                     self.misbehave(fault)
@@ -95,6 +98,21 @@ class Mirror:
                     mirror.stop.wait(60)
                     return
                 self.wfile.write(data)
+
+            def endless(self, name, data):
+                """``data`` (a whole shard, or nothing) then random bytes until the client hangs up;
+                no Content-Length, so only the server's closing would end the body."""
+                self.send_response(200)
+                self.end_headers()
+                block = os.urandom(1 << 16)
+                mirror.sent[name] = 0
+                try:
+                    self.wfile.write(data)
+                    while not mirror.stop.is_set():
+                        self.wfile.write(block)
+                        mirror.sent[name] += len(block)
+                except OSError:
+                    pass
 
             def misbehave(self, fault):
                 head = b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n"
@@ -283,6 +301,57 @@ def members_of(path: Path) -> list[tuple[str, bytes]]:
 @pytest.fixture
 def copy(variant, tmp_path) -> Path:
     return Path(shutil.copytree(variant, tmp_path / "variant"))
+
+
+@pytest.mark.parametrize("fault", ["endless", "endless_junk"])
+def test_a_shard_followed_by_endless_bytes_is_one_line_and_read_no_further(mirror, fault):
+    """Fourth audit: a valid tar followed by endless bytes (or endless random bytes) was buffered to the
+    end of the stream until MemoryError. The reader stops at the end of the archive and reads at most
+    1 MiB of what follows (64 MiB, discarded as read, after a broken archive, to tell a damaged download)."""
+    mirror.faults["train-000000.tar"] = fault
+    with pytest.raises(CsxaError) as error:
+        verify(open_source(mirror.url, FAST))
+    message = str(error.value)
+    assert message.startswith(f"{mirror.url}/train-000000.tar: ") and "\n" not in message
+    if fault == "endless":
+        assert "more than 1,048,576 bytes other than zero padding follow the end of the archive" in message
+    else:
+        assert "not a readable tar" in message or "checksum" in message, message
+    mirror.close()  # the server stops writing once the client has gone
+    assert mirror.sent["train-000000.tar"] < (80 << 20)
+
+
+def test_a_local_shard_padded_with_gigabytes_is_refused_without_reading_them(copy):
+    """Fourth audit: a shard padded with 3 GiB of zeros peaked at 6.9 GB before its sha256 line. The
+    padding past 1 MiB is not read: the file (sparse, nothing on disk) is refused in a process whose
+    peak memory stays that of reading the clean variant."""
+    script = (
+        "import resource, sys\n"
+        "from csxa_data.errors import CsxaError\n"
+        "from csxa_data.shards.verify import verify\n"
+        "try:\n"
+        "    verify(sys.argv[1])\n"
+        "    print('verified')\n"
+        "except CsxaError as exc:\n"
+        "    print(exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+
+    def run() -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True, timeout=300)
+        message, peak = out.stdout.strip().rsplit("\n", 1)
+        return message, int(peak)
+
+    clean_message, clean_peak = run()
+    assert clean_message == "verified"
+    shard = copy / "train-000000.tar"
+    os.truncate(shard, shard.stat().st_size + (3 << 30))
+    message, peak = run()
+    assert message == (
+        f"{shard}: more than 1,048,576 bytes follow the end of the archive (a shard ends with at most "
+        "1 MiB of zeros): a damaged or altered shard; not read further"
+    )
+    assert peak < clean_peak + 64 * 1024  # KiB: within 64 MiB of the clean run
 
 
 def test_a_train_shard_cut_at_a_member_boundary_is_refused_by_its_counts(copy):

@@ -169,11 +169,12 @@ def read_at_most(stream: IO[bytes], limit: int, where: str) -> bytes:
 
 
 class HashingReader(io.RawIOBase):
-    """Pass bytes through, counting and hashing them, refusing more than ``cap``."""
+    """Pass bytes through, counting them and hashing them (sha256 for ``shards.json``, md5 for the
+    registry's published hashes), refusing more than ``cap``."""
 
     def __init__(self, stream: IO[bytes], cap: int, where: str):
         self.stream, self.cap, self.where = stream, cap, where
-        self.digest, self.size = hashlib.sha256(), 0
+        self.digest, self.md5, self.size = hashlib.sha256(), hashlib.md5(), 0  # noqa: S324 (DVC's address)
 
     def readable(self) -> bool:
         return True
@@ -184,9 +185,6 @@ class HashingReader(io.RawIOBase):
         if self.size > self.cap:
             raise SourceError(f"more than {self.cap:,} bytes (sources.max_shard_bytes)", path=self.where)
         self.digest.update(data)
+        self.md5.update(data)
         buffer[: len(data)] = data
         return len(data)
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass

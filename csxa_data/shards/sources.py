@@ -34,6 +34,7 @@ from csxa_data.params import dataclass_from_section, load_section, require
 from csxa_data.registry import published_versions
 from csxa_data.shards.format import MAX_MEMBER_BYTES, open_regular_file
 from csxa_data.shards.http import HeaderWatch, PacedReader, one_line, read_at_most
+from csxa_data.shards.published import Published, local_published, registry_published
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,16 @@ class Source:
             )
         return data
 
+    def published(self) -> Published | None:
+        """The md5 of every file as the registry published it (:mod:`.published`), or None where no
+        record names this source (a folder outside DVC, an HTTP mirror): read once per process."""
+        if getattr(self, "_published_pid", None) != os.getpid():
+            self._published, self._published_pid = self._find_published(), os.getpid()
+        return self._published
+
+    def _find_published(self) -> Published | None:
+        return None
+
     def __reduce__(self):  # DataLoader workers rebuild the source rather than share handles
         return (open_source, (self.spec, self.params))
 
@@ -117,6 +128,9 @@ class Source:
 
 class FolderSource(Source):
     """A variant folder on this machine (a build, a ``dvc pull``, a ``dvc import``)."""
+
+    def _find_published(self) -> Published | None:
+        return local_published(self.location)
 
     def open(self, name: str) -> IO[bytes]:
         path = os.path.join(self.location, name)
@@ -199,6 +213,19 @@ class RegistrySource(Source):
             except Exception as exc:  # dvc and scmrepo raise many kinds for a missing repo or revision
                 raise SourceError(_registry_problem(self.repo, self.rev, self.path, exc), path=self.repo) from None
         return self._fs
+
+    def _find_published(self) -> Published:
+        fs = self.filesystem()
+        try:
+            return registry_published(fs, self.path, self.location, self.rev)
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dvc, scmrepo and the remote's file system raise many kinds
+            raise SourceError(
+                f"cannot read what the registry published for {self.path} ({type(exc).__name__}: "
+                f"{one_line(str(exc)) or 'no reason given'})",
+                path=self.location,
+            ) from None
 
     def open(self, name: str) -> IO[bytes]:
         fs = self.filesystem()

@@ -3,11 +3,13 @@ each shard's sha256 and counts as it streams, and no case in two splits or twice
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import re
 from collections.abc import Iterator
+from typing import IO
 
 from csxa_data.errors import SourceError
 from csxa_data.shards.format import MEMBER_KINDS, ShardError, decode_sample, iter_tar_stream
@@ -22,6 +24,9 @@ SAMPLE_KEY = re.compile(r"[0-9]{7}(_[ab])?", re.ASCII)  # the stem, plus the col
 
 def _json(source: Source, name: str) -> dict:
     data = source.read_bytes(name, source.params.max_json_bytes)
+    published = source.published()
+    if published is not None:  # before a byte of it is believed
+        published.check(name, hashlib.md5(data).hexdigest(), source.where(name))  # noqa: S324
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -145,11 +150,51 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+# What may follow a tar's end-of-archive block: zero padding to the end of its record (10,240 bytes for
+# tarfile and WebDataset; GNU tar's largest blocking factor makes 1 MiB). Anything more is not read.
+MAX_TRAILING_BYTES = 1 << 20
+# After a broken archive, how much more is read to tell a damaged download (its hash differs) apart.
+MAX_DRAIN_AFTER_ERROR = 64 << 20
+
+
+def _read_to_end(stream: IO[bytes], limit: int) -> tuple[int, bool, bool]:
+    """Read on to the end of ``stream`` in small pieces, at most ``limit`` bytes, keeping none of
+    them: (bytes read, whether the end was reached, whether they were all zero)."""
+    count, zeros = 0, True
+    while count <= limit:
+        piece = stream.read(min(1 << 16, limit + 1 - count))
+        if not piece:
+            return count, True, zeros
+        count += len(piece)
+        zeros = zeros and not piece.strip(b"\0")
+    return count, False, zeros
+
+
+def _hash_problem(source: Source, name: str, reader: HashingReader, shard: dict, where: str) -> SourceError | None:
+    """Why the bytes read of a whole shard are not the published ones: its md5 against the
+    registry's record, then its sha256 against ``shards.json``; None when both agree."""
+    published = source.published()
+    if published is not None:
+        try:
+            published.check(name, reader.md5.hexdigest(), where)
+        except SourceError as exc:
+            return exc
+    if reader.digest.hexdigest() != shard["sha256"]:
+        return SourceError(
+            f"sha256 differs from shards.json ({reader.size:,} bytes read): a truncated, damaged or swapped shard",
+            path=where,
+        )
+    return None
+
+
 def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = True) -> Iterator[dict]:
     """Samples of one shard as it streams, verified: members only png/cls/json, every image
-    ``out_size`` square, every sample's ``split`` the shard's; at the end the sha256, the sample
-    count and the per-class counts must equal ``shards.json``'s. Decoded samples (key, image,
-    label, meta), or with ``decode=False`` only checked (the image is not decoded)."""
+    ``out_size`` square, every sample's ``split`` the shard's; after the archive's end nothing but
+    its zero padding; at the end the md5 must be the registry's published one (where the source has
+    a record) and the sha256, the sample count and the per-class counts ``shards.json``'s. Decoded
+    samples (key, image, label, meta), or with ``decode=False`` only checked (the image is not
+    decoded). Samples are yielded before the end is checked: callers hold results back until the
+    whole split is read (``verify``, ``data.preflight``)."""
     name, split = shard["name"], shard["split"]
     where = source.where(name)
     by_class = {"0": 0, "1": 0}
@@ -161,16 +206,24 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
                 iter_tar_stream(stream, where, source.params.max_member_bytes), split, out_size, where, by_class, decode
             )
         except ShardError:
-            # a damaged download breaks the tar anywhere; its sha256 names the cause better
-            stream.read()
-            reader.drain()
-            if reader.digest.hexdigest() != shard["sha256"]:
-                raise _sha256_differs(reader, where) from None
+            # a damaged download breaks the tar anywhere; its hashes name the cause better, when the
+            # rest of it is short enough to read
+            _, ended, _ = _read_to_end(stream, MAX_DRAIN_AFTER_ERROR)
+            problem = _hash_problem(source, name, reader, shard, where) if ended else None
+            if problem is not None:
+                raise problem from None
             raise
-        stream.read()  # the tar's end-of-archive padding: every byte counts towards the sha256
-        reader.drain()
-    if reader.digest.hexdigest() != shard["sha256"]:
-        raise _sha256_differs(reader, where)
+        trailing, ended, zeros = _read_to_end(stream, MAX_TRAILING_BYTES)
+        if not (ended and zeros):
+            amount = f"{trailing:,} bytes" if ended else f"more than {MAX_TRAILING_BYTES:,} bytes"
+            raise SourceError(
+                f"{amount} {'' if zeros else 'other than zero padding '}follow the end of the archive "
+                "(a shard ends with at most 1 MiB of zeros): a damaged or altered shard; not read further",
+                path=where,
+            )
+    problem = _hash_problem(source, name, reader, shard, where)
+    if problem is not None:
+        raise problem
     counted = {c: n for c, n in by_class.items() if n}
     if sum(by_class.values()) != shard["samples"] or counted != {c: n for c, n in shard["by_class"].items() if n}:
         raise SourceError(
@@ -178,13 +231,6 @@ def shard_samples(source: Source, shard: dict, out_size: int, *, decode: bool = 
             f"{shard['by_class']}",
             path=where,
         )
-
-
-def _sha256_differs(reader: HashingReader, where: str) -> SourceError:
-    return SourceError(
-        f"sha256 differs from shards.json ({reader.size:,} bytes read): a truncated, damaged or swapped shard",
-        path=where,
-    )
 
 
 def _checked_samples(
