@@ -152,7 +152,7 @@ def test_written_outputs_and_cli(small_synth, tmp_path):
     assert "| sheet | 60 | 59 | 1 |" in (out / "validation.md").read_text()
 
 
-@pytest.mark.slow  # a 5,000-case release: about a minute on 2 cores
+@pytest.mark.large  # a 5,000-case release: about a minute on 2 cores, run by CI after the suite
 def test_real_release_counts_at_5000_cases(tmp_path):
     out = tmp_path / "s5000"
     write_synthetic_release(out, SynthParams(cases=5000, size_scale=0.2), workers=2, progress=False)
