@@ -26,6 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = SynthParams(seed=7, cases=60, size_scale=0.2)
 
 
+def committed_text(path: str) -> str:
+    """``path`` as committed at HEAD: the README's generated tables are checked against the committed
+    results, not a workspace that the user's own ``dvc repro`` has just rewritten on another CPU."""
+    shown = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True)
+    return shown.stdout
+
+
 def fresh_clone(target: Path) -> Path:
     """A new git repository holding exactly what a clone of this work tree would."""
     files = (

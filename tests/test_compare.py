@@ -260,12 +260,12 @@ def test_the_compare_stage_depends_on_every_experiments_predictions():
 def test_readme_shows_the_papers_table_recomputed_and_the_demos_comparison():
     from csxa_train.report.table import paper_markdown
 
-    from helpers import REPO
+    from helpers import committed_text
 
-    readme = (REPO / "docs" / "comparison.md").read_text() + (REPO / "docs" / "results.md").read_text()
+    readme = committed_text("docs/comparison.md") + committed_text("docs/results.md")
     paper_rows = [line for line in paper_markdown().splitlines() if line.startswith("| ")]
     assert len(paper_rows) == 8 and all(row in readme for row in paper_rows)  # the header and seven rows
-    demo = (REPO / "results" / "compare" / "table.md").read_text()
+    demo = committed_text("results/compare/table.md")
     demo_rows = [line for line in demo.splitlines() if line.startswith("| ")]
     assert demo_rows and all(row in readme for row in demo_rows), "README's demo table differs from results/compare"
     assert "results/compare/compare.png" in readme
@@ -563,11 +563,11 @@ def test_readme_blocks_refuse_what_would_wipe_or_leave_stale_tables(tmp_path):
 def test_the_readme_holds_every_block_current():
     from tools.readme_blocks import BLOCKS, readme_block
 
-    from helpers import REPO
+    from helpers import committed_text
 
-    readme = (REPO / "docs" / "results.md").read_text()
+    readme = committed_text("docs/results.md")
     for name, (report, stop_at) in BLOCKS.items():
-        block = readme_block((REPO / report).read_text(), stop_at)
+        block = readme_block(committed_text(report), stop_at)
         assert f"<!-- {name}: begin -->\n{block}<!-- {name}: end -->" in readme, (
             f"README block {name} is stale: python tools/readme_blocks.py"
         )

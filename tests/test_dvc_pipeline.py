@@ -139,3 +139,26 @@ def test_readme_dvc_recipes_run_as_written(project):
     kept = outputs["dvc exp show --no-pager --md --drop '.*' --keep 'Experiment|.*balanced_accuracy$|.*auroc$'"]
     assert "balanced_accuracy" in kept and "lr_step" not in kept and "loss" not in kept
     assert "reference" in outputs["dvc metrics show results/compare/compare.json"]
+
+
+def test_committed_lock_matches_the_code_and_params():
+    """dvc.lock must describe the code and parameters it was built from: a change to a stage's code
+    or params committed without `dvc repro` makes every fresh clone rebuild that stage (and the
+    README's fresh-clone test fail after half an hour). `dvc status` reads hashes only, in seconds,
+    with or without the data present; outputs and data deps missing in a fresh clone are fine."""
+    from helpers import REPO
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    status = subprocess.run(
+        ["dvc", "status", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    stale = {}
+    for stage, changes in json.loads(status.stdout or "{}").items():
+        for change in changes:
+            if not isinstance(change, dict):  # "changed command" and the like
+                stale.setdefault(stage, []).append(str(change))
+                continue
+            for path, what in change.get("changed deps", {}).items():
+                if not path.startswith(("data/", "results/")):
+                    stale.setdefault(stage, []).append(f"{path}: {what}")
+    assert stale == {}, f"dvc.lock is stale (run `dvc repro` and commit dvc.lock): {stale}"

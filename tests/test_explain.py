@@ -292,7 +292,7 @@ def test_explain_all_writes_nothing_when_a_checkpoint_is_missing_or_another_expe
 
 
 def test_the_explain_stage_covers_every_experiment_and_the_readme_shows_its_table():
-    from helpers import REPO
+    from helpers import REPO, committed_text
 
     stage = yaml_load(REPO / "dvc.yaml")["stages"]["explain"]
     experiments = list(yaml_load(REPO / "params.yaml")["experiments"])
@@ -303,8 +303,8 @@ def test_the_explain_stage_covers_every_experiment_and_the_readme_shows_its_tabl
     assert outs == [f"results/{e}/gradcam.{ext}" for e in experiments for ext in ("png", "csv", "json")] + [
         "results/gradcam.md"
     ]
-    readme = (REPO / "docs" / "results.md").read_text()
-    rows = [line for line in (REPO / "results" / "gradcam.md").read_text().splitlines() if line.startswith("| ")]
+    readme = committed_text("docs/results.md")
+    rows = [line for line in committed_text("results/gradcam.md").splitlines() if line.startswith("| ")]
     assert len(rows) == len(experiments) + 1 and all(row in readme for row in rows), "README's Grad-CAM table differs"
     shown = [o for o in stage["outs"] if isinstance(o, dict) and next(iter(o)).endswith(".png")]
     assert shown and all(f"](../{next(iter(o))})" in readme for o in shown)  # the sheets in git are the README's
