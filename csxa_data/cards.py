@@ -52,7 +52,7 @@ def release_kind(validation: dict) -> str:
 
 
 # what a card says of each kind of release: licence, source datasets, and the source in prose
-_SOURCE = {
+SOURCE_TERMS = {  # release kind -> (licence, source_datasets, how the card names the source)
     "official": (
         "the CSXA release's own terms (Science Data Bank, CSXA V3.0); read them before use",
         [f"doi:{CSXA_DOI}"],
@@ -106,12 +106,18 @@ def _orders_note(spec: dict) -> list[str]:
     ]
 
 
-def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, registry: str = "REGISTRY_URL") -> str:
+def dataset_card(
+    name: str, report: dict, stats: dict, validation: dict, *, registry: str = "", settings: dict | None = None
+) -> str:
     """The card of one variant: source release (DOI, licence, citation), what ingest repaired and
-    dropped (counts per rule), class balance per split, preprocessing parameters, shard checksums,
-    and how to pull, import or stream it."""
+    dropped (counts per rule), class balance per split, the preprocessing settings it uses, shard
+    checksums, and how to get it from ``registry`` (the registry's git URL, ``registry.url`` in
+    params.yaml; a placeholder until one is set). ``settings``: the variant's settings that it uses
+    (``VariantSpec.used``; by default every one in ``report``)."""
     totals = report["totals"]
-    licence, source_datasets, source = _SOURCE[release_kind(validation)]
+    spec = settings if settings is not None else report.get("spec", {})
+    where = registry or "REGISTRY_URL"
+    licence, source_datasets, source = SOURCE_TERMS[release_kind(validation)]
     samples = sum(t["samples"] for t in totals.values())
     front = {
         "pretty_name": f"CSXA {name} (csxa variant)",
@@ -124,7 +130,7 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
         "configs": [{"config_name": name, "data_files": [{"split": s, "path": f"{s}-*.tar"} for s in totals]}],
         "csxa": {
             "variant": name,
-            "spec": report.get("spec", {}),
+            "spec": spec,
             "build": report.get("build", {}),
             "samples": {s: t["samples"] for s, t in totals.items()},
         },
@@ -159,8 +165,8 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
     if repairs:
         lines += markdown_table(["rule", "count"], repairs) + [""]
     lines += [
-        "The rules are explained in the csxa README (Ingest); every row and file is in `manifest.csv` "
-        "or `drops.csv` of the ingest stage.",
+        "The rules are explained in the csxa docs (release and ingest); every row and file is in "
+        "`manifest.csv` or `drops.csv` of the ingest stage.",
         "",
         "## Class balance",
         "",
@@ -180,7 +186,7 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
         "## Preprocessing",
         "",
         "```yaml",
-        yaml.safe_dump({name: report.get("spec", {})}, sort_keys=False).strip(),
+        yaml.safe_dump({name: spec}, sort_keys=False).strip(),
         "```",
         "",
         *_orders_note(report.get("spec", {})),
@@ -202,10 +208,17 @@ def dataset_card(name: str, report: dict, stats: dict, validation: dict, *, regi
         "## Get it",
         "",
         "```bash",
-        f"dvc artifacts get {registry} {name} --rev vX.Y.Z            # the files of one version",
-        f"dvc import {registry} data/variants/{name} --rev {name}@vX.Y.Z  # tracked in your repository",
-        f"csxa-train fit --registry {registry} --variant {name} --rev vX.Y.Z --out results/mine  # stream, no clone",
+        f"csxa-data versions {name} --repo {where}  # versions, commits, release notes",
+        f"dvc artifacts get {where} {name} --rev vX.Y.Z  # the files of one version",
+        f"dvc import {where} data/variants/{name} --rev {name}@vX.Y.Z  # tracked in your repository",
+        f"csxa-train fit --registry {where} --variant {name} --rev latest --out results/mine  # stream",
         "```",
+        "",
+        *([] if registry else [f"`{where}`: set `registry.url` in params.yaml and the card names the registry.", ""]),
+        f"In Python: `csxa_data.load_variant({name!r}, registry=..., rev='vX.Y.Z', split='train')`, verified as "
+        "`csxa-train` verifies. A commit cannot name itself, so a copy's version is the tag "
+        f"`{name}@vX.Y.Z` on the commit that built it: `csxa-data versions` lists them with their release notes, "
+        "an import's `.dvc` file records `rev` and `rev_lock`, and `load_variant(...).provenance` names both.",
         "",
         "## Caution",
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -238,6 +239,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"no variant {args.variant!r} in params; known: {sorted(specs)}", path=args.params or "params.yaml"
         )
     params = BuildParams.from_dict(load_section(args.params, "build"))
+    registry = load_section(args.params, "registry").get("url") or ""
+    if not isinstance(registry, str):
+        raise CsxaError(f"registry.url must be the registry's git URL (text), not {registry!r}", path=args.params)
     release = args.release or Path(IngestParams.from_dict(load_section(args.params, "ingest")).release)
     out = args.out or Path("data/variants") / args.variant
     check_writable(out, owns=VARIANT_FILES)
@@ -254,6 +258,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.quiet,
         validation=validation,
+        registry=registry,
     )
     parts = [
         f"{split}: {t['samples']} samples of {t['cases']} cases in {t['shards']} shards {t['by_class']}"
@@ -272,7 +277,7 @@ def cmd_compare_variants(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from csxa_data.registry import publish
+    from csxa_data.publish import publish
 
     tag = publish(args.repo, args.name, args.version, message=args.message, remote=args.remote)
     print(
@@ -284,10 +289,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from csxa_data.registry import published_versions, read_artifacts, require_version
+    from csxa_data.registry import read_artifacts, read_versions, require_version, resolve_version
 
     if args.check:
-        entry = require_version(args.repo, args.name, args.check, timeout=args.timeout)
+        if args.check == "latest":
+            tag, entry = resolve_version(args.repo, args.name, "latest", timeout=args.timeout)
+        else:
+            entry = require_version(args.repo, args.name, args.check, timeout=args.timeout)
         print(f"{args.name}@{entry['version']}: commit {entry['commit_hexsha']}")
         return 0
     if args.name is None:
@@ -300,11 +308,53 @@ def cmd_versions(args: argparse.Namespace) -> int:
             raise CsxaError(
                 f"no artifact {args.name!r} in dvc.yaml; known: {sorted(known)}", path=Path(args.repo).resolve()
             )
-    versions = published_versions(args.repo, args.name, timeout=args.timeout)
+    versions = read_versions(args.repo, args.name, timeout=args.timeout)
     if not versions:
         print(f"{args.name}: no published versions")
+    live = [entry for entry in versions if not entry["withdrawn"]]
     for entry in versions:
-        print(f"{args.name}@{entry['version']}\t{entry['commit_hexsha'][:12]}\t{entry['created_at']}")
+        status = f"withdrawn: {entry['withdrawn']}" if entry["withdrawn"] else "latest" if entry is live[-1] else ""
+        print(
+            f"{args.name}@{entry['version']}\t{entry['commit_hexsha'][:12]}\t{entry['created_at']}"
+            + (f"\t({status})" if status else "")
+        )
+        for line in version_summary(entry["message"]):
+            print(f"    {line}")
+    return 0
+
+
+def version_summary(message: str) -> list[str]:
+    """A version's title and the parameter lines of its release notes (``publish`` writes them)."""
+    lines = message.splitlines()
+    out = lines[:1]
+    for i, line in enumerate(lines):
+        if line.startswith("Parameters ("):
+            out += [item[2:] for item in lines[i + 1 :] if item.startswith("- ")][:6]
+    return out
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from csxa_data.diff import diff_markdown, variant_diff
+    from csxa_data.registry import resolve_version
+
+    sides = [resolve_version(args.repo, args.name, rev) for rev in (args.rev_a, args.rev_b)]
+    labels = tuple(entry["version"] if entry else rev for (_, entry), rev in zip(sides, (args.rev_a, args.rev_b)))
+    change = variant_diff(args.repo, args.name, sides[0][0], sides[1][0], path=args.path, labels=labels)
+    if args.json:
+        print(json.dumps(change, indent=2))
+    else:
+        print(diff_markdown(change), end="")
+    return 0
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    from csxa_data.publish import withdraw
+
+    tag = withdraw(args.repo, args.name, args.version, args.reason)
+    print(
+        f"withdraw: {tag} withdrawn ({args.reason.strip()}); `latest` now skips it and anyone naming it is "
+        "warned; share it with `git push origin --tags`"
+    )
     return 0
 
 
@@ -316,7 +366,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def _add_registry_commands(sub) -> None:
-    """The registry's sub-commands: publish, versions, pull."""
+    """The registry's sub-commands: publish, versions, diff, withdraw, pull."""
     publish = sub.add_parser(
         "publish",
         help="publish a version of an artifact: an annotated git tag NAME@vX.Y.Z (made with gto)",
@@ -331,21 +381,26 @@ def _add_registry_commands(sub) -> None:
     publish.add_argument("version", help="semantic version with a leading v, for example v1.0.0")
     publish.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: %(default)s)")
     publish.add_argument("--remote", help="DVC remote that must hold the files (default: the default remote)")
-    publish.add_argument("--message", help="tag message (default: 'Publish TYPE NAME VERSION')")
+    publish.add_argument(
+        "--message", help="the tag's title line (default: 'Publish TYPE NAME VERSION'); release notes follow it"
+    )
     publish.set_defaults(func=cmd_publish)
 
     versions = sub.add_parser(
         "versions",
         help="list the artifacts of a registry, or the published versions of one",
         description="Without NAME: every artifact in dvc.yaml (name, type, path). With NAME: its published "
-        "versions (tag, commit, date), read with gto from a local repository or a git URL. With "
-        "--check VERSION: exit 0 if that version is published, else one line naming the versions "
-        "that are (exit 2), before a `dvc import` or `dvc artifacts get` pins it.",
+        "versions (tag, commit, date; the latest marked, withdrawn ones with their reason; under each, its "
+        "title and the parameters its release notes say changed), read from a local repository or a git "
+        "URL. With --check VERSION (or latest): exit 0 and its commit if that version is published, else "
+        "one line naming the versions that are (exit 2), before a `dvc import` or `dvc artifacts get` pins it.",
     )
     versions.add_argument("name", nargs="?", help="artifact name (default: list the artifacts)")
     versions.add_argument("--repo", default=".", help="registry: a path or git URL (default: %(default)s)")
     versions.add_argument(
-        "--check", metavar="VERSION", help="require this version (for example v1.0.0) to be published"
+        "--check",
+        metavar="VERSION",
+        help="require this version (for example v1.0.0, or latest) to be published; prints its commit",
     )
     versions.add_argument(
         "--timeout",
@@ -354,6 +409,39 @@ def _add_registry_commands(sub) -> None:
         help="seconds to read the tags (a clone, for a git URL) before giving up (default: %(default)s)",
     )
     versions.set_defaults(func=cmd_versions)
+
+    diff = sub.add_parser(
+        "diff",
+        help="what changed in a variant between two versions: cases, labels, splits, images, parameters",
+        description="Compare a variant between two revisions of a registry (each a version vX.Y.Z, `latest`, "
+        "a tag or a commit; the registry a path or git URL): cases added and removed, labels changed, "
+        "cases that moved split (there should be none), images whose bytes changed, other per-case "
+        "metadata (crop boxes...), repairs and drops, and the parameters in dvc.lock of the stages that "
+        "build it. Both sides are read as consumers read them, every file checked against its "
+        "revision's md5; shards with the same md5 on both sides are not downloaded. Markdown, or --json. "
+        "Exit 0 when it could compare, 2 with one line when not.",
+    )
+    diff.add_argument("name", help="variant name (an artifact of type dataset)")
+    diff.add_argument("rev_a", metavar="REV_A", help="the older side: vX.Y.Z, latest, a tag or a commit")
+    diff.add_argument("rev_b", metavar="REV_B", help="the newer side (HEAD: the registry's current commit)")
+    diff.add_argument("--repo", default=".", help="registry: a path or git URL (default: %(default)s)")
+    diff.add_argument("--path", help="the variant's folder in the registry (default: data/variants/NAME)")
+    diff.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    diff.set_defaults(func=cmd_diff)
+
+    withdraw = sub.add_parser(
+        "withdraw",
+        help="withdraw a published version (gto's deregistration tag), with a reason",
+        description="Mark NAME@VERSION withdrawn with gto's deregistration tag NAME@VERSION! (annotated), whose "
+        "message is the reason. `latest` (versions --check latest, fit --rev latest) then skips it; "
+        "a consumer who names it still gets the same bytes, with a warning giving the reason. The tag is "
+        "local until `git push origin --tags`.",
+    )
+    withdraw.add_argument("name", help="artifact name")
+    withdraw.add_argument("version", help="the published version to withdraw, for example v1.1.0")
+    withdraw.add_argument("--reason", required=True, help="why (consumers see it)")
+    withdraw.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: %(default)s)")
+    withdraw.set_defaults(func=cmd_withdraw)
 
     pull = sub.add_parser(
         "pull",

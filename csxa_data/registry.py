@@ -1,10 +1,7 @@
-"""The data registry: named artifacts (``dvc.yaml`` ``artifacts:``), published versions (annotated
-git tags ``NAME@vX.Y.Z`` made by ``gto``), and the checks around them.
-
-A version is published only when what it names can be fetched by anyone with the repository: the
-artifact's stage is up to date with ``dvc.lock``, ``dvc.lock`` and the stage's git-tracked inputs are
-committed, and every file of the output is present in the DVC remote. Versions are read back with
-gto's API, from a local clone or a git URL.
+"""The data registry, read side: named artifacts (``dvc.yaml`` ``artifacts:``), published versions
+(annotated git tags ``NAME@vX.Y.Z`` made by ``gto``, withdrawn by gto's deregistration tags), and what
+``latest`` or ``vX.Y.Z`` means. Tags are read as git stores them, from a local clone or a git URL.
+Publishing and withdrawing are :mod:`csxa_data.publish`.
 """
 
 from __future__ import annotations
@@ -68,7 +65,7 @@ def registry_where(repo: str | Path) -> str:
     return str(repo) if "://" in str(repo) or str(repo).startswith("git@") else str(Path(repo).resolve())
 
 
-def _gto_error(exc: Exception) -> str:
+def gto_message(exc: Exception) -> str:
     return str(getattr(exc, "message", None) or exc).strip().splitlines()[0]
 
 
@@ -204,13 +201,14 @@ def _remote_tag_records(url: str, pattern: str, deadline: float) -> str:
 def _tag_objects(batch: str) -> dict[str, dict]:
     """Tag objects from ``git cat-file --batch`` output: id -> object, type, date (ISO), message."""
     out, at = {}, 0
-    while at < len(batch):
-        end = batch.index("\n", at)
-        header = batch[at:end].split()
+    raw = batch.encode("utf-8", "surrogateescape")  # sizes count bytes: a message may hold any UTF-8
+    while at < len(raw):
+        end = raw.index(b"\n", at)
+        header = raw[at:end].decode("ascii", "replace").split()
         if len(header) < 3:
             break
         size = int(header[2])
-        body = batch[end + 1 : end + 1 + size]  # tag objects are text: characters count as bytes here
+        body = raw[end + 1 : end + 1 + size].decode("utf-8", "replace")
         at = end + 1 + size + 1
         head, _, message = body.partition("\n\n")
         fields = dict(line.split(" ", 1) for line in head.splitlines() if " " in line)
@@ -230,17 +228,17 @@ def _tag_objects(batch: str) -> dict[str, dict]:
     return out
 
 
-def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TIMEOUT, *, warn=None) -> list[dict]:
-    """Published versions of artifact ``name`` in ``repo`` (a path or a git URL), oldest first by
-    semantic version: every annotated tag ``NAME@vX.Y.Z`` on a commit that no deregistration tag
-    ``NAME@vX.Y.Z!#N`` (gto's) cancels. Each is a dict with ``version``, ``tag``, ``commit_hexsha``,
-    ``created_at`` and ``message``. Tags are read as git stores them (``git for-each-ref``, no
-    object built per tag); a tag that is not annotated, or points at a tree or a blob, is left out
-    with one warning naming it (``warn``: a function of one line; stderr by default). Reading them
-    must end within ``timeout`` seconds."""
+def read_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TIMEOUT, *, warn=None) -> list[dict]:
+    """Every version of artifact ``name`` in ``repo`` (a path or a git URL) that was published, oldest
+    first by semantic version: each annotated tag ``NAME@vX.Y.Z`` on a commit, as a dict with
+    ``version``, ``tag``, ``commit_hexsha``, ``created_at``, ``message`` and ``withdrawn`` (None, or
+    the reason given when gto's deregistration tag ``NAME@vX.Y.Z!#N`` withdrew it). Tags are read as
+    git stores them (``git for-each-ref``, no object built per tag); a tag that is not annotated, or
+    points at a tree or a blob, is left out with one warning naming it (``warn``: a function of one
+    line; stderr by default). Reading them must end within ``timeout`` seconds."""
     from gto.versions import SemVer
 
-    warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
+    warn = warn or print_warning
     try:
         text = _tag_records(repo, name, timeout)
     except NoAnswer:
@@ -249,19 +247,19 @@ def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TI
         ) from None
     except CsxaError as exc:
         raise CsxaError(f"cannot read versions of {name!r}: {exc.message}", path=registry_where(repo)) from None
-    found, withdrawn = {}, set()
+    found, withdrawn = {}, {}
     for record in text.split("\x1e"):
         record = record.lstrip("\n")
         if not record:
             continue
         tag, kind, target_kind, commit, date, message = (record.split("\0") + [""] * 6)[:6]
         rest = tag[len(name) + 1 :]
-        version, _, cancel = rest.partition("!")
+        version, bang, cancel = rest.partition("!")
         if not VERSION_TAG.fullmatch(version) or not SemVer.is_valid(version):
             continue  # another action of gto's (a stage, a deprecation), or another artifact's prefix
-        if cancel:
-            if cancel.startswith("#"):
-                withdrawn.add(version)
+        if bang:  # gto's deregistration: NAME@vX.Y.Z! (simple) or NAME@vX.Y.Z!#N
+            if cancel == "" or cancel.startswith("#"):
+                withdrawn[version] = message.strip() or "no reason given"
             continue
         if kind != "tag":
             warn(f"tag {tag} is not annotated (DVC and gto see only annotated tags); left out")
@@ -276,8 +274,45 @@ def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TI
             "created_at": date,
             "message": message.strip(),
         }
-    versions = [entry for version, entry in found.items() if version not in withdrawn]
-    return sorted(versions, key=lambda entry: SemVer(entry["version"]))
+    for version, entry in found.items():
+        entry["withdrawn"] = withdrawn.get(version)
+    return sorted(found.values(), key=lambda entry: SemVer(entry["version"]))
+
+
+def published_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TIMEOUT, *, warn=None) -> list[dict]:
+    """The versions of ``read_versions`` that are not withdrawn."""
+    return [entry for entry in read_versions(repo, name, timeout, warn=warn) if not entry["withdrawn"]]
+
+
+def print_warning(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
+def resolve_version(
+    repo: str | Path, name: str, rev: str, timeout: float = VERSIONS_TIMEOUT, *, warn=None
+) -> tuple[str, dict | None]:
+    """(git revision, version entry or None) for what a user named: ``latest`` (the newest version
+    not withdrawn), a version ``vX.Y.Z`` (its tag ``NAME@vX.Y.Z``; a withdrawn one is still read,
+    as pinned, with a warning giving the reason), or any other tag, branch or commit as it is."""
+    warn = warn or print_warning
+    if rev != "latest" and not VERSION_TAG.fullmatch(rev):
+        return rev, None
+    versions = read_versions(repo, name, timeout, warn=warn)
+    if rev == "latest":
+        live = [entry for entry in versions if not entry["withdrawn"]]
+        if not live:
+            raise CsxaError(f"{name} has no published version to call latest", path=registry_where(repo))
+        for entry in versions:
+            if entry["withdrawn"] and is_newer(entry["version"], live[-1]["version"]):
+                warn(f"{name}@{entry['version']} is withdrawn ({entry['withdrawn']}); latest is {live[-1]['version']}")
+        return live[-1]["tag"], live[-1]
+    for entry in versions:
+        if entry["version"] == rev:
+            if entry["withdrawn"]:
+                warn(f"{name}@{rev} is withdrawn ({entry['withdrawn']}); reading it because it was named")
+            return entry["tag"], entry
+    known = ", ".join(v["version"] for v in versions if not v["withdrawn"]) or "none"
+    raise CsxaError(f"{name}@{rev} is not published; published versions of {name}: {known}", path=registry_where(repo))
 
 
 def require_version(repo: str | Path, name: str, version: str, timeout: float = VERSIONS_TIMEOUT) -> dict:
@@ -300,13 +335,6 @@ def check_version_name(version: str) -> None:
         raise CsxaError(f"version {version!r} is not of the form vMAJOR.MINOR.PATCH (for example v1.0.0)")
 
 
-def _git(root: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise CsxaError(f"git {' '.join(args)} failed: {result.stderr.strip()}", path=root)
-    return result.stdout
-
-
 def default_remote(repo, remote: str | None) -> tuple[str, str]:
     """(name, url) of ``remote`` or of the repository's default remote."""
     config = repo.config
@@ -320,10 +348,6 @@ def default_remote(repo, remote: str | None) -> tuple[str, str]:
     if name not in config["remote"]:
         raise CsxaError(f"no DVC remote named {name!r}; known: {sorted(config['remote'])}", path=repo.root_dir)
     return name, str(config["remote"][name].get("url", ""))
-
-
-# a remote that accepts connections and never answers must not hang a publish
-REMOTE_TIMEOUT = 120.0
 
 
 def output_objects(out) -> list[tuple[str, str]]:
@@ -343,115 +367,7 @@ def output_objects(out) -> list[tuple[str, str]]:
     return [(f"{out.def_path} (its listing)", out.hash_info.value), *files]
 
 
-def missing_on_remote(repo, outs, remote: str) -> list[tuple[str, str]]:
-    """(path, md5) of the objects of ``outs`` that the remote itself does not hold: each object
-    asked of the remote's file system, not of DVC's local record of what was pushed."""
-    odb = repo.cloud.get_remote_odb(remote)
-    objects = [entry for out in outs for entry in output_objects(out)]
-    present = set(odb.list_oids_exists([md5 for _, md5 in objects]))
-    return [(path, md5) for path, md5 in objects if md5 not in present]
-
-
-def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | None = None) -> str:
-    """Refuse unless ``artifact``'s output is committed (stage up to date with a committed
-    ``dvc.lock``) and pushed (every file in the remote). Returns the remote's name."""
-    from dvc.exceptions import DvcException
-
-    root = Path(root).resolve()
-    with open_repo(root) as repo:
-        outs = [out for out in repo.index.outs if out.def_path == artifact.path]
-        if not outs or outs[0].stage is None:
-            raise CsxaError(
-                f"artifact {artifact.name!r}: {artifact.path} is not an output of any stage", path="dvc.yaml"
-            )
-        stage = outs[0].stage
-        try:
-            changed = repo.status(targets=[stage.addressing])
-        except DvcException as exc:
-            raise CsxaError(f"artifact {artifact.name!r}: dvc status failed: {exc}", path=root) from None
-        if changed:
-            raise CsxaError(
-                f"artifact {artifact.name!r}: stage {stage.addressing} is not up to date with dvc.lock "
-                f"(`dvc status {stage.addressing}`); run `dvc repro {stage.addressing}` and commit dvc.lock",
-                path=root,
-            )
-        # git reports only tracked paths here: the stage's code, params and dvc files, not its data
-        tracked = ["dvc.yaml", "dvc.lock", *sorted({dep.def_path for dep in stage.deps})]
-        dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *tracked).splitlines()
-        if dirty:
-            raise CsxaError(
-                f"artifact {artifact.name!r}: uncommitted changes in {', '.join(line[3:] for line in dirty)}; "
-                "commit them first",
-                path=root,
-            )
-        name, url = default_remote(repo, remote)
-        try:
-            missing = within(REMOTE_TIMEOUT, lambda: missing_on_remote(repo, outs, name))
-        except NoAnswer:
-            raise CsxaError(
-                f"artifact {artifact.name!r}: remote {name!r} ({url}) gave no answer within "
-                f"{REMOTE_TIMEOUT:g} s; nothing was tagged",
-                path=root,
-            ) from None
-        except CsxaError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - each remote's file system raises its own kinds
-            raise CsxaError(
-                f"artifact {artifact.name!r}: cannot ask remote {name!r} ({url}) what it holds "
-                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); nothing was tagged",
-                path=root,
-            ) from None
-        if missing:
-            shown = ", ".join(path for path, _ in missing[:3]) + (
-                f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            )
-            raise CsxaError(
-                f"artifact {artifact.name!r}: remote {name!r} ({url}) lacks {len(missing)} of its files "
-                f"({shown}); run `dvc push {artifact.path}`; nothing was tagged",
-                path=root,
-            )
-        return name
-
-
-def publish(root: str | Path, name: str, version: str, *, message: str | None = None, remote: str | None = None) -> str:
-    """Tag the current commit as ``NAME@VERSION`` (annotated, with gto) after the checks above.
-
-    Refuses an artifact not named in ``dvc.yaml``, a malformed or already published version, and an
-    output that is not committed and pushed. Returns the tag name.
-    """
-    from gto.api import register
-    from gto.exceptions import GTOException
-    from scmrepo.exceptions import SCMError
-
-    root = Path(root)
-    artifacts = read_artifacts(root)
-    if name not in artifacts:
-        raise CsxaError(f"no artifact {name!r}; known: {', '.join(sorted(artifacts))}", path=root / "dvc.yaml")
-    check_version_name(version)
-    existing = published_versions(root, name)
-    if any(v["version"] == version for v in existing):
-        raise CsxaError(
-            f"{name}@{version} is already published; published versions of {name}: "
-            f"{', '.join(v['version'] for v in existing)}",
-            path=root,
-        )
-    if existing and not _newer(version, existing[-1]["version"]):
-        raise CsxaError(f"{name}@{version} is not newer than the latest published {existing[-1]['version']}", path=root)
-    check_publishable(root, artifacts[name], remote)
-    try:
-        register(
-            str(root),
-            name,
-            "HEAD",
-            version=version,
-            message=message or f"Publish {artifacts[name].type} {name} {version}",
-        )
-    except (GTOException, SCMError) as exc:
-        raise CsxaError(f"cannot publish {name}@{version}: {_gto_error(exc)}", path=root) from None
-    return f"{name}@{version}"
-
-
-def _newer(version: str, than: str) -> bool:
+def is_newer(version: str, than: str) -> bool:
     from gto.versions import SemVer
 
     return SemVer(version) > SemVer(than)

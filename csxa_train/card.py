@@ -73,6 +73,7 @@ def model_card(experiment: str, metrics: dict, config: dict, data: dict) -> str:
         "## Data",
         "",
         f"- Variant: `{data.get('variant', '?')}` from `{data.get('source', '?')}`",
+        f"- Version: {data.get('version', 'unpublished, workspace')}",
         f"- Test samples: {metrics.get('n', '?')} ({metrics.get('test_class_counts', {})} by class)",
         f"- Shard sha256 (the exact data version): {', '.join(data.get('shards_sha256', [])[:3])}"
         f"{' ...' if len(data.get('shards_sha256', [])) > 3 else ''}",
@@ -115,10 +116,15 @@ def model_card(experiment: str, metrics: dict, config: dict, data: dict) -> str:
 
 def model_card_text(title: str, details: dict, config: TrainParams) -> str:
     """The card of a run of ``config`` on its variant (read from the variant's ``shards.json``)."""
+    from csxa_data.load import provenance_of
+
     report = read_variant_json(config.variant, "shards.json")
+    origin = provenance_of(str(config.variant))
     data = {
         "variant": report.get("variant"),
         "source": str(config.variant),
+        "version": origin.describe(),
+        "registry_commit": origin.commit,
         "shards_sha256": [s["sha256"] for s in report["shards"]],
     }
     return model_card(title, details, config.to_dict(), data)

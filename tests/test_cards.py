@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -45,8 +46,10 @@ def test_dataset_card_states_what_the_reports_say(built):
     root, report = built
     validation = json.loads((root / "ingest" / "validation.json").read_text())
     stats = json.loads((root / "variant" / "stats.json").read_text())
-    assert (root / "variant" / "README.md").read_text() == dataset_card("wide_cropped", report, stats, validation)
-    card = dataset_card("wide_cropped", report, stats, validation, registry="https://example.org/csxa")
+    used = VariantSpec(**report["spec"]).used()
+    written = (root / "variant" / "README.md").read_text()
+    assert written == dataset_card("wide_cropped", report, stats, validation, settings=used)
+    card = dataset_card("wide_cropped", report, stats, validation, registry="https://example.org/csxa", settings=used)
     meta, body = front_matter(card)
     assert meta["pretty_name"] == "CSXA wide_cropped (csxa variant)"
     assert meta["task_categories"] == ["image-classification"]
@@ -70,6 +73,12 @@ def test_dataset_card_states_what_the_reports_say(built):
     assert f"| test | {test['cases']} | {test['samples']} | {test['by_class'].get('0', 0)} |" in body
     assert "dvc import https://example.org/csxa data/variants/wide_cropped --rev wide_cropped@vX.Y.Z" in body
     assert "not a diagnostic device" in body
+    # the settings this landmark-crop, grey variant uses: no centre size, no channel orders
+    assert set(meta["csxa"]["spec"]) == {"crop", "grow_x", "grow_y", "colour", "out_size", "pad_value", "min_box_side"}
+    assert "centre_size" not in body and "both_orders_in_train" not in body
+    assert "REGISTRY_URL" not in body and "--rev latest" in body
+    placeholder = front_matter(dataset_card("wide_cropped", report, stats, validation, settings=used))[1]
+    assert "`REGISTRY_URL`: set `registry.url` in params.yaml" in placeholder
     share = round(100 * test["by_class"].get("1", 0) / sum(test["by_class"].values()))
     assert f"The test split is {share}% spondylosis: read balanced accuracy and AUROC" in body
 
@@ -246,3 +255,79 @@ def test_model_card_puts_every_metric_beside_the_baseline():
     assert "| balanced accuracy | 0.500 | 0.500 |" in body and "| AUROC | n/a |" in body
     assert "| accuracy | 0.960 | 0.960 |" in body
     assert "not a diagnostic device" in body and "ab" * 32 in body
+    assert "- Version: unpublished, workspace" in body  # no version given: never passed off as published
+
+
+def test_a_variant_uses_only_its_own_settings():
+    centre = VariantSpec(crop="centre", colour="stacked").used()
+    assert "centre_size" in centre and "both_orders_in_train" in centre and "grow_x" not in centre
+    landmarks = VariantSpec(crop="landmarks", colour="grey").used()
+    assert "centre_size" not in landmarks and "both_orders_in_train" not in landmarks
+    assert {"grow_x", "grow_y", "min_box_side"} <= set(landmarks)
+
+
+def test_croissant_metadata_validates_and_its_records_are_the_shards(built, tmp_path, monkeypatch):
+    """croissant.json beside the shards: mlcroissant validates it (no errors) and reads every split's
+    records, each image with its own label, joined on the sample key as the shards hold them."""
+    import mlcroissant as mlc
+    import numpy as np
+    from etils import epath
+    from mlcroissant._src.operation_graph.operations import extract
+
+    # mlcroissant keeps extracted archives under ~/.cache/croissant by file name alone, so another
+    # variant's train-000000.tar would be read in place of this one's: a cache of this test's own
+    monkeypatch.setattr(extract, "EXTRACT_PATH", epath.Path(tmp_path / "croissant-cache"))
+
+    from csxa_data.shards.format import read_shards, split_shards
+
+    root, report = built
+    variant = root / "variant"
+    metadata = json.loads((variant / "croissant.json").read_text())
+    assert metadata["conformsTo"] == "http://mlcommons.org/croissant/1.0"
+    assert {f["sha256"] for f in metadata["distribution"] if f["@type"] == "cr:FileObject"} == {
+        s["sha256"] for s in report["shards"]
+    }
+    dataset = mlc.Dataset(jsonld=str(variant / "croissant.json"))
+    assert "error" not in dataset.metadata.issues.report().lower()
+    for split in ("train", "test"):
+        truth = {s["key"]: (s["label"], s["image"]) for s in read_shards(split_shards(variant, split))}
+        records = list(dataset.records(record_set=split))
+        assert len(records) == report["totals"][split]["samples"] == len(truth)
+        for record in records:
+            key = record[f"{split}/key"].decode()
+            label, pixels = truth[key]
+            assert int(record[f"{split}/label"]) == label
+            image = np.asarray(record[f"{split}/image"].convert("RGB"))
+            assert np.array_equal(image, pixels)
+
+
+def test_hugging_face_datasets_reads_a_variant_folder_by_its_card(built, tmp_path, monkeypatch):
+    """The card's `configs` tell Hugging Face `datasets` which tars are which split: `load_dataset`
+    on a pulled variant folder gives every sample with its class, offline."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    import datasets
+
+    root, report = built
+    loaded = datasets.load_dataset(str(root / "variant"), cache_dir=str(tmp_path / "hf-cache"))
+    assert set(loaded) == {"train", "test"}
+    for split in ("train", "test"):
+        rows = loaded[split]
+        assert len(rows) == report["totals"][split]["samples"]
+        counts = {str(c): n for c, n in zip(*np.unique([int(r) for r in rows["cls"]], return_counts=True))}
+        assert counts == report["totals"][split]["by_class"]
+
+
+def test_plain_webdataset_reads_a_variant_folder(built):
+    """WebDataset alone (no csxa) reads the shards: every sample, decoded, with its class."""
+    import webdataset as wds
+
+    from csxa_data.shards.format import split_shards
+
+    root, report = built
+    for split in ("train", "test"):
+        urls = [str(p) for p in split_shards(root / "variant", split)]
+        samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil"))
+        assert len(samples) == report["totals"][split]["samples"]
+        assert all(s["png"].size == (32, 32) and s["cls"] in (0, 1) for s in samples)
+        assert {s["json"]["split"] for s in samples} == {split}

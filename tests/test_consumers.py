@@ -110,6 +110,9 @@ def test_for_other_teams_commands_verbatim(registry, request):
     assert_intact_variant(project / "data/wide_cropped", grow_x=40)
     assert "rev: wide_cropped@v1.1.0" in (project / "data/wide_cropped.dvc").read_text()
     assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=project).stdout == ""
+    changed = run_readme("diff", home, registry).stdout
+    assert "## wide_cropped: v1.0.0 -> v1.1.0" in changed and "- moved split: none" in changed
+    assert "- params.yaml:variants.wide_cropped.grow_x: 30 -> 40" in changed and "- added: 0" in changed
 
 
 def test_import_by_path_follows_the_registry(registry):

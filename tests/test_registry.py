@@ -111,7 +111,9 @@ def test_a_version_tag_on_a_tree_or_not_annotated_is_left_out_with_a_warning(tmp
     _tag(tmp_path, "ds@v5.0.0")  # lightweight: DVC and gto do not see it
     result = csxa_data("versions", "ds", "--repo", tmp_path, cwd=tmp_path, check=False)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
-    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["ds@v1.0.0"]
+    first = result.stdout.splitlines()[0]
+    assert first.split("\t")[0] == "ds@v1.0.0" and first.endswith("\t(latest)")
+    assert result.stdout.splitlines()[1:] == ["    Publish ds v1.0.0"]  # each version's title beneath it
     assert result.stderr.strip().splitlines() == [
         "warning: tag ds@v4.0.0 points at a tree, not a commit; left out",
         "warning: tag ds@v5.0.0 is not annotated (DVC and gto see only annotated tags); left out",

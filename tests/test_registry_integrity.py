@@ -330,7 +330,8 @@ def test_a_killed_push_is_completed_by_the_next_and_publish_checks_every_object(
     steward = tmp_path / "steward"
     shutil.copytree(registry.root, steward, symlinks=True)
     remote = tmp_path / "remote"
-    sh("dvc", "remote", "modify", "--local", "storage", "url", remote, cwd=steward)
+    sh("dvc", "remote", "modify", "storage", "url", remote, cwd=steward)  # committed: publish refuses a --local one
+    sh("git", "commit", "-qam", "the team's remote", cwd=steward)
     push = ["dvc", "push", VARIANT]
     rng = random.Random(29)
     for delay in sorted(rng.uniform(0.3, 3.0) for _ in range(4)):
@@ -353,3 +354,39 @@ def test_a_killed_push_is_completed_by_the_next_and_publish_checks_every_object(
     assert tags == [f"wide_cropped@{version}"], again.stderr
     assert again.returncode == 0 or "is already published" in again.stderr, again.stderr
     assert sh("git", "cat-file", "-t", f"wide_cropped@{version}", cwd=steward).stdout.strip() == "tag"
+
+
+def test_load_variant_reads_a_version_verified_and_refuses_a_tampered_shard(registry, tmp_path):
+    """Another team's one call: a published version as a PyTorch dataset, with fit's checks."""
+    import torch
+
+    from csxa_data import load_variant
+    from csxa_data.errors import SourceError
+
+    _, listing = published_listing(registry)
+    home = consumer_dir(registry, "load-variant")
+    clone = clone_at(registry, home / "clone")
+    test = load_variant("wide_cropped", registry=str(clone), rev="v1.0.0", split="test")
+    commit = sh("git", "rev-parse", f"{TAG}^{{commit}}", cwd=registry.root).stdout.strip()
+    assert (test.provenance.rev, test.provenance.commit) == (TAG, commit)
+    samples = list(torch.utils.data.DataLoader(test, batch_size=None, num_workers=2))
+    report = json.loads(remote_object(registry.remote, listing["shards.json"]).read_text())
+    assert len(samples) == len(test) == report["totals"]["test"]["samples"]
+    size = report["spec"]["out_size"]
+    assert all(s["image"].shape == (3, size, size) and s["image"].dtype == torch.float32 for s in samples)
+    assert {s["meta"]["split"] for s in samples} == {"test"} and {s["label"] for s in samples} <= {0, 1}
+    assert len({s["key"] for s in samples}) == len(samples)  # each sample once over both workers
+
+    shard = next(name for name in sorted(listing) if name.startswith("train-"))
+    swapped = poisoned(registry.remote, listing, tmp_path)
+    del swapped[listing["shards.json"]]  # the shard alone: its own sha256 no longer matches either
+    with rewritten(registry.remote, swapped):
+        fresh = clone_at(registry, home / "fresh")
+        train = load_variant("wide_cropped", registry=str(fresh), rev="v1.0.0", split="train")
+        seen = []
+        with pytest.raises(SourceError) as refused:
+            for sample in train:
+                seen.append(sample["key"])
+    message = str(refused.value)
+    assert "\n" not in message and shard in message and "differs from the published" in message, message
+    assert seen == []  # the first train shard is the tampered one: none of its samples was handed out

@@ -119,6 +119,8 @@ def decode_sample(sample: dict, *, image: bool = True) -> dict:
         decoded = {"key": key, "label": _label(sample["cls"]), "meta": _meta(sample["json"])}
         if image:
             decoded["image"] = _image(sample["png"])
+        else:  # checked, not decoded: the bytes' hash tells a version's images apart (csxa_data.diff)
+            decoded["png_sha256"] = hashlib.sha256(sample["png"]).hexdigest()
     except ShardError as exc:
         raise ShardError(f"sample {key!r}: {exc}", path=url) from None
     except Exception as exc:  # noqa: BLE001 - an untrusted shard may break a decoder in any way

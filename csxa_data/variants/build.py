@@ -3,7 +3,7 @@
 Output folder (written under a temporary name, renamed into place at the end):
 ``train-%06d.tar``, ``test-%06d.tar``, ``stats.json`` (train-only per-channel mean/std),
 ``shards.json`` (per-shard counts per class and sha256, totals, skipped cases), ``preview.png`` and
-``README.md`` (the dataset card, :mod:`csxa_data.cards`).
+``README.md`` (the dataset card, :mod:`csxa_data.cards`) and ``croissant.json`` (:mod:`csxa_data.croissant`).
 The bytes do not depend on the number of worker processes.
 """
 
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from csxa_data.atomic import atomic_path
-from csxa_data.cards import dataset_card
+from csxa_data.cards import SOURCE_TERMS, dataset_card, release_kind
+from csxa_data.croissant import croissant
 from csxa_data.errors import CsxaError
 from csxa_data.params import worker_count
 from csxa_data.release.images import Film, ImageProblem, decode_film
@@ -31,7 +32,7 @@ from csxa_data.variants.spec import BuildParams, VariantSpec, crop_box, sample_o
 
 SPLITS = ("train", "test")
 # what a variant folder holds (a folder holding anything else is never replaced by a build)
-VARIANT_FILES = ("train-*.tar", "test-*.tar", "stats.json", "shards.json", "preview.png", "README.md")
+VARIANT_FILES = ("train-*.tar", "test-*.tar", "stats.json", "shards.json", "preview.png", "README.md", "croissant.json")
 
 
 # --- what to write for one case ----------------------------------------------------------------
@@ -203,9 +204,11 @@ def build_variant(
     workers: int | None = None,
     progress: bool = True,
     validation: dict | None = None,
+    registry: str = "",
 ) -> dict:
     """Build the variant's shards, stats, shard manifest, preview and, given ingest's
-    ``validation`` report, its dataset card (README.md) into ``out``; returns shards.json."""
+    ``validation`` report, its dataset card (README.md, naming ``registry``, the registry's git URL)
+    into ``out``; returns shards.json."""
     from tqdm import tqdm
 
     release, out = Path(release), Path(out)
@@ -247,7 +250,13 @@ def build_variant(
         (tmp / "shards.json").write_text(json.dumps(report, indent=2) + "\n")
         variant_preview(tmp, name, params.preview_cases).save(tmp / "preview.png", format="PNG")
         if validation is not None:
-            (tmp / "README.md").write_text(dataset_card(name, report, stats, validation), encoding="utf-8")
+            (tmp / "README.md").write_text(
+                dataset_card(name, report, stats, validation, registry=registry, settings=spec.used()), encoding="utf-8"
+            )
+            licence = SOURCE_TERMS[release_kind(validation)][0]
+            (tmp / "croissant.json").write_text(
+                json.dumps(croissant(name, report, licence=licence, registry=registry), indent=2) + "\n"
+            )
     return report
 
 

@@ -3,7 +3,7 @@ case: its crop box and its samples' channel orders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from csxa_data.params import dataclass_from_section, require
 from csxa_data.variants import transforms as T
@@ -22,6 +22,14 @@ class VariantSpec:
     out_size: int = 224  # output side in px (not 'size': DVC's run cache ignores params so named)
     pad_value: int = 0
     min_box_side: int = 8  # a landmark box with a shorter side is degenerate
+
+    def used(self) -> dict:
+        """The settings this variant uses, as params.yaml names them: a centre crop has no growth or
+        box minimum, a landmark crop no centre size, a grey variant no channel orders."""
+        unused = {"grow_x", "grow_y", "min_box_side"} if self.crop == "centre" else {"centre_size"}
+        if self.colour == "grey":
+            unused.add("both_orders_in_train")
+        return {key: value for key, value in asdict(self).items() if key not in unused}
 
     @classmethod
     def from_dict(cls, name: str, data: dict | None) -> VariantSpec:

@@ -1,0 +1,194 @@
+"""Versions that explain themselves, with the real git, dvc and gto: a steward publishes two versions
+of a variant whose release differs by one added, one removed and one relabelled case and one
+parameter; `csxa-data diff` reports exactly those, the second tag's annotation carries them, a
+machine-only remote is refused, a patch goes to an older line, and a withdrawn version is skipped by
+`latest`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from helpers import column, edit_sheet, fresh_clone, tiny_params
+
+pytest.register_assert_rewrite("registry_fixture")
+from registry_fixture import csxa_data, sh  # noqa: E402
+
+VARIANT = "wide_cropped"
+
+
+def release_with(root, original, *, without=(), relabel=()):
+    """releases/csxa: the synthetic release with the sheet rows of cases ``without`` deleted and the
+    class of cases ``relabel`` flipped; tracked with `dvc add` as a real release is."""
+    release = root / "releases" / "csxa"
+    shutil.rmtree(release, ignore_errors=True)
+    shutil.copytree(original, release)
+
+    def change(sheet):
+        number, label = column(sheet, "Number"), column(sheet, "Class")
+        for row in reversed(range(3, sheet.max_row + 1)):
+            value = sheet.cell(row, number).value
+            if value is not None and int(value) in without:
+                sheet.delete_rows(row)
+            elif value is not None and int(value) in relabel:
+                cell = sheet.cell(row, label)
+                cell.value = "asymptomatic" if cell.value == "symptomatic" else "symptomatic"
+
+    edit_sheet(release, change)
+    sh("dvc", "add", "releases/csxa", cwd=root)
+
+
+def set_params(root, change):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    change(params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def steward(tmp_path_factory):
+    """A registry with wide_cropped v1.0.0 and v1.1.0 published from two states of the release."""
+    base = tmp_path_factory.mktemp("versions")
+    root, remote = base / "csxa", base / "remote"
+    fresh_clone(root)
+    tiny_params(root, experiments=("original_resnet",))
+    sh("dvc", "remote", "modify", "storage", "url", remote, cwd=root)
+    sh("dvc", "repro", "synth", cwd=root, timeout=600)
+    original = base / "original-release"
+    shutil.copytree(root / "data" / "synthetic" / "release", original)
+    sh("dvc", "repro", "ingest", cwd=root)
+    manifest = pd.read_csv(root / "data" / "ingest" / "manifest.csv").sort_values("number")
+    train = manifest[manifest.split == "train"]
+    added, removed, relabelled = (int(n) for n in train.number.iloc[[1, 2, 3]])
+    shard_size = yaml.safe_load((root / "params.yaml").read_text())["build"]["shard_size"]
+
+    # v1.0.0: the release without case `added`
+    release_with(root, original, without=(added,))
+    set_params(root, lambda p: p["ingest"].update(release="releases/csxa"))
+    sh("dvc", "repro", f"variant@{VARIANT}", cwd=root, timeout=600)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "v1.0.0: the release as received", cwd=root)
+    sh("dvc", "push", cwd=root)
+    first = csxa_data("publish", VARIANT, "v1.0.0", cwd=root)
+
+    # v1.1.0: `added` restored, `removed` gone, `relabelled` corrected, shards cut smaller
+    release_with(root, original, without=(removed,), relabel=(relabelled,))
+    set_params(root, lambda p: p["build"].update(shard_size=7))
+    sh("dvc", "repro", f"variant@{VARIANT}", cwd=root, timeout=600)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "v1.1.0: the corrected sheet", cwd=root)
+    sh("dvc", "push", cwd=root)
+    second = csxa_data("publish", VARIANT, "v1.1.0", "--message", "Corrected sheet from the hospital", cwd=root)
+    return {
+        "root": root,
+        "remote": remote,
+        "cases": {"added": added, "removed": removed, "relabelled": relabelled},
+        "labels": dict(zip(manifest.number, manifest.label)),
+        "shard_size": shard_size,
+        "published": (first, second),
+    }
+
+
+@pytest.mark.slow
+def test_diff_reports_exactly_what_changed_between_two_versions(steward):
+    root, cases = steward["root"], steward["cases"]
+    shown = csxa_data("diff", VARIANT, "v1.0.0", "v1.1.0", "--json", cwd=root)
+    change = json.loads(shown.stdout)
+    assert change["a"]["label"] == "v1.0.0" and change["b"]["label"] == "v1.1.0"
+    assert change["added"] == [cases["added"]] and change["removed"] == [cases["removed"]]
+    before = steward["labels"][cases["relabelled"]]
+    assert change["relabelled"] == [{"case": cases["relabelled"], "a": before, "b": 1 - before}]
+    assert change["moved_split"] == [] and change["image_changed"] == [] and change["metadata_changed"] == {}
+    assert change["parameters"] == [{"parameter": "params.yaml:build.shard_size", "a": steward["shard_size"], "b": 7}]
+    drops = change["ledgers"]["drops"]
+    # the removed case's film and landmark file now lack a sheet row; the added case's have one again
+    assert {(int(float(row[2])), row[3]) for row in drops["added"]} == {(cases["removed"], "no_sheet_row")}
+    assert {(int(float(row[2])), row[3]) for row in drops["removed"]} == {(cases["added"], "no_sheet_row")}
+    assert change["ledgers"]["repairs"] == {"added": [], "removed": []}
+    shards = change["shards"]
+    for side in ("a", "b"):  # shards with the same md5 on both sides are not read
+        assert shards["unchanged"] + shards["read"][side] == change[side]["shards"]
+    assert shards["read"]["a"] > 0 and shards["read"]["b"] > 0
+
+    text = csxa_data("diff", VARIANT, "v1.0.0", "v1.1.0", cwd=root).stdout
+    assert f"- added: 1 ({cases['added']:04d})" in text and f"- removed: 1 ({cases['removed']:04d})" in text
+    assert "- moved split: none" in text
+    assert f"- drops: 2 new (case {cases['removed']:04d}: no_sheet_row x2)" in text
+    assert f"- params.yaml:build.shard_size: {steward['shard_size']} -> 7" in text
+
+    same = json.loads(csxa_data("diff", VARIANT, "v1.1.0", "HEAD", "--json", cwd=root).stdout)
+    assert same["added"] == same["removed"] == same["relabelled"] == same["parameters"] == []
+    assert same["shards"]["read"] == {"a": 0, "b": 0}  # identical shards are not downloaded
+
+
+@pytest.mark.slow
+def test_the_tag_annotation_carries_the_release_notes(steward):
+    root, cases = steward["root"], steward["cases"]
+    first = sh("git", "tag", "-l", "--format=%(contents)", f"{VARIANT}@v1.0.0", cwd=root).stdout
+    assert f"First version of {VARIANT}." in first
+    notes = sh("git", "tag", "-l", "--format=%(contents)", f"{VARIANT}@v1.1.0", cwd=root).stdout
+    assert notes.startswith("Corrected sheet from the hospital\n")
+    assert "## Changes since v1.0.0" in notes and f"- relabelled: 1 ({cases['relabelled']:04d} (" in notes
+    change = f"params.yaml:build.shard_size: {steward['shard_size']} -> 7"
+    assert f"- added: 1 ({cases['added']:04d})" in notes and f"- {change}" in notes
+    listed = csxa_data("versions", VARIANT, cwd=root).stdout
+    assert "    Corrected sheet from the hospital" in listed and f"    {change}" in listed
+
+
+@pytest.mark.slow
+def test_diff_that_cannot_compare_is_one_line(steward):
+    root = steward["root"]
+    missing = csxa_data("diff", VARIANT, "v1.0.0", "v9.9.9", cwd=root, check=False)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert (
+        missing.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"{VARIANT}@v9.9.9 is not published; published versions of {VARIANT}: v1.0.0, v1.1.0")
+    )
+
+
+@pytest.mark.slow
+def test_publish_refuses_a_remote_that_consumers_cannot_reach(steward, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(steward["root"], root, symlinks=True)
+    sh("git", "commit", "-q", "--allow-empty", "-m", "next", cwd=root)
+    sh("dvc", "remote", "add", "--local", "-d", "mine", tmp_path / "elsewhere", cwd=root)
+    local = csxa_data("publish", VARIANT, "v1.2.0", cwd=root, check=False)
+    assert local.returncode == 2 and len(local.stderr.strip().splitlines()) == 1, local.stderr
+    assert "not the one in the committed .dvc/config" in local.stderr and "dvc remote add -d" in local.stderr
+    (root / ".dvc" / "config.local").unlink()
+    sh("dvc", "remote", "modify", "storage", "url", "../../relative-remote", cwd=root)
+    sh("git", "commit", "-qam", "a relative remote", cwd=root)
+    relative = csxa_data("publish", VARIANT, "v1.2.0", cwd=root, check=False)
+    assert relative.returncode == 2 and "a path relative to the clone" in relative.stderr, relative.stderr
+    assert sh("git", "tag", "-l", f"{VARIANT}@v1.2.0", cwd=root).stdout == ""
+
+
+@pytest.mark.slow
+def test_a_patch_to_an_older_line_and_withdrawal_with_latest(steward, tmp_path):
+    from csxa_data.shards.sources import registry_variant
+
+    root = tmp_path / "copy"
+    shutil.copytree(steward["root"], root, symlinks=True)
+    sh("git", "commit", "-q", "--allow-empty", "-m", "a patch on the 1.0 line", cwd=root)
+    older = csxa_data("publish", VARIANT, "v0.9.0", cwd=root, check=False)
+    assert older.returncode == 2 and "is not newer than the latest published v1.1.0" in older.stderr
+    stale = csxa_data("publish", VARIANT, "v1.0.0", cwd=root, check=False)
+    assert "already published" in stale.stderr
+    assert csxa_data("publish", VARIANT, "v1.0.1", cwd=root).returncode == 0
+
+    assert "wide_cropped%40v1.1.0" in registry_variant(str(root), VARIANT, "latest")
+    reason = "relabelled case was wrong"
+    assert csxa_data("withdraw", VARIANT, "v1.1.0", "--reason", reason, cwd=root).returncode == 0
+    latest = csxa_data("versions", VARIANT, "--check", "latest", cwd=root)
+    assert latest.stdout.startswith(f"{VARIANT}@v1.0.1: commit ")
+    listed = csxa_data("versions", VARIANT, cwd=root).stdout
+    assert f"(withdrawn: {reason})" in listed and "v1.0.1" in listed and "(latest)" in listed
+    assert "wide_cropped%40v1.0.1" in registry_variant(str(root), VARIANT, "latest")
+    named = csxa_data("diff", VARIANT, "v1.1.0", "latest", cwd=root)
+    assert f"warning: {VARIANT}@v1.1.0 is withdrawn ({reason}); reading it because it was named" in named.stderr
+    again = csxa_data("withdraw", VARIANT, "v1.1.0", "--reason", "twice", cwd=root, check=False)
+    assert again.returncode == 2 and "already withdrawn" in again.stderr
