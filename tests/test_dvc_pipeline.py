@@ -68,6 +68,15 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
         s["sha256"] in card for s in json.loads((project / "data/variants/cropped/shards.json").read_text())["shards"]
     )
     assert all((project / "results" / name / "MODEL_CARD.md").is_file() for name in trained)
+    assert (
+        "- Version: unpublished, workspace (data/variants/cropped)"
+        in (project / "results/cropped_resnet/MODEL_CARD.md").read_text()
+    )
+    import mlcroissant as mlc
+
+    for name in variants:  # every variant's Croissant metadata validates (warnings only: no version, no date)
+        metadata = mlc.Dataset(jsonld=str(project / "data/variants" / name / "croissant.json")).metadata
+        assert "error" not in metadata.issues.report().lower(), (name, metadata.issues.report())
     assert "results/compare/compare.json" in dvc("metrics", "show", cwd=project)
     assert ran(dvc("repro", cwd=project)) == set()
     experiment = dvc("exp", "run", "-S", "variants.cropped.out_size=40", cwd=project)
