@@ -1,7 +1,9 @@
-"""The paper's training augmentation, applied to whole batches (on the GPU where there is one):
-horizontal and vertical flips with p = 0.5 each, then two sequential random rotations, uniform in
-+-20 and then +-60 degrees. Two rotations about the same centre compose into one by the sum of the
-angles, so the image is resampled once; the angle keeps the paper's peaked distribution on +-80.
+"""Training augmentation, applied to whole batches (on the GPU where there is one). The paper's
+recipe: horizontal and vertical flips with p = 0.5 each, then two sequential random rotations,
+uniform in +-20 and then +-60 degrees, corners filled black. Two rotations about the same centre
+compose into one by the sum of the angles, so the image is resampled once; the angle keeps the
+paper's peaked distribution on +-80. Smaller angles, no vertical flip and ``reflection`` padding keep
+training films like the upright test films (the demo's setting).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class AugmentParams:
     vflip: float = 0.5
     rotate_first: float = 20.0
     rotate_second: float = 60.0
+    padding: str = "zeros"  # what a rotation brings into the corners: zeros (the paper's) | border | reflection
 
 
 def draw_params(n: int, config: AugmentParams, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -47,8 +50,10 @@ def affine_matrices(params: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def augment_batch(x: torch.Tensor, config: AugmentParams, generator: torch.Generator) -> torch.Tensor:
-    """Flip and rotate a float batch (N x C x H x W, square images); corners are filled with 0."""
+    """Flip and rotate a float batch (N x C x H x W, square images); the corners a rotation uncovers
+    are filled as ``config.padding`` says: black (``zeros``, the paper's), the nearest edge pixel
+    (``border``) or the image mirrored at its edge (``reflection``)."""
     params = draw_params(x.shape[0], config, generator)
     theta = affine_matrices(params).to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=config.padding, align_corners=False)

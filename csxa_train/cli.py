@@ -14,7 +14,7 @@ from csxa_data.errors import CsxaError, run_command
 from csxa_data.params import whole_number
 
 # the model names, without importing torch (models.py checks the same list)
-MODELS = ("resnet18", "resnet34", "resnet50", "vgg11", "vgg16", "vgg19", "smallcnn", "vggsmall")
+MODELS = ("resnet18", "resnet34", "resnet50", "vgg11", "vgg16", "vgg19", "smallcnn", "resnetsmall", "vggsmall")
 
 PROG = "csxa-train"
 

@@ -263,16 +263,19 @@ def explain(
         "model": config.model,
         "threshold": threshold,
         "n": int(len(frame)),
+        # an all-zero map has no heat to share out: such cases leave both means, the box's too
+        "maps": int(frame.heat_in_box.notna().sum()),
+        "empty_maps": int(frame.heat_in_box.isna().sum()),
         "target": "the predicted class",
         "layer": layer_name,
         "map_side": side,
         "heat_in_box": _mean(frame.heat_in_box),
-        "box_area": _mean(frame.box_area),
+        "box_area": _mean(frame.box_area[frame.heat_in_box.notna()]),
         "by_kind": {
             kind: {
                 "cases": [str(k) for k in rows.key],
                 "heat_in_box": _mean(rows.heat_in_box),
-                "box_area": _mean(rows.box_area),
+                "box_area": _mean(rows.box_area[rows.heat_in_box.notna()]),
             }
             for kind, rows in picks.items()
         },
@@ -322,10 +325,11 @@ def explain_all(experiments: list[str], results: str | Path, *, per_kind: int = 
 
 def summary_markdown(summaries: list[dict]) -> str:
     """One row per experiment: the mean share of the Grad-CAM heat inside the landmark box beside
-    the mean share of the image the box covers (what a map spread evenly would score)."""
+    the mean share of the image the box covers (what a map spread evenly would score), both over the
+    same cases, those whose map is not all zero (how many were empty is said)."""
     lines = [
-        "| experiment | variant | model | Grad-CAM layer (map px) | test cases | heat inside the landmark box "
-        "| box's share of the image | heat / box share |",
+        "| experiment | variant | model | Grad-CAM layer (map px) | test cases with a map (empty) "
+        "| heat inside the landmark box | box's share of the image | heat / box share |",
         "|---|---|---|---|---:|---:|---:|---:|",
     ]
     for s in summaries:
@@ -333,7 +337,8 @@ def summary_markdown(summaries: list[dict]) -> str:
         ratio = f"{share / area:.2f}" if share is not None and area else "n/a"
         lines.append(
             f"| {s['experiment']} | {Path(s['variant']).name} | {s['model']} | {s['layer']} ({s['map_side']}) "
-            f"| {s['n']} | {_pct(share, 1)} | {_pct(area, 1)} | {ratio} |"
+            f"| {s.get('maps', s['n'])} of {s['n']} ({s.get('empty_maps', 0)}) | {_pct(share, 1)} | {_pct(area, 1)} "
+            f"| {ratio} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -386,7 +391,8 @@ def contact_sheet(
     )
     draw.text(
         (8, 30),
-        f"heat inside the landmark box: {_pct(share)} on average over {summary['n']} test cases; "
+        f"heat inside the landmark box: {_pct(share)} on average over the {summary['maps']} of {summary['n']} "
+        f"test cases with a map ({summary['empty_maps']} all zero); "
         f"the box covers {_pct(summary['box_area'])} of the image (green)",
         fill="black",
         font=figure_font(13),

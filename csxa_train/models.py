@@ -16,7 +16,9 @@ from torch import nn
 from csxa_data.errors import CsxaError
 
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "vgg11", "vgg16", "vgg19")
-MODELS = TORCHVISION_MODELS + ("smallcnn", "vggsmall")
+MODELS = TORCHVISION_MODELS + ("smallcnn", "resnetsmall", "vggsmall")
+# the demo's stand-ins, trained from scratch on CPUs: no pretrained weights exist for them
+SMALL_MODELS = {"smallcnn": "SmallCNN", "resnetsmall": "ResNetSmall", "vggsmall": "VGGSmall"}
 
 
 class SmallCNN(nn.Module):
@@ -39,6 +41,35 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class ResNetSmall(nn.Module):
+    """ResNet's residual basic blocks (torchvision's own ``BasicBlock``) in four stages at CPU-demo
+    widths 16-96, each stage followed by a 2 x 2 max-pool as in ``smallcnn`` (measured on the demo's
+    32 px films, strided blocks without the pooling learned far less: benchmarks/bench_demo.py): the
+    ResNet family for CPU demos, about 0.3M parameters. Stages are ``layer1`` .. ``layer4`` as in
+    torchvision, so Grad-CAM reads it as it reads a ResNet."""
+
+    def __init__(self, num_classes: int = 2, widths: tuple[int, ...] = (16, 32, 64, 96)):
+        from torchvision.models.resnet import BasicBlock
+
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        )
+        channels = widths[0]
+        for index, width in enumerate(widths, start=1):
+            downsample = None
+            if channels != width:
+                downsample = nn.Sequential(nn.Conv2d(channels, width, 1, bias=False), nn.BatchNorm2d(width))
+            setattr(self, f"layer{index}", nn.Sequential(BasicBlock(channels, width, 1, downsample), nn.MaxPool2d(2)))
+            channels = width
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.fc(torch.flatten(self.pool(x), 1))
 
 
 class VGGSmall(nn.Module):
@@ -113,10 +144,10 @@ def build_model(name: str, weights: str = "none", num_classes: int = 2) -> nn.Mo
     """A model with a ``num_classes`` head, its backbone initialised from ``weights``."""
     if name not in MODELS:
         raise CsxaError(f"unknown model {name!r}; choose one of {list(MODELS)}")
-    if name in ("smallcnn", "vggsmall"):
+    if name in SMALL_MODELS:
         if weights not in ("none", None):
             raise CsxaError(f"{name} has no pretrained weights; use weights 'none'")
-        return SmallCNN(num_classes) if name == "smallcnn" else VGGSmall(num_classes)
+        return globals()[SMALL_MODELS[name]](num_classes)
     from torchvision.models import get_model
 
     model = get_model(name, weights=None)

@@ -148,6 +148,10 @@ class TrainParams:
             0 <= a.hflip <= 1 and 0 <= a.vflip <= 1 and 0 <= a.rotate_first <= 180 and 0 <= a.rotate_second <= 180,
             "train.augment: flip probabilities must be within 0..1 and rotation ranges within 0..180 degrees",
         )
+        require(
+            a.padding in ("zeros", "border", "reflection"),
+            f"train.augment.padding must be zeros, border or reflection, not {a.padding!r}",
+        )
         return config
 
     def to_dict(self) -> dict:

@@ -33,7 +33,9 @@ def write_experiment(
             "pred_at_threshold": (scores >= 0.3).astype(int),
         }
     ).to_csv(folder / "predictions.csv", index=False)
-    (folder / "evaluation.json").write_text(json.dumps({"majority_class": majority}))
+    (folder / "evaluation.json").write_text(
+        json.dumps({"majority_class": majority, "threshold": 0.3, "validation_by_class": {"0": 13, "1": 57}})
+    )
 
 
 @pytest.fixture
@@ -118,6 +120,11 @@ def test_compare_writes_the_table_with_intervals_baseline_and_paired_tests(proje
     for printed in ("0.0732", "0.0406", "0.269", "0.213"):  # the paper's Table 1 beside the recomputed values
         assert printed in md
     assert "| Cropped | ResNet50 | 95.48 | 92.54 | 93.99 | 0.0732 | 0.0732 | 0.1465 |" in md
+    # beside the paper's 0.5: each experiment at its chosen threshold, with the cases that chose it
+    chosen = md.split("## At each experiment's chosen threshold", 1)[1].split("## Against", 1)[0]
+    at = (scores["better"] >= 0.3).astype(int)
+    sensitivity = 100 * at[labels == 1].mean()
+    assert f"| better | 0.300 | 13 / 57 | {sensitivity:.1f} [" in chosen
 
 
 def test_compare_is_reproducible_byte_for_byte(project):
@@ -133,7 +140,8 @@ def test_reference_and_operating_point_can_be_chosen(project):
     assert run(root, "--reference", "better", "--operating-point", "chosen") == 0
     table = pd.read_csv(root / "out" / "table.csv")
     assert table.experiment.iloc[0] == "better" and bool(table.reference.iloc[0])
-    assert "validation-chosen threshold" in (root / "out" / "table.md").read_text()
+    md = (root / "out" / "table.md").read_text()
+    assert "validation-chosen threshold" in md and "## At threshold 0.5 (the paper's)" in md
     assert run(root, "--reference", "nope") == 2
 
 

@@ -144,9 +144,20 @@ def test_explain_writes_the_sheet_and_the_heat_in_the_spine(trained, tmp_path):
     assert summary == json.loads((tmp_path / "gradcam.json").read_text())
     assert summary["experiment"] == "tiny_cnn" and summary["n"] == len(cases)
     assert summary["heat_in_box"] == pytest.approx(shares.mean())
+    # both means over the same cases: those with a map (an all-zero map has no heat to share out)
+    assert summary["maps"] == len(shares) and summary["empty_maps"] == len(cases) - len(shares)
+    assert summary["box_area"] == pytest.approx(cases.box_area[cases.heat_in_box.notna()].mean(), abs=1e-6)
     for kind, (label, pred) in {"tp": (1, 1), "fp": (0, 1), "fn": (1, 0)}.items():
         chosen = cases.set_index("key").loc[summary["by_kind"][kind]["cases"]]
         assert len(chosen) <= 3 and ((chosen.label == label) & (chosen.pred == pred)).all()
+
+
+def test_the_summary_counts_empty_maps_and_averages_the_box_over_the_same_cases():
+    from csxa_train.explain import summary_markdown
+
+    row = {"experiment": "e", "variant": "data/variants/v", "model": "m", "layer": "layer2", "map_side": 4}
+    text = summary_markdown([{**row, "n": 97, "maps": 86, "empty_maps": 11, "heat_in_box": 0.5, "box_area": 0.25}])
+    assert "| e | v | m | layer2 (4) | 86 of 97 (11) | 50.0% | 25.0% | 2.00 |" in text
 
 
 def test_explain_defaults_to_the_checkpoints_folder_and_is_reproducible(trained, tmp_path):

@@ -193,6 +193,27 @@ def test_rotations_stay_within_80_degrees():
     assert 0.45 < (params["flip_x"] < 0).double().mean() < 0.55 and 0.45 < (params["flip_y"] < 0).double().mean() < 0.55
 
 
+def test_reflection_padding_leaves_no_black_corners_and_zeros_does():
+    """The paper's rotations fill the corners black, unlike any upright test film; reflection
+    padding fills them with the film itself."""
+    x = torch.rand(16, 3, 32, 32) * 0.5 + 0.25  # no pixel near 0
+    rotate = {"hflip": 0.0, "vflip": 0.0, "rotate_first": 45.0, "rotate_second": 0.0}
+    black = augment_batch(x, AugmentParams(**rotate, padding="zeros"), torch.Generator().manual_seed(3))
+    mirrored = augment_batch(x, AugmentParams(**rotate, padding="reflection"), torch.Generator().manual_seed(3))
+    assert (black < 0.05).any() and not (mirrored < 0.2).any()
+
+
+def test_an_unknown_padding_and_the_small_resnet():
+    from csxa_train.models import build_model
+
+    with pytest.raises(CsxaError, match="train.augment.padding must be zeros, border or reflection, not 'black'"):
+        TrainParams.from_dict({"variant": "v", "augment": {"padding": "black"}})
+    model = build_model("resnetsmall")
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 2) and hasattr(model, "layer4")
+    with pytest.raises(CsxaError, match="resnetsmall has no pretrained weights"):
+        build_model("resnetsmall", "imagenet")
+
+
 def test_imagenet_weights_offline_give_a_clear_error(tmp_path, variant):
     closed = "http://127.0.0.1:9"  # nothing listens: the download fails at once, as offline
     env = {

@@ -85,6 +85,9 @@ class Experiment:
     model: str
     frame: pd.DataFrame  # key, label, score, pred (at the operating point), in the reference's key order
     majority_class: int | None
+    other: np.ndarray | None = None  # predictions at the other operating point (0.5 or the chosen threshold)
+    threshold: float | None = None  # the chosen threshold, from evaluation.json
+    chosen_on: dict | None = None  # its validation part's cases by class ("0", "1")
 
 
 def paper_table_recomputed() -> pd.DataFrame:
@@ -250,11 +253,13 @@ def load_experiments(
     and the reference's name."""
     reference, names = reference_first(experiments, config)
     frames = {n: read_predictions(results / n / "predictions.csv", str(config.operating_point)) for n in names}
+    other_point = "chosen" if str(config.operating_point) == "0.5" else "0.5"
     loaded = []
     for name in names:
         frame = frames[name] if name == reference else align(frames[reference], frames[name], name, reference)
+        other = _other_predictions(results / name / "predictions.csv", other_point, frame)
         spec = experiments[name] or {}
-        majority = None
+        majority, threshold, chosen_on = None, None, None
         details = results / name / "evaluation.json"
         if os.path.lexists(details) and not details.is_file():
             raise CsxaError(
@@ -280,10 +285,42 @@ def load_experiments(
             majority = evaluation.get("majority_class")
             if majority is not None and (majority not in (0, 1) or isinstance(majority, bool)):
                 raise CsxaError(f"majority_class must be 0 or 1, not {str(majority)[:40]}", path=details)
+            threshold, chosen_on = _chosen_threshold(evaluation)
         loaded.append(
-            Experiment(name, str(spec.get("variant", "?")), str(spec.get("model", train_model)), frame, majority)
+            Experiment(
+                name,
+                str(spec.get("variant", "?")),
+                str(spec.get("model", train_model)),
+                frame,
+                majority,
+                other,
+                threshold,
+                chosen_on,
+            )
         )
     return loaded, reference
+
+
+def _other_predictions(path: Path, operating_point: str, aligned: pd.DataFrame) -> np.ndarray | None:
+    """The predictions at the other operating point, in ``aligned``'s key order; None where the file
+    has no such column (results written before it existed)."""
+    try:
+        frame = read_predictions(path, operating_point)
+    except CsxaError:
+        return None
+    by_key = frame.set_index("key").pred
+    return by_key.reindex(aligned.key).to_numpy() if set(aligned.key) <= set(by_key.index) else None
+
+
+def _chosen_threshold(evaluation: dict) -> tuple[float | None, dict | None]:
+    """The chosen threshold and the validation cases by class it was chosen on, where stated."""
+    threshold = evaluation.get("threshold")
+    by_class = evaluation.get("validation_by_class")
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
+        threshold = None
+    if not isinstance(by_class, dict) or not all(isinstance(v, int) for v in by_class.values()):
+        by_class = None
+    return threshold, by_class
 
 
 def _ratio(a, b):
@@ -419,6 +456,7 @@ def compare(experiments: list[Experiment], reference: str, config: CompareParams
         config.confidence,
     )
     baseline["reference"] = False
+    other_rows = [_other_point_row(e, labels, index, config.confidence) for e in experiments if e.other is not None]
     table = pd.DataFrame(rows + [baseline])
     compared = table.index[table.p_two_sided.notna()] if "p_two_sided" in table else []
     for column in ("p_two_sided", "mcnemar_p"):
@@ -438,8 +476,20 @@ def compare(experiments: list[Experiment], reference: str, config: CompareParams
         "seed": config.seed,
         "confidence": config.confidence,
         "comparisons": int(len(compared)),
+        "other_point": other_rows,
     }
     return table, facts
+
+
+def _other_point_row(e: Experiment, labels: np.ndarray, index: np.ndarray, confidence: float) -> dict:
+    """Sensitivity, specificity and balanced accuracy (with intervals) at the other operating point."""
+    scores = e.frame.score.to_numpy()
+    row = experiment_row(e.name, e.variant, e.model, labels, e.other.astype(int), scores, index, confidence)
+    keep = ("sensitivity", "specificity", "balanced_accuracy")
+    out = {"experiment": e.name, "threshold": e.threshold, "chosen_on": e.chosen_on}
+    for key in keep:
+        out[key], out[f"{key}_low"], out[f"{key}_high"] = row[key], row[f"{key}_low"], row[f"{key}_high"]
+    return out
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -486,6 +536,7 @@ def markdown(table: pd.DataFrame, facts: dict) -> str:
                 ]
             )
         )
+    lines += _other_point_markdown(facts)
     lines += [
         "",
         f"## Against the reference ({facts['reference']})",
@@ -513,6 +564,43 @@ def markdown(table: pd.DataFrame, facts: dict) -> str:
         )
     lines += ["", paper_markdown()]
     return "\n".join(lines) + "\n"
+
+
+def _other_point_markdown(facts: dict) -> list[str]:
+    """The section at the operating point the main table does not use: each experiment's chosen
+    threshold (and the validation cases of each class that chose it), or 0.5."""
+    rows = facts.get("other_point") or []
+    if not rows:
+        return []
+    at_chosen = facts["operating_point"] == "0.5"
+    lines = [
+        "",
+        "## At each experiment's chosen threshold" if at_chosen else "## At threshold 0.5 (the paper's)",
+        "",
+        (
+            "The threshold each experiment chose by its rule (train.threshold) on its validation part, cases "
+            "held out of training and SMOTE, named by class; then the test cases at that threshold. A threshold "
+            "chosen on few asymptomatic cases is itself uncertain: read it with its counts."
+            if at_chosen
+            else "The same predictions at the paper's threshold 0.5, beside each experiment's chosen one above."
+        ),
+        "",
+        "| Experiment | Threshold | Chosen on (asymptomatic / spondylosis) | Sensitivity (%) | Specificity (%) "
+        "| Balanced accuracy (%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        on = row["chosen_on"]
+        counts = f"{on.get('0', 0)} / {on.get('1', 0)}" if on else "-"
+        threshold = "-" if row["threshold"] is None else f"{row['threshold']:.3f}"
+        cells = [
+            percent_cell(row[key], row[f"{key}_low"], row[f"{key}_high"])
+            for key in ("sensitivity", "specificity", "balanced_accuracy")
+        ]
+        lines.append(
+            f"| {row['experiment']} | {threshold if at_chosen else '0.5'} | {counts} | " + " | ".join(cells) + " |"
+        )
+    return lines
 
 
 def paper_markdown() -> str:
