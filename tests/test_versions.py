@@ -192,3 +192,16 @@ def test_a_patch_to_an_older_line_and_withdrawal_with_latest(steward, tmp_path):
     assert f"warning: {VARIANT}@v1.1.0 is withdrawn ({reason}); reading it because it was named" in named.stderr
     again = csxa_data("withdraw", VARIANT, "v1.1.0", "--reason", "twice", cwd=root, check=False)
     assert again.returncode == 2 and "already withdrawn" in again.stderr
+
+
+@pytest.mark.slow
+def test_publishing_after_an_experiment_does_not_sweep_it_in(steward, tmp_path):
+    """`dvc exp run` leaves its parameters and results in the workspace: publish refuses them until
+    they are committed, so an experiment never becomes the next version unnoticed."""
+    root = tmp_path / "copy"
+    shutil.copytree(steward["root"], root, symlinks=True)
+    sh("dvc", "exp", "run", "-S", "variants.wide_cropped.grow_y=30", f"variant@{VARIANT}", cwd=root, timeout=600)
+    swept = csxa_data("publish", VARIANT, "v1.2.0", cwd=root, check=False)
+    assert swept.returncode == 2 and len(swept.stderr.strip().splitlines()) == 1, swept.stderr
+    assert f"uncommitted changes in dvc.lock (variant@{VARIANT})" in swept.stderr and "params.yaml" in swept.stderr
+    assert sh("git", "tag", "-l", f"{VARIANT}@v1.2.0", cwd=root).stdout == ""
