@@ -28,11 +28,13 @@ def ran(output):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A committed copy of the project with a tiny synthetic release and small images, and three of
-    the experiments (the reference, a grey and a colour one: each model stage runs in its own
+    """A committed copy of the project with a tiny synthetic release and small images, and four of
+    the experiments (the reference, two grey and a colour one: each model stage runs in its own
     process, so seven would double the time without testing anything more)."""
     root = fresh_clone(tmp_path_factory.mktemp("project") / "p")
-    tiny_params(root, experiments=("original_resnet", "cropped_resnet", "colored_cropped_resnet"))
+    tiny_params(
+        root, experiments=("original_resnet", "cropped_resnet", "wide_cropped_resnet", "colored_cropped_resnet")
+    )
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny params"], cwd=root, check=True
     )
@@ -148,6 +150,22 @@ def test_readme_dvc_recipes_run_as_written(project):
     kept = outputs["dvc exp show --no-pager --md --drop '.*' --keep 'Experiment|.*balanced_accuracy$|.*auroc$'"]
     assert "balanced_accuracy" in kept and "lr_step" not in kept and "loss" not in kept
     assert "reference" in outputs["dvc metrics show results/compare/compare.json"]
+
+    recipe = readme[readme.index("### Comparing two preprocessings with `dvc exp run`") :]
+    block = recipe[recipe.index("```bash") + len("```bash") :]
+    run_it, show_it = [line for line in block[: block.index("```")].splitlines() if line.strip()]
+    assert ran(dvc(*shlex.split(run_it)[1:], cwd=project)) == {
+        "variant@wide_cropped",
+        "variants_preview",
+        "train@wide_cropped_resnet",
+        "cv@wide_cropped_resnet",
+        "compare",
+        "explain",
+    }
+    shown = dvc(*shlex.split(show_it)[1:], cwd=project)
+    assert "wide-y120" in shown and "| variants.wide_cropped.grow_y" in shown and "lr_step" not in shown
+    assert "experiments.wide_cropped_resnet.auroc" in shown and "colored" not in shown
+    assert max(len(line) for line in shown.splitlines()) <= 120, shown
 
 
 def test_committed_lock_matches_the_code_and_params():
