@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from csxa_data.atomic import atomic_path
 from csxa_data.errors import CsxaError
-from csxa_data.registry import NoAnswer, default_remote, open_repo, output_objects, within
+from csxa_data.registry import VERSION_TAG, NoAnswer, default_remote, open_repo, output_objects, within
 
 
 def connection_problem(exc: BaseException) -> str:
@@ -195,6 +196,28 @@ def _remote_md5(odb, md5: str) -> str | None:
     return digest.hexdigest()
 
 
+VERSION_AT = re.compile(r"[A-Za-z0-9_.-]+@" + VERSION_TAG.pattern, re.ASCII)  # NAME@vX.Y.Z, not gto's NAME@vX.Y.Z!
+
+
+def versions_here(root: str | Path) -> str:
+    """Which published versions the pulled files are: the version tags on the checked-out commit (a
+    commit cannot name itself, so the tag says it), or that none is published there."""
+    shown = subprocess.run(
+        ["git", "-C", str(root), "log", "-1", "--format=%H%x00%D"], capture_output=True, text=True, check=False
+    )
+    commit, _, refs = shown.stdout.strip().partition("\0")
+    tags = sorted(
+        ref.removeprefix("tag: ")
+        for ref in refs.split(", ")
+        if ref.startswith("tag: ") and VERSION_AT.fullmatch(ref.removeprefix("tag: "))
+    )
+    if not commit:
+        return "not a git commit: which version these files are is not known"
+    if not tags:
+        return f"commit {commit[:12]}, on which no version is published (unpublished files)"
+    return f"commit {commit[:12]}, published as {', '.join(tags)}"
+
+
 def pull(root: str | Path, targets: list[str], *, remote: str | None = None, timeout: float = 600.0) -> None:
     """What ``dvc pull TARGETS`` does, made safe for a consumer: ``dvc fetch`` with DVC's ``verify``
     on for the remote it reads (DVC's own output passes through), so that only the published bytes
@@ -225,6 +248,7 @@ def pull(root: str | Path, targets: list[str], *, remote: str | None = None, tim
     if failed is None:
         placed = place_outputs(root, targets)
         print(f"csxa-data pull: {placed} in place, each whole and checked against its published md5")
+        print(f"csxa-data pull: {versions_here(root)}")
         return
     name, url, problem = probe_remote(root, remote, timeout=min(timeout, 20.0))
     if problem:

@@ -290,8 +290,10 @@ def test_killed_pulls_and_a_vanishing_remote_leave_the_previous_version_or_none(
     home = consumer_dir(registry, "killed-pull")
     clone = clone_at(registry, home / "clone")
     started = time.monotonic()
-    csxa_data("pull", VARIANT, cwd=clone)
+    first = csxa_data("pull", VARIANT, cwd=clone)
     whole_pull = time.monotonic() - started
+    tagged = sh("git", "rev-parse", "HEAD", cwd=clone).stdout.strip()[:12]
+    assert f"csxa-data pull: commit {tagged}, published as wide_cropped@v1.0.0" in first.stdout  # which version
     assert state_of(clone / VARIANT, versions) == "v1.0.0"
     sh("git", "checkout", "-q", "wide_cropped@v1.1.0", cwd=clone)
     pull = [sys.executable, "-m", "csxa_data", "pull", VARIANT]
