@@ -5,6 +5,13 @@ teams (:mod:`csxa_data.load`; it imports torch, so only when asked for)."""
 
 __version__ = "0.1.0"
 
+# pandas 3 keeps text in pyarrow when pyarrow is installed (Hugging Face `datasets` brings it), and
+# pyarrow cannot hold the lone surrogates a hostile release may carry (ingest logs them escaped): keep
+# pandas' own Python strings, the storage every output was built and tested with, pyarrow or not.
+import pandas as _pandas  # noqa: E402
+
+_pandas.set_option("mode.string_storage", "python")
+
 
 def __getattr__(name: str):
     if name == "load_variant":
