@@ -42,7 +42,7 @@ def variant_diff(
     between two git revisions of registry ``repo`` (a path or git URL), shown as ``labels`` (the
     versions they are, by default the revisions). Returns a JSON-ready dict (:func:`diff_markdown`
     shows it). :func:`csxa_data.registry.resolve_version` turns ``vX.Y.Z`` and ``latest`` into tags."""
-    path = path or f"data/variants/{name}"
+    path = (path or f"data/variants/{name}").strip("/")
     labels = labels or (rev_a, rev_b)
     sides = [_side(repo, path, rev, label, params or SourceParams()) for rev, label in zip((rev_a, rev_b), labels)]
     a, b = sides
@@ -59,7 +59,7 @@ def variant_diff(
         "b": _summary(b),
         **cases,
         "shards": {"unchanged": sum(unchanged.values()), "read": {"a": len(left), "b": len(right)}},
-        "parameters": _parameter_changes(a["params"], b["params"]),
+        "parameters": _parameter_changes(a["params"], b["params"]) if a["stages"] and b["stages"] else None,
         "ledgers": {kind: _ledger_changes(a["ledgers"][kind], b["ledgers"][kind]) for kind in LEDGERS},
     }
 
@@ -131,7 +131,18 @@ def _ledger_rows(fs, file: str) -> list[tuple] | None:
             text = handle.read(64 << 20).decode("utf-8", "replace")
     except Exception:  # noqa: BLE001 - not pushed, not in the registry at that revision: said, not fatal
         return None
-    return [tuple(row) for row in csv.reader(io.StringIO(text))][1:]
+    return ledger_rows(text)
+
+
+def ledger_rows(text: str) -> list[tuple] | None:
+    """A ledger's rows (CSV text with a header), each followed by its case number and rule, found by
+    the header's names; None for an empty file."""
+    rows = [tuple(row) for row in csv.reader(io.StringIO(text))]
+    if not rows:
+        return None
+    header = rows[0]  # the ledgers differ in columns: repairs (number, field, old, new, rule), drops (source, key, ...)
+    keep = [header.index(name) if name in header else None for name in ("number", "rule")]
+    return [tuple(row) + tuple(row[i] if i is not None and i < len(row) else "" for i in keep) for row in rows[1:]]
 
 
 def _shards_to_read(side: dict, unchanged: Counter) -> list[dict]:
@@ -260,9 +271,11 @@ def diff_markdown(diff: dict, *, title: str | None = None) -> str:
         else:
             lines.append(f"- {kind}: {_ledger_line(change['added'], 'new')}, {_ledger_line(change['removed'], 'gone')}")
     lines += ["", "Parameters (from dvc.lock, the stages that build this variant):"]
-    if not diff["parameters"]:
+    if diff["parameters"] is None:
+        lines.append("- not compared (no dvc.lock stage builds this folder at both revisions)")
+    elif not diff["parameters"]:
         lines.append("- none changed")
-    for change in diff["parameters"]:
+    for change in diff["parameters"] or []:
         lines.append(f"- {change['parameter']}: {_value(change['a'])} -> {_value(change['b'])}")
     shards = diff["shards"]
     lines += [
@@ -277,7 +290,7 @@ def _ledger_line(rows: list[list], what: str) -> str:
     """``2 new (case 0004: no_sheet_row x2)``: a ledger's rows (number third, rule fourth) by case."""
     if not rows:
         return f"0 {what}"
-    counts = Counter((_number(row[2]), row[3]) for row in rows)
+    counts = Counter((_number(row[-2]), row[-1]) for row in rows)  # number and rule, appended by _ledger_rows
     shown = [
         f"case {n:04d}: {rule}" + (f" x{k}" if k > 1 else "") if n is not None else f"{rule} x{k}"
         for (n, rule), k in list(counts.items())[:SHOWN]
@@ -289,7 +302,7 @@ def _ledger_line(rows: list[list], what: str) -> str:
 def _number(text: str) -> int | None:
     try:
         return int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # blank, nan, inf
         return None
 
 

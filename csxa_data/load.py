@@ -88,7 +88,8 @@ def provenance_of(source: Source | str, *, registry: str | None = None) -> Prove
 
     source = open_source(source) if isinstance(source, str) else source
     location = source.spec if isinstance(source, RegistrySource) else str(source.location)
-    variant = location.split("path=")[-1].rstrip("/").rsplit("/", 1)[-1]
+    path = source.path if isinstance(source, RegistrySource) else location
+    variant = path.rstrip("/").rsplit("/", 1)[-1]
     if isinstance(source, RegistrySource):
         source.published()  # resolves the revision (and refuses one that publishes nothing) before any read
         commit = source.filesystem().repo.get_rev()

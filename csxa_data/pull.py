@@ -13,7 +13,7 @@ from pathlib import Path
 
 from csxa_data.atomic import atomic_path
 from csxa_data.errors import CsxaError
-from csxa_data.registry import VERSION_TAG, NoAnswer, default_remote, open_repo, output_objects, within
+from csxa_data.registry import VERSION_TAG, NoAnswer, default_remote, open_repo, output_objects, read_artifacts, within
 
 
 def connection_problem(exc: BaseException) -> str:
@@ -199,22 +199,28 @@ def _remote_md5(odb, md5: str) -> str | None:
 VERSION_AT = re.compile(r"[A-Za-z0-9_.-]+@" + VERSION_TAG.pattern, re.ASCII)  # NAME@vX.Y.Z, not gto's NAME@vX.Y.Z!
 
 
-def versions_here(root: str | Path) -> str:
-    """Which published versions the pulled files are: the version tags on the checked-out commit (a
-    commit cannot name itself, so the tag says it), or that none is published there."""
+def versions_here(root: str | Path, targets: list[str] | None = None) -> str:
+    """Which published versions the pulled files are: the version tags on the checked-out commit of
+    the artifacts pulled (all, without targets), a withdrawn one marked (a commit cannot name itself,
+    so the tag says it), or that none is published there."""
     shown = subprocess.run(
         ["git", "-C", str(root), "log", "-1", "--format=%H%x00%D"], capture_output=True, text=True, check=False
     )
     commit, _, refs = shown.stdout.strip().partition("\0")
-    tags = sorted(
-        ref.removeprefix("tag: ")
-        for ref in refs.split(", ")
-        if ref.startswith("tag: ") and VERSION_AT.fullmatch(ref.removeprefix("tag: "))
-    )
     if not commit:
         return "not a git commit: which version these files are is not known"
+    names = {ref.removeprefix("tag: ") for ref in refs.split(", ") if ref.startswith("tag: ")}
+    wanted = None
+    if targets:
+        paths = {target.strip("/") for target in targets}
+        wanted = {a.name for a in read_artifacts(root).values() if a.path.strip("/") in paths}
+    tags = sorted(
+        tag + (" (withdrawn)" if any(other.startswith(f"{tag}!") for other in names) else "")
+        for tag in names
+        if VERSION_AT.fullmatch(tag) and (wanted is None or tag.split("@", 1)[0] in wanted)
+    )
     if not tags:
-        return f"commit {commit[:12]}, on which no version is published (unpublished files)"
+        return f"commit {commit[:12]}, on which no version of what was pulled is published (unpublished files)"
     return f"commit {commit[:12]}, published as {', '.join(tags)}"
 
 
@@ -248,7 +254,7 @@ def pull(root: str | Path, targets: list[str], *, remote: str | None = None, tim
     if failed is None:
         placed = place_outputs(root, targets)
         print(f"csxa-data pull: {placed} in place, each whole and checked against its published md5")
-        print(f"csxa-data pull: {versions_here(root)}")
+        print(f"csxa-data pull: {versions_here(root, targets)}")
         return
     name, url, problem = probe_remote(root, remote, timeout=min(timeout, 20.0))
     if problem:

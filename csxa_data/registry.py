@@ -122,19 +122,23 @@ def _stop(process: subprocess.Popen) -> None:
 
 def _git_within(args: list[str], timeout: float, cwd: str | None = None, input: str | None = None) -> str:
     """A git command's standard output; ``NoAnswer`` after ``timeout`` seconds (git and its helpers
-    stopped), CsxaError with git's own last line when it fails."""
+    stopped), CsxaError with git's own last line when it fails. Bytes are kept as git wrote them (no
+    newline translation; bytes that are not UTF-8 carried as surrogates), so that the sizes
+    ``cat-file --batch`` states still count them."""
     process = subprocess.Popen(
         ["git", *args],
         cwd=cwd,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
         start_new_session=True,
         env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
     )
     try:
-        out, err = process.communicate(input=input, timeout=timeout)
+        raw_out, raw_err = process.communicate(
+            input=input.encode("utf-8", "surrogateescape") if input is not None else None, timeout=timeout
+        )
+        out, err = raw_out.decode("utf-8", "surrogateescape"), raw_err.decode("utf-8", "replace")
     except subprocess.TimeoutExpired:
         _stop(process)
         raise NoAnswer from None
@@ -249,7 +253,7 @@ def read_versions(repo: str | Path, name: str, timeout: float = VERSIONS_TIMEOUT
         raise CsxaError(f"cannot read versions of {name!r}: {exc.message}", path=registry_where(repo)) from None
     found, withdrawn = {}, {}
     for record in text.split("\x1e"):
-        record = record.lstrip("\n")
+        record = record.lstrip("\n").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if not record:
             continue
         tag, kind, target_kind, commit, date, message = (record.split("\0") + [""] * 6)[:6]
@@ -298,8 +302,8 @@ def resolve_version(
     if rev != "latest" and not VERSION_TAG.fullmatch(rev):
         return rev, None
     versions = read_versions(repo, name, timeout, warn=warn)
-    if rev == "latest":
-        live = [entry for entry in versions if not entry["withdrawn"]]
+    if rev == "latest":  # the newest release: not withdrawn, not a pre-release (v2.0.0-rc.1)
+        live = [entry for entry in versions if not entry["withdrawn"] and "-" not in entry["version"]]
         if not live:
             raise CsxaError(f"{name} has no published version to call latest", path=registry_where(repo))
         for entry in versions:
@@ -316,7 +320,14 @@ def resolve_version(
 
 
 def require_version(repo: str | Path, name: str, version: str, timeout: float = VERSIONS_TIMEOUT) -> dict:
-    """The published version ``version`` of ``name``, or one error line naming those that exist."""
+    """The published version ``version`` of ``name``, or one error line naming those that exist (or
+    saying it was withdrawn, and why)."""
+    for entry in read_versions(repo, name, timeout):
+        if entry["version"] == version and entry["withdrawn"]:
+            raise CsxaError(
+                f"{name}@{version} is withdrawn ({entry['withdrawn']}); its files can still be read by naming it",
+                path=registry_where(repo),
+            )
     versions = published_versions(repo, name, timeout)
     for entry in versions:
         if entry["version"] == version:

@@ -47,7 +47,7 @@ class ResNetSmall(nn.Module):
     """ResNet's residual basic blocks (torchvision's own ``BasicBlock``) in four stages at CPU-demo
     widths 16-96, each stage followed by a 2 x 2 max-pool as in ``smallcnn`` (measured on the demo's
     32 px films, strided blocks without the pooling learned far less: benchmarks/bench_demo.py): the
-    ResNet family for CPU demos, about 0.3M parameters. Stages are ``layer1`` .. ``layer4`` as in
+    ResNet family for CPU demos, about 0.2M parameters. Stages are ``layer1`` .. ``layer4`` as in
     torchvision, so Grad-CAM reads it as it reads a ResNet."""
 
     def __init__(self, num_classes: int = 2, widths: tuple[int, ...] = (16, 32, 64, 96)):
@@ -68,6 +68,8 @@ class ResNetSmall(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < 16:  # four 2 x 2 max-pools
+            raise CsxaError(f"resnetsmall needs images of at least 16 px (four halvings), not {x.shape[-1]} px")
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
         return self.fc(torch.flatten(self.pool(x), 1))
 

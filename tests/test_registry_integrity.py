@@ -371,6 +371,8 @@ def test_load_variant_reads_a_version_verified_and_refuses_a_tampered_shard(regi
     test = load_variant("wide_cropped", registry=str(clone), rev="v1.0.0", split="test")
     commit = sh("git", "rev-parse", f"{TAG}^{{commit}}", cwd=registry.root).stdout.strip()
     assert (test.provenance.rev, test.provenance.commit) == (TAG, commit)
+    assert test.provenance.variant == "wide_cropped"
+    assert test.provenance.describe() == f"{TAG} (commit {commit[:12]}) from {clone}"
     samples = list(torch.utils.data.DataLoader(test, batch_size=None, num_workers=2))
     report = json.loads(remote_object(registry.remote, listing["shards.json"]).read_text())
     assert len(samples) == len(test) == report["totals"]["test"]["samples"]

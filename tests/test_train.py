@@ -212,6 +212,8 @@ def test_an_unknown_padding_and_the_small_resnet():
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 2) and hasattr(model, "layer4")
     with pytest.raises(CsxaError, match="resnetsmall has no pretrained weights"):
         build_model("resnetsmall", "imagenet")
+    with pytest.raises(CsxaError, match="resnetsmall needs images of at least 16 px"):
+        model(torch.zeros(1, 3, 8, 8))
 
 
 def test_imagenet_weights_offline_give_a_clear_error(tmp_path, variant):

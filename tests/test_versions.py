@@ -190,6 +190,8 @@ def test_a_patch_to_an_older_line_and_withdrawal_with_latest(steward, tmp_path):
     assert "wide_cropped%40v1.0.1" in registry_variant(str(root), VARIANT, "latest")
     named = csxa_data("diff", VARIANT, "v1.1.0", "latest", cwd=root)
     assert f"warning: {VARIANT}@v1.1.0 is withdrawn ({reason}); reading it because it was named" in named.stderr
+    pinned = csxa_data("versions", VARIANT, "--check", "v1.1.0", cwd=root, check=False)
+    assert pinned.returncode == 2 and f"{VARIANT}@v1.1.0 is withdrawn ({reason})" in pinned.stderr
     again = csxa_data("withdraw", VARIANT, "v1.1.0", "--reason", "twice", cwd=root, check=False)
     assert again.returncode == 2 and "already withdrawn" in again.stderr
 
@@ -205,3 +207,26 @@ def test_publishing_after_an_experiment_does_not_sweep_it_in(steward, tmp_path):
     assert swept.returncode == 2 and len(swept.stderr.strip().splitlines()) == 1, swept.stderr
     assert f"uncommitted changes in dvc.lock (variant@{VARIANT})" in swept.stderr and "params.yaml" in swept.stderr
     assert sh("git", "tag", "-l", f"{VARIANT}@v1.2.0", cwd=root).stdout == ""
+
+
+def test_release_notes_read_each_ledger_by_its_header():
+    """repairs.csv and drops.csv have other columns: the notes name each row's case and rule."""
+    from csxa_data.diff import _ledger_line, ledger_rows
+
+    repairs = ledger_rows("number,field,old,new,rule\n12,age,66,69,age_from_file_name\n12,x,1.0,2.0,polygon_mean\n")
+    drops = ledger_rows("source,key,number,rule,reason\njson,0004052.json,4.0,no_sheet_row,case 0004: no sheet row\n")
+    assert _ledger_line(repairs, "new") == "2 new (case 0012: age_from_file_name; case 0012: polygon_mean)"
+    assert _ledger_line(drops, "gone") == "1 gone (case 0004: no_sheet_row)"
+    odd = ledger_rows("source,key,number,rule,reason\npng,x.png,inf,no_image,?\n")
+    assert _ledger_line(odd, "new") == "1 new (no_image x1)"
+
+
+def test_latest_is_the_newest_release_not_a_pre_release(tmp_path):
+    from csxa_data.registry import resolve_version
+
+    sh("git", "init", "-q", "-b", "main", cwd=tmp_path)
+    for version in ("v1.0.0", "v2.0.0-rc.1"):
+        sh("git", "commit", "-q", "--allow-empty", "-m", version, cwd=tmp_path)
+        sh("git", "tag", "-a", "-m", f"Publish ds {version}", f"ds@{version}", cwd=tmp_path)
+    assert resolve_version(tmp_path, "ds", "latest")[0] == "ds@v1.0.0"
+    assert resolve_version(tmp_path, "ds", "v2.0.0-rc.1")[0] == "ds@v2.0.0-rc.1"  # named: read as named

@@ -20,7 +20,6 @@ from __future__ import annotations
 import http.client
 import math
 import os
-import re
 import socket
 import time
 import urllib.error
@@ -31,7 +30,7 @@ from typing import IO
 
 from csxa_data.errors import CsxaError, SourceError
 from csxa_data.params import dataclass_from_section, load_section, require
-from csxa_data.registry import published_versions, resolve_version
+from csxa_data.registry import VERSION_TAG, published_versions, resolve_version
 from csxa_data.shards.format import MAX_MEMBER_BYTES, open_regular_file
 from csxa_data.shards.http import HeaderWatch, PacedReader, one_line, read_at_most
 from csxa_data.shards.published import Published, local_published, registry_published
@@ -297,7 +296,7 @@ def registry_variant(repo: str, variant: str, rev: str | None = None) -> str:
     or by path in the repository; a bare version ``vX.Y.Z`` means that variant's artifact tag, and
     ``latest`` its newest version that is not withdrawn (the tags are read to know)."""
     path = variant if "/" in variant else f"data/variants/{variant}"
-    if rev == "latest" or (rev and re.fullmatch(r"v\d+\.\d+\.\d+", rev, re.ASCII)):
+    if rev == "latest" or (rev and VERSION_TAG.fullmatch(rev)):
         # latest: the newest version not withdrawn; a withdrawn version named outright: a warning
         rev, _ = resolve_version(repo, path.rstrip("/").rsplit("/", 1)[-1], rev)
     return registry_spec(repo, path, rev)

@@ -304,10 +304,10 @@ def load_experiments(
 def _other_predictions(path: Path, operating_point: str, aligned: pd.DataFrame) -> np.ndarray | None:
     """The predictions at the other operating point, in ``aligned``'s key order; None where the file
     has no such column (results written before it existed)."""
-    try:
-        frame = read_predictions(path, operating_point)
-    except CsxaError:
-        return None
+    column = "pred" if operating_point == "0.5" else "pred_at_threshold"
+    if column not in read_csv_file(path, "predictions not found", dtype={"key": str}).columns:
+        return None  # written before the column existed: the section leaves this experiment out
+    frame = read_predictions(path, operating_point)
     by_key = frame.set_index("key").pred
     return by_key.reindex(aligned.key).to_numpy() if set(aligned.key) <= set(by_key.index) else None
 
@@ -591,7 +591,7 @@ def _other_point_markdown(facts: dict) -> list[str]:
     ]
     for row in rows:
         on = row["chosen_on"]
-        counts = f"{on.get('0', 0)} / {on.get('1', 0)}" if on else "-"
+        counts = f"{on.get('0', 0)} / {on.get('1', 0)}" if on and at_chosen else "-"
         threshold = "-" if row["threshold"] is None else f"{row['threshold']:.3f}"
         cells = [
             percent_cell(row[key], row[f"{key}_low"], row[f"{key}_high"])
