@@ -14,7 +14,6 @@ import io
 import json
 from collections import Counter
 
-from csxa_data.errors import CsxaError
 from csxa_data.shards.sources import SourceParams, open_source, registry_spec
 from csxa_data.shards.verify import shard_report, shard_samples
 
@@ -22,10 +21,6 @@ from csxa_data.shards.verify import shard_report, shard_samples
 IDENTITY = ("key", "number", "stem", "split", "label", "variant")
 LEDGERS = {"repairs": "data/ingest/repairs.csv", "drops": "data/ingest/drops.csv"}
 SHOWN = 12  # case numbers listed in Markdown before "and N more"
-
-
-class DiffError(CsxaError):
-    """Two revisions that could not be compared."""
 
 
 def variant_diff(

@@ -231,7 +231,7 @@ def check_version_order(name: str, version: str, existing: list[str], root) -> N
 def release_notes(root: Path, artifact: ArtifactInfo, version: str, existing: list[dict]) -> str:
     """What changed since the previous version (the newest older one, not withdrawn), as Markdown;
     a dataset only (a model's notes are its card). A comparison that fails is said, not fatal."""
-    from csxa_data.diff import DiffError, diff_markdown, variant_diff
+    from csxa_data.diff import diff_markdown, variant_diff
 
     older = [v for v in existing if not v["withdrawn"] and is_newer(version, v["version"])]
     if artifact.type != "dataset":
@@ -243,7 +243,7 @@ def release_notes(root: Path, artifact: ArtifactInfo, version: str, existing: li
         change = variant_diff(
             str(root), artifact.name, previous["tag"], "HEAD", path=artifact.path, labels=(previous["version"], version)
         )
-    except (DiffError, CsxaError) as exc:
+    except CsxaError as exc:
         return f"Changes since {previous['version']}: could not compare ({exc})."
     return diff_markdown(change, title=f"Changes since {previous['version']}")
 
