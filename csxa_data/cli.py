@@ -230,6 +230,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from csxa_data.ingest.outputs import read_manifest
     from csxa_data.ingest.params import IngestParams
     from csxa_data.params import load_section
+    from csxa_data.stamp import Stamp
     from csxa_data.variants.build import VARIANT_FILES, build_variant, check_manifest_against_validation
     from csxa_data.variants.spec import BuildParams
 
@@ -243,6 +244,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not isinstance(registry, str):
         raise CsxaError(f"registry.url must be the registry's git URL (text), not {registry!r}", path=args.params)
     release = args.release or Path(IngestParams.from_dict(load_section(args.params, "ingest")).release)
+    stamp = Stamp.from_params(args.variant, load_section(args.params, "variants").get(args.variant))
     out = args.out or Path("data/variants") / args.variant
     check_writable(out, owns=VARIANT_FILES)
     manifest = read_manifest(args.manifest)
@@ -259,6 +261,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         validation=validation,
         registry=registry,
+        stamp=stamp,
     )
     parts = [
         f"{split}: {t['samples']} samples of {t['cases']} cases in {t['shards']} shards {t['by_class']}"
@@ -279,9 +282,11 @@ def cmd_compare_variants(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from csxa_data.publish import publish
 
-    tag = publish(args.repo, args.name, args.version, message=args.message, remote=args.remote)
+    tag, release = publish(args.repo, args.name, args.version, message=args.message, remote=args.remote)
+    made = f"made release commit {release[:12]} (the card names the version) and " if release else ""
+    share = f"git push origin HEAD {tag}" if release else f"git push origin {tag}"
     print(
-        f"publish: tagged {tag} (annotated) at HEAD; share it with `git push origin {tag}`; consumers: "
+        f"publish: {made}tagged {tag} (annotated) at HEAD; share it with `{share}`; consumers: "
         f"`dvc artifacts get REPO {args.name} --rev {args.version}` or "
         f"`dvc import REPO PATH --rev {tag}`"
     )
@@ -375,7 +380,10 @@ def _add_registry_commands(sub) -> None:
         "NAME@VERSION` find it. Refuses a name that is not in dvc.yaml `artifacts:`, a version "
         "that is malformed, already published or not newer than the latest, and an artifact whose "
         "stage is not up to date with a committed dvc.lock or whose files are not all in the DVC "
-        "remote (run `dvc push PATH` first). The tag is local until `git push origin TAG`.",
+        "remote (run `dvc push PATH` first). A variant first gets a release commit: the version, title and "
+        "release notes written to variants.NAME.published in params.yaml, its stage rebuilt (only the card "
+        "and croissant.json may change), pushed and committed; the tag goes on that commit. The commit and "
+        "tag are local until `git push origin HEAD TAG`.",
     )
     publish.add_argument("name", help="artifact name, as in dvc.yaml `artifacts:` (a variant or an experiment)")
     publish.add_argument("version", help="semantic version with a leading v, for example v1.0.0")

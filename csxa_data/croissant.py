@@ -128,8 +128,9 @@ def _records(split: str) -> list[dict]:
     ]
 
 
-def croissant(name: str, report: dict, *, licence: str, registry: str = "") -> dict:
-    """The Croissant 1.0 description of variant ``name`` from its ``shards.json`` ``report``."""
+def croissant(name: str, report: dict, *, licence: str, registry: str = "", stamp=None) -> dict:
+    """The Croissant 1.0 description of variant ``name`` from its ``shards.json`` ``report``, with the
+    ``version`` of its :class:`~csxa_data.stamp.Stamp` where publish wrote one."""
     shards = report["shards"]
     splits = [split for split in report["totals"] if any(s["split"] == split for s in shards)]
     distribution = [
@@ -161,6 +162,7 @@ def croissant(name: str, report: dict, *, licence: str, registry: str = "") -> d
         "citeAs": CSXA_CITATION,
         "license": licence,
         "url": registry or "https://doi.org/10.57760/sciencedb.15391",
+        **({"version": stamp.version.removeprefix("v")} if stamp else {}),
         "keywords": ["medical", "x-ray", "cervical spine", "spondylosis", "webdataset"],
         "distribution": distribution,
         "recordSet": [record for split in splits for record in _records(split)],

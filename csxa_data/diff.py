@@ -16,6 +16,7 @@ from collections import Counter
 
 from csxa_data.shards.sources import SourceParams, open_source, registry_spec
 from csxa_data.shards.verify import shard_report, shard_samples
+from csxa_data.stamp import is_stamp_parameter
 
 # the fields of a sample's .json that name it rather than describe it
 IDENTITY = ("key", "number", "stem", "split", "label", "variant")
@@ -198,10 +199,11 @@ def _case_changes(a: dict[str, dict], b: dict[str, dict]) -> dict:
 
 
 def _parameter_changes(a: dict, b: dict) -> list[dict]:
+    """Build settings that differ; a version stamp (the previous release's notes) is not one."""
     return [
         {"parameter": key, "a": a.get(key), "b": b.get(key)}
         for key in sorted(a.keys() | b.keys())
-        if a.get(key) != b.get(key)
+        if a.get(key) != b.get(key) and not is_stamp_parameter(key)
     ]
 
 

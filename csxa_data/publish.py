@@ -4,7 +4,11 @@ with release notes in its tag) and withdraw one. Reading versions is :mod:`csxa_
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from csxa_data.errors import CsxaError
@@ -24,6 +28,7 @@ from csxa_data.registry import (
     registry_where,
     within,
 )
+from csxa_data.stamp import Stamp, write_stamp
 
 
 def _git(root: Path, *args: str) -> str:
@@ -32,6 +37,9 @@ def _git(root: Path, *args: str) -> str:
         raise CsxaError(f"git {' '.join(args)} failed: {result.stderr.strip()}", path=root)
     return result.stdout
 
+
+# what the release commit rewrites in a variant: the files that name its version
+CARD_FILES = {"README.md", "croissant.json"}
 
 # a remote that accepts connections and never answers must not hang a publish
 REMOTE_TIMEOUT = 120.0
@@ -94,10 +102,20 @@ def _lock_entries(text: str) -> dict:
         return {}
 
 
-def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | None = None, *, warn=None) -> str:
+@dataclass(frozen=True)
+class Publishable:
+    """What the checks found: the remote to publish to, the artifact's stage, and the params file
+    whose ``variants.<name>`` the stage reads (where its version is stamped), if any."""
+
+    remote: str
+    stage: str
+    stamp_file: str | None
+
+
+def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | None = None, *, warn=None) -> Publishable:
     """Refuse unless ``artifact``'s output is committed (its stage and every stage it depends on up
     to date, their ``dvc.lock`` entries committed) and pushed (every file in a shared remote, asked of
-    the remote itself). Warns, naming them, of other stages left stale. Returns the remote's name."""
+    the remote itself). Warns, naming them, of other stages left stale."""
     import networkx as nx
     from dvc.exceptions import DvcException
 
@@ -175,18 +193,31 @@ def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | No
                     f"stages built on {artifact.name} are not up to date with it in this commit: "
                     f"{', '.join(stale)} (they are not part of {artifact.name}'s version)"
                 )
-        return name
+        return Publishable(name, stage.addressing, _stamp_file(stage, artifact.name))
+
+
+def _stamp_file(stage, name: str) -> str | None:
+    from dvc.dependency.param import ParamsDependency
+
+    for dep in stage.deps:
+        if isinstance(dep, ParamsDependency) and f"variants.{name}" in (dep.params or []):
+            return dep.def_path
+    return None
 
 
 def publish(
     root: str | Path, name: str, version: str, *, message: str | None = None, remote: str | None = None, warn=None
-) -> str:
+) -> tuple[str, str | None]:
     """Tag the current commit as ``NAME@VERSION`` (annotated, with gto) after the checks above, with
     release notes (what changed since the previous version, :mod:`csxa_data.diff`) in its annotation.
 
+    A dataset whose stage reads ``variants.<name>`` gets a release commit first (:func:`release_commit`):
+    its card names the version and carries the notes, and the tag goes on that commit.
+
     Refuses an artifact not named in ``dvc.yaml``, a malformed or already published version, one not
     newer than the latest of its ``MAJOR.MINOR`` line (a patch to an older line is allowed; a new line
-    must be newer than every version), and an output that is not committed and pushed. Returns the tag.
+    must be newer than every version), and an output that is not committed and pushed. Returns the tag
+    and the release commit (None for an artifact without one).
     """
     from gto.api import register
     from gto.exceptions import GTOException
@@ -205,14 +236,67 @@ def publish(
             path=root,
         )
     check_version_order(name, version, [v["version"] for v in existing], root)
-    check_publishable(root, artifacts[name], remote, warn=warn)
+    checked = check_publishable(root, artifacts[name], remote, warn=warn)
     notes = release_notes(root, artifacts[name], version, existing)
     title = message or f"Publish {artifacts[name].type} {name} {version}"
+    stamped = checked.stamp_file is not None
+    if stamped:
+        shards = hashlib.sha256((root / artifacts[name].path / "shards.json").read_bytes()).hexdigest()
+        release_commit(root, artifacts[name], checked, Stamp(version, title, notes, shards))
     try:
         register(str(root), name, "HEAD", version=version, message=f"{title}\n\n{notes}".strip())
     except (GTOException, SCMError) as exc:
+        if stamped:
+            _git(root, "reset", "--keep", "HEAD~1")
+            _dvc(root, "checkout", "--force", checked.stage)
         raise CsxaError(f"cannot publish {name}@{version}: {gto_message(exc)}", path=root) from None
-    return f"{name}@{version}"
+    return f"{name}@{version}", (_git(root, "rev-parse", "HEAD").strip() if stamped else None)
+
+
+def _dvc(root: Path, *args: str, what: str = "") -> None:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        said = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        raise CsxaError(f"{what or 'dvc ' + ' '.join(args)} failed: {said[-1] if said else 'no message'}", path=root)
+
+
+def _digests(folder: Path, ignore: set[str]) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name not in ignore
+    }
+
+
+def release_commit(root: Path, artifact: ArtifactInfo, checked: Publishable, stamp: Stamp) -> None:
+    """Stamp ``stamp`` into the variant's params, rebuild its stage (the card and Croissant metadata
+    change, every other file must come out byte-identical), push it and commit params and dvc.lock
+    as "Release NAME vX.Y.Z": the commit the tag goes on. On any failure the workspace is put back."""
+    folder = root / artifact.path
+    before = _digests(folder, CARD_FILES)
+    try:
+        write_stamp(root / checked.stamp_file, artifact.name, stamp)
+        _dvc(root, "repro", "--single-item", checked.stage, what=f"rebuilding {checked.stage} with its version")
+        after = _digests(folder, CARD_FILES)
+        changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+        if changed:
+            raise CsxaError(
+                f"rebuilding {checked.stage} with its version changed {', '.join(changed[:3])}"
+                f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}, not only its card: the build "
+                "is not byte-reproducible here; nothing was published",
+                path=folder,
+            )
+        _dvc(root, "push", "--remote", checked.remote, checked.stage, what=f"pushing {checked.stage}")
+        _git(root, "add", "--", checked.stamp_file, "dvc.lock")
+        _git(root, "commit", "-q", "-m", f"Release {artifact.name} {stamp.version}: {stamp.title}")
+    except BaseException:
+        _git(root, "checkout", "HEAD", "--", checked.stamp_file, "dvc.lock")
+        try:
+            _dvc(root, "checkout", "--force", checked.stage)
+        except CsxaError as exc:
+            print_warning(f"could not restore {artifact.path}: {exc}; run `dvc checkout {checked.stage}`")
+        raise
 
 
 def check_version_order(name: str, version: str, existing: list[str], root) -> None:

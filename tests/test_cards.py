@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import yaml
 
-from csxa_data.cards import dataset_card, release_kind
+from csxa_data.cards import release_kind
 from csxa_data.ingest.outputs import read_manifest, write_ingest
 from csxa_data.ingest.params import IngestParams
 from csxa_data.ingest.run import run_ingest
 from csxa_data.variants.build import build_variant
+from csxa_data.variants.card import dataset_card
 from csxa_data.variants.spec import BuildParams, VariantSpec
 from csxa_train.card import model_card
 
@@ -331,3 +332,64 @@ def test_plain_webdataset_reads_a_variant_folder(built):
         assert len(samples) == report["totals"][split]["samples"]
         assert all(s["png"].size == (32, 32) and s["cls"] in (0, 1) for s in samples)
         assert {s["json"]["split"] for s in samples} == {split}
+
+
+def test_a_stamped_variant_names_its_version_in_card_and_croissant(built, tmp_path):
+    """What publish's release commit builds: the card's "This version" with the notes one level down,
+    csxa.version in the front matter, and a Croissant version that mlcroissant accepts."""
+    import mlcroissant as mlc
+
+    from csxa_data.croissant import croissant
+    from csxa_data.stamp import Stamp
+    from csxa_data.variants.card import dataset_card
+
+    root, report = built
+    variant = root / "variant"
+    stats = json.loads((variant / "stats.json").read_text())
+    validation = {"release": "data/synthetic/release", "synthetic": True}
+    stamp = Stamp("v1.2.0", "Widened crops", "## Changes since v1.1.0\n\n- added: 0\n", "0" * 64)
+    card = dataset_card("wide_cropped", report, stats, validation, registry="https://example.org/csxa.git", stamp=stamp)
+    assert yaml.safe_load(card.split("---")[1])["csxa"]["version"] == "v1.2.0"
+    assert "## This version\n\n`wide_cropped@v1.2.0` from https://example.org/csxa.git: Widened crops." in card
+    assert "\n### Changes since v1.1.0\n\n- added: 0\n" in card
+    unstamped = dataset_card("wide_cropped", report, stats, validation)
+    assert "version" not in yaml.safe_load(unstamped.split("---")[1])["csxa"] and "Unpublished" in unstamped
+    shards_json = (root / "variant" / "shards.json").read_bytes()
+    assert not stamp.describes(shards_json)
+    later = dataset_card("wide_cropped", report, stats, validation, stamped=stamp)
+    assert "Unpublished: built after `wide_cropped@v1.2.0`, from other data" in later and "Widened" not in later
+
+    metadata = croissant("wide_cropped", report, licence="CC BY 4.0", stamp=stamp)
+    assert metadata["version"] == "1.2.0"
+    (tmp_path / "croissant.json").write_text(json.dumps(metadata))
+    issues = mlc.Dataset(jsonld=str(tmp_path / "croissant.json")).metadata.issues.report()
+    assert "error" not in issues.lower() and "version" not in issues.lower(), issues
+
+
+def test_a_build_names_the_stamped_version_only_for_the_shards_published(built, small_synth, tmp_path):
+    """The build compares the stamp's shards.json sha256 with its own: the same data gets the version,
+    other data (the same release cut into other shards) says it was built after it."""
+    import hashlib
+
+    from csxa_data.stamp import Stamp
+
+    root, _ = built
+    published = hashlib.sha256((root / "variant" / "shards.json").read_bytes()).hexdigest()
+    stamp = Stamp("v1.0.0", "First", "First version of wide_cropped.", published)
+    for folder, shard_size in (("same", 20), ("other", 21)):
+        build_variant(
+            "wide_cropped",
+            VariantSpec(crop="landmarks", grow_x=10, grow_y=20, out_size=32),
+            read_manifest(root / "ingest" / "manifest.csv"),
+            small_synth / "release",
+            tmp_path / folder,
+            BuildParams(shard_size=shard_size, min_shards=2),
+            workers=2,
+            progress=False,
+            validation=json.loads((root / "ingest" / "validation.json").read_text()),
+            stamp=stamp,
+        )
+    assert "`wide_cropped@v1.0.0` from REGISTRY_URL: First." in (tmp_path / "same" / "README.md").read_text()
+    assert json.loads((tmp_path / "same" / "croissant.json").read_text())["version"] == "1.0.0"
+    assert "built after `wide_cropped@v1.0.0`" in (tmp_path / "other" / "README.md").read_text()
+    assert "version" not in json.loads((tmp_path / "other" / "croissant.json").read_text())

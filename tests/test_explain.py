@@ -310,6 +310,10 @@ def test_the_explain_stage_covers_every_experiment_and_the_readme_shows_its_tabl
     assert [d for d in stage["deps"] if d.endswith("checkpoint.pt")] == [
         f"results/{e}/checkpoint.pt" for e in experiments
     ]
+    variants = dict.fromkeys(e["variant"] for e in yaml_load(REPO / "params.yaml")["experiments"].values())
+    assert [d for d in stage["deps"] if d.startswith("data/")] == [
+        f"data/variants/{v}/{f}" for v in variants for f in ("shards.json", "stats.json")
+    ]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
     assert outs == [f"results/{e}/gradcam.{ext}" for e in experiments for ext in ("png", "csv", "json")] + [
         "results/gradcam.md"

@@ -253,7 +253,7 @@ def test_one_order_variant_holds_order_a_of_the_two_order_variant(built):
     assert s1["mean"][1] != s1["mean"][2] and s2["mean"][1] == s2["mean"][2]
     assert math.isclose((s1["mean"][1] + s1["mean"][2]) / 2, s2["mean"][1], abs_tol=1e-9)
 
-    from csxa_data.cards import dataset_card
+    from csxa_data.variants.card import dataset_card
 
     one_card = dataset_card("colored_one_order", report(built, "colored_one_order"), s1, {})
     assert "Train samples hold order a only" in one_card

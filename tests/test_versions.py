@@ -138,6 +138,53 @@ def test_the_tag_annotation_carries_the_release_notes(steward):
     assert "    Corrected sheet from the hospital" in listed and f"    {change}" in listed
 
 
+def card_at(root, rev: str) -> str:
+    """The dataset card as published at ``rev``, read through DVC from the registry's cache."""
+    from dvc.api import read
+
+    return read(f"data/variants/{VARIANT}/README.md", repo=str(root), rev=rev)
+
+
+@pytest.mark.slow
+def test_the_card_carries_its_version_and_release_notes(steward):
+    """publish stamps the version in a release commit: the tagged commit's card names the version and
+    carries the same notes as the tag, and only the card and Croissant metadata changed."""
+    root, cases = steward["root"], steward["cases"]
+    tagged = sh("git", "rev-list", "-n1", f"{VARIANT}@v1.1.0", cwd=root).stdout.strip()
+    subject = sh("git", "log", "-1", "--format=%s", tagged, cwd=root).stdout.strip()
+    assert subject == f"Release {VARIANT} v1.1.0: Corrected sheet from the hospital"
+    card = card_at(root, f"{VARIANT}@v1.1.0")
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["csxa"]["version"] == "v1.1.0"
+    assert f"`{VARIANT}@v1.1.0` from REGISTRY_URL: Corrected sheet from the hospital." in card
+    assert "### Changes since v1.0.0" in card and f"- relabelled: 1 ({cases['relabelled']:04d} (" in card
+    assert f"- params.yaml:build.shard_size: {steward['shard_size']} -> 7" in card
+    assert "First version of wide_cropped." in card_at(root, f"{VARIANT}@v1.0.0")
+    # the commit before the release commit still holds v1.0.0's stamp, but other shards
+    assert f"Unpublished: built after `{VARIANT}@v1.0.0`, from other data" in card_at(root, f"{tagged}~1")
+
+    from dvc.api import read
+
+    croissant = json.loads(read(f"data/variants/{VARIANT}/croissant.json", repo=str(root), rev=tagged))
+    assert croissant["version"] == "1.1.0"
+    # the release commit rebuilt nothing but the card: every shard is the one before it
+    shards = [read(f"data/variants/{VARIANT}/shards.json", repo=str(root), rev=r) for r in (tagged, f"{tagged}~1")]
+    assert shards[0] == shards[1]
+
+
+@pytest.mark.slow
+def test_a_fresh_build_of_the_tagged_commit_rebuilds_the_published_card(steward, tmp_path):
+    """The stamp is a parameter of the variant's stage: `dvc repro` at the tag makes the same bytes."""
+    root = tmp_path / "copy"
+    shutil.copytree(steward["root"], root, symlinks=True)
+    published = (root / "data" / "variants" / VARIANT / "README.md").read_bytes()
+    assert sh("dvc", "status", f"variant@{VARIANT}", cwd=root).stdout.strip().endswith("up to date.")
+    shutil.rmtree(root / "data" / "variants" / VARIANT)
+    sh("dvc", "repro", "--single-item", "--force", f"variant@{VARIANT}", cwd=root, timeout=600)
+    assert (root / "data" / "variants" / VARIANT / "README.md").read_bytes() == published
+    assert sh("git", "status", "--porcelain", "dvc.lock", cwd=root).stdout == ""
+
+
 @pytest.mark.slow
 def test_diff_that_cannot_compare_is_one_line(steward):
     root = steward["root"]
@@ -230,3 +277,67 @@ def test_latest_is_the_newest_release_not_a_pre_release(tmp_path):
         sh("git", "tag", "-a", "-m", f"Publish ds {version}", f"ds@{version}", cwd=tmp_path)
     assert resolve_version(tmp_path, "ds", "latest")[0] == "ds@v1.0.0"
     assert resolve_version(tmp_path, "ds", "v2.0.0-rc.1")[0] == "ds@v2.0.0-rc.1"  # named: read as named
+
+
+def test_the_stamp_keeps_params_comments_and_is_not_a_build_setting(tmp_path):
+    """write_stamp edits only variants.NAME.published (comments, order and other keys kept); the
+    variant's settings, its stage's other params and a diff's parameters leave the stamp out."""
+    from csxa_data.errors import CsxaError
+    from csxa_data.params import load_section
+    from csxa_data.stamp import Stamp, is_stamp_parameter, write_stamp
+    from csxa_data.variants.spec import VariantSpec
+
+    from helpers import REPO
+
+    params = tmp_path / "params.yaml"
+    original = (REPO / "params.yaml").read_text()
+    params.write_text(original)
+    stamp = Stamp("v1.1.0", "Corrected sheet", "## Changes since v1.0.0\n\n- added: 1 (0042)\n", "ab" * 32)
+    write_stamp(params, VARIANT, stamp)
+    text = params.read_text()
+    comments = [line for line in original.splitlines() if "#" in line]
+    assert comments and all(line in text.splitlines() for line in comments)
+    section = load_section(params, "variants")[VARIANT]
+    assert Stamp.from_params(VARIANT, section) == stamp
+    assert VariantSpec.from_dict(VARIANT, section) == VariantSpec.from_dict(
+        VARIANT, yaml.safe_load(original)["variants"][VARIANT]
+    )
+    restored = yaml.safe_load(text)
+    del restored["variants"][VARIANT]["published"]
+    assert restored == yaml.safe_load(original)  # nothing else moved
+    assert is_stamp_parameter(f"params.yaml:variants.{VARIANT}.published.notes")
+    assert not is_stamp_parameter(f"params.yaml:variants.{VARIANT}.grow_y")
+
+    section["published"]["version"] = "1.1"
+    with pytest.raises(CsxaError, match=r"variants.wide_cropped.published.version '1.1' is not a version"):
+        Stamp.from_params(VARIANT, section)
+    section["published"] = {"version": "v1.0.0"}
+    with pytest.raises(CsxaError, match="must hold notes, shards, title, version"):
+        Stamp.from_params(VARIANT, section)
+
+
+@pytest.mark.slow
+def test_a_release_commit_that_cannot_be_pushed_leaves_nothing_behind(steward, tmp_path):
+    """The release commit's new card cannot reach the remote (every object folder it could need is
+    taken by a file): publish fails in one line, and params.yaml, dvc.lock, the card, HEAD and the
+    tags are as they were."""
+    root, remote = tmp_path / "copy", tmp_path / "remote"
+    shutil.copytree(steward["root"], root, symlinks=True)
+    shutil.copytree(steward["remote"], remote)
+    sh("dvc", "remote", "modify", "storage", "url", remote, cwd=root)
+    sh("git", "commit", "-qam", "this copy's remote", cwd=root)
+    objects = remote / "files" / "md5"
+    for prefix in (f"{n:02x}" for n in range(256)):
+        if not (objects / prefix).exists():
+            (objects / prefix).write_text("not a folder")
+    card = (root / "data" / "variants" / VARIANT / "README.md").read_bytes()
+    head = sh("git", "rev-parse", "HEAD", cwd=root).stdout
+
+    failed = csxa_data("publish", VARIANT, "v1.2.0", cwd=root, check=False)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
+    assert f"pushing variant@{VARIANT} failed" in failed.stderr.strip().splitlines()[-1]
+    assert sh("git", "rev-parse", "HEAD", cwd=root).stdout == head
+    assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""
+    assert sh("git", "tag", "-l", f"{VARIANT}@v1.2.0", cwd=root).stdout == ""
+    assert (root / "data" / "variants" / VARIANT / "README.md").read_bytes() == card
+    assert sh("dvc", "status", f"variant@{VARIANT}", cwd=root).stdout.strip().endswith("up to date.")

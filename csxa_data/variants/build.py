@@ -19,14 +19,16 @@ import numpy as np
 import pandas as pd
 
 from csxa_data.atomic import atomic_path
-from csxa_data.cards import SOURCE_TERMS, dataset_card, release_kind
+from csxa_data.cards import SOURCE_TERMS, release_kind
 from csxa_data.croissant import croissant
 from csxa_data.errors import CsxaError
 from csxa_data.params import worker_count
 from csxa_data.release.images import Film, ImageProblem, decode_film
 from csxa_data.release.reader import PNG_SET, FileSet, open_file_set
 from csxa_data.shards.format import SHARD_PATTERN, sample_members, shard_counts, write_shard
+from csxa_data.stamp import Stamp
 from csxa_data.variants import transforms as T
+from csxa_data.variants.card import dataset_card
 from csxa_data.variants.preview import variant_preview
 from csxa_data.variants.spec import BuildParams, VariantSpec, crop_box, sample_orders
 
@@ -205,10 +207,11 @@ def build_variant(
     progress: bool = True,
     validation: dict | None = None,
     registry: str = "",
+    stamp: Stamp | None = None,
 ) -> dict:
     """Build the variant's shards, stats, shard manifest, preview and, given ingest's
-    ``validation`` report, its dataset card (README.md, naming ``registry``, the registry's git URL)
-    into ``out``; returns shards.json."""
+    ``validation`` report, its dataset card (README.md, naming ``registry``, the registry's git URL,
+    and the version ``stamp`` that publish wrote) into ``out``; returns shards.json."""
     from tqdm import tqdm
 
     release, out = Path(release), Path(out)
@@ -246,16 +249,29 @@ def build_variant(
                 pool.join()
         stats = _stats(sums, name)
         report = _shard_report(name, spec, params, shards, skipped, manifest, plan)
+        shards_json = (json.dumps(report, indent=2) + "\n").encode()
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-        (tmp / "shards.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "shards.json").write_bytes(shards_json)
+        # the stamp publish wrote names these files only if they are the ones it published
+        current = stamp if stamp is not None and stamp.describes(shards_json) else None
         variant_preview(tmp, name, params.preview_cases).save(tmp / "preview.png", format="PNG")
         if validation is not None:
             (tmp / "README.md").write_text(
-                dataset_card(name, report, stats, validation, registry=registry, settings=spec.used()), encoding="utf-8"
+                dataset_card(
+                    name,
+                    report,
+                    stats,
+                    validation,
+                    registry=registry,
+                    settings=spec.used(),
+                    stamp=current,
+                    stamped=stamp,
+                ),
+                encoding="utf-8",
             )
             licence = SOURCE_TERMS[release_kind(validation)][0]
             (tmp / "croissant.json").write_text(
-                json.dumps(croissant(name, report, licence=licence, registry=registry), indent=2) + "\n"
+                json.dumps(croissant(name, report, licence=licence, registry=registry, stamp=current), indent=2) + "\n"
             )
     return report
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from csxa_data.params import dataclass_from_section, require
+from csxa_data.stamp import without_stamp
 from csxa_data.variants import transforms as T
 
 
@@ -33,9 +34,9 @@ class VariantSpec:
 
     @classmethod
     def from_dict(cls, name: str, data: dict | None) -> VariantSpec:
-        """From ``variants.<name>``; unknown keys or values are an error naming the key."""
-
-        spec = dataclass_from_section(cls, data, f"variants.{name}")
+        """From ``variants.<name>`` (less its version stamp, :mod:`csxa_data.stamp`); unknown keys or
+        values are an error naming the key."""
+        spec = dataclass_from_section(cls, without_stamp(data), f"variants.{name}")
         require(
             spec.crop in ("centre", "landmarks"),
             f"variants.{name}.crop must be 'centre' or 'landmarks', not {spec.crop!r}",
