@@ -21,6 +21,8 @@ from csxa_data.stamp import is_stamp_parameter
 # the fields of a sample's .json that name it rather than describe it
 IDENTITY = ("key", "number", "stem", "split", "label", "variant")
 LEDGERS = {"repairs": "data/ingest/repairs.csv", "drops": "data/ingest/drops.csv"}
+DUPLICATES = "data/ingest/duplicates.csv"  # near-duplicate film pairs: case_a, case_b, ...
+LABEL_ISSUES = "results/quality/label_issues.csv"  # likely label errors (after cross-validation)
 SHOWN = 12  # case numbers listed in Markdown before "and N more"
 
 
@@ -57,6 +59,18 @@ def variant_diff(
         "shards": {"unchanged": sum(unchanged.values()), "read": {"a": len(left), "b": len(right)}},
         "parameters": _parameter_changes(a["params"], b["params"]) if a["stages"] and b["stages"] else None,
         "ledgers": {kind: _ledger_changes(a["ledgers"][kind], b["ledgers"][kind]) for kind in LEDGERS},
+        "near_duplicates": None
+        if a["near_duplicates"] is None or b["near_duplicates"] is None
+        else {
+            "added": sorted(b["near_duplicates"] - a["near_duplicates"]),
+            "removed": sorted(a["near_duplicates"] - b["near_duplicates"]),
+        },
+        "label_issues": None
+        if a["label_issues"] is None or b["label_issues"] is None
+        else {
+            "added": sorted(b["label_issues"] - a["label_issues"]),
+            "removed": sorted(a["label_issues"] - b["label_issues"]),
+        },
     }
 
 
@@ -83,7 +97,35 @@ def _side(repo: str, path: str, rev: str, label: str, params) -> dict:
         },
         "stages": stages,
         "ledgers": {kind: _ledger_rows(fs, file) for kind, file in LEDGERS.items()},
+        "near_duplicates": _duplicate_pairs(fs),
+        "label_issues": _flagged_cases(fs),
     }
+
+
+def _flagged_cases(fs) -> set[int] | None:
+    """The cases cleanlab flagged as likely mislabelled at the revision (``label_issues.csv``, git-tracked),
+    or None where the revision has none."""
+    text = _text_at(fs, LABEL_ISSUES)
+    rows = list(csv.reader(io.StringIO(text))) if text is not None else []
+    if not rows or "number" not in rows[0] or "flagged" not in rows[0]:
+        return None
+    number, flagged = rows[0].index("number"), rows[0].index("flagged")
+    cases = {_number(row[number]) for row in rows[1:] if len(row) > flagged and row[flagged] == "True"}
+    return cases - {None}
+
+
+def _duplicate_pairs(fs) -> set[tuple[int, int]] | None:
+    """The near-duplicate pairs ingest found at the revision (``duplicates.csv``), or None where it
+    cannot be fetched or predates the search."""
+    rows = _ledger_rows(fs, DUPLICATES)
+    if rows is None:
+        return None
+    pairs = set()
+    for row in rows:
+        a, b = _number(row[0]), _number(row[1]) if len(row) > 1 else None
+        if a is not None and b is not None:
+            pairs.add((a, b))
+    return pairs
 
 
 def _lock(fs) -> dict:
@@ -120,14 +162,19 @@ def _flat(values, prefix: str = "") -> dict:
     return {prefix: values}
 
 
-def _ledger_rows(fs, file: str) -> list[tuple] | None:
-    """The rows of an ingest ledger at the revision, or None where it cannot be fetched."""
+def _text_at(fs, file: str) -> str | None:
+    """A CSV file's text at the revision, or None where it cannot be fetched."""
     try:
         with fs.open(file, mode="rb") as handle:
-            text = handle.read(64 << 20).decode("utf-8", "replace")
+            return handle.read(64 << 20).decode("utf-8", "replace")
     except Exception:  # noqa: BLE001 - not pushed, not in the registry at that revision: said, not fatal
         return None
-    return ledger_rows(text)
+
+
+def _ledger_rows(fs, file: str) -> list[tuple] | None:
+    """The rows of an ingest ledger at the revision, or None where it cannot be fetched."""
+    text = _text_at(fs, file)
+    return None if text is None else ledger_rows(text)
 
 
 def ledger_rows(text: str) -> list[tuple] | None:
@@ -267,6 +314,22 @@ def diff_markdown(diff: dict, *, title: str | None = None) -> str:
             lines.append(f"- {kind}: not compared (not fetchable from the registry at both revisions)")
         else:
             lines.append(f"- {kind}: {_ledger_line(change['added'], 'new')}, {_ledger_line(change['removed'], 'gone')}")
+    pairs = diff.get("near_duplicates")
+    lines += ["", "Near-duplicate films (ingest):"]
+    if pairs is None:
+        lines.append("- not compared (duplicates.csv not fetchable at both revisions)")
+    else:
+        for what, found in (("new", pairs["added"]), ("gone", pairs["removed"])):
+            shown = ", ".join(f"{a:04d}/{b:04d}" for a, b in found[:SHOWN])
+            more = f" and {len(found) - SHOWN} more" if len(found) > SHOWN else ""
+            lines.append(f"- pairs {what}: {len(found)}" + (f" ({shown}{more})" if found else ""))
+    flagged = diff.get("label_issues")
+    lines += ["", "Likely label errors (cleanlab, flagged after cross-validation):"]
+    if flagged is None:
+        lines.append("- not compared (results/quality/label_issues.csv not at both revisions)")
+    else:
+        for what, cases in (("new", flagged["added"]), ("gone", flagged["removed"])):
+            lines.append(f"- flagged {what}: {len(cases)}" + (f" ({_cases(cases)})" if cases else ""))
     lines += ["", "Parameters (from dvc.lock, the stages that build this variant):"]
     if diff["parameters"] is None:
         lines.append("- not compared (no dvc.lock stage builds this folder at both revisions)")

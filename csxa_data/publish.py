@@ -28,13 +28,14 @@ from csxa_data.registry import (
     registry_where,
     within,
 )
-from csxa_data.stamp import Stamp, write_stamp
+from csxa_data.stamp import Stamp, data_fingerprint, one_line, write_stamp
 
 
 def _git(root: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
-        raise CsxaError(f"git {' '.join(args)} failed: {result.stderr.strip()}", path=root)
+        said = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise CsxaError(f"git {' '.join(args)} failed: {said[-1] if said else 'no message'}", path=root)
     return result.stdout
 
 
@@ -110,6 +111,7 @@ class Publishable:
     remote: str
     stage: str
     stamp_file: str | None
+    validation: str | None = None  # the ingest report the stage's card reads (part of the stamp's fingerprint)
 
 
 def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | None = None, *, warn=None) -> Publishable:
@@ -193,7 +195,8 @@ def check_publishable(root: str | Path, artifact: ArtifactInfo, remote: str | No
                     f"stages built on {artifact.name} are not up to date with it in this commit: "
                     f"{', '.join(stale)} (they are not part of {artifact.name}'s version)"
                 )
-        return Publishable(name, stage.addressing, _stamp_file(stage, artifact.name))
+        validation = next((d.def_path for d in stage.deps if str(d.def_path).endswith("validation.json")), None)
+        return Publishable(name, stage.addressing, _stamp_file(stage, artifact.name), validation)
 
 
 def _stamp_file(stage, name: str) -> str | None:
@@ -241,16 +244,35 @@ def publish(
     title = message or f"Publish {artifacts[name].type} {name} {version}"
     stamped = checked.stamp_file is not None
     if stamped:
-        shards = hashlib.sha256((root / artifacts[name].path / "shards.json").read_bytes()).hexdigest()
-        release_commit(root, artifacts[name], checked, Stamp(version, title, notes, shards))
+        folder = root / artifacts[name].path
+        print_of = data_fingerprint(
+            (folder / "shards.json").read_bytes(),
+            _json_file(folder / "stats.json"),
+            _json_file(root / checked.validation) if checked.validation else {},
+        )
+        release_commit(root, artifacts[name], checked, Stamp(version, one_line(title), notes, print_of))
     try:
         register(str(root), name, "HEAD", version=version, message=f"{title}\n\n{notes}".strip())
-    except (GTOException, SCMError) as exc:
-        if stamped:
-            _git(root, "reset", "--keep", "HEAD~1")
-            _dvc(root, "checkout", "--force", checked.stage)
-        raise CsxaError(f"cannot publish {name}@{version}: {gto_message(exc)}", path=root) from None
+    except BaseException as exc:
+        if stamped:  # the release commit goes with the tag that failed
+            try:
+                _git(root, "reset", "--keep", "HEAD~1")
+                _dvc(root, "checkout", "--force", checked.stage)
+            except CsxaError as undo:
+                print_warning(f"could not undo the release commit ({undo}); undo it with `git reset --keep HEAD~1`")
+        if isinstance(exc, (GTOException, SCMError)):
+            raise CsxaError(f"cannot publish {name}@{version}: {gto_message(exc)}", path=root) from None
+        raise
     return f"{name}@{version}", (_git(root, "rev-parse", "HEAD").strip() if stamped else None)
+
+
+def _json_file(path: Path):
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CsxaError(f"cannot read it for the version stamp ({type(exc).__name__})", path=path) from None
 
 
 def _dvc(root: Path, *args: str, what: str = "") -> None:
@@ -275,6 +297,17 @@ def release_commit(root: Path, artifact: ArtifactInfo, checked: Publishable, sta
     as "Release NAME vX.Y.Z": the commit the tag goes on. On any failure the workspace is put back."""
     folder = root / artifact.path
     before = _digests(folder, CARD_FILES)
+    # the release commit holds params and dvc.lock whole: other work in them, or staged, is refused
+    # rather than swept into it (or lost if it fails)
+    pending = _git(root, "status", "--porcelain", "--untracked-files=no", "--", checked.stamp_file, "dvc.lock")
+    staged = _git(root, "diff", "--cached", "--name-only")
+    if pending.strip() or staged.strip():
+        names = sorted({line[3:] for line in pending.splitlines()} | set(staged.split()))
+        raise CsxaError(
+            f"the release commit of {artifact.name} writes {checked.stamp_file} and dvc.lock: commit or stash the "
+            f"changes in {', '.join(names)} first",
+            path=root,
+        )
     try:
         write_stamp(root / checked.stamp_file, artifact.name, stamp)
         _dvc(root, "repro", "--single-item", checked.stage, what=f"rebuilding {checked.stage} with its version")
@@ -288,14 +321,17 @@ def release_commit(root: Path, artifact: ArtifactInfo, checked: Publishable, sta
                 path=folder,
             )
         _dvc(root, "push", "--remote", checked.remote, checked.stage, what=f"pushing {checked.stage}")
-        _git(root, "add", "--", checked.stamp_file, "dvc.lock")
-        _git(root, "commit", "-q", "-m", f"Release {artifact.name} {stamp.version}: {stamp.title}")
+        message = f"Release {artifact.name} {stamp.version}: {stamp.title}"
+        _git(root, "commit", "-q", "-m", message, "--only", "--", checked.stamp_file, "dvc.lock")
     except BaseException:
-        _git(root, "checkout", "HEAD", "--", checked.stamp_file, "dvc.lock")
         try:
+            _git(root, "checkout", "HEAD", "--", checked.stamp_file, "dvc.lock")
             _dvc(root, "checkout", "--force", checked.stage)
         except CsxaError as exc:
-            print_warning(f"could not restore {artifact.path}: {exc}; run `dvc checkout {checked.stage}`")
+            print_warning(
+                f"could not restore the workspace ({exc}); run `git checkout HEAD -- "
+                f"{checked.stamp_file} dvc.lock && dvc checkout {checked.stage}`"
+            )
         raise
 
 

@@ -10,6 +10,7 @@ parameter of the variant's stage, so the card is a function of the committed inp
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,24 +18,24 @@ from pathlib import Path
 from csxa_data.errors import CsxaError
 
 KEY = "published"
-FIELDS = {"version", "title", "notes", "shards"}
+FIELDS = {"version", "title", "notes", "fingerprint"}
 
 
 @dataclass(frozen=True)
 class Stamp:
     """What a variant's card says of its version: the version, the release title, the notes (the
-    Markdown of :func:`csxa_data.diff.diff_markdown` against the previous version) and the sha256 of
-    the ``shards.json`` published (which pins every shard), so that a later build from other data
-    says it is not that version."""
+    Markdown of :func:`csxa_data.diff.diff_markdown` against the previous version) and the
+    :func:`data_fingerprint` of what was published, so that a later build from other data says it
+    is not that version."""
 
     version: str
     title: str
     notes: str
-    shards: str
+    fingerprint: str
 
-    def describes(self, shards_json: bytes) -> bool:
-        """Whether a build with this ``shards.json`` is the version stamped."""
-        return hashlib.sha256(shards_json).hexdigest() == self.shards
+    def describes(self, fingerprint: str) -> bool:
+        """Whether a build with this :func:`data_fingerprint` is the version stamped."""
+        return fingerprint == self.fingerprint
 
     @classmethod
     def from_params(cls, name: str, section: dict | None) -> Stamp | None:
@@ -51,12 +52,24 @@ class Stamp:
             raise CsxaError(f"{where}: {', '.join(sorted(FIELDS))} must be text")
         if not VERSION_TAG.fullmatch(value["version"]):
             raise CsxaError(f"{where}.version {value['version']!r} is not a version like v1.2.0")
-        if not re.fullmatch(r"[0-9a-f]{64}", value["shards"]):
-            raise CsxaError(f"{where}.shards must be the sha256 of the published shards.json")
-        return cls(value["version"], value["title"], value["notes"], value["shards"])
+        if not re.fullmatch(r"[0-9a-f]{64}", value["fingerprint"]):
+            raise CsxaError(f"{where}.fingerprint must be the sha256 fingerprint of the data published")
+        return cls(value["version"], value["title"], value["notes"], value["fingerprint"])
 
     def as_params(self) -> dict:
-        return {"version": self.version, "title": self.title, "notes": self.notes, "shards": self.shards}
+        return {"version": self.version, "title": self.title, "notes": self.notes, "fingerprint": self.fingerprint}
+
+
+def data_fingerprint(shards_json: bytes, stats: dict, validation: dict) -> str:
+    """What a version's data is: its ``shards.json`` bytes (which pin every shard by sha256), its
+    statistics and ingest's report (repairs, drops, near-duplicates), canonical JSON, hashed."""
+    canonical = json.dumps({"stats": stats, "validation": validation}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(shards_json + b"\0" + canonical.encode()).hexdigest()
+
+
+def one_line(text: str) -> str:
+    """A title as one line of printable text (a YAML scalar, a commit subject and a card line)."""
+    return "".join(c if c.isprintable() else " " for c in " ".join(text.split())).strip()
 
 
 def without_stamp(section: dict | None):
@@ -92,7 +105,11 @@ def write_stamp(params_file: str | Path, name: str, stamp: Stamp) -> None:
     if not variants or name not in variants:
         raise CsxaError(f"no variants.{name} to stamp", path=path)
     values = stamp.as_params()
-    values["notes"] = LiteralScalarString(values["notes"].rstrip("\n") + "\n")
+    values["title"] = one_line(values["title"])
+    notes = "\n".join(line.rstrip() for line in values["notes"].replace("\r\n", "\n").split("\n")).rstrip("\n")
+    values["notes"] = LiteralScalarString("".join(c if c.isprintable() or c == "\n" else "?" for c in notes) + "\n")
+    if variants[name] is None:  # a variant with every setting at its default
+        variants[name] = {}
     variants[name][KEY] = values
     mode = path.stat().st_mode
     with atomic_path(path) as tmp:

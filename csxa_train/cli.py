@@ -217,6 +217,26 @@ def cmd_cv_landmarks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    from csxa_data.ingest.params import IngestParams
+    from csxa_data.params import load_section
+    from csxa_train.label_issues import QualityParams, write_label_issues
+
+    params = QualityParams.from_dict(load_section(args.params, "quality"))
+    release = args.release or Path(IngestParams.from_dict(load_section(args.params, "ingest")).release)
+    summary = write_label_issues(args.cv, args.manifest, args.landmarks, release, args.out, params)
+    truth = summary.get("truth")
+    measured = (
+        f"; against the injected flips: {truth['found_in_top_k']} of {truth['k']} rankable in the top {truth['k']}"
+        if truth
+        else ""
+    )
+    print(
+        f"label-issues: {summary['cases_ranked']} cases ranked, {summary['flagged']} flagged{measured}; wrote {args.out}"
+    )
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from csxa_train.explain import explain, explain_all
 
@@ -449,6 +469,26 @@ def build_parser() -> argparse.ArgumentParser:
     cv_landmarks.add_argument("--folds", type=Path, default=Path("data/folds.csv"), help="default: %(default)s")
     cv_landmarks.add_argument("--results", type=Path, default=Path("results/cv"), help="default: %(default)s")
     cv_landmarks.set_defaults(func=cmd_cv_landmarks)
+
+    issues = sub.add_parser(
+        "label-issues",
+        help="rank likely label errors from cross-validation's out-of-fold predictions (cleanlab)",
+        description="Pools the out-of-fold probabilities of the cross-validation results named in params.yaml "
+        "`quality.sources` (mean over repeats, then sources), ranks the train cases by cleanlab's label quality "
+        "(lowest first: the sheet's class is the one the models doubt most) and flags those confident learning "
+        "counts as likely wrong. Writes OUT/label_issues.csv (rank, case, given and suggested class, quality, "
+        "pooled probability, flagged), label_issues.json and .md (with precision and recall at k against the "
+        "flips a synthetic release injected, from faults.csv) and label_issues.png (the top cases, landmarks drawn).",
+    )
+    issues.add_argument("--params", type=Path, default=None, help="params file (default: ./params.yaml if present)")
+    issues.add_argument("--cv", type=Path, default=Path("results/cv"), help="default: %(default)s")
+    issues.add_argument("--manifest", type=Path, default=Path("data/ingest/manifest.csv"), help="default: %(default)s")
+    issues.add_argument(
+        "--landmarks", type=Path, default=Path("data/ingest/landmarks.csv"), help="default: %(default)s"
+    )
+    issues.add_argument("--release", type=Path, default=None, help="the release (default: params ingest.release)")
+    issues.add_argument("--out", type=Path, default=Path("results/quality"), help="default: %(default)s")
+    issues.set_defaults(func=cmd_label_issues)
 
     explain = sub.add_parser(
         "explain",

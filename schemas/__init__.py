@@ -10,16 +10,28 @@ and outputs against them (lazily: every failure is collected, then the stage dec
 - ``folds.Folds``         the cross-validation fold of every train case, per repeat (``folds.csv``)
 - ``measurements.Measurements`` radiographic parameters per case, from the landmarks
 - ``logs.Repairs``, ``logs.Drops``  every repair and every drop, with its rule
+- ``logs.NearDuplicates``  every pair of near-duplicate films, and what the policy did
 - ``shards.SampleMeta``  the JSON metadata of every sample in a variant's shards
 """
 
 from schemas.files import FileNames
 from schemas.folds import Folds
 from schemas.landmarks import Landmarks
-from schemas.logs import Drops, Repairs
+from schemas.logs import Drops, NearDuplicates, Repairs
 from schemas.manifest import Manifest
 from schemas.measurements import Measurements
 from schemas.shards import SampleMeta
 from schemas.sheet import SheetRows
 
-__all__ = ["Drops", "FileNames", "Folds", "Landmarks", "Manifest", "Measurements", "Repairs", "SampleMeta", "SheetRows"]
+__all__ = [
+    "Drops",
+    "FileNames",
+    "Folds",
+    "Landmarks",
+    "Manifest",
+    "Measurements",
+    "NearDuplicates",
+    "Repairs",
+    "SampleMeta",
+    "SheetRows",
+]

@@ -28,3 +28,27 @@ class Drops(pa.DataFrameModel):
 
     class Config:
         strict = True
+
+
+class NearDuplicates(pa.DataFrameModel):
+    """One row per pair of kept films whose perceptual hashes are within ``ingest.near_duplicate_bits``:
+    the cases, the distance, the split the rule gives each, and each one's split after the policy."""
+
+    case_a: Series[int] = pa.Field(ge=1, le=9999)
+    case_b: Series[int] = pa.Field(ge=1, le=9999)
+    stem_a: Series[str]
+    stem_b: Series[str]
+    distance: Series[int] = pa.Field(ge=0, le=256, description="hash bits that differ, of 256")
+    split_a: Series[str] = pa.Field(isin=["train", "test"])
+    split_b: Series[str] = pa.Field(isin=["train", "test"])
+    straddles: Series[bool] = pa.Field(description="the split rule put the two cases on different sides")
+    policy: Series[str] = pa.Field(isin=["report", "group", "drop"])
+    after_a: Series[str] = pa.Field(isin=["train", "test", "dropped"])
+    after_b: Series[str] = pa.Field(isin=["train", "test", "dropped"])
+
+    @pa.dataframe_check
+    def ordered(cls, frame) -> Series[bool]:
+        return frame.case_a < frame.case_b
+
+    class Config:
+        strict = True

@@ -97,6 +97,7 @@ def tiny_params(root: Path, experiments: tuple[str, ...] | None = None) -> None:
                 if isinstance(stage.get(field), list):
                     stage[field] = [entry for entry in stage[field] if kept(entry)]
         (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+        params["quality"]["sources"] = [name for name in params["quality"]["sources"] if name not in dropped]
     params["synth"].update(cases=40, size_scale=0.2, asymptomatic_fraction=0.25)
     for spec in params["variants"].values():
         spec["out_size"] = 32

@@ -53,6 +53,9 @@ def test_dataset_card_states_what_the_reports_say(built):
     card = dataset_card("wide_cropped", report, stats, validation, registry="https://example.org/csxa", settings=used)
     meta, body = front_matter(card)
     assert meta["pretty_name"] == "CSXA wide_cropped (csxa variant)"
+    found = validation["near_duplicates"]
+    assert "## Data quality" in body and f"{found['pairs']} pair(s) in {found['groups']} group(s)" in body
+    assert f"among {found['films_hashed']} films" in body and "policy `report`: reported, nothing changed" in body
     assert meta["task_categories"] == ["image-classification"]
     assert meta["csxa"]["samples"] == {s: t["samples"] for s, t in report["totals"].items()}
     assert meta["configs"][0]["data_files"] == [
@@ -340,7 +343,7 @@ def test_a_stamped_variant_names_its_version_in_card_and_croissant(built, tmp_pa
     import mlcroissant as mlc
 
     from csxa_data.croissant import croissant
-    from csxa_data.stamp import Stamp
+    from csxa_data.stamp import Stamp, data_fingerprint
     from csxa_data.variants.card import dataset_card
 
     root, report = built
@@ -354,8 +357,7 @@ def test_a_stamped_variant_names_its_version_in_card_and_croissant(built, tmp_pa
     assert "\n### Changes since v1.1.0\n\n- added: 0\n" in card
     unstamped = dataset_card("wide_cropped", report, stats, validation)
     assert "version" not in yaml.safe_load(unstamped.split("---")[1])["csxa"] and "Unpublished" in unstamped
-    shards_json = (root / "variant" / "shards.json").read_bytes()
-    assert not stamp.describes(shards_json)
+    assert not stamp.describes(data_fingerprint((root / "variant" / "shards.json").read_bytes(), stats, validation))
     later = dataset_card("wide_cropped", report, stats, validation, stamped=stamp)
     assert "Unpublished: built after `wide_cropped@v1.2.0`, from other data" in later and "Widened" not in later
 
@@ -369,12 +371,14 @@ def test_a_stamped_variant_names_its_version_in_card_and_croissant(built, tmp_pa
 def test_a_build_names_the_stamped_version_only_for_the_shards_published(built, small_synth, tmp_path):
     """The build compares the stamp's shards.json sha256 with its own: the same data gets the version,
     other data (the same release cut into other shards) says it was built after it."""
-    import hashlib
-
-    from csxa_data.stamp import Stamp
+    from csxa_data.stamp import Stamp, data_fingerprint
 
     root, _ = built
-    published = hashlib.sha256((root / "variant" / "shards.json").read_bytes()).hexdigest()
+    published = data_fingerprint(
+        (root / "variant" / "shards.json").read_bytes(),
+        json.loads((root / "variant" / "stats.json").read_text()),
+        json.loads((root / "ingest" / "validation.json").read_text()),
+    )
     stamp = Stamp("v1.0.0", "First", "First version of wide_cropped.", published)
     for folder, shard_size in (("same", 20), ("other", 21)):
         build_variant(

@@ -87,6 +87,7 @@ def test_repro_builds_every_variant_and_trains_then_exp_run_reruns_one(project):
         "variants_preview",
         "train@cropped_resnet",
         "cv@cropped_resnet",
+        "label_issues",
         "compare",
         "explain",
     }, experiment
@@ -159,6 +160,7 @@ def test_readme_dvc_recipes_run_as_written(project):
         "variants_preview",
         "train@wide_cropped_resnet",
         "cv@wide_cropped_resnet",
+        "label_issues",
         "compare",
         "explain",
     }

@@ -329,3 +329,16 @@ def yaml_load(path):
     import yaml
 
     return yaml.safe_load(path.read_text())
+
+
+def test_the_variants_preview_reads_every_variant_by_its_shard_manifest():
+    """variants_preview depends on each variant's shards.json and stats.json (which pin its shards),
+    not on the folder: a publish rewrites a card and the stamp in params, neither of which it reads."""
+    from helpers import REPO
+
+    stage = yaml_load(REPO / "dvc.yaml")["stages"]["variants_preview"]
+    variants = list(yaml_load(REPO / "params.yaml")["variants"])
+    assert [d for d in stage["deps"] if d.startswith("data/")] == [
+        f"data/variants/{v}/{f}" for v in variants for f in ("shards.json", "stats.json")
+    ]
+    assert "params" not in stage

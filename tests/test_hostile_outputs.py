@@ -87,7 +87,7 @@ def test_an_output_folder_is_replaced_only_when_it_holds_nothing_but_that_comman
     assert_refused(
         run_cli(*build, "--out", out),
         out,  # the ingest folder is not a variant folder
-        "holds 'drops.csv', 'landmarks.csv', 'manifest.csv' and 3 more, which this command does not "
+        "holds 'drops.csv', 'duplicates.csv', 'duplicates.png' and 5 more, which this command does not "
         "write; the output folder is replaced whole, so it is left alone: give an empty or new folder; "
         "nothing was done",
     )

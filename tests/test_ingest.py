@@ -145,7 +145,16 @@ def test_written_outputs_and_cli(small_synth, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ingest: 59 cases kept" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv", "validation.json", "validation.md"]
+        [
+            "manifest.csv",
+            "landmarks.csv",
+            "repairs.csv",
+            "drops.csv",
+            "validation.json",
+            "validation.md",
+            "duplicates.csv",
+            "duplicates.png",
+        ]
     )
     manifest = pd.read_csv(out / "manifest.csv", dtype={"stem": str})
     Manifest.validate(manifest)

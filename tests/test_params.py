@@ -119,6 +119,7 @@ def test_the_papers_params_have_the_demos_keys_and_pass_every_stages_checks():
     from csxa_data.shards.sources import SourceParams
     from csxa_data.synthetic.generate import SynthParams
     from csxa_data.variants.spec import BuildParams, VariantSpec
+    from csxa_train.label_issues import QualityParams
     from csxa_train.landmark_baseline import LandmarkParams, Protocol
     from csxa_train.params import TrainParams
     from csxa_train.report.table import CompareParams
@@ -133,6 +134,7 @@ def test_the_papers_params_have_the_demos_keys_and_pass_every_stages_checks():
     assert _keys(paper) == expected
     assert list(paper["experiments"]) == list(demo["experiments"])
     SynthParams.from_dict(paper["synth"])
+    QualityParams.from_dict(paper["quality"])
     ReleaseParams.from_dict(paper["release"])
     IngestParams.from_dict(paper["ingest"])
     for name, spec in paper["variants"].items():

@@ -108,6 +108,11 @@ def test_diff_reports_exactly_what_changed_between_two_versions(steward):
     assert {(int(float(row[2])), row[3]) for row in drops["added"]} == {(cases["removed"], "no_sheet_row")}
     assert {(int(float(row[2])), row[3]) for row in drops["removed"]} == {(cases["added"], "no_sheet_row")}
     assert change["ledgers"]["repairs"] == {"added": [], "removed": []}
+    # ingest's near-duplicate pairs are compared too (both revisions hold duplicates.csv)
+    assert change["label_issues"] == {"added": [], "removed": []}  # the committed ranking, the same at both
+    pairs = change["near_duplicates"]
+    assert all(cases["added"] in pair for pair in pairs["added"])
+    assert all(cases["removed"] in pair for pair in pairs["removed"])
     shards = change["shards"]
     for side in ("a", "b"):  # shards with the same md5 on both sides are not read
         assert shards["unchanged"] + shards["read"][side] == change[side]["shards"]
@@ -312,7 +317,7 @@ def test_the_stamp_keeps_params_comments_and_is_not_a_build_setting(tmp_path):
     with pytest.raises(CsxaError, match=r"variants.wide_cropped.published.version '1.1' is not a version"):
         Stamp.from_params(VARIANT, section)
     section["published"] = {"version": "v1.0.0"}
-    with pytest.raises(CsxaError, match="must hold notes, shards, title, version"):
+    with pytest.raises(CsxaError, match="must hold fingerprint, notes, title, version"):
         Stamp.from_params(VARIANT, section)
 
 
@@ -341,3 +346,22 @@ def test_a_release_commit_that_cannot_be_pushed_leaves_nothing_behind(steward, t
     assert sh("git", "tag", "-l", f"{VARIANT}@v1.2.0", cwd=root).stdout == ""
     assert (root / "data" / "variants" / VARIANT / "README.md").read_bytes() == card
     assert sh("dvc", "status", f"variant@{VARIANT}", cwd=root).stdout.strip().endswith("up to date.")
+
+
+@pytest.mark.slow
+def test_a_release_commit_refuses_work_it_would_sweep_in(steward, tmp_path):
+    """Something staged (or other work in params.yaml or dvc.lock) would end up in the release commit,
+    or be lost if it failed: publish refuses, naming it, and changes nothing."""
+    root = tmp_path / "copy"
+    shutil.copytree(steward["root"], root, symlinks=True)
+    sh("git", "commit", "-q", "--allow-empty", "-m", "next", cwd=root)
+    (root / "notes.txt").write_text("half-done work\n")
+    sh("git", "add", "notes.txt", cwd=root)
+    head = sh("git", "rev-parse", "HEAD", cwd=root).stdout
+    refused = csxa_data("publish", VARIANT, "v1.2.0", cwd=root, check=False)
+    assert refused.returncode == 2 and "commit or stash the changes in notes.txt first" in refused.stderr, (
+        refused.stderr
+    )
+    assert sh("git", "rev-parse", "HEAD", cwd=root).stdout == head
+    assert sh("git", "diff", "--cached", "--name-only", cwd=root).stdout.split() == ["notes.txt"]
+    assert sh("git", "tag", "-l", f"{VARIANT}@v1.2.0", cwd=root).stdout == ""

@@ -19,6 +19,7 @@ BLOCKS = {
     "compare_table": ("results/compare/table.md", "## The seed paper's Table 1"),
     "cv_table": ("results/compare/cv_table.md", None),
     "gradcam_table": ("results/gradcam.md", None),
+    "label_issues": ("results/quality/label_issues.md", None),
 }
 
 

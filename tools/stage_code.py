@@ -32,6 +32,7 @@ STAGES = {
     "cv": (TRAINING_COMMAND, ("csxa_train.cv", "csxa_train.fit")),
     "cv_landmarks": (TRAINING_COMMAND, ("csxa_train.cv", "csxa_train.landmark_baseline")),
     "landmark_baseline": (TRAINING_COMMAND, ("csxa_train.landmark_baseline",)),
+    "label_issues": (TRAINING_COMMAND, ("csxa_train.label_issues",)),
     "compare": (TRAINING_COMMAND, ("csxa_train.report.table", "csxa_train.report.cv_table")),
     "explain": (TRAINING_COMMAND, ("csxa_train.explain",)),
 }

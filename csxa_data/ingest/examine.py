@@ -8,6 +8,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from csxa_data.errors import CsxaError
+from csxa_data.ingest.duplicates import film_hash
 from csxa_data.ingest.params import IngestParams
 from csxa_data.release.images import ImageProblem, decode_film, is_inverted
 from csxa_data.release.landmarks import LandmarkProblem, parse_landmarks
@@ -35,13 +36,19 @@ def examine_film(png_bytes: bytes, params: IngestParams) -> dict:
         return {"png_problem": str(exc), "png_rule": exc.rule}
     grey, channels_equal = film.grey()
     height, width = grey.shape
-    return {
+    inverted = is_inverted(grey)
+    facts = {
         "width": width,
         "height": height,
         "mode": film.mode,
         "channels_equal": channels_equal,
-        "inverted": is_inverted(grey),
+        "inverted": inverted,
     }
+    try:
+        facts["hash"] = film_hash(grey, inverted).hex()
+    except Exception as exc:  # noqa: BLE001 - a film that cannot be hashed is reported by case and kept
+        facts["hash_problem"] = f"cannot be hashed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+    return facts
 
 
 def json_size_problem(size: int) -> str | None:

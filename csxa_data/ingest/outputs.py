@@ -13,9 +13,19 @@ import pandas as pd
 from csxa_data.atomic import atomic_path
 from csxa_data.csvtext import read_csv_file, safe_table
 from csxa_data.errors import CsxaError, conform
+from csxa_data.ingest.duplicates import duplicates_sentences
 from schemas import Manifest
 
-OUTPUTS = ("manifest.csv", "landmarks.csv", "repairs.csv", "drops.csv", "validation.json", "validation.md")
+OUTPUTS = (
+    "manifest.csv",
+    "landmarks.csv",
+    "repairs.csv",
+    "drops.csv",
+    "validation.json",
+    "validation.md",
+    "duplicates.csv",
+    "duplicates.png",
+)
 
 
 def validation_report(validation: dict) -> str:
@@ -46,11 +56,17 @@ def validation_report(validation: dict) -> str:
     ]
     for entry in validation["md5"]:
         lines.append(f"md5 {entry['file']}: {entry['status']}")
+    lines += [
+        "",
+        *duplicates_sentences(validation.get("near_duplicates")),
+        "",
+        "Pairs: `duplicates.csv`, `duplicates.png`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def write_ingest(result: IngestResult, out: str | Path) -> Path:
-    """Write the six outputs into ``out`` through a temporary folder renamed into place. Text that
+    """Write the outputs into ``out`` through a temporary folder renamed into place. Text that
     came from the release is neutralised where a spreadsheet would run it as a formula."""
     out = Path(out)
     with atomic_path(out, directory=True, owns=OUTPUTS) as tmp:
@@ -60,6 +76,9 @@ def write_ingest(result: IngestResult, out: str | Path) -> Path:
         safe_table(result.drops).to_csv(tmp / "drops.csv", index=False)
         (tmp / "validation.json").write_text(json.dumps(result.validation, indent=2, default=_json_default) + "\n")
         (tmp / "validation.md").write_text(validation_report(result.validation))
+        safe_table(result.duplicates).to_csv(tmp / "duplicates.csv", index=False)
+        if result.duplicate_sheet is not None:
+            result.duplicate_sheet.save(tmp / "duplicates.png", format="PNG")
     return out
 
 
@@ -137,6 +156,8 @@ class IngestResult:
     repairs: pd.DataFrame
     drops: pd.DataFrame
     validation: dict
+    duplicates: pd.DataFrame  # near-duplicate film pairs (duplicates.csv)
+    duplicate_sheet: object = None  # a PIL image of the pairs (duplicates.png)
 
 
 class NothingKept(CsxaError):

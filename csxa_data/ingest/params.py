@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from csxa_data.ingest.duplicates import POLICIES
 from csxa_data.params import dataclass_from_section, require
 from csxa_data.release.images import DEFAULT_MAX_PIXELS
 
@@ -19,6 +20,8 @@ class IngestParams:
     duplicate_tolerance: float = 0.5  # px: duplicated labels closer than this are one landmark
     gender_codes: dict = field(default_factory=lambda: {0: 0, 1: 1})  # sheet value -> file-name digit
     max_film_pixels: int = DEFAULT_MAX_PIXELS  # a film with more pixels is dropped (png_too_large), not decoded
+    near_duplicates: str = "report"  # report | group (one split per group) | drop (all but the first case)
+    near_duplicate_bits: int = 24  # of the 256 hash bits, at most this many differ in a near-duplicate pair
 
     @classmethod
     def from_dict(cls, data: dict | None) -> IngestParams:
@@ -40,5 +43,13 @@ class IngestParams:
             and not isinstance(params.max_film_pixels, bool)
             and params.max_film_pixels >= 1,
             "ingest.max_film_pixels must be a whole number of pixels, at least 1",
+        )
+        require(
+            params.near_duplicates in POLICIES,
+            f"ingest.near_duplicates must be one of {', '.join(POLICIES)}, not {params.near_duplicates!r}",
+        )
+        require(
+            isinstance(params.near_duplicate_bits, int) and 0 <= params.near_duplicate_bits <= 128,
+            "ingest.near_duplicate_bits must be a whole number of bits within 0..128",
         )
         return params

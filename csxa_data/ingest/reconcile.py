@@ -7,7 +7,7 @@ import pandas as pd
 
 from csxa_data.errors import CsxaError
 from csxa_data.release.reader import SYNTHETIC_CREATOR, Release
-from schemas import Drops, Landmarks, Manifest, Repairs
+from schemas import Drops, Landmarks, Manifest, NearDuplicates, Repairs
 
 
 def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, repairs: pd.DataFrame) -> dict:
@@ -51,7 +51,7 @@ def reconcile(release: Release, manifest: pd.DataFrame, drops: pd.DataFrame, rep
     }
 
 
-def check_contracts(manifest, landmarks, repairs, drops) -> None:
+def check_contracts(manifest, landmarks, repairs, drops, duplicates=None) -> None:
     """Our own outputs must satisfy the published contracts; a failure here is a bug, not bad data."""
     import pandera.pandas as pa
 
@@ -60,6 +60,7 @@ def check_contracts(manifest, landmarks, repairs, drops) -> None:
         ("landmarks", Landmarks, landmarks),
         ("repairs", Repairs, repairs),
         ("drops", Drops, drops),
+        *([("duplicates", NearDuplicates, duplicates)] if duplicates is not None else []),
     ):
         try:
             contract.validate(table, lazy=True)

@@ -14,6 +14,14 @@ import numpy as np
 import pandas as pd
 
 from csxa_data.errors import CsxaError
+from csxa_data.ingest.duplicates import (
+    apply_policy,
+    duplicate_sheet,
+    duplicates_summary,
+    duplicates_table,
+    injected_duplicates,
+    near_duplicate_pairs,
+)
 from csxa_data.ingest.examine import examine_all
 from csxa_data.ingest.outputs import IngestResult, NothingKept
 from csxa_data.ingest.params import IngestParams
@@ -219,8 +227,24 @@ def run_ingest(
 
     if not kept:
         raise NothingKept(release.root, ledger.repairs, ledger.drops)
+    pairs, hash_problems = near_duplicate_pairs(kept, facts, params.near_duplicate_bits)
+    stems = {r["number"]: r["stem"] for r in kept}
+    by_rule = split_cases(
+        pd.Series([r["number"] for r in kept]), pd.Series([r["label"] for r in kept]), params.test_fraction, params.seed
+    )
+    rule_split = dict(zip((r["number"] for r in kept), by_rule))
+    decided = apply_policy(params.near_duplicates, pairs, rule_split)
+    if decided.dropped:
+        files = {number: (png, jsn) for number, png, jsn, _ in jobs}
+        for number, (twin, distance, first) in sorted(decided.dropped.items()):
+            reason = f"case {number:04d}: a near-duplicate film of case {twin:04d} ({distance} of 256 hash bits differ)"
+            if twin != first:
+                reason += f", in the group of case {first:04d} (kept)"
+            _drop_case(ledger, typed, number, rows[number], *files[number], "near_duplicate", reason)
+        kept = [r for r in kept if r["number"] not in decided.dropped]
+        landmark_rows = [r for r in landmark_rows if r["number"] not in decided.dropped]
     manifest = pd.DataFrame(kept)
-    manifest.insert(6, "split", split_cases(manifest.number, manifest.label, params.test_fraction, params.seed))
+    manifest.insert(6, "split", [decided.split.get(n, rule_split[n]) for n in manifest.number])
     for split in ("train", "test"):
         if not (manifest.split == split).any():
             raise CsxaError(
@@ -233,8 +257,19 @@ def run_ingest(
     drops = pd.DataFrame(ledger.drops, columns=["source", "key", "number", "rule", "reason"])
     drops["number"] = drops.number.astype(float)
     validation = reconcile(release, manifest, drops, repairs)
-    check_contracts(manifest, landmarks, repairs, drops)
-    return IngestResult(manifest, landmarks, repairs, drops, validation)
+    duplicates = duplicates_table(pairs, rule_split, decided, stems)
+    validation["near_duplicates"] = duplicates_summary(
+        params.near_duplicates,
+        params.near_duplicate_bits,
+        duplicates,
+        decided,
+        hash_problems,
+        injected_duplicates(release.root),
+        set(stems),
+    )
+    check_contracts(manifest, landmarks, repairs, drops, duplicates)
+    sheet = duplicate_sheet(duplicates, lambda case: release.pngs.read(pngs[case]), params.near_duplicate_bits)
+    return IngestResult(manifest, landmarks, repairs, drops, validation, duplicates, sheet)
 
 
 def _drop_case(

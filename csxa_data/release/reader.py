@@ -584,3 +584,20 @@ def open_release(root: str | Path, config: ReleaseParams | None = None) -> Relea
     sheet = read_sheet(xlsx, config)
     columns = select_columns(sheet, config, xlsx)
     return Release(root, config, sheet, columns, open_file_set(root, PNG_SET), open_file_set(root, JSON_SET), checksums)
+
+
+def injected_faults(release_root: str | os.PathLike, fault: str) -> list[dict] | None:
+    """The rows of ``fault`` in the ``faults.csv`` that ``csxa-data synth`` writes beside a synthetic
+    release (number, stem, fault, label, detail, as text), or None for a release without a readable
+    one: the truth that ingest's near-duplicate search and the label-issue ranking measure against."""
+    import csv
+
+    faults = Path(release_root).parent / "faults.csv"
+    try:
+        with open(faults, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if rows and not {"number", "fault", "detail"} <= set(rows[0]):
+        return None
+    return [row for row in rows if row.get("fault") == fault]

@@ -69,6 +69,10 @@ class SynthParams:
     shuffled_shapes_rate: float = 0.5
     image_data_rate: float = 0.5  # JSONs carrying base64 imageData (others: null)
     json_size_mismatch_rate: float = 0.01  # imageWidth/imageHeight that disagree with the PNG
+    # faults the release's validators cannot see, recorded in faults.csv only: the truth ingest's
+    # near-duplicate search and the label-issue ranking are measured against
+    near_duplicate_rate: float = 0.0  # films that are another case's film re-exported (resized, re-encoded)
+    label_flip_rate: float = 0.0  # sheet rows whose class is not the film's
 
     @classmethod
     def from_dict(cls, data: dict | None) -> SynthParams:
@@ -162,7 +166,36 @@ def plan_cases(params: SynthParams) -> pd.DataFrame:
     ]:
         chosen = _pick(rng, imaged, rate)
         plan[column] = [x in chosen for x in numbers]
+    _plan_hidden_faults(plan, params, imaged)
     return plan
+
+
+def _plan_hidden_faults(plan: pd.DataFrame, params: SynthParams, imaged: np.ndarray) -> None:
+    """Near-duplicates and label flips, drawn from their own stream so that every other fault stays
+    where it was. A copy takes its source's patient (label, gender, age, severity) and film, drawn
+    again and resized by ``copy_scale``; its border, text, mode and landmark faults are its own."""
+    rng = np.random.default_rng([params.seed, 2])
+    index = {int(x): i for i, x in enumerate(plan.number)}
+    copies = sorted(_pick(rng, imaged, params.near_duplicate_rate))
+    pool = np.array([x for x in imaged if x not in copies], dtype=int)
+    sources = rng.choice(pool, size=min(len(copies), len(pool)), replace=False).tolist() if copies else []
+    plan["copy_of"], plan["copy_scale"] = 0, 1.0
+    plan["source_width"], plan["source_height"] = plan.width, plan.height
+    for copy, source in zip(copies, sources):
+        b, a = index[copy], index[int(source)]
+        scale = float(rng.uniform(0.85, 1.15))
+        shift = plan.at[b, "age_sheet"] - plan.at[b, "age_name"]  # an age mismatch of the copy stays one
+        for column in ("label", "gender", "age_name", "severity", "source_width", "source_height"):
+            plan.at[b, column] = plan.at[a, column]
+        plan.at[b, "age_sheet"] = int(np.clip(plan.at[a, "age_name"] + shift, 18, 99))
+        plan.at[b, "width"] = max(8, round(plan.at[a, "width"] * scale))
+        plan.at[b, "height"] = max(8, round(plan.at[a, "height"] * scale))
+        plan.at[b, "mm_per_pixel"] = plan.at[a, "mm_per_pixel"] / scale
+        plan.at[b, "copy_of"], plan.at[b, "copy_scale"] = int(source), scale
+    plan["stem"] = [f"{x:04d}{g}{a:02d}" for x, g, a in zip(plan.number, plan.gender, plan.age_name)]
+    involved = set(copies) | {int(x) for x in sources}
+    flips = _pick(rng, np.array([x for x in imaged if x not in involved], dtype=int), params.label_flip_rate)
+    plan["label_sheet"] = [1 - label if x in flips else label for x, label in zip(plan.number, plan.label)]
 
 
 # --- one case ----------------------------------------------------------------------------------
@@ -255,15 +288,32 @@ def radiographic_parameters(landmarks: dict, mm_per_pixel: float) -> dict:
     return row
 
 
+def _copied_film(case: dict, seed: int) -> tuple[np.ndarray, dict]:
+    """The source case's film and landmarks, drawn again from its own seed, resized to this case's size."""
+    from PIL import Image
+
+    source = np.random.default_rng([seed, 1, case["copy_of"]])
+    grey, landmarks = draw_radiograph(source, case["source_width"], case["source_height"], case["severity"])
+    sx, sy = case["width"] / case["source_width"], case["height"] / case["source_height"]
+    resized = Image.fromarray(grey).resize((case["width"], case["height"]), Image.Resampling.BILINEAR)
+    return np.asarray(resized), {label: (x * sx, y * sy) for label, (x, y) in landmarks.items()}
+
+
 def render_case(case: dict, seed: int) -> dict:
     """Draw one case: PNG and JSON bytes (None for a row without an image), sheet measures, faults."""
     rng = np.random.default_rng([seed, 1, case["number"]])
     width, height = case["width"], case["height"]
-    grey, landmarks = draw_radiograph(rng, width, height, case["severity"])
+    if case.get("copy_of"):
+        grey, landmarks = _copied_film(case, seed)
+    else:
+        grey, landmarks = draw_radiograph(rng, width, height, case["severity"])
     measures = radiographic_parameters(landmarks, case["mm_per_pixel"])
     if not case["has_image"]:
         return {"number": case["number"], "png": None, "json": None, "measures": measures, "faults": []}
     grey, faults = _film(case, grey, rng)
+    if case.get("copy_of"):
+        detail = f"copy of case {case['copy_of']:04d} (scale {case['copy_scale']:.3f})"
+        faults.insert(0, {"fault": "near_duplicate", "label": "", "detail": detail})
     buffer = io.BytesIO()
     film.to_mode(grey, case["mode"]).save(buffer, format="PNG", compress_level=1)
     png = buffer.getvalue()
@@ -388,6 +438,17 @@ def write_synthetic_release(
                             "detail": f"sheet {case['age_sheet']}, name {case['age_name']}",
                         }
                     )
+                if case["label_sheet"] != case["label"]:
+                    said, truth = CLASS_NAMES[case["label_sheet"]], CLASS_NAMES[case["label"]]
+                    fault_rows.append(
+                        {
+                            "number": case["number"],
+                            "stem": case["stem"],
+                            "fault": "label_flip",
+                            "label": "",
+                            "detail": f"sheet {said}, film {truth}",
+                        }
+                    )
                 for fault in result["faults"]:
                     fault_rows.append({"number": case["number"], "stem": case["stem"], **fault})
                 for label, (x, y) in result["landmarks"].items():
@@ -421,7 +482,12 @@ def write_synthetic_release(
 
 def _sheet_rows(plan: pd.DataFrame, measures: dict[int, dict]) -> pd.DataFrame:
     base = pd.DataFrame(
-        {"Number": plan.number, "Gender": plan.gender, "Age": plan.age_sheet, "Class": plan.label.map(CLASS_NAMES)}
+        {
+            "Number": plan.number,
+            "Gender": plan.gender,
+            "Age": plan.age_sheet,
+            "Class": plan.label_sheet.map(CLASS_NAMES),
+        }
     )
     extra = pd.DataFrame([measures[n] for n in plan.number])
     return pd.concat([base, extra], axis=1)

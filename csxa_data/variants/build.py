@@ -26,7 +26,7 @@ from csxa_data.params import worker_count
 from csxa_data.release.images import Film, ImageProblem, decode_film
 from csxa_data.release.reader import PNG_SET, FileSet, open_file_set
 from csxa_data.shards.format import SHARD_PATTERN, sample_members, shard_counts, write_shard
-from csxa_data.stamp import Stamp
+from csxa_data.stamp import Stamp, data_fingerprint
 from csxa_data.variants import transforms as T
 from csxa_data.variants.card import dataset_card
 from csxa_data.variants.preview import variant_preview
@@ -253,7 +253,8 @@ def build_variant(
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
         (tmp / "shards.json").write_bytes(shards_json)
         # the stamp publish wrote names these files only if they are the ones it published
-        current = stamp if stamp is not None and stamp.describes(shards_json) else None
+        fingerprint = data_fingerprint(shards_json, stats, validation or {})
+        current = stamp if stamp is not None and stamp.describes(fingerprint) else None
         variant_preview(tmp, name, params.preview_cases).save(tmp / "preview.png", format="PNG")
         if validation is not None:
             (tmp / "README.md").write_text(

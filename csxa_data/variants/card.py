@@ -18,6 +18,7 @@ from csxa_data.cards import (
     markdown_table,
     release_kind,
 )
+from csxa_data.ingest.duplicates import duplicates_sentences
 
 
 def _test_share(totals: dict) -> str:
@@ -156,6 +157,15 @@ def dataset_card(
     lines += [
         "The rules are explained in the csxa docs (release and ingest); every row and file is in "
         "`manifest.csv` or `drops.csv` of the ingest stage.",
+        "",
+        "## Data quality",
+        "",
+        *duplicates_sentences(validation.get("near_duplicates")),
+        "",
+        "Each pair is in `duplicates.csv` of the ingest stage, side by side in its `duplicates.png`. Likely "
+        "label errors are ranked after cross-validation, which is built on this variant, so they are not in it: "
+        "`results/quality/label_issues.csv` (and `.md`, `.png`) of the same registry commit, from "
+        "`csxa-train label-issues` (cleanlab over every cross-validation's out-of-fold predictions).",
         "",
         "## Class balance",
         "",

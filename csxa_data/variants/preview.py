@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from csxa_data.atomic import atomic_path
 from csxa_data.errors import CsxaError
@@ -16,46 +16,9 @@ from csxa_data.release.reader import ReleaseParams, open_release
 from csxa_data.shards.format import read_shards, split_shards
 from csxa_data.shards.sources import open_source
 from csxa_data.shards.verify import shard_report, split_samples
+from csxa_data.sheets import mark_points, tile_grid
 
 CLASS_TITLES = {0: "asymptomatic (healthy)", 1: "spondylosis"}
-
-
-def tile_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], tile: int, pad: int = 6) -> Image.Image:
-    """Rows of (title, [(image, caption), ...]) on a dark page, each image scaled to ``tile`` high."""
-    font = ImageFont.load_default(size=max(10, tile // 18))
-    title_h, caption_h = tile // 8, tile // 12
-    scaled = [
-        [
-            (img.resize((max(1, round(img.width * tile / img.height)), tile), Image.Resampling.LANCZOS), cap)
-            for img, cap in items
-        ]
-        for _, items in rows
-    ]
-    # at least two tiles wide, so that a title over an empty row still shows
-    width = max([sum(im.width + pad for im, _ in items) + pad for items in scaled] + [2 * tile])
-    height = len(rows) * (title_h + tile + caption_h + pad) + pad
-    page = Image.new("RGB", (width, height), (24, 24, 28))
-    draw = ImageDraw.Draw(page)
-    y = pad
-    for (title, _), items in zip(rows, scaled):
-        draw.text((pad, y), title, fill=(235, 235, 235), font=font)
-        y += title_h
-        x = pad
-        for img, caption in items:
-            page.paste(img.convert("RGB"), (x, y))
-            draw.text((x, y + tile + 2), caption, fill=(190, 190, 190), font=font)
-            x += img.width + pad
-        y += tile + caption_h + pad
-    return page
-
-
-def _mark(img: Image.Image, points: dict[str, tuple[float, float]]) -> Image.Image:
-    img = img.convert("RGB")
-    draw = ImageDraw.Draw(img)
-    r = max(2, img.height // 150)
-    for x, y in points.values():
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=(230, 40, 40))
-    return img
 
 
 def release_contact_sheet(
@@ -88,7 +51,7 @@ def release_contact_sheet(
         caption = f"{member.stem} {img.width}x{img.height} {img.mode}"
         if landmarks and member.stem in json_names:
             try:
-                img = _mark(img, shape_locations(json.loads(release.jsons.read(json_names[member.stem]))))
+                img = mark_points(img, shape_locations(json.loads(release.jsons.read(json_names[member.stem]))))
             except (ValueError, RecursionError, CsxaError, AttributeError, TypeError, OverflowError) as exc:
                 print(f"contact sheet: no landmarks for {member.stem}: {exc}", file=sys.stderr)
         picked[label].append((img, caption))
