@@ -59,18 +59,8 @@ def variant_diff(
         "shards": {"unchanged": sum(unchanged.values()), "read": {"a": len(left), "b": len(right)}},
         "parameters": _parameter_changes(a["params"], b["params"]) if a["stages"] and b["stages"] else None,
         "ledgers": {kind: _ledger_changes(a["ledgers"][kind], b["ledgers"][kind]) for kind in LEDGERS},
-        "near_duplicates": None
-        if a["near_duplicates"] is None or b["near_duplicates"] is None
-        else {
-            "added": sorted(b["near_duplicates"] - a["near_duplicates"]),
-            "removed": sorted(a["near_duplicates"] - b["near_duplicates"]),
-        },
-        "label_issues": None
-        if a["label_issues"] is None or b["label_issues"] is None
-        else {
-            "added": sorted(b["label_issues"] - a["label_issues"]),
-            "removed": sorted(a["label_issues"] - b["label_issues"]),
-        },
+        "near_duplicates": _set_changes(a["near_duplicates"], b["near_duplicates"]),
+        "label_issues": _set_changes(a["label_issues"], b["label_issues"]),
     }
 
 
@@ -254,6 +244,11 @@ def _parameter_changes(a: dict, b: dict) -> list[dict]:
     ]
 
 
+def _set_changes(a: set | None, b: set | None) -> dict | None:
+    """What is in ``b`` and not ``a`` (added) and the reverse, sorted; None where either side is unknown."""
+    return None if a is None or b is None else {"added": sorted(b - a), "removed": sorted(a - b)}
+
+
 def _ledger_changes(a: list[tuple] | None, b: list[tuple] | None) -> dict | None:
     if a is None or b is None:
         return None
@@ -274,6 +269,11 @@ def _summary(side: dict) -> dict:
         "cases": {split: totals[split]["cases"] for split in totals},
         "by_class": {split: totals[split]["by_class"] for split in totals},
     }
+
+
+def _pairs(pairs: list[tuple[int, int]]) -> str:
+    shown = ", ".join(f"{a:04d}/{b:04d}" for a, b in pairs[:SHOWN])
+    return shown + (f" and {len(pairs) - SHOWN} more" if len(pairs) > SHOWN else "")
 
 
 def _cases(numbers: list[int]) -> str:
@@ -320,9 +320,7 @@ def diff_markdown(diff: dict, *, title: str | None = None) -> str:
         lines.append("- not compared (duplicates.csv not fetchable at both revisions)")
     else:
         for what, found in (("new", pairs["added"]), ("gone", pairs["removed"])):
-            shown = ", ".join(f"{a:04d}/{b:04d}" for a, b in found[:SHOWN])
-            more = f" and {len(found) - SHOWN} more" if len(found) > SHOWN else ""
-            lines.append(f"- pairs {what}: {len(found)}" + (f" ({shown}{more})" if found else ""))
+            lines.append(f"- pairs {what}: {len(found)}" + (f" ({_pairs(found)})" if found else ""))
     flagged = diff.get("label_issues")
     lines += ["", "Likely label errors (cleanlab, flagged after cross-validation):"]
     if flagged is None:

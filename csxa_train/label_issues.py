@@ -120,7 +120,8 @@ def injected_flips(release_root: str | Path) -> set[int] | None:
     from csxa_data.release.reader import injected_faults
 
     rows = injected_faults(release_root, "label_flip")
-    return None if rows is None else {int(r["number"]) for r in rows if (r["number"] or "").isdigit()}
+    numbers = [r["number"] or "" for r in rows] if rows is not None else None
+    return None if numbers is None else {int(n) for n in numbers if n.isascii() and n.isdigit()}
 
 
 def measured(ranked: pd.DataFrame, flips: set[int] | None, manifest: pd.DataFrame) -> dict:
@@ -259,7 +260,8 @@ def write_label_issues(
         given=ranked.given.map(CLASS_NAMES),
         suggested=ranked.suggested.map(CLASS_NAMES),
         quality=ranked.quality.round(6),
-    ).assign(p=ranked.p.round(6))
+        p=ranked.p.round(6),
+    )
     write_files_atomic(
         out,
         {

@@ -193,3 +193,26 @@ def test_a_chain_is_one_group_and_each_dropped_case_names_its_own_twin():
     dropped = apply_policy("drop", pairs, rule).dropped
     assert dropped == {2: (1, 10, 1), 3: (2, 20, 1), 9: (7, 0, 7)}
     assert apply_policy("report", pairs, rule).split == {} and apply_policy("report", pairs, rule).dropped == {}
+
+
+def test_a_fault_record_with_odd_numbers_is_read_without_a_traceback(tmp_path):
+    """faults.csv is outside data to ingest: a superscript or Arabic-Indic digit, a missing column or
+    undecodable bytes leave the pair out (or the truth unknown), never a traceback."""
+    from csxa_data.ingest.duplicates import injected_duplicates
+    from csxa_train.label_issues import injected_flips
+
+    release = tmp_path / "release"
+    release.mkdir()
+    faults = tmp_path / "faults.csv"
+    faults.write_text(
+        "number,stem,fault,label,detail\n"
+        "²,x,near_duplicate,,copy of case 0001 (scale 1.0)\n"
+        "٣,x,label_flip,,sheet a\n"
+        "0007,x,near_duplicate,,copy of case ٣\n"
+        "0009,x,near_duplicate,,copy of case 0004 (scale 0.9)\n"
+        "0011,x,label_flip,,sheet a\n",
+        encoding="utf-8",
+    )
+    assert injected_duplicates(release) == {(4, 9)} and injected_flips(release) == {11}
+    faults.write_bytes(b"number,fault\n\xff\xfe,label_flip\n")
+    assert injected_duplicates(release) is None and injected_flips(release) is None

@@ -207,9 +207,10 @@ def injected_duplicates(release_root: Path) -> set[tuple[int, int]] | None:
         return None
     pairs = set()
     for row in rows:
-        match = re.search(r"copy of case (\d+)", row["detail"] or "")
-        if match and (row["number"] or "").isdigit():
-            pairs.add(tuple(sorted((int(match.group(1)), int(row["number"])))))
+        match = re.search(r"copy of case ([0-9]+)", row["detail"] or "")
+        number = row["number"] or ""
+        if match and number.isascii() and number.isdigit():
+            pairs.add(tuple(sorted((int(match.group(1)), int(number)))))
     return pairs
 
 
